@@ -1,0 +1,210 @@
+"""The sketch: numpy only. Hashing, building count arrays, float inference and THE integer reference.
+
+A sketch has P sparse ternary hyperplanes (CSR: tap_ptr, tap_idx, tap_sign) and L count tables of 2^K cells.
+Table l reads the K hash bits table_sel[l, :]; bit k of its bucket is hyperplane table_sel[l, k].
+
+  inputs      x (float) -> u = x / in_scale + in_zero            (float sketch, "quantised units")
+                        -> xq = clip(rint(u), -128, 127) int8     (integer sketch)
+  hash bit p  float: sum_t sign * (u - offset)[idx] > threshold_f[p]
+              int:   sum_t sign * xq[idx]          > threshold[p]     (int32; offsets are folded in)
+  bucket l    sum_k bit[table_sel[l, k]] << k
+  scores      float: sum_l counts_f[l, bucket_l] + out_bias
+              int:   sum_l counts[l, bucket_l] (int32);  output = scores * out_scale + out_bias
+
+Both learned mode (P shared hyperplanes with s taps) and representer mode (L*K random hyperplanes,
+table_sel[l] = l*K .. l*K+K-1) are this one structure, so codegen and the C loop have one shape.
+The C code in codegen_templates/ must equal int_scores() bit for bit; tests assert it on whole test sets.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+TASKS = ("classification", "regression")
+
+
+@dataclass
+class Sketch:
+    meta: dict                 # task, mode, class_names, input_shape, source, metrics, ...
+    in_scale: np.ndarray       # float32[D]
+    in_zero: np.ndarray        # int32[D]
+    offset: np.ndarray         # float32[D], centring in quantised units
+    tap_ptr: np.ndarray        # int32[P+1]
+    tap_idx: np.ndarray        # int32[nnz]
+    tap_sign: np.ndarray       # int8[nnz], +1/-1
+    threshold_f: np.ndarray    # float32[P]
+    threshold: np.ndarray      # int32[P]
+    table_sel: np.ndarray      # int32[L, K]
+    counts_f: np.ndarray       # float32[L, 2^K, C], in output units
+    counts: np.ndarray         # int8 or int16 [L, 2^K, C]
+    out_scale: np.ndarray      # float32[C]
+    out_bias: np.ndarray       # float32[C]
+    extras: dict = field(default_factory=dict)  # optional arrays (e.g. representers), name -> ndarray
+
+    # dimensions
+    @property
+    def n_inputs(self) -> int: return int(self.in_scale.shape[0])
+    @property
+    def n_outputs(self) -> int: return int(self.counts.shape[2])
+    @property
+    def n_tables(self) -> int: return int(self.table_sel.shape[0])
+    @property
+    def n_bits(self) -> int: return int(self.table_sel.shape[1])
+    @property
+    def n_hyperplanes(self) -> int: return int(self.tap_ptr.shape[0] - 1)
+    @property
+    def n_taps(self) -> int: return int(self.tap_idx.shape[0])
+    @property
+    def task(self) -> str: return self.meta["task"]
+
+    # costs
+    @property
+    def table_bytes(self) -> int: return int(self.counts.nbytes)
+    @property
+    def projection_bytes(self) -> int:
+        """Sparse storage: an index per tap (u8 if D <= 256, else u16), a sign bit per tap, an int32 threshold per
+        hyperplane and L*K bit selectors (u8 if P <= 256, else u16)."""
+        idx = 1 if self.n_inputs <= 256 else 2
+        sel = 1 if self.n_hyperplanes <= 256 else 2
+        return self.n_taps * idx + -(-self.n_taps // 8) + 4 * self.n_hyperplanes + sel * self.table_sel.size
+    @property
+    def ops_per_inference(self) -> int: return self.n_taps + self.n_tables * self.n_outputs
+
+    def dense_projection(self) -> np.ndarray:
+        """The ternary projection as a dense int8 [D, P] matrix (for vectorised numpy hashing)."""
+        R = np.zeros((self.n_inputs, self.n_hyperplanes), np.int8)
+        cols = np.repeat(np.arange(self.n_hyperplanes), np.diff(self.tap_ptr))
+        R[self.tap_idx, cols] = self.tap_sign
+        return R
+
+
+# ---------------------------------------------------------------- inputs
+def input_units(sk: Sketch, x: np.ndarray) -> np.ndarray:
+    """Float inputs [N, ...] -> quantised units u [N, D] (not rounded): what the float sketch hashes."""
+    x = np.asarray(x, np.float32).reshape(len(x), -1)
+    return x / sk.in_scale + sk.in_zero
+
+
+def quantize_inputs(sk: Sketch, x: np.ndarray) -> np.ndarray:
+    """Float inputs -> int8 [N, D], as TFLite quantises: rint (half to even), add zero point, saturate."""
+    return np.clip(np.rint(input_units(sk, x)), -128, 127).astype(np.int8)
+
+
+# ---------------------------------------------------------------- hashing
+def buckets_from_bits(sk: Sketch, bits: np.ndarray) -> np.ndarray:
+    """bits bool [N, P] -> buckets int64 [N, L]."""
+    return (bits[:, sk.table_sel].astype(np.int64) << np.arange(sk.n_bits)).sum(-1)
+
+
+def float_hash_bits(sk: Sketch, u: np.ndarray) -> np.ndarray:
+    z = (np.asarray(u, np.float64) - sk.offset) @ sk.dense_projection().astype(np.float64)
+    return z > sk.threshold_f
+
+
+def int_projections(sk: Sketch, xq: np.ndarray) -> np.ndarray:
+    """Exact int64 projection sums [N, P]. float64 matmul is exact here (|z| <= 128 * taps << 2^53)."""
+    z = np.asarray(xq, np.float64) @ sk.dense_projection().astype(np.float64)
+    return z.astype(np.int64)
+
+
+def int_hash_bits(sk: Sketch, xq: np.ndarray) -> np.ndarray:
+    return int_projections(sk, xq) > sk.threshold
+
+
+def int_buckets(sk: Sketch, xq: np.ndarray) -> np.ndarray:
+    return buckets_from_bits(sk, int_hash_bits(sk, xq))
+
+
+# ---------------------------------------------------------------- inference
+def lookup(tables: np.ndarray, buckets: np.ndarray) -> np.ndarray:
+    """Sum over l of tables[l, buckets[:, l]] -> [N, C] (int64 for integer tables)."""
+    acc = np.int64 if np.issubdtype(tables.dtype, np.integer) else np.float64
+    return tables[np.arange(tables.shape[0]), buckets].astype(acc).sum(1)
+
+
+def float_outputs(sk: Sketch, x: np.ndarray) -> np.ndarray:
+    """The float sketch: float hash of unrounded inputs, float tables. Returns outputs [N, C]."""
+    return lookup(sk.counts_f, buckets_from_bits(sk, float_hash_bits(sk, input_units(sk, x)))) + sk.out_bias
+
+
+def int_scores(sk: Sketch, xq: np.ndarray) -> np.ndarray:
+    """THE integer reference: int8 inputs [N, D] -> int32 scores [N, C]. The C code must equal this exactly."""
+    s = lookup(sk.counts, int_buckets(sk, np.asarray(xq).reshape(len(xq), -1)))
+    assert np.abs(s).max(initial=0) <= score_bound(sk), "score exceeds the recorded worst-case bound"
+    return s.astype(np.int32)
+
+
+def int_outputs(sk: Sketch, x: np.ndarray) -> np.ndarray:
+    """Float inputs -> quantise -> integer sketch -> dequantised outputs [N, C]."""
+    return int_scores(sk, quantize_inputs(sk, x)) * sk.out_scale.astype(np.float64) + sk.out_bias
+
+
+def predict(outputs: np.ndarray, task: str) -> np.ndarray:
+    return outputs.argmax(1) if task == "classification" else outputs
+
+
+# ---------------------------------------------------------------- worst-case bounds
+def projection_bound(sk: Sketch) -> int:
+    """max |sum of taps * xq| over all int8 inputs: 128 * the largest tap count."""
+    return 128 * int(np.diff(sk.tap_ptr).max(initial=0))
+
+
+def score_bound(sk: Sketch) -> int:
+    """max |score| over all buckets: sum over tables of the largest |count| in that table, per class, maxed."""
+    return int(np.abs(sk.counts.astype(np.int64)).max(1).sum(0).max(initial=0))
+
+
+# ---------------------------------------------------------------- building blocks
+def csr_from_dense(R: np.ndarray):
+    """Dense ternary [D, P] -> (tap_ptr, tap_idx, tap_sign), taps of each hyperplane sorted by index."""
+    ptr, idx, sign = [0], [], []
+    for p in range(R.shape[1]):
+        nz = np.flatnonzero(R[:, p])
+        idx.extend(nz); sign.extend(np.sign(R[nz, p])); ptr.append(len(idx))
+    return np.array(ptr, np.int32), np.array(idx, np.int32), np.array(sign, np.int8)
+
+
+def random_ternary(D: int, P: int, rng: np.random.Generator, density: float = 1 / 3) -> np.ndarray:
+    """Sparse ternary projection [D, P]: +1/0/-1 with probabilities density/2, 1-density, density/2
+    (Achlioptas; density 1/3 gives the default 1/6, 2/3, 1/6). Every column gets at least one tap."""
+    R = rng.choice(np.array([1, 0, -1], np.int8), size=(D, P), p=[density / 2, 1 - density, density / 2])
+    empty = ~R.any(0)
+    R[rng.integers(0, D, empty.sum()), np.flatnonzero(empty)] = 1
+    return R
+
+
+def int_thresholds(threshold_f, offset, tap_ptr, tap_idx, tap_sign) -> np.ndarray:
+    """Fold centring into integer thresholds: sum sign*(u - o) > t  <=>  sum sign*u > t + sum sign*o, and for an
+    integer left side  z > T  <=>  z > floor(T)."""
+    so = np.add.reduceat(tap_sign * offset[tap_idx].astype(np.float64), tap_ptr[:-1]) if len(tap_idx) else 0.0
+    so = np.where(np.diff(tap_ptr) > 0, so, 0.0)
+    return np.floor(np.asarray(threshold_f, np.float64) + so).astype(np.int32)
+
+
+def random_sketch(D: int = 64, C: int = 10, L: int = 16, K: int = 6, P: int | None = None, taps: int | None = None,
+                  count_dtype=np.int8, seed: int = 0, task: str = "classification") -> Sketch:
+    """A well-formed sketch with random hyperplanes and random counts: for tests of codegen and firmware, which
+    must be bit-exact on any sketch, trained or not. P=None gives representer layout (L*K private hyperplanes)."""
+    rng = np.random.default_rng(seed)
+    shared = P is not None
+    P = P if shared else L * K
+    if taps is None:
+        R = random_ternary(D, P, rng)
+    else:
+        R = np.zeros((D, P), np.int8)
+        for p in range(P):
+            R[rng.choice(D, min(taps, D), replace=False), p] = rng.choice(np.array([-1, 1], np.int8), min(taps, D))
+    ptr, idx, sign = csr_from_dense(R)
+    offset = rng.normal(0, 20, D).astype(np.float32)
+    thr_f = rng.normal(0, 30, P).astype(np.float32)
+    sel = (rng.integers(0, P, (L, K)) if shared else np.arange(L * K).reshape(L, K)).astype(np.int32)
+    info = np.iinfo(count_dtype)
+    counts = rng.integers(info.min, info.max, (L, 1 << K, C), endpoint=True).astype(count_dtype)
+    out_scale = np.full(C, 0.01, np.float32)
+    return Sketch(meta={"task": task, "mode": "learned" if shared else "representer", "class_names": [str(c) for c in range(C)],
+                        "input_shape": [D]},
+                  in_scale=rng.uniform(0.05, 0.2, D).astype(np.float32), in_zero=rng.integers(-128, 0, D).astype(np.int32),
+                  offset=offset, tap_ptr=ptr, tap_idx=idx, tap_sign=sign, threshold_f=thr_f,
+                  threshold=int_thresholds(thr_f, offset, ptr, idx, sign), table_sel=sel,
+                  counts_f=counts * out_scale, counts=counts, out_scale=out_scale, out_bias=np.zeros(C, np.float32))
