@@ -1,0 +1,43 @@
+/* edgesketch serial protocol v1: framing only (COBS + CRC-16/CCITT-FALSE), no I/O. See docs/protocol.md.
+ * The host twin is edgesketch/protocol.py. C99, no malloc; fuzzed in a host build (firmware/fuzz/). */
+#ifndef ES_PROTO_H
+#define ES_PROTO_H
+#include <stddef.h>
+#include <stdint.h>
+
+#define ES_PROTO_VERSION   1
+#define ES_PROTO_MAX_BODY  1024
+#define ES_PROTO_MAX_RAW   (ES_PROTO_MAX_BODY + 6)               /* cmd, seq, body, crc16, 2 spare */
+#define ES_PROTO_MAX_WIRE  (ES_PROTO_MAX_RAW + ES_PROTO_MAX_RAW / 254 + 2)  /* COBS overhead + delimiter */
+
+enum { ES_CMD_HELLO = 0x01, ES_CMD_INFER = 0x02, ES_CMD_BATCH = 0x03, ES_CMD_DEBUG = 0x04, ES_CMD_RESET = 0x05,
+       ES_REPLY = 0x80, ES_MSG_BOOT = 0xB0, ES_MSG_NAK = 0x7F };
+enum { ES_NAK_CRC = 1, ES_NAK_LENGTH = 2, ES_NAK_UNKNOWN = 3, ES_NAK_TOO_LONG = 4, ES_NAK_COBS = 5,
+       ES_NAK_BATCH = 6, ES_NAK_SHORT = 7 };
+
+typedef struct {            /* one decoded, CRC-checked frame; body points into the receiver's buffer */
+    uint8_t cmd;
+    uint8_t seq;
+    const uint8_t *body;
+    uint16_t len;
+} es_frame_t;
+
+typedef struct {            /* receiver state: caller-owned, no hidden globals */
+    uint8_t wire[ES_PROTO_MAX_WIRE];
+    uint8_t raw[ES_PROTO_MAX_RAW];
+    size_t n;               /* bytes of the current encoded frame */
+    uint8_t synced;         /* 0 until the first 0x00: bytes before it are noise */
+    uint8_t overflow;       /* the current frame outgrew the buffer: NAK it at its delimiter */
+} es_rx_t;
+
+enum { ES_RX_NONE = 0, ES_RX_FRAME = 1, ES_RX_ERROR = 2 };
+
+uint16_t es_crc16(const uint8_t *p, size_t n);
+void es_rx_init(es_rx_t *rx);
+/* Feed one received byte. Returns ES_RX_FRAME with *out filled, ES_RX_ERROR with *nak_reason and out->seq
+ * (0 if unknown) filled, or ES_RX_NONE. Never reads or writes outside rx, out and nak_reason. */
+int es_rx_push(es_rx_t *rx, uint8_t byte, es_frame_t *out, uint8_t *nak_reason);
+/* Encode cmd, seq and body into out (COBS, then 0x00). Returns bytes written, or 0 if cap is too small or
+ * len > ES_PROTO_MAX_BODY. */
+size_t es_tx_encode(uint8_t cmd, uint8_t seq, const uint8_t *body, uint16_t len, uint8_t *out, size_t cap);
+#endif
