@@ -1,12 +1,33 @@
-"""Codegen: Jinja2 only. Render codegen_templates/ with values chosen in Python; templates hold loops and ifs."""
+"""Codegen: Jinja2 only. Render codegen_templates/ with values chosen in Python; templates hold loops and ifs.
+
+generate(sketch) -> {"es_model.h": ..., "es_model.c": ...}: the C99 model API of docs/model-api.md. Every number,
+type name and array literal is chosen here; the templates only loop over what they are given.
+
+Two layouts of one computation (both equal sketch.int_scores bit for bit):
+  unrolled  each hyperplane is straight-line code (one load at a constant offset and one add/sub per tap, the
+            threshold a constant); its hash bit goes straight to its place(s) in packed bucket words, so a table's
+            bucket is one shift and mask. Fastest; about 6 bytes of code per tap.
+  compact   loops over const tap lists (index arrays, positives first then negatives); about 1 byte per tap.
+Count tables are one flat const array (row = table * 2^K + bucket, C counts a row). On cores with the DSP extension
+and unaligned loads (Cortex-M4/M7/M33...) int8 counts are added four at a time with SXTAB16 into 16-bit lanes, behind
+`#if`, next to the plain loop; it is used only when score_bound(sketch) fits a 16-bit lane.
+"""
 from __future__ import annotations
 
+import re
+
 import jinja2
+import numpy as np
 
 from . import __version__
+from .errors import UserError
 from .paths import templates_dir
+from .sketch import Sketch, projection_bound, score_bound
 
 _env = None
+
+LAYOUTS = ("unrolled", "compact")
+INT32_MAX = 2**31 - 1
 
 
 def environment() -> jinja2.Environment:
@@ -20,3 +41,236 @@ def environment() -> jinja2.Environment:
 def render(template: str, **ctx) -> str:
     """Render one template (a path under codegen_templates/) with the edgesketch version in scope."""
     return environment().get_template(template).render(version=__version__, **ctx)
+
+
+# ---------------------------------------------------------------- small helpers
+def _c_float(v) -> str:
+    """A float32 as a C float literal that reads back to the same float32."""
+    f = np.float32(v)
+    if not np.isfinite(f):
+        raise UserError(f"the sketch holds a non-finite quantisation parameter ({f}): re-run distill")
+    s = f"{float(f):.9g}"
+    if not any(ch in s for ch in ".en"):
+        s += ".0"
+    return s + "f"
+
+
+def _c_int(v: int) -> str:
+    """An integer literal that is an int on 16-bit-int targets too (INT32_MIN needs the expression form)."""
+    v = int(v)
+    if v == -2**31:
+        return "(-2147483647L - 1)"
+    return f"{v}L" if not -32768 <= v <= 32767 else str(v)
+
+
+def _fast_type(bound: int) -> tuple[str, str]:
+    """Smallest sufficient 'fast' signed type for values in [-bound, bound], and the macro of its maximum."""
+    if bound <= 32767:
+        return "int_fast16_t", "INT_FAST16_MAX"
+    if bound <= INT32_MAX:
+        return "int32_t", "INT32_MAX"
+    raise UserError(f"an accumulator of this sketch could reach {bound}, beyond int32: use fewer taps or smaller counts")
+
+
+def _uint_type(maxval: int) -> str:
+    return "uint8_t" if maxval <= 0xFF else "uint16_t" if maxval <= 0xFFFF else "uint32_t"
+
+
+def _int_type(lo: int, hi: int) -> str:
+    return ("int8_t" if -128 <= lo and hi <= 127 else "int16_t" if -32768 <= lo and hi <= 32767 else "int32_t")
+
+
+def _rows(values, per_line: int = 16) -> list[str]:
+    """Array literal body split into lines of per_line values (strings, each line ending with a comma)."""
+    vals = [str(v) for v in values]
+    return [", ".join(vals[i:i + per_line]) + "," for i in range(0, len(vals), per_line)]
+
+
+def _model_id(sk: Sketch) -> tuple[str, list[str]]:
+    mid = sk.meta.get("model_id")
+    if not mid:
+        return "unsaved", ["0x00"] * 8
+    mid = str(mid).lower()
+    if not re.fullmatch(r"[0-9a-f]{16,}", mid) or len(mid) % 2:
+        raise UserError(f"model_id {mid!r} is not an even-length hex string of at least 16 digits: re-save the .esk")
+    return mid, [f"0x{mid[i:i + 2]}" for i in range(0, 16, 2)]
+
+
+def _check(sk: Sketch) -> None:
+    P, L, K, D, C = sk.n_hyperplanes, sk.n_tables, sk.n_bits, sk.n_inputs, sk.n_outputs
+    problems = []
+    if D < 1 or C < 1 or L < 1 or K < 1:
+        problems.append(f"empty dimension (D={D}, C={C}, L={L}, K={K})")
+    if K > 16:
+        problems.append(f"K={K} > 16 (buckets are uint16_t in the C API)")
+    if sk.counts.dtype not in (np.int8, np.int16):
+        problems.append(f"counts are {sk.counts.dtype}, not int8/int16")
+    if sk.counts.shape != (L, 1 << K, C):
+        problems.append(f"counts shape {sk.counts.shape} != (L, 2^K, C) = {(L, 1 << K, C)}")
+    if sk.tap_ptr.shape != (P + 1,) or sk.tap_ptr[0] != 0 or np.any(np.diff(sk.tap_ptr) < 0) \
+            or sk.tap_ptr[-1] != sk.n_taps or sk.tap_sign.shape != sk.tap_idx.shape:
+        problems.append("malformed tap_ptr/tap_idx/tap_sign")
+    if sk.n_taps and (sk.tap_idx.min() < 0 or sk.tap_idx.max() >= D):
+        problems.append("a tap index lies outside the input")
+    if sk.n_taps and not np.all(np.abs(sk.tap_sign.astype(int)) == 1):
+        problems.append("a tap sign is not +1/-1")
+    if sk.table_sel.size and (sk.table_sel.min() < 0 or sk.table_sel.max() >= P):
+        problems.append("a table selects a hyperplane that does not exist")
+    if sk.threshold.shape != (P,):
+        problems.append("threshold has the wrong length")
+    for name in ("in_scale", "in_zero"):
+        if getattr(sk, name).shape != (D,):
+            problems.append(f"{name} has the wrong length")
+    for name in ("out_scale", "out_bias"):
+        if getattr(sk, name).shape != (C,):
+            problems.append(f"{name} has the wrong length")
+    if np.abs(sk.in_zero.astype(np.int64)).max(initial=0) > 65536:
+        problems.append("an input zero point is beyond +-65536")
+    if P > 65535 or L > 65535:
+        problems.append(f"P={P} or L={L} beyond 65535")
+    if problems:
+        raise UserError("cannot generate C for this sketch: " + "; ".join(problems))
+
+
+# ---------------------------------------------------------------- the plan: every value the templates print
+def _plan(sk: Sketch, layout: str, prefix: str) -> dict:
+    P, L, K, D, C = sk.n_hyperplanes, sk.n_tables, sk.n_bits, sk.n_inputs, sk.n_outputs
+    R = 1 << K
+    ptr, idx, sign = sk.tap_ptr.astype(np.int64), sk.tap_idx.astype(np.int64), sk.tap_sign.astype(np.int64)
+    sel = sk.table_sel.astype(np.int64)
+
+    # integer thresholds clamped to the reachable range of each sum (same bits, small literals)
+    thr = []
+    for p in range(P):
+        s = sign[ptr[p]:ptr[p + 1]]
+        zmax, zmin = 127 * int((s > 0).sum()) + 128 * int((s < 0).sum()), -128 * int((s > 0).sum()) - 127 * int((s < 0).sum())
+        thr.append(int(min(max(int(sk.threshold[p]), zmin - 1), zmax)))
+    pbound = max(projection_bound(sk), max((abs(t) for t in thr), default=0))
+    sbound = score_bound(sk)
+    proj_t, proj_max = _fast_type(pbound)
+    score_t, score_max = _fast_type(sbound)
+
+    used = np.zeros(P, bool)
+    used[sel.ravel()] = True
+
+    mid, id_bytes = _model_id(sk)
+    count_t = "int8_t" if sk.counts.dtype == np.int8 else "int16_t"
+    counts = sk.counts.astype(np.int64).reshape(-1)
+    pad = 4  # a word read at the start of the last row may run up to 3 bytes past its end (DSP path)
+    dsp = count_t == "int8_t" and sbound <= 32767
+
+    ctx = dict(
+        p=prefix, P_=prefix.upper(), layout=layout,
+        model_id=mid, model_id_bytes=id_bytes,
+        meta_lines=[f"mode {sk.meta.get('mode', '?')}, task {sk.task}, {D} inputs, {C} outputs",
+                    f"P={P} hyperplanes, {sk.n_taps} taps (max {int(np.diff(ptr).max(initial=0))} per hyperplane), "
+                    f"L={L} tables of 2^K={R} cells, K={K}",
+                    f"counts {count_t} ({sk.table_bytes} bytes), layout {layout}"],
+        D=D, C=C, L=L, K=K, NP=P, R=R,
+        task_cls=1 if sk.task == "classification" else 0,
+        in_scale=_rows([_c_float(v) for v in sk.in_scale], 8),
+        in_zero=_rows([_c_int(v) for v in sk.in_zero]),
+        out_scale=_rows([_c_float(v) for v in sk.out_scale], 8),
+        out_bias=_rows([_c_float(v) for v in sk.out_bias], 8),
+        proj_t=proj_t, proj_max=proj_max, proj_bound=pbound,
+        score_t=score_t, score_max=score_max, score_bound=sbound,
+        count_t=count_t, counts=_rows(list(counts) + [0] * pad, 2 * R if C == 1 else max(8, min(32, C))),
+        n_counts=counts.size + pad,
+        dsp=dsp, n_lanew=-(-C // 4),
+        classes=list(range(C)),
+    )
+    if layout == "unrolled":
+        ctx.update(_plan_unrolled(sk, thr, used, proj_t))
+    else:
+        ctx.update(_plan_compact(sk, thr, used))
+    return ctx
+
+
+def _plan_unrolled(sk: Sketch, thr, used, proj_t) -> dict:
+    P, L, K, C = sk.n_hyperplanes, sk.n_tables, sk.n_bits, sk.n_outputs
+    R = 1 << K
+    ptr, idx, sign = sk.tap_ptr, sk.tap_idx, sk.tap_sign
+    per = 32 // K                      # buckets per packed word; a bucket never straddles two words
+    nbw = -(-L // per)
+    unused = [p for p in range(P) if not used[p]]
+    nxw = -(-len(unused) // 32)
+    pos: dict[int, list[int]] = {p: [] for p in range(P)}   # flat bit positions (word * 32 + bit) of each hash bit
+    for l in range(L):
+        for k in range(K):
+            pos[int(sk.table_sel[l, k])].append((l // per) * 32 + (l % per) * K + k)
+    for j, p in enumerate(unused):
+        pos[p].append(nbw * 32 + j)
+
+    def expr(p):
+        terms = []
+        for t in range(ptr[p], ptr[p + 1]):
+            s, i = int(sign[t]), int(idx[t])
+            if not terms:
+                terms.append(f"{'-' if s < 0 else ''}({proj_t})x[{i}]")
+            else:
+                terms.append(f"{'-' if s < 0 else '+'} x[{i}]")
+        return " ".join(terms) if terms else "0"
+
+    def planes(ps):
+        return [dict(p=p, expr=expr(p), thr=_c_int(thr[p]),
+                     sets=[(q // 32, q % 32) for q in pos[p]]) for p in ps]
+
+    src = [pos[p][0] for p in range(P)]
+    return dict(
+        per_word=per, n_bw=nbw, n_xw=nxw, bucket_mask=R - 1,
+        planes=planes([p for p in range(P) if used[p]]), extra_planes=planes(unused),
+        bit_src=_rows(src), bit_src_t=_uint_type(max(src, default=0)),
+        tables=[dict(l=l, word=l // per, shift=(l % per) * K, base=l * R * C) for l in range(L)],
+    )
+
+
+def _plan_compact(sk: Sketch, thr, used) -> dict:
+    P, L, K, D = sk.n_hyperplanes, sk.n_tables, sk.n_bits, sk.n_inputs
+    ptr, idx, sign = sk.tap_ptr, sk.tap_idx, sk.tap_sign
+    order = [p for p in range(P) if used[p]] + [p for p in range(P) if not used[p]]  # used first
+    rank = np.empty(P, np.int64)
+    rank[order] = np.arange(P)
+    tap_idx, npos, nneg, thr_o = [], [], [], []
+    for p in order:
+        s, i = sign[ptr[p]:ptr[p + 1]], idx[ptr[p]:ptr[p + 1]]
+        tap_idx += [int(v) for v in i[s > 0]] + [int(v) for v in i[s < 0]]
+        npos.append(int((s > 0).sum()))
+        nneg.append(int((s < 0).sum()))
+        thr_o.append(thr[p])
+    return dict(
+        n_used=int(used.sum()), permuted=order != list(range(P)),
+        rank=_rows([int(r) for r in rank]), rank_t=_uint_type(P - 1),
+        tap_idx=_rows(tap_idx or [0]), idx_t=_uint_type(D - 1), n_tapidx=max(1, len(tap_idx)),
+        npos=_rows(npos), nneg=_rows(nneg), n_t=_uint_type(max(npos + nneg, default=0)),
+        thr=_rows([_c_int(t) for t in thr_o]), thr_t=_int_type(min(thr_o, default=0), max(thr_o, default=0)),
+        sel=_rows([int(rank[s]) for s in sk.table_sel.reshape(-1)]), sel_t=_uint_type(P - 1),
+    )
+
+
+# ---------------------------------------------------------------- public
+def generate(sketch: Sketch, layout: str = "unrolled", prefix: str = "es") -> dict[str, str]:
+    """Render the model as C99: {f"{prefix}_model.h": ..., f"{prefix}_model.c": ...}.
+
+    layout: "unrolled" (straight-line code per hyperplane, fastest) or "compact" (loops over const tap lists,
+    smallest). prefix: C identifier prefix of every symbol and macro (ES_N_INPUTS, es_predict_q, ...), so several
+    models can live in one firmware. The result equals sketch.int_scores bit for bit (tests/test_codegen.py)."""
+    if layout not in LAYOUTS:
+        raise UserError(f"unknown layout {layout!r}: use one of {', '.join(LAYOUTS)}")
+    if not re.fullmatch(r"[a-z][a-z0-9_]{0,30}", prefix):
+        raise UserError(f"prefix {prefix!r} is not a lower-case C identifier (letters, digits, _; starts with a letter)")
+    _check(sketch)
+    ctx = _plan(sketch, layout, prefix)
+    return {f"{prefix}_model.h": render("es_model.h.j2", **ctx),
+            f"{prefix}_model.c": render("es_model.c.j2", **ctx)}
+
+
+def write(sketch: Sketch, out_dir, layout: str = "unrolled", prefix: str = "es") -> list:
+    """generate() and write the files into out_dir (created if missing). Returns the paths written."""
+    from pathlib import Path
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, text in generate(sketch, layout, prefix).items():
+        (out / name).write_text(text)
+        paths.append(out / name)
+    return paths

@@ -208,3 +208,21 @@ def random_sketch(D: int = 64, C: int = 10, L: int = 16, K: int = 6, P: int | No
                   offset=offset, tap_ptr=ptr, tap_idx=idx, tap_sign=sign, threshold_f=thr_f,
                   threshold=int_thresholds(thr_f, offset, ptr, idx, sign), table_sel=sel,
                   counts_f=counts * out_scale, counts=counts, out_scale=out_scale, out_bias=np.zeros(C, np.float32))
+
+
+# ---------------------------------------------------------------- representer mode (the paper's construction)
+def srp_kernel(xc: np.ndarray, w: np.ndarray, K: int) -> np.ndarray:
+    """k(x, w) = (1 - theta(x, w) / pi)^K: the probability that K signed random projections agree. [N, M]."""
+    xn = xc / np.maximum(np.linalg.norm(xc, axis=1, keepdims=True), 1e-12)
+    wn = w / np.maximum(np.linalg.norm(w, axis=1, keepdims=True), 1e-12)
+    return (1.0 - np.arccos(np.clip(xn @ wn.T, -1.0, 1.0)) / np.pi) ** K
+
+
+def representer_counts(w_bits: np.ndarray, alpha: np.ndarray, L: int, K: int) -> np.ndarray:
+    """RACE build: add alpha_j / L into cell h_l(w_j) of every table. w_bits: bool [M, L*K] (table l reads bits
+    l*K .. l*K+K-1), alpha: [M, C]. Querying sums the L cells, which estimates sum_j alpha_j k(x, w_j)."""
+    M, C = alpha.shape
+    buckets = (w_bits.reshape(M, L, K).astype(np.int64) << np.arange(K)).sum(-1)  # [M, L]
+    counts = np.zeros((L, 1 << K, C))
+    np.add.at(counts, (np.broadcast_to(np.arange(L), (M, L)), buckets), alpha[:, None, :] / L)
+    return counts

@@ -1,0 +1,178 @@
+"""edgesketch command line: thin. Parse arguments, call one step, print its table. User mistakes exit 2 with one line."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import UserError
+
+DESCRIPTION = """\
+Run a trained neural network on a microcontroller without running the network: distil it into a
+Representer Sketch (integer hashing, L table lookups and a sum), generate C, build, and verify on a device.
+
+a day with edgesketch:
+  edgesketch distill teacher.keras --data sklearn:digits -o digits.esk
+  edgesketch eval digits.esk
+  edgesketch export digits.esk --board qemu-m4 -o fw/
+  edgesketch verify digits.esk --board qemu-m4          (emulated, built and run for you)
+  edgesketch verify digits.esk --port /dev/ttyUSB0      (a flashed real board)
+"""
+
+
+def _fmt(_):
+    return lambda prog: argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="edgesketch", description=DESCRIPTION, formatter_class=_fmt(None))
+    ap.add_argument("--version", action="version", version=f"edgesketch {__version__}")
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND")
+
+    d = sub.add_parser("distill", help="distil a Keras teacher into a sketch file (.esk)", formatter_class=_fmt(None),
+                       description="Distil a Keras teacher into a Representer Sketch and its bit-exact integer form.",
+                       epilog="""examples:
+  edgesketch distill teacher.keras --data sklearn:digits -o digits.esk
+  edgesketch distill teacher.keras --data my.npz -o m.esk --tables 32 --bits 6      (bigger, more accurate)
+  edgesketch distill teacher.keras --data mnist1d -o r.esk --mode representer      (the paper's construction)
+
+sizes: tables take L * 2^K * C bytes (int8 counts); hashing costs P * taps additions, lookups L * C.
+data: """ + _data_help())
+    d.add_argument("teacher", help="Keras model: .keras, .h5 or a SavedModel folder, one input tensor")
+    d.add_argument("--data", required=True, metavar="DATA", help="training/test data (see below)")
+    d.add_argument("-o", "--out", required=True, metavar="OUT.esk", help="sketch file to write")
+    d.add_argument("--mode", choices=["learned", "representer"], default="learned",
+                   help="learned: trained sparse hyperplanes (default); representer: the paper's random-hash RACE sketch")
+    d.add_argument("--tables", "-L", type=int, default=16, metavar="L", help="count tables (default 16)")
+    d.add_argument("--bits", "-K", type=int, default=6, metavar="K", help="hash bits per table: 2^K cells (default 6)")
+    d.add_argument("--hyperplanes", "-P", type=int, default=48, metavar="P", help="shared hyperplanes, learned mode (default 48)")
+    d.add_argument("--taps", "-s", type=int, default=8, metavar="S", help="ternary taps per hyperplane, learned mode (default 8)")
+    d.add_argument("--representers", type=int, default=128, metavar="M", help="kernel representers, representer mode (default 128)")
+    d.add_argument("--count-bits", type=int, choices=[8, 16], default=8, help="integer width of table cells (default 8)")
+    d.add_argument("--epochs", type=int, default=30, help="epochs per training phase (default 30)")
+    d.add_argument("--no-augment", action="store_true", help="train on the training set only (no mixup/noise relabelling)")
+    d.add_argument("--task", choices=["classification", "regression"], help="override the task detected from the teacher")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--force", action="store_true", help="replace OUT.esk if it exists")
+
+    e = sub.add_parser("eval", help="accuracy of a sketch (teacher, float, integer) on a test set",
+                       formatter_class=_fmt(None), description="Evaluate a sketch on the test set it was distilled with, or on --data.",
+                       epilog="example:\n  edgesketch eval digits.esk --teacher teacher.keras --json\n\ndata: " + _data_help())
+    e.add_argument("sketch", metavar="MODEL.esk")
+    e.add_argument("--data", metavar="DATA", help="test data (default: the source recorded in the sketch)")
+    e.add_argument("--teacher", metavar="TEACHER", help="also score the teacher (default: the recorded teacher, if it still exists)")
+    e.add_argument("--json", action="store_true", help="print the figures as JSON")
+
+    i = sub.add_parser("info", help="show what a sketch file holds", description="Show a sketch file's contents readably.")
+    i.add_argument("sketch", metavar="MODEL.esk")
+    i.add_argument("--json", action="store_true", help="print the metadata as JSON")
+    return ap
+
+
+def _data_help() -> str:
+    from .data import describe_sources
+    return describe_sources()
+
+
+# ---------------------------------------------------------------- commands
+def cmd_distill(a) -> int:
+    from . import data, esk, evaluate, report, teacher as tmod
+    from .distill import Config, distill
+    for name, v, lo in (("--tables", a.tables, 1), ("--bits", a.bits, 1), ("--hyperplanes", a.hyperplanes, 1),
+                        ("--taps", a.taps, 1), ("--representers", a.representers, 1), ("--epochs", a.epochs, 1)):
+        if v < lo:
+            raise UserError(f"{name} must be at least {lo}, got {v}")
+    if a.bits > 12:
+        raise UserError(f"--bits {a.bits} makes tables of 2^{a.bits} cells each; use 12 or fewer (6 is typical)")
+    if a.mode == "learned" and a.bits > a.hyperplanes:
+        raise UserError(f"--bits {a.bits} needs at least that many --hyperplanes (got {a.hyperplanes})")
+    out = Path(a.out)
+    if out.exists() and not a.force:
+        raise UserError(f"{out} already exists; pass --force to replace it or choose another -o")
+    ds = data.load(a.data)
+    t = tmod.load(a.teacher, a.task, ds.y_train)
+    t.check_data(ds.x_train, a.data)
+    report.console.print(f"teacher {a.teacher}: input {t.input_shape}, {t.n_outputs} outputs, {t.task}; "
+                         f"data {ds.source}: {len(ds.x_train)} train / {len(ds.x_test)} test")
+    cfg = Config(mode=a.mode, tables=a.tables, bits=a.bits, hyperplanes=a.hyperplanes, taps=a.taps, representers=a.representers,
+                 count_bits=a.count_bits, epochs=a.epochs, augment=not a.no_augment, seed=a.seed)
+    names = ds.class_names or [str(c) for c in range(t.n_outputs)]
+    meta = {"source": ds.source, "split": ds.split, "teacher": str(Path(a.teacher).resolve()), "input_shape": list(t.input_shape),
+            "class_names": names if t.task == "classification" else [f"y{c}" for c in range(t.n_outputs)]}
+    with report.phase_progress() as cb:
+        sk = distill(t, ds.x_train, cfg, meta, cb)
+    m = evaluate.evaluate(sk, ds.x_test, ds.y_test, t)
+    sk.meta["metrics"] = m
+    mid = esk.save(sk, out, force=a.force)
+    report.out.print(report.metrics_table(m, f"{out} (model id {mid[:16]})"))
+    return 0
+
+
+def cmd_eval(a) -> int:
+    from . import data, esk, evaluate, report, teacher as tmod
+    sk = esk.load(a.sketch)
+    source = a.data or sk.meta.get("source")
+    if not source:
+        raise UserError(f"{a.sketch} records no data source; pass --data DATA")
+    ds = data.load(source)
+    tpath = a.teacher or (sk.meta.get("teacher") if sk.meta.get("teacher") and Path(sk.meta["teacher"]).exists() else None)
+    t = tmod.load(tpath, sk.task) if tpath else None
+    if int(ds.x_test[0].size) != sk.n_inputs:
+        raise UserError(f"{source} has {ds.x_test[0].size} values per sample but the sketch expects {sk.n_inputs}; pass the data it was distilled on")
+    if t is not None:
+        t.check_data(ds.x_test, source)
+    m = evaluate.evaluate(sk, ds.x_test, ds.y_test, t)
+    if a.json:
+        print(json.dumps(m, indent=2))
+    else:
+        report.out.print(report.metrics_table(m, f"{a.sketch} on {source}"))
+    return 0
+
+
+def cmd_info(a) -> int:
+    from . import esk, report
+    from .sketch import projection_bound, score_bound
+    sk = esk.load(a.sketch)
+    if a.json:
+        print(json.dumps(sk.meta, indent=2, default=str))
+        return 0
+    m = sk.meta
+    rows = [("model id", m.get("model_id")), ("format", f"{m.get('format')} v{m.get('format_version')} (edgesketch {m.get('edgesketch_version')})"),
+            ("mode", m.get("mode")), ("task", sk.task), ("outputs", ", ".join(m.get("class_names", [])[:12])),
+            ("input", f"{sk.n_inputs} int8 values (teacher shape {tuple(m.get('input_shape', []))})"),
+            ("tables L x 2^K x C", f"{sk.n_tables} x {1 << sk.n_bits} x {sk.n_outputs} {sk.counts.dtype} = {sk.table_bytes:,} bytes"),
+            ("hyperplanes P", f"{sk.n_hyperplanes}, {sk.n_taps} ternary taps, {sk.projection_bytes:,} bytes"),
+            ("ops per inference", f"{sk.ops_per_inference:,} ({sk.n_taps} adds to hash, {sk.n_tables * sk.n_outputs} lookups+adds)"),
+            ("worst-case |projection|", projection_bound(sk)), ("worst-case |score|", score_bound(sk)),
+            ("data", f"{m.get('source')} {m.get('split', '')}"), ("teacher", m.get("teacher"))]
+    for k in ("int_accuracy", "float_accuracy", "teacher_accuracy", "int_rmse"):
+        if m.get("metrics", {}).get(k) is not None:
+            rows.append((k.replace("_", " ") + " (at distil time)", m["metrics"][k]))
+    report.out.print(report.kv_table(rows, str(a.sketch)))
+    return 0
+
+
+COMMANDS = {"distill": cmd_distill, "eval": cmd_eval, "info": cmd_info}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = build_parser()
+    a = ap.parse_args(argv)
+    if not a.command:
+        ap.print_help()
+        return 2
+    try:
+        return COMMANDS[a.command](a)
+    except UserError as e:
+        from .report import error
+        error(str(e))
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("edgesketch: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

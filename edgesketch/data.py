@@ -1,0 +1,109 @@
+"""Data sources: an .npz of the user's, sklearn:<name> (bundled with scikit-learn), or mnist1d (built offline).
+
+Every source returns the same Dataset with a recorded `source` and `split`, so a sketch file can name the data it
+was distilled on and later steps (eval, verify, bench) find the same test set.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import UserError
+
+SKLEARN = ("digits", "wine", "breast_cancer", "diabetes", "iris")
+SPLIT = {"test_fraction": 0.2, "seed": 0, "stratified": True}
+
+
+@dataclass
+class Dataset:
+    source: str
+    x_train: np.ndarray
+    x_test: np.ndarray
+    y_train: np.ndarray | None = None
+    y_test: np.ndarray | None = None
+    class_names: list[str] | None = None
+    split: dict = field(default_factory=dict)
+
+    @property
+    def has_labels(self) -> bool: return self.y_train is not None and self.y_test is not None
+
+
+def describe_sources() -> str:
+    return "an .npz file (x_train, x_test, optional y_train, y_test), " + ", ".join(f"sklearn:{n}" for n in SKLEARN) + ", or mnist1d"
+
+
+def load(source: str) -> Dataset:
+    """Load and validate a data source. Errors are UserError with a one-line fix."""
+    if source.startswith("sklearn:"):
+        ds = _sklearn(source.split(":", 1)[1])
+    elif source == "mnist1d":
+        ds = _mnist1d()
+    else:
+        ds = _npz(source)
+    validate(ds)
+    return ds
+
+
+def validate(ds: Dataset) -> None:
+    for name in ("x_train", "x_test", "y_train", "y_test"):
+        a = getattr(ds, name)
+        if a is None:
+            continue
+        if not np.issubdtype(a.dtype, np.number):
+            raise UserError(f"{ds.source}: {name} has dtype {a.dtype}, not numbers; store it as float32 or int")
+        if not np.all(np.isfinite(a)):
+            bad = int((~np.isfinite(a)).sum())
+            raise UserError(f"{ds.source}: {name} has {bad} NaN or Inf values; clean or impute them before distilling")
+    if ds.x_train.shape[1:] != ds.x_test.shape[1:]:
+        raise UserError(f"{ds.source}: x_train samples have shape {ds.x_train.shape[1:]} but x_test samples {ds.x_test.shape[1:]}; they must match")
+    for x, y in ((ds.x_train, ds.y_train), (ds.x_test, ds.y_test)):
+        if y is not None and len(y) != len(x):
+            raise UserError(f"{ds.source}: {len(x)} inputs but {len(y)} labels; give one label per sample")
+    if len(ds.x_train) < 2 or len(ds.x_test) < 1:
+        raise UserError(f"{ds.source}: needs at least 2 training and 1 test samples")
+
+
+def _split(x, y, stratify: bool):
+    from sklearn.model_selection import train_test_split
+    return train_test_split(x, y, test_size=SPLIT["test_fraction"], random_state=SPLIT["seed"], stratify=y if stratify else None)
+
+
+def _sklearn(name: str) -> Dataset:
+    import sklearn.datasets as skd
+    if name not in SKLEARN:
+        raise UserError(f"unknown data source sklearn:{name}; use one of " + ", ".join(f"sklearn:{n}" for n in SKLEARN))
+    b = getattr(skd, f"load_{name}")()
+    classify = name != "diabetes"
+    x, y = b.data.astype(np.float32), (b.target.astype(np.int64) if classify else b.target.astype(np.float32))
+    xtr, xte, ytr, yte = _split(x, y, classify)
+    names = [str(n) for n in b.target_names] if classify and hasattr(b, "target_names") else None
+    return Dataset(f"sklearn:{name}", xtr, xte, ytr, yte, names, dict(SPLIT, stratified=classify))
+
+
+def _mnist1d() -> Dataset:
+    from mnist1d.data import get_dataset_args, make_dataset
+    d = make_dataset(get_dataset_args())  # built from templates with a fixed seed: no download
+    return Dataset("mnist1d", d["x"].astype(np.float32), d["x_test"].astype(np.float32), d["y"].astype(np.int64),
+                   d["y_test"].astype(np.int64), [str(i) for i in range(10)], {"builtin": "mnist1d.make_dataset(seed=42)"})
+
+
+def _npz(source: str) -> Dataset:
+    p = Path(source)
+    if not p.exists():
+        raise UserError(f"data file {source} not found; give an existing path or one of: {describe_sources()}")
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except Exception as e:  # zip, pickle or format errors: all mean "not a usable npz"
+        raise UserError(f"{source} is not a readable .npz ({type(e).__name__}); save it with numpy.savez(x_train=..., x_test=...)") from None
+    missing = [k for k in ("x_train", "x_test") if k not in arrays]
+    if missing:
+        raise UserError(f"{source} lacks {', '.join(missing)} (it has {', '.join(sorted(arrays)) or 'nothing'}); save x_train and x_test, and optionally y_train, y_test")
+    y_tr, y_te = arrays.get("y_train"), arrays.get("y_test")
+    if (y_tr is None) != (y_te is None):
+        raise UserError(f"{source} has only one of y_train/y_test; give both or neither")
+    names = [str(n) for n in arrays["class_names"]] if "class_names" in arrays else None
+    return Dataset(str(p), arrays["x_train"].astype(np.float32), arrays["x_test"].astype(np.float32),
+                   y_tr, y_te, names, {"file": str(p.resolve())})

@@ -1,0 +1,258 @@
+"""Distil a Keras teacher into a sketch. TensorFlow only here; the result is a numpy Sketch (float and integer).
+
+learned (default, beyond the paper)
+  P shared hyperplanes with s ternary taps each; table l reads K of them. Three phases on teacher-relabelled
+  augmented data: (1) relax: dense hyperplanes, soft bits sigmoid(beta*z) with beta annealed upward, tables learned
+  jointly; (2) keep each hyperplane's s largest weights as signs and refine signs and thresholds with a
+  straight-through estimator (hard bits forward, soft bits backward); (3) refit the count tables on the exact
+  integer hashes the device will compute.
+representer (the paper, arXiv 2106.11426)
+  fit f(x) = sum_j alpha_j (1 - theta(x, w_j)/pi)^K to the teacher, then build L count arrays with random sparse
+  ternary K-bit hashes: cell h_l(w_j) += alpha_j / L.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import numpy as np
+
+from . import quantize
+from .sketch import Sketch, csr_from_dense, int_buckets, quantize_inputs, random_ternary, representer_counts
+
+UNIT = 64.0  # hyperplanes are trained on (u - offset) / UNIT: int8 units brought to about unit scale
+
+Progress = Callable[[str, int, int, dict], None]
+
+
+@dataclass
+class Config:
+    mode: str = "learned"
+    tables: int = 16          # L
+    bits: int = 6             # K
+    hyperplanes: int = 48     # P (learned mode)
+    taps: int = 8             # s (learned mode)
+    representers: int = 128   # M (representer mode)
+    density: float = 1 / 3    # ternary density of random projections (representer mode)
+    augment: bool = True
+    aug_size: int = 0         # 0: max(20000, 10 * n_train)
+    noise: float = 0.1        # Gaussian noise, in units of each feature's std
+    epochs: int = 30          # per phase (relax, STE); representer fit uses 2x
+    refit_epochs: int = 15
+    batch: int = 256
+    lr: float = 0.01
+    temperature: float = 1.0
+    count_bits: int = 8
+    seed: int = 0
+
+
+def augment(x: np.ndarray, cfg: Config, rng: np.random.Generator) -> np.ndarray:
+    """The training set plus mixup pairs (lambda ~ U(0,1), random partner) with Gaussian noise; the teacher
+    relabels all of them, so the sketch learns the teacher's function between and around training points."""
+    n = cfg.aug_size or max(20000, 10 * len(x))
+    if not cfg.augment or n <= len(x):
+        return x
+    k = n - len(x)
+    i, j = rng.integers(0, len(x), k), rng.integers(0, len(x), k)
+    lam = rng.uniform(0, 1, (k, 1)).astype(np.float32)
+    noise = rng.normal(0, 1, (k, x.shape[1])).astype(np.float32) * (cfg.noise * x.std(0))
+    return np.concatenate([x, lam * x[i] + (1 - lam) * x[j] + noise]).astype(np.float32)
+
+
+def targets(teacher, x: np.ndarray, cfg: Config) -> tuple[np.ndarray, dict]:
+    """Soft targets: class probabilities at temperature T, or standardised regression outputs."""
+    if teacher.task == "classification":
+        z = teacher.logits(x) / cfg.temperature
+        p = np.exp(z - z.max(1, keepdims=True))
+        return (p / p.sum(1, keepdims=True)).astype(np.float32), {}
+    y = teacher.outputs(x)
+    mu, sd = y.mean(0), np.maximum(y.std(0), 1e-8)
+    return ((y - mu) / sd).astype(np.float32), {"mean": mu, "std": sd}
+
+
+def distill(teacher, x_train: np.ndarray, cfg: Config, meta: dict, progress: Progress | None = None) -> Sketch:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import tensorflow as tf
+    tf.keras.utils.set_random_seed(cfg.seed)
+    tf.config.experimental.enable_op_determinism()
+    progress = progress or (lambda *a: None)
+    rng = np.random.default_rng(cfg.seed)
+
+    x_train = np.asarray(x_train, np.float32).reshape(len(x_train), -1)
+    in_scale, in_zero = quantize.calibrate_inputs(x_train)
+    offset = (x_train / in_scale + in_zero).mean(0).astype(np.float32)
+    progress("relabel", 0, 1, {})
+    xa = augment(x_train, cfg, rng)
+    y, ystat = targets(teacher, xa, cfg)
+    progress("relabel", 1, 1, {"samples": len(xa)})
+    xc = ((xa / in_scale + in_zero - offset) / UNIT).astype(np.float32)
+
+    sk = Sketch(meta=dict(meta, task=teacher.task, mode=cfg.mode, config=asdict(cfg)), in_scale=in_scale,
+                in_zero=in_zero, offset=offset, tap_ptr=None, tap_idx=None, tap_sign=None, threshold_f=None,
+                threshold=None, table_sel=None, counts_f=None, counts=None, out_scale=None, out_bias=None)
+    fit = _Fit(tf, xc, y, teacher.task, cfg, rng, progress)
+    if cfg.mode == "learned":
+        fit.learned(sk, xa)
+    elif cfg.mode == "representer":
+        fit.representer(sk)
+    else:
+        raise ValueError(cfg.mode)
+    if ystat:  # regression: back to the teacher's units
+        sk.counts_f = sk.counts_f * ystat["std"].astype(np.float32)
+        sk.out_bias = (sk.out_bias * ystat["std"] + ystat["mean"]).astype(np.float32)
+    sk.counts_f = sk.counts_f.astype(np.float32)
+    return quantize.finalize(sk, cfg.count_bits)
+
+
+class _Fit:
+    """The TensorFlow training loops. Variables live on this object; each phase reports progress per epoch."""
+
+    def __init__(self, tf, xc, y, task, cfg: Config, rng, progress: Progress):
+        self.tf, self.xc, self.y, self.task, self.cfg, self.rng, self.progress = tf, xc, y, task, cfg, rng, progress
+        self.D, self.C = xc.shape[1], y.shape[1]
+
+    # -- shared pieces
+    def loss(self, out, y):
+        tf = self.tf
+        if self.task == "classification":
+            return tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(labels=y, logits=out / self.cfg.temperature))
+        return tf.reduce_mean(tf.square(out - y))
+
+    def batches(self, n):
+        b = min(self.cfg.batch, n)
+        perm = self.rng.permutation(n)
+        return [perm[i:i + b] for i in range(0, n - b + 1, b)]
+
+    def run(self, phase, epochs, step, data, extra=lambda e: {}):
+        """Run `step(*batch_tensors, *extra(epoch))` over epochs of shuffled fixed-size batches."""
+        tf = self.tf
+        for e in range(epochs):
+            losses = [float(step(*[tf.constant(a[idx]) for a in data], *extra(e))) for idx in self.batches(len(data[0]))]
+            self.progress(phase, e + 1, epochs, {"loss": float(np.mean(losses))})
+
+    def bucket_probs(self, bits, sel):
+        """bits [B, P] in [0, 1] -> probabilities of each table's 2^K buckets [B, L, 2^K]; bit k has weight 2^k."""
+        tf = self.tf
+        g = tf.gather(bits, sel, axis=1)  # [B, L, K]
+        probs = tf.stack([1 - g[..., 0], g[..., 0]], -1)
+        for k in range(1, sel.shape[1]):
+            gk = g[..., k:k + 1]
+            probs = tf.concat([probs * (1 - gk), probs * gk], -1)
+        return probs
+
+    # -- learned mode
+    def learned(self, sk: Sketch, xa: np.ndarray):
+        tf, cfg, D, C = self.tf, self.cfg, self.D, self.C
+        L, K, P, s = cfg.tables, cfg.bits, cfg.hyperplanes, min(cfg.taps, self.D)
+        sel = _selectors(P, L, K, self.rng)
+        W = tf.Variable(self.rng.normal(0, 1 / math.sqrt(D), (D, P)).astype(np.float32))
+        b = tf.Variable(np.zeros(P, np.float32))
+        T = tf.Variable(np.zeros((L, 1 << K, C), np.float32))
+        opt = tf.keras.optimizers.Adam(cfg.lr)
+        out = lambda bits: tf.einsum("blm,lmc->bc", self.bucket_probs(bits, sel), T)
+
+        @tf.function
+        def relax_step(x, y, beta):
+            with tf.GradientTape() as t:
+                loss = self.loss(out(tf.sigmoid(beta * (x @ W + b))), y)
+            opt.apply_gradients(zip(t.gradient(loss, [W, b, T]), [W, b, T]))
+            return loss
+        betas = np.geomspace(1.0, 30.0, cfg.epochs).astype(np.float32)
+        self.run("relax", cfg.epochs, relax_step, (self.xc, self.y), lambda e: (tf.constant(betas[e]),))
+
+        # keep the s largest weights of each hyperplane as signs; rescale thresholds to the ternary weights
+        top = np.sort(np.abs(W.numpy()), 0)[-s:].mean(0)
+        b.assign(b.numpy() / np.maximum(top, 1e-6))
+        Wl = tf.Variable(W.numpy() / np.maximum(top, 1e-6))
+        opt2 = tf.keras.optimizers.Adam(cfg.lr)
+
+        def ternary(w):
+            kth = tf.math.top_k(tf.transpose(tf.abs(w)), s).values[:, -1]
+            return tf.where(tf.abs(w) >= kth[None, :], tf.sign(w), 0.0)
+
+        @tf.function
+        def ste_step(x, y):
+            with tf.GradientTape() as t:
+                w = Wl + tf.stop_gradient(ternary(Wl) - Wl)  # straight through to the latent weights
+                z = x @ w + b
+                soft = tf.sigmoid(4.0 * z / tf.stop_gradient(tf.math.reduce_std(z, 0) + 1e-3))
+                hard = tf.cast(z > 0, tf.float32)
+                loss = self.loss(out(hard + soft - tf.stop_gradient(soft)), y)
+            opt2.apply_gradients(zip(t.gradient(loss, [Wl, b, T]), [Wl, b, T]))
+            return loss
+        self.run("ste", cfg.epochs, ste_step, (self.xc, self.y))
+
+        R = ternary(Wl).numpy().astype(np.int8)
+        sk.tap_ptr, sk.tap_idx, sk.tap_sign = csr_from_dense(R)
+        sk.threshold_f = (-UNIT * b.numpy()).astype(np.float32)  # sum sign*(u-o)/UNIT + b > 0
+        sk.table_sel = sel.astype(np.int32)
+        sk.out_bias = np.zeros(C, np.float32)
+        sk.counts_f = T.numpy()
+        quantize.finalize(sk)  # integer thresholds, so phase 3 sees the device's exact hashes
+        idx = (int_buckets(sk, quantize_inputs(sk, xa)) + np.arange(L) * (1 << K)).astype(np.int32)
+        self.refit(sk, idx)
+
+    def refit(self, sk: Sketch, idx: np.ndarray):
+        """Phase 3: tables only, on exact integer buckets (flat cell index per table) [N, L]."""
+        tf, cfg = self.tf, self.cfg
+        L, M, C = sk.counts_f.shape
+        T = tf.Variable(sk.counts_f.reshape(L * M, C))
+        opt = tf.keras.optimizers.Adam(cfg.lr)
+
+        @tf.function
+        def step(i, y):
+            with tf.GradientTape() as t:
+                loss = self.loss(tf.reduce_sum(tf.gather(T, i), 1), y)
+            opt.apply_gradients([(t.gradient(loss, T), T)])
+            return loss
+        self.run("refit", cfg.refit_epochs, step, (idx, self.y))
+        sk.counts_f = T.numpy().reshape(L, M, C)
+
+    # -- representer mode
+    def representer(self, sk: Sketch):
+        tf, cfg, D, C = self.tf, self.cfg, self.D, self.C
+        L, K, Mr = cfg.tables, cfg.bits, cfg.representers
+        Wr = tf.Variable(self.xc[self.rng.choice(len(self.xc), Mr, replace=Mr > len(self.xc))] + 1e-3)
+        A = tf.Variable(self.rng.normal(0, 0.1, (Mr, C)).astype(np.float32))
+        bias = tf.Variable(np.zeros(C, np.float32))
+        opt = tf.keras.optimizers.Adam(cfg.lr)
+
+        def kernel(x):
+            cos = tf.linalg.l2_normalize(x, 1) @ tf.transpose(tf.linalg.l2_normalize(Wr, 1))
+            return (1.0 - tf.acos(tf.clip_by_value(cos, -1 + 1e-6, 1 - 1e-6)) / math.pi) ** K
+
+        @tf.function
+        def step(x, y):
+            with tf.GradientTape() as t:
+                loss = self.loss(kernel(x) @ A + bias, y)
+            opt.apply_gradients(zip(t.gradient(loss, [Wr, A, bias]), [Wr, A, bias]))
+            return loss
+        self.run("fit", 2 * cfg.epochs, step, (self.xc, self.y))
+
+        R = random_ternary(D, L * K, self.rng, cfg.density)
+        w, alpha, c0 = Wr.numpy(), A.numpy().astype(np.float64), bias.numpy()
+        sk.tap_ptr, sk.tap_idx, sk.tap_sign = csr_from_dense(R)
+        sk.threshold_f = np.zeros(L * K, np.float32)
+        sk.table_sel = np.arange(L * K, dtype=np.int32).reshape(L, K)
+        counts = representer_counts(w @ R.astype(np.float64) > 0, alpha, L, K)
+        if self.task == "classification":  # fold the bias into the cells: integer argmax must see it
+            counts += c0 / L
+            sk.out_bias = np.zeros(C, np.float32)
+        else:
+            sk.out_bias = c0.astype(np.float32)
+        sk.counts_f = counts.astype(np.float32)
+        sk.extras = {"representers": w.astype(np.float32), "alpha": alpha.astype(np.float32), "bias": c0.astype(np.float32)}
+
+
+def _selectors(P: int, L: int, K: int, rng) -> np.ndarray:
+    """Which K hyperplanes each table reads: distinct within a table, every hyperplane used about equally."""
+    if K > P:
+        raise ValueError(f"--bits {K} needs at least {K} hyperplanes")
+    use, sel = np.zeros(P), []
+    for _ in range(L):
+        row = np.lexsort((rng.random(P), use))[:K]  # least used first, random among equals
+        use[row] += 1
+        sel.append(row)
+    return np.array(sel, np.int64)

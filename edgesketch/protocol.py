@@ -1,0 +1,431 @@
+"""The serial protocol (docs/protocol.md): pure functions, no I/O. The host twin of firmware/core/es_proto.c.
+
+Framing: raw = cmd, seq, body, CRC-16/CCITT-FALSE (little-endian) -> COBS -> 0x00. `encode_frame` gives the exact
+bytes `es_tx_encode` gives, and `FrameDecoder` gives the same frames and NAK reasons as `es_rx_push` for any byte
+stream (tests/test_protocol.py runs both on the same random streams). Bodies are packed and unpacked here with
+numpy; a malformed body raises `ProtocolError`.
+"""
+from __future__ import annotations
+
+import math
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+
+# ---------------------------------------------------------------- constants, named as in es_proto.h
+ES_PROTO_VERSION = 1
+ES_PROTO_MAX_BODY = 1024
+ES_PROTO_MAX_RAW = ES_PROTO_MAX_BODY + 6                          # cmd, seq, body, crc16, 2 spare
+ES_PROTO_MAX_WIRE = ES_PROTO_MAX_RAW + ES_PROTO_MAX_RAW // 254 + 2  # COBS overhead + delimiter
+
+ES_CMD_HELLO = 0x01
+ES_CMD_INFER = 0x02
+ES_CMD_BATCH = 0x03
+ES_CMD_DEBUG = 0x04
+ES_CMD_RESET = 0x05
+ES_REPLY = 0x80
+ES_MSG_BOOT = 0xB0
+ES_MSG_NAK = 0x7F
+
+ES_NAK_CRC = 1
+ES_NAK_LENGTH = 2
+ES_NAK_UNKNOWN = 3
+ES_NAK_TOO_LONG = 4
+ES_NAK_COBS = 5
+ES_NAK_BATCH = 6
+ES_NAK_SHORT = 7
+
+# counter kinds in the HELLO body
+ES_COUNTER_NONE = 0
+ES_COUNTER_CYCLES = 1
+ES_COUNTER_INSTRUCTIONS = 2
+
+CMD_NAMES = {ES_CMD_HELLO: "HELLO", ES_CMD_INFER: "INFER", ES_CMD_BATCH: "BATCH", ES_CMD_DEBUG: "DEBUG",
+             ES_CMD_RESET: "RESET", ES_MSG_BOOT: "BOOT", ES_MSG_NAK: "NAK"}
+CMD_NAMES.update({c | ES_REPLY: n + " reply" for c, n in list(CMD_NAMES.items()) if c < ES_REPLY})
+NAK_NAMES = {ES_NAK_CRC: "bad CRC", ES_NAK_LENGTH: "wrong body length", ES_NAK_UNKNOWN: "unknown command",
+             ES_NAK_TOO_LONG: "frame too long", ES_NAK_COBS: "bad COBS encoding", ES_NAK_BATCH: "batch count out of range",
+             ES_NAK_SHORT: "frame too short"}
+COUNTER_NAMES = {ES_COUNTER_NONE: "none", ES_COUNTER_CYCLES: "cycles", ES_COUNTER_INSTRUCTIONS: "instructions"}
+
+MODEL_ID_BYTES = 8
+
+
+class ProtocolError(ValueError):
+    """A body or frame that does not follow docs/protocol.md."""
+
+
+def cmd_name(cmd: int) -> str:
+    return CMD_NAMES.get(cmd, f"0x{cmd:02x}")
+
+
+def nak_name(reason: int) -> str:
+    return f"NAK {reason} ({NAK_NAMES.get(reason, 'unknown reason')})"
+
+
+# ---------------------------------------------------------------- CRC and COBS
+def _crc_table() -> list[int]:
+    table = []
+    for i in range(256):
+        crc = i << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) & 0xFFFF if crc & 0x8000 else (crc << 1) & 0xFFFF
+        table.append(crc)
+    return table
+
+
+_CRC_TABLE = _crc_table()
+
+
+def crc16(data: bytes, crc: int = 0xFFFF) -> int:
+    """CRC-16/CCITT-FALSE: poly 0x1021, init 0xFFFF, no reflection, no xorout. crc16(b"123456789") == 0x29B1."""
+    t = _CRC_TABLE
+    for b in data:
+        crc = ((crc << 8) & 0xFFFF) ^ t[(crc >> 8) ^ b]
+    return crc
+
+
+def cobs_encode(data: bytes) -> bytes:
+    """COBS without the delimiter. A final block of 254 bytes gets no empty block after it (as es_tx_encode)."""
+    out = bytearray()
+    groups = bytes(data).split(b"\x00")
+    for j, g in enumerate(groups):
+        k = 0
+        while len(g) - k >= 254:
+            out.append(0xFF)
+            out += g[k:k + 254]
+            k += 254
+        if k < len(g) or j < len(groups) - 1 or not g:
+            out.append(len(g) - k + 1)
+            out += g[k:]
+    return bytes(out)
+
+
+def cobs_decoded_len(wire: bytes) -> int | None:
+    """Length that a zero-free COBS frame decodes to, or None if a code byte points past its end."""
+    i, n, length = 0, len(wire), 0
+    while i < n:
+        code = wire[i]
+        if code == 0 or code > n - i:
+            return None
+        length += code - 1
+        i += code
+        if code != 0xFF and i < n:
+            length += 1
+    return length
+
+
+def cobs_decode(wire: bytes) -> bytes:
+    """Decode one COBS frame (no delimiter). Raises ProtocolError on a zero byte or a code past the end."""
+    wire = bytes(wire)
+    if 0 in wire or cobs_decoded_len(wire) is None:
+        raise ProtocolError("bad COBS encoding")
+    out = bytearray()
+    i, n = 0, len(wire)
+    while i < n:
+        code = wire[i]
+        out += wire[i + 1:i + code]
+        i += code
+        if code != 0xFF and i < n:
+            out.append(0)
+    return bytes(out)
+
+
+def encode_frame(cmd: int, seq: int, body: bytes = b"") -> bytes:
+    """cmd, seq, body -> COBS(raw + CRC) + 0x00: the exact bytes es_tx_encode writes."""
+    body = bytes(body)
+    if not (0 <= cmd <= 255 and 0 <= seq <= 255):
+        raise ProtocolError(f"cmd {cmd} and seq {seq} must be bytes")
+    if len(body) > ES_PROTO_MAX_BODY:
+        raise ProtocolError(f"body of {len(body)} bytes exceeds the {ES_PROTO_MAX_BODY}-byte limit")
+    raw = bytes((cmd, seq)) + body
+    return cobs_encode(raw + struct.pack("<H", crc16(raw))) + b"\x00"
+
+
+# ---------------------------------------------------------------- the receiver
+@dataclass(frozen=True)
+class Frame:
+    cmd: int
+    seq: int
+    body: bytes
+
+
+@dataclass(frozen=True)
+class FrameError:
+    reason: int   # ES_NAK_CRC, ES_NAK_TOO_LONG, ES_NAK_COBS or ES_NAK_SHORT
+    seq: int      # the bad frame's seq, 0 if it could not be read
+
+    def __str__(self) -> str:
+        return f"{nak_name(self.reason)}, seq {self.seq}"
+
+
+class FrameDecoder:
+    """Incremental receiver, the twin of es_rx_push: feed(bytes) -> [Frame | FrameError, ...].
+
+    Bytes before the first 0x00 are noise; empty frames are idle filler; a frame whose encoding outgrows
+    ES_PROTO_MAX_WIRE bytes is ES_NAK_TOO_LONG; then bad COBS, decoded length > ES_PROTO_MAX_RAW (TOO_LONG),
+    under 4 bytes (SHORT), bad CRC. One error per malformed frame, then the next frame is read normally."""
+
+    def __init__(self, synced: bool = False):
+        self.synced = synced
+        self._wire = bytearray()
+        self._overflow = False
+
+    def reset(self, synced: bool = False) -> None:
+        self.synced = synced
+        self._wire.clear()
+        self._overflow = False
+
+    def _append(self, chunk: bytes) -> None:
+        room = ES_PROTO_MAX_WIRE - len(self._wire)
+        if len(chunk) > room:
+            self._wire += chunk[:room]
+            self._overflow = True
+        else:
+            self._wire += chunk
+
+    def _finish(self) -> Frame | FrameError | None:
+        wire, overflow = bytes(self._wire), self._overflow
+        self._wire.clear()
+        self._overflow = False
+        if overflow:
+            return FrameError(ES_NAK_TOO_LONG, 0)
+        if not wire:
+            return None
+        n = cobs_decoded_len(wire)
+        if n is None:
+            return FrameError(ES_NAK_COBS, 0)
+        if n > ES_PROTO_MAX_RAW:
+            return FrameError(ES_NAK_TOO_LONG, 0)
+        raw = cobs_decode(wire)
+        seq = raw[1] if len(raw) >= 2 else 0
+        if len(raw) < 4:
+            return FrameError(ES_NAK_SHORT, seq)
+        if crc16(raw[:-2]) != raw[-2] | raw[-1] << 8:
+            return FrameError(ES_NAK_CRC, seq)
+        return Frame(raw[0], seq, raw[2:-2])
+
+    def feed(self, data: bytes) -> list[Frame | FrameError]:
+        events: list[Frame | FrameError] = []
+        data = bytes(data)
+        start, n = 0, len(data)
+        while start <= n:
+            end = data.find(0, start)
+            stop = n if end < 0 else end
+            if self.synced and stop > start:
+                self._append(data[start:stop])
+            if end < 0:
+                break
+            if not self.synced:
+                self.synced = True
+                self._wire.clear()
+                self._overflow = False
+            else:
+                ev = self._finish()
+                if ev is not None:
+                    events.append(ev)
+            start = end + 1
+        return events
+
+
+def decode_stream(data: bytes, synced: bool = False) -> list[Frame | FrameError]:
+    """All frames and errors in one byte string (a fresh FrameDecoder)."""
+    return FrameDecoder(synced).feed(data)
+
+
+# ---------------------------------------------------------------- HELLO / BOOT
+_HELLO_FIXED = struct.Struct("<B8sHHHBHBH")
+
+
+@dataclass(frozen=True)
+class HelloInfo:
+    """The HELLO reply body (also the BOOT body)."""
+    version: int
+    model_id: bytes         # 8 bytes
+    n_inputs: int
+    n_outputs: int
+    n_tables: int
+    n_bits: int
+    n_hashbits: int
+    counter_kind: int       # ES_COUNTER_NONE / CYCLES / INSTRUCTIONS
+    max_batch: int
+    core: str               # e.g. "cortex-m4"
+
+    @property
+    def model_id_hex(self) -> str:
+        return self.model_id.hex()
+
+    @property
+    def counter_name(self) -> str:
+        return COUNTER_NAMES.get(self.counter_kind, f"unknown ({self.counter_kind})")
+
+
+def model_id_bytes(model_id: bytes | str) -> bytes:
+    """The 8 bytes a device reports, from raw bytes or a hex id (the sketch id: only its first 8 bytes count)."""
+    if isinstance(model_id, str):
+        try:
+            model_id = bytes.fromhex(model_id)
+        except ValueError:
+            raise ProtocolError(f"model id {model_id!r} is not hex") from None
+    model_id = bytes(model_id)
+    if len(model_id) < MODEL_ID_BYTES:
+        raise ProtocolError(f"model id {model_id.hex()} is shorter than {MODEL_ID_BYTES} bytes")
+    return model_id[:MODEL_ID_BYTES]
+
+
+def pack_hello(info: HelloInfo) -> bytes:
+    core = info.core.encode("ascii")
+    if len(core) > 255:
+        raise ProtocolError("core name longer than 255 bytes")
+    return _HELLO_FIXED.pack(info.version, model_id_bytes(info.model_id), info.n_inputs, info.n_outputs,
+                             info.n_tables, info.n_bits, info.n_hashbits, info.counter_kind, info.max_batch) \
+        + bytes((len(core),)) + core
+
+
+def unpack_hello(body: bytes) -> HelloInfo:
+    body = bytes(body)
+    k = _HELLO_FIXED.size
+    if len(body) < k + 1 or len(body) != k + 1 + body[k]:
+        raise ProtocolError(f"HELLO body of {len(body)} bytes does not match its layout")
+    f = _HELLO_FIXED.unpack_from(body)
+    try:
+        core = body[k + 1:].decode("ascii")
+    except UnicodeDecodeError:
+        raise ProtocolError("HELLO core name is not ASCII") from None
+    return HelloInfo(f[0], f[1], *f[2:], core=core)
+
+
+def batch_limit(info: HelloInfo) -> int:
+    """Most inputs one BATCH may carry: max_batch, and both the request and its reply must fit ES_PROTO_MAX_BODY."""
+    by_req = (ES_PROTO_MAX_BODY - 1) // max(info.n_inputs, 1)
+    by_reply = (ES_PROTO_MAX_BODY - 1) // (4 + 4 * info.n_outputs)
+    return max(0, min(info.max_batch, by_req, by_reply, 255))
+
+
+# ---------------------------------------------------------------- INFER / DEBUG requests
+def _int8_row(xq, n_inputs: int | None = None) -> np.ndarray:
+    a = np.asarray(xq)
+    if a.dtype != np.int8:
+        if not np.issubdtype(a.dtype, np.integer) or a.size and (a.min() < -128 or a.max() > 127):
+            raise ProtocolError(f"inputs must be int8, got {a.dtype}")
+        a = a.astype(np.int8)
+    a = a.reshape(-1)
+    if n_inputs is not None and a.size != n_inputs:
+        raise ProtocolError(f"input has {a.size} values, the model takes {n_inputs}")
+    return a
+
+
+def pack_infer(xq) -> bytes:
+    """int8[n_inputs] -> INFER (or DEBUG) request body."""
+    return _int8_row(xq).tobytes()
+
+
+pack_debug = pack_infer
+
+
+def unpack_infer(body: bytes, n_inputs: int) -> np.ndarray:
+    if len(body) != n_inputs:
+        raise ProtocolError(f"INFER body of {len(body)} bytes, expected {n_inputs}")
+    return np.frombuffer(bytes(body), np.int8).copy()
+
+
+unpack_debug = unpack_infer
+
+
+def pack_infer_reply(cost: int, scores) -> bytes:
+    return struct.pack("<I", int(cost) & 0xFFFFFFFF) + np.asarray(scores, "<i4").reshape(-1).tobytes()
+
+
+def unpack_infer_reply(body: bytes, n_outputs: int) -> tuple[int, np.ndarray]:
+    """-> (cost, int32[n_outputs] scores)."""
+    if len(body) != 4 + 4 * n_outputs:
+        raise ProtocolError(f"INFER reply of {len(body)} bytes, expected {4 + 4 * n_outputs}")
+    return struct.unpack_from("<I", body)[0], np.frombuffer(bytes(body), "<i4", n_outputs, 4).astype(np.int32)
+
+
+# ---------------------------------------------------------------- BATCH
+def pack_batch(xq_rows) -> bytes:
+    """int8[n, n_inputs] -> BATCH request body (u8 n, then the rows)."""
+    a = np.asarray(xq_rows)
+    if a.ndim != 2 or not 1 <= a.shape[0] <= 255:
+        raise ProtocolError(f"a batch is 1..255 rows of inputs, got shape {a.shape}")
+    return bytes((a.shape[0],)) + _int8_row(a).tobytes()
+
+
+def unpack_batch(body: bytes, n_inputs: int) -> np.ndarray:
+    if len(body) < 1 or len(body) != 1 + body[0] * n_inputs:
+        raise ProtocolError(f"BATCH body of {len(body)} bytes does not match its count")
+    return np.frombuffer(bytes(body), np.int8, body[0] * n_inputs, 1).reshape(body[0], n_inputs).copy()
+
+
+def pack_batch_reply(costs, scores) -> bytes:
+    costs = np.asarray(costs).reshape(-1)
+    scores = np.asarray(scores).reshape(len(costs), -1)
+    rec = np.zeros(len(costs), np.dtype([("cost", "<u4"), ("scores", "<i4", (scores.shape[1],))]))
+    rec["cost"] = costs.astype(np.int64) & 0xFFFFFFFF
+    rec["scores"] = scores
+    return bytes((len(costs),)) + rec.tobytes()
+
+
+def unpack_batch_reply(body: bytes, n_outputs: int, n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """-> (uint32[n] costs, int32[n, n_outputs] scores). If n is given the reply must carry exactly n results."""
+    rec = 4 + 4 * n_outputs
+    if len(body) < 1 or len(body) != 1 + body[0] * rec or (n is not None and body[0] != n):
+        raise ProtocolError(f"BATCH reply of {len(body)} bytes does not match its count"
+                            + (f" (expected {n} results)" if n is not None else ""))
+    a = np.frombuffer(bytes(body), np.dtype([("cost", "<u4"), ("scores", "<i4", (n_outputs,))]), body[0], 1)
+    return a["cost"].astype(np.uint32), a["scores"].astype(np.int32).reshape(body[0], n_outputs)
+
+
+# ---------------------------------------------------------------- DEBUG reply
+def pack_debug_reply(bits, buckets) -> bytes:
+    bits = np.asarray(bits).reshape(-1).astype(bool)
+    buckets = np.asarray(buckets).reshape(-1)
+    return struct.pack("<H", bits.size) + np.packbits(bits, bitorder="little").tobytes() \
+        + struct.pack("<H", buckets.size) + buckets.astype("<u2").tobytes()
+
+
+def unpack_debug_reply(body: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """-> (bool[n_hashbits] hash bits, uint16[n_tables] buckets)."""
+    body = bytes(body)
+    if len(body) < 2:
+        raise ProtocolError("DEBUG reply too short")
+    p = struct.unpack_from("<H", body)[0]
+    nb = math.ceil(p / 8)
+    if len(body) < 4 + nb:
+        raise ProtocolError("DEBUG reply too short for its hash bits")
+    lt = struct.unpack_from("<H", body, 2 + nb)[0]
+    if len(body) != 4 + nb + 2 * lt:
+        raise ProtocolError(f"DEBUG reply of {len(body)} bytes does not match its counts")
+    bits = np.unpackbits(np.frombuffer(body, np.uint8, nb, 2), bitorder="little")[:p].astype(bool)
+    return bits, np.frombuffer(body, "<u2", lt, 4 + nb).astype(np.uint16)
+
+
+# ---------------------------------------------------------------- NAK
+def pack_nak(reason: int) -> bytes:
+    return bytes((reason,))
+
+
+def unpack_nak(body: bytes) -> int:
+    if len(body) != 1:
+        raise ProtocolError(f"NAK body of {len(body)} bytes, expected 1")
+    return body[0]
+
+
+# ---------------------------------------------------------------- dispatch checks (device side)
+def request_error(cmd: int, body: bytes, n_inputs: int, max_batch: int) -> int | None:
+    """The NAK reason a device gives a well-framed request, or None if it is valid (docs/protocol.md): unknown
+    command -> ES_NAK_UNKNOWN; BATCH count outside 1..max_batch -> ES_NAK_BATCH; any other size -> ES_NAK_LENGTH."""
+    n = len(body)
+    if cmd in (ES_CMD_HELLO, ES_CMD_RESET):
+        return None if n == 0 else ES_NAK_LENGTH
+    if cmd in (ES_CMD_INFER, ES_CMD_DEBUG):
+        return None if n == n_inputs else ES_NAK_LENGTH
+    if cmd == ES_CMD_BATCH:
+        if n < 1:
+            return ES_NAK_LENGTH
+        if not 1 <= body[0] <= max_batch:
+            return ES_NAK_BATCH
+        return None if n == 1 + body[0] * n_inputs else ES_NAK_LENGTH
+    return ES_NAK_UNKNOWN

@@ -1,0 +1,76 @@
+"""Terminal output: progress bars and summary tables (rich). Nothing here computes a figure."""
+from __future__ import annotations
+
+import contextlib
+import sys
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+console = Console(stderr=True, highlight=False)
+out = Console(highlight=False)
+
+PHASES = {"relabel": "relabel augmented data with the teacher", "relax": "learn hyperplanes (soft bits)",
+          "ste": "ternary taps (straight-through)", "refit": "refit tables on integer hashes",
+          "fit": "fit representers to the teacher"}
+
+
+@contextlib.contextmanager
+def phase_progress():
+    """Yields a callback(phase, done, total, info): one bar per phase on a terminal, plain lines in a log."""
+    def text(info):
+        return ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in info.items())
+    if not console.is_terminal:
+        def plain(phase, done, total, info):
+            if done == total or done % max(1, total // 5) == 0:
+                console.print(f"  {PHASES.get(phase, phase):<40} {done}/{total} {text(info)}")
+        yield plain
+        return
+    with Progress(TextColumn("{task.description:<40}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+                  TimeElapsedColumn(), console=console) as p:
+        tasks = {}
+
+        def cb(phase, done, total, info):
+            if phase not in tasks:
+                tasks[phase] = p.add_task(PHASES.get(phase, phase), total=total, info="")
+            p.update(tasks[phase], completed=done, total=total, info=text(info))
+        yield cb
+
+
+def fmt(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)
+
+
+def metrics_table(m: dict, title: str) -> Table:
+    t = Table(title=title, show_header=True, header_style="bold")
+    t.add_column("figure"); t.add_column("value", justify="right")
+    rows = (["teacher_accuracy", "float_accuracy", "int_accuracy", "teacher_agreement"] if m["task"] == "classification"
+            else ["teacher_rmse", "float_rmse", "int_rmse", "teacher_agreement_rmse"])
+    labels = {"teacher_accuracy": "teacher accuracy", "float_accuracy": "float sketch accuracy",
+              "int_accuracy": "integer sketch accuracy", "teacher_agreement": "agreement with teacher",
+              "teacher_rmse": "teacher RMSE", "float_rmse": "float sketch RMSE", "int_rmse": "integer sketch RMSE",
+              "teacher_agreement_rmse": "RMSE against teacher", "table_bytes": "table bytes", "projection_bytes": "projection bytes",
+              "ops_per_inference": "adds + lookups per inference"}
+    for k in rows + ["table_bytes", "projection_bytes", "ops_per_inference"]:
+        t.add_row(labels[k], fmt(m.get(k)))
+    t.caption = f"{m['mode']} mode, L={m['tables']} K={m['bits']} P={m['hyperplanes']} taps={m['taps']}, {m['n_test']} test samples"
+    return t
+
+
+def kv_table(rows: list[tuple[str, object]], title: str) -> Table:
+    t = Table(title=title, show_header=False)
+    t.add_column(style="bold"); t.add_column()
+    for k, v in rows:
+        t.add_row(k, fmt(v))
+    return t
+
+
+def error(msg: str) -> None:
+    print(f"edgesketch: error: {msg}", file=sys.stderr)

@@ -1,0 +1,117 @@
+"""The teacher: any Keras 3 model with one fixed-shape input (.keras, .h5, or a SavedModel folder). TensorFlow here."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import UserError
+
+
+def _quiet_tf():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("KERAS_HOME", str(Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "edgesketch-keras"))
+    import absl.logging
+    absl.logging.set_verbosity(absl.logging.ERROR)
+
+
+@dataclass
+class Teacher:
+    path: str
+    model: object
+    input_shape: tuple[int, ...]
+    n_outputs: int
+    task: str            # classification | regression
+    softmax_output: bool  # outputs are probabilities (else logits or values)
+
+    @property
+    def n_inputs(self) -> int: return int(np.prod(self.input_shape))
+
+    def check_data(self, x: np.ndarray, source: str) -> None:
+        n = int(np.prod(x.shape[1:]))
+        if n != self.n_inputs:
+            raise UserError(f"{source} has {n} values per sample {tuple(x.shape[1:])} but the teacher {Path(self.path).name} "
+                            f"expects {self.n_inputs} {self.input_shape}; pass the data the teacher was trained on")
+
+    def outputs(self, x: np.ndarray, batch: int = 1024) -> np.ndarray:
+        """Raw outputs [N, C]: probabilities for a softmax teacher, logits or values otherwise."""
+        x = np.asarray(x, np.float32).reshape((len(x),) + self.input_shape)
+        out = [np.asarray(self.model(x[i:i + batch], training=False)) for i in range(0, len(x), batch)]
+        return np.concatenate(out).reshape(len(x), -1).astype(np.float64)
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        """Class scores on a log scale (log-probabilities for a softmax teacher): what the sketch learns to add up."""
+        o = self.outputs(x)
+        return np.log(np.clip(o, 1e-7, 1.0)) if self.softmax_output else o
+
+
+def load(path: str, task: str | None = None, labels: np.ndarray | None = None) -> Teacher:
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"teacher {path} not found; give a Keras model file (.keras or .h5) or a SavedModel folder")
+    _quiet_tf()
+    import keras
+    try:
+        if p.is_dir():
+            layer = keras.layers.TFSMLayer(str(p), call_endpoint="serving_default")
+            model = _wrap_savedmodel(layer)
+        else:
+            model = keras.models.load_model(str(p), compile=False)
+    except UserError:
+        raise
+    except Exception as e:
+        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        raise UserError(f"cannot load teacher {path} ({first}); save it with model.save('teacher.keras') in Keras 3") from None
+    inputs = getattr(model, "inputs", None) or []
+    if len(inputs) != 1:
+        raise UserError(f"teacher {path} has {len(inputs)} inputs; edgesketch needs a model with exactly one input tensor")
+    shape = tuple(inputs[0].shape[1:])
+    if any(d is None for d in shape):
+        raise UserError(f"teacher {path} has input shape {shape} with unknown sizes; give it a fixed input shape (keras.Input(shape=...))")
+    outs = model.outputs
+    if len(outs) != 1:
+        raise UserError(f"teacher {path} has {len(outs)} outputs; edgesketch needs one output tensor")
+    n_out = int(np.prod(outs[0].shape[1:]))
+    softmax = _final_activation(model) == "softmax"
+    detected = "classification" if softmax else _guess_task(n_out, labels)
+    task = task or detected
+    if task not in ("classification", "regression"):
+        raise UserError(f"unknown task {task!r}; use classification or regression")
+    if task == "classification" and n_out < 2:
+        raise UserError(f"teacher {path} has one output, too few for classification; pass --task regression")
+    return Teacher(str(p), model, tuple(int(d) for d in shape), n_out, task, softmax)
+
+
+def _final_activation(model) -> str | None:
+    layers = [l for l in getattr(model, "layers", []) if l.__class__.__name__ not in ("InputLayer", "Dropout")]
+    if not layers:
+        return None
+    last = layers[-1]
+    if last.__class__.__name__ == "Softmax":
+        return "softmax"
+    act = getattr(last, "activation", None)
+    return getattr(act, "__name__", None)
+
+
+def _guess_task(n_out: int, labels) -> str:
+    if n_out == 1:
+        return "regression"
+    if labels is not None and np.issubdtype(np.asarray(labels).dtype, np.integer):
+        return "classification"
+    if labels is not None and np.allclose(labels, np.round(labels)) and labels.min() >= 0 and labels.max() < n_out:
+        return "classification"
+    return "classification" if labels is None else "regression"
+
+
+def _wrap_savedmodel(layer):
+    import keras
+    spec = next(iter(layer._call_signature.structured_input_signature[1].values()))  # noqa: SLF001 (TFSMLayer has no public spec)
+    inp = keras.Input(shape=tuple(spec.shape[1:]))
+    out = layer(inp)
+    if isinstance(out, dict):
+        if len(out) != 1:
+            raise UserError(f"SavedModel has {len(out)} outputs; edgesketch needs one output tensor")
+        out = next(iter(out.values()))
+    return keras.Model(inp, out)

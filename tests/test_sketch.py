@@ -1,0 +1,91 @@
+"""The numpy sketch: the representer estimate is unbiased with variance ~ 1/L, and the integer path is consistent."""
+import numpy as np
+import pytest
+
+from edgesketch import quantize
+from edgesketch.sketch import (float_hash_bits, input_units, int_hash_bits, int_projections, int_scores, int_thresholds,
+                               quantize_inputs, random_sketch, representer_counts, score_bound, srp_kernel)
+
+
+def _estimates(x, w, alpha, L, K, trials, rng, gaussian=True):
+    """Sketch estimates of sum_j alpha_j k(x, w_j) for `trials` independent sketches: [trials, N, C]."""
+    D = x.shape[1]
+    out = []
+    for _ in range(trials):
+        R = rng.normal(size=(D, L * K)) if gaussian else rng.choice([1, 0, -1], size=(D, L * K), p=[1 / 6, 2 / 3, 1 / 6])
+        counts = representer_counts(w @ R > 0, alpha, L, K)
+        xb = ((x @ R > 0).reshape(len(x), L, K).astype(np.int64) << np.arange(K)).sum(-1)
+        out.append(counts[np.arange(L), xb].sum(1))
+    return np.array(out)
+
+
+def test_representer_estimate_is_unbiased_and_variance_falls_like_one_over_L():
+    rng = np.random.default_rng(0)
+    D, M, C, K = 12, 6, 3, 3
+    x, w, alpha = rng.normal(size=(5, D)), rng.normal(size=(M, D)), rng.normal(size=(M, C))
+    exact = srp_kernel(x, w, K) @ alpha
+    trials = 3000
+    e1 = _estimates(x, w, alpha, 1, K, trials, rng)
+    # unbiased: the mean of independent L=1 sketches is within 4 standard errors of the exact kernel sum
+    se = e1.std(0) / np.sqrt(trials)
+    assert np.all(np.abs(e1.mean(0) - exact) < 4 * se + 1e-9), (e1.mean(0), exact)
+    # variance falls like 1/L: the L=16 estimate's variance is var(L=1)/16 up to sampling noise
+    e16 = _estimates(x, w, alpha, 16, K, 1000, rng)
+    ratio = e16.var(0).mean() / e1.var(0).mean()
+    assert 0.75 / 16 < ratio < 1.33 / 16, ratio
+    # and the error against the exact sum keeps shrinking as L grows
+    errs = [np.sqrt(((_estimates(x, w, alpha, L, K, 200, rng) - exact) ** 2).mean()) for L in (1, 4, 16, 64)]
+    assert all(a > b for a, b in zip(errs, errs[1:])), errs
+    assert errs[-1] < errs[0] / 5
+
+
+def test_sparse_ternary_projections_estimate_the_kernel_closely():
+    """The ternary (+1/0/-1 with 1/6, 2/3, 1/6) hashes used on device approximate the SRP kernel."""
+    rng = np.random.default_rng(1)
+    D, M, C, K = 64, 6, 2, 3
+    x, w, alpha = rng.normal(size=(4, D)), rng.normal(size=(M, D)), rng.normal(size=(M, C))
+    exact = srp_kernel(x, w, K) @ alpha
+    est = _estimates(x, w, alpha, 64, K, 300, rng, gaussian=False).mean(0)
+    assert np.abs(est - exact).max() < 0.05 * np.abs(alpha).sum(0).max()
+
+
+@pytest.mark.parametrize("P,taps", [(None, None), (48, 8), (20, 3)])
+def test_integer_hash_equals_float_hash_on_integer_inputs(P, taps):
+    """Folding the centring into integer thresholds changes nothing when the inputs are exactly integers."""
+    sk = random_sketch(P=P, taps=taps, seed=3)
+    xq = np.random.default_rng(4).integers(-128, 128, (2000, sk.n_inputs)).astype(np.int8)
+    u = xq.astype(np.float64)  # u = xq: an input already on the integer grid
+    assert np.array_equal(float_hash_bits(sk, u), int_hash_bits(sk, xq))
+
+
+def test_int_thresholds_floor_fractional_sums():
+    ptr, idx, sign = np.array([0, 2]), np.array([0, 1]), np.array([1, -1], np.int8)
+    # sum sign*(u-o) > 0.5 with o = (0.25, 0)  <=>  u0 - u1 > 0.75  <=>  z > 0 for integer z
+    assert int_thresholds(np.array([0.5]), np.array([0.25, 0.0]), ptr, idx, sign).tolist() == [0]
+    assert int_thresholds(np.array([-0.5]), np.array([0.0, 0.0]), ptr, idx, sign).tolist() == [-1]
+
+
+def test_quantize_inputs_rounds_half_to_even_and_saturates():
+    sk = random_sketch(D=4, seed=0)
+    sk.in_scale[:] = 1.0; sk.in_zero[:] = 0
+    x = np.array([[0.5, 1.5, -300.0, 300.0], [-0.5, 2.5, 126.6, -128.4]])
+    assert quantize_inputs(sk, x).tolist() == [[0, 2, -128, 127], [0, 2, 127, -128]]
+
+
+def test_scores_stay_inside_recorded_bounds_and_int16_counts_work():
+    sk = random_sketch(count_dtype=np.int16, seed=5)
+    xq = np.random.default_rng(6).integers(-128, 128, (500, sk.n_inputs)).astype(np.int8)
+    s = int_scores(sk, xq)
+    assert s.dtype == np.int32 and np.abs(s).max() <= score_bound(sk) < 2**31
+    assert np.abs(int_projections(sk, xq)).max() <= 128 * np.diff(sk.tap_ptr).max()
+
+
+def test_calibration_maps_range_onto_int8():
+    x = np.array([[0.0, -1.0, 5.0], [16.0, 1.0, 5.0]])
+    scale, zero = quantize.calibrate_inputs(x)
+    sk = random_sketch(D=3, seed=0)
+    sk.in_scale, sk.in_zero = scale, zero
+    q = quantize_inputs(sk, x)
+    assert q[:, 0].tolist() == [-128, 127]  # range starting at 0 maps exactly
+    assert abs(int(q[0, 1]) + 128) <= 1 and q[1, 1] == 127  # an integer zero point nudges a range crossing 0 by at most 1
+    assert np.allclose(input_units(sk, x)[:, 0], [-128, 127])
