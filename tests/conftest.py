@@ -1,0 +1,88 @@
+"""Shared fixtures: small Keras teachers and distilled sketches, built once per test session (nothing cached on disk
+between runs). Quick sketches are for bit-exactness and plumbing, where accuracy does not matter; the full digits
+example (test_distill.py) checks accuracy."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "examples"))
+
+
+def train_small_teacher(source: str, out: Path, epochs: int = 30, cnn: bool = False) -> Path:
+    import keras
+    from keras import layers
+
+    from edgesketch import data
+    keras.utils.set_random_seed(0)
+    ds = data.load(source)
+    d, c = ds.x_train.shape[1], int(ds.y_train.max()) + 1
+    if cnn:
+        model = keras.Sequential([keras.Input((d, 1)), layers.Conv1D(8, 5, activation="relu"), layers.Flatten(),
+                                  layers.Dense(c, activation="softmax")])
+    else:
+        model = keras.Sequential([keras.Input((d,)), layers.Rescaling(1 / float(np.abs(ds.x_train).max())),
+                                  layers.Dense(32, activation="relu"), layers.Dense(c, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(ds.x_train.reshape((len(ds.x_train),) + tuple(model.inputs[0].shape[1:])), ds.y_train,
+              epochs=epochs, batch_size=64, verbose=0)
+    model.save(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def workdir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("es")
+
+
+@pytest.fixture(scope="session")
+def digits_teacher(workdir) -> Path:
+    return train_small_teacher("sklearn:digits", workdir / "digits-small.keras")
+
+
+@pytest.fixture(scope="session")
+def mnist1d_teacher(workdir) -> Path:
+    return train_small_teacher("mnist1d", workdir / "mnist1d-small.keras", epochs=15)
+
+
+def quick_distill(teacher_path, source, mode="learned", **kw):
+    """A sketch trained briefly: well-formed and real, not accurate. For bit-exactness tests."""
+    from edgesketch import data, teacher
+    from edgesketch.distill import Config, distill
+    ds = data.load(source)
+    t = teacher.load(str(teacher_path))
+    cfg = Config(mode=mode, epochs=kw.pop("epochs", 3), refit_epochs=2, aug_size=kw.pop("aug_size", 3000), **kw)
+    sk = distill(t, ds.x_train, cfg, {"source": source, "class_names": [str(i) for i in range(t.n_outputs)],
+                                      "input_shape": list(t.input_shape)})
+    return sk, ds
+
+
+@pytest.fixture(scope="session")
+def quick_sketches(digits_teacher, mnist1d_teacher):
+    """{(source, mode, L, K): (sketch, dataset)} for both data sets, both modes and three (L, K) sizes."""
+    out = {}
+    for source, tpath in (("sklearn:digits", digits_teacher), ("mnist1d", mnist1d_teacher)):
+        for mode in ("learned", "representer"):
+            for L, K in ((4, 3), (16, 6), (32, 8)):
+                kw = dict(tables=L, bits=K, hyperplanes=max(2 * K, 24))
+                if mode == "representer":
+                    kw["representers"] = 32
+                out[(source, mode, L, K)] = quick_distill(tpath, source, mode, **kw)
+    return out
+
+
+@pytest.fixture(scope="session")
+def digits_esk(workdir, digits_teacher) -> Path:
+    """A quick digits sketch saved as a file (for CLI, export and verify tests)."""
+    from edgesketch import esk
+    sk, _ = quick_distill(digits_teacher, "sklearn:digits", epochs=4)
+    sk.meta["teacher"] = str(digits_teacher)
+    path = workdir / "digits-quick.esk"
+    esk.save(sk, path, force=True)
+    return path

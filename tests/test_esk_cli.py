@@ -1,0 +1,156 @@
+"""The sketch file and the CLI's handling of bad input: one line, non-zero exit, no traceback, nothing half-written."""
+import json
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+
+from edgesketch import esk
+from edgesketch.errors import UserError
+from edgesketch.sketch import int_scores, random_sketch
+
+
+def run_cli(*args, cwd=None):
+    p = subprocess.run([sys.executable, "-m", "edgesketch", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=600)
+    return p.returncode, p.stdout, p.stderr
+
+
+def assert_user_error(code, err, *needles):
+    assert code == 2, err
+    assert "Traceback" not in err
+    lines = [l for l in err.strip().splitlines() if l.startswith("edgesketch: error:")]
+    assert len(lines) == 1, err
+    for n in needles:
+        assert n in lines[0], lines[0]
+
+
+def test_roundtrip_preserves_everything_and_id(tmp_path):
+    sk = random_sketch(P=48, taps=8, seed=2)
+    sk.extras = {"representers": np.ones((3, 4), np.float32)}
+    mid = esk.save(sk, tmp_path / "a.esk")
+    back = esk.load(tmp_path / "a.esk")
+    assert back.meta["model_id"] == mid and len(mid) == 32
+    for name in esk.ARRAYS:
+        a, b = getattr(sk, name), getattr(back, name)
+        assert a.dtype == b.dtype and np.array_equal(a, b), name
+    assert np.array_equal(back.extras["representers"], sk.extras["representers"])
+    xq = np.random.default_rng(0).integers(-128, 128, (100, 64)).astype(np.int8)
+    assert np.array_equal(int_scores(sk, xq), int_scores(back, xq))
+
+
+def test_id_changes_with_contents(tmp_path):
+    a, b = random_sketch(seed=1), random_sketch(seed=1)
+    b.counts = b.counts.copy(); b.counts[0, 0, 0] ^= 1
+    assert esk.model_id(a) != esk.model_id(b)
+
+
+def test_refuses_to_overwrite_without_force(tmp_path):
+    esk.save(random_sketch(), tmp_path / "a.esk")
+    with pytest.raises(UserError, match="--force"):
+        esk.save(random_sketch(seed=3), tmp_path / "a.esk")
+    esk.save(random_sketch(seed=3), tmp_path / "a.esk", force=True)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "not_zip", "future", "tamper", "no_meta"])
+def test_bad_files_give_clear_errors(tmp_path, damage):
+    p = tmp_path / "m.esk"
+    esk.save(random_sketch(), p)
+    raw = p.read_bytes()
+    if damage == "truncate":
+        p.write_bytes(raw[: len(raw) // 2])
+    elif damage == "garbage":
+        p.write_bytes(raw[:200] + bytes(range(256)) * 4 + raw[1224:])
+    elif damage == "not_zip":
+        p.write_text("hello, I am a CSV\n1,2,3\n")
+    elif damage in ("future", "tamper", "no_meta"):
+        with zipfile.ZipFile(p) as z:
+            files = {n: z.read(n) for n in z.namelist()}
+        meta = json.loads(files["meta.json"])
+        if damage == "future":
+            meta["format_version"] = 99
+        if damage == "tamper":
+            meta["task"] = "regression"
+        files["meta.json"] = json.dumps(meta).encode()
+        if damage == "no_meta":
+            del files["meta.json"]
+        with zipfile.ZipFile(p, "w") as z:
+            for n, b in files.items():
+                z.writestr(n, b)
+    with pytest.raises(UserError) as e:
+        esk.load(p)
+    msg = str(e.value)
+    assert "\n" not in msg and str(p) in msg
+    if damage == "future":
+        assert "upgrade edgesketch" in msg
+
+
+def test_cli_info_and_eval_json(digits_esk):
+    code, out, err = run_cli("info", digits_esk)
+    assert code == 0, err
+    assert "model id" in out and "16 x 64 x 10" in out
+    code, out, err = run_cli("eval", digits_esk, "--json")
+    assert code == 0, err
+    m = json.loads(out)
+    for k in ("teacher_accuracy", "float_accuracy", "int_accuracy", "teacher_agreement", "table_bytes", "projection_bytes", "ops_per_inference"):
+        assert k in m
+    assert m["table_bytes"] == 16 * 64 * 10 and 0.5 < m["int_accuracy"] <= 1.0 and m["teacher_accuracy"] > 0.9
+
+
+def _npz(path, **arrays):
+    np.savez(path, **arrays)
+    return path
+
+
+def test_cli_bad_inputs(tmp_path, digits_teacher, digits_esk):
+    rng = np.random.default_rng(0)
+    out = tmp_path / "o.esk"
+    cases = [
+        (["distill", tmp_path / "nope.keras", "--data", "sklearn:digits", "-o", out], ["not found"]),
+        (["distill", _write(tmp_path / "bad.keras", b"PK\x03\x04 not really a zip"), "--data", "sklearn:digits", "-o", out], ["cannot load teacher"]),
+        (["distill", digits_teacher, "--data", _npz(tmp_path / "shape.npz", x_train=rng.normal(size=(10, 30)), x_test=rng.normal(size=(5, 30))), "-o", out], ["30 values", "expects 64"]),
+        (["distill", digits_teacher, "--data", _npz(tmp_path / "nan.npz", x_train=np.full((10, 64), np.nan), x_test=np.zeros((5, 64))), "-o", out], ["NaN"]),
+        (["distill", digits_teacher, "--data", _npz(tmp_path / "inf.npz", x_train=np.zeros((10, 64)), x_test=np.full((5, 64), np.inf)), "-o", out], ["Inf"]),
+        (["distill", digits_teacher, "--data", "sklearn:nosuch", "-o", out], ["sklearn:digits"]),
+        (["distill", digits_teacher, "--data", "sklearn:digits", "-o", digits_esk], ["already exists", "--force"]),
+        (["distill", digits_teacher, "--data", "sklearn:digits", "-o", out, "--bits", "20"], ["--bits"]),
+        (["distill", _multi_input_teacher(tmp_path), "--data", "sklearn:digits", "-o", out], ["2 inputs"]),
+        (["eval", _bare_sketch(tmp_path), "--data", _npz(tmp_path / "nolabels.npz", x_train=np.zeros((10, 64)), x_test=np.zeros((5, 64)))], ["no labels", "--teacher"]),
+        (["eval", _bare_sketch(tmp_path)], ["records no data source", "--data"]),
+        (["info", _write(tmp_path / "x.esk", b"this is not a sketch")], ["not a valid edgesketch sketch"]),
+        (["info", tmp_path / "missing.esk"], ["not found"]),
+    ]
+    for args, needles in cases:
+        code, _, err = run_cli(*args)
+        assert_user_error(code, err, *needles)
+    assert not out.exists()
+
+
+def test_no_teacher_and_no_labels_message(tmp_path, digits_esk):
+    from edgesketch import esk as E
+    from edgesketch.evaluate import evaluate
+    sk = E.load(digits_esk)
+    with pytest.raises(UserError, match="no labels"):
+        evaluate(sk, np.zeros((3, 64), np.float32), None, None)
+
+
+def _bare_sketch(tmp_path):
+    p = tmp_path / "bare.esk"
+    if not p.exists():
+        esk.save(random_sketch(), p)  # no teacher and no data source recorded
+    return p
+
+
+def _write(p, b):
+    p.write_bytes(b)
+    return p
+
+
+def _multi_input_teacher(tmp_path):
+    import keras
+    a, b = keras.Input((64,)), keras.Input((3,))
+    m = keras.Model([a, b], keras.layers.Dense(10, activation="softmax")(keras.layers.Concatenate()([a, b])))
+    p = tmp_path / "two.keras"
+    m.save(p)
+    return p
