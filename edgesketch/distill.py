@@ -37,7 +37,7 @@ class Config:
     representers: int = 128   # M (representer mode)
     density: float = 1 / 3    # ternary density of random projections (representer mode)
     augment: bool = True
-    aug_size: int = 0         # 0: max(20000, 10 * n_train)
+    aug_size: int = 0         # 0: max(40000, 10 * n_train)
     noise: float = 0.1        # Gaussian noise, in units of each feature's std
     epochs: int = 30          # per phase (relax, STE); representer fit uses 2x
     refit_epochs: int = 15
@@ -51,7 +51,7 @@ class Config:
 def augment(x: np.ndarray, cfg: Config, rng: np.random.Generator) -> np.ndarray:
     """The training set plus mixup pairs (lambda ~ U(0,1), random partner) with Gaussian noise; the teacher
     relabels all of them, so the sketch learns the teacher's function between and around training points."""
-    n = cfg.aug_size or max(20000, 10 * len(x))
+    n = cfg.aug_size or max(40000, 10 * len(x))
     if not cfg.augment or n <= len(x):
         return x
     k = n - len(x)
