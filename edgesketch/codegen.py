@@ -145,7 +145,13 @@ def _plan(sk: Sketch, layout: str, prefix: str) -> dict:
         s = sign[ptr[p]:ptr[p + 1]]
         zmax, zmin = 127 * int((s > 0).sum()) + 128 * int((s < 0).sum()), -128 * int((s > 0).sum()) - 127 * int((s < 0).sum())
         thr.append(int(min(max(int(sk.threshold[p]), zmin - 1), zmax)))
-    pbound = max(projection_bound(sk), max((abs(t) for t in thr), default=0))
+    # compact code adds ~x[i] = -x[i] - 1 for a negative tap, so its thresholds drop by the negative-tap count
+    ntap = np.diff(ptr)
+    nneg = [int((sign[ptr[p]:ptr[p + 1]] < 0).sum()) for p in range(P)]
+    if layout == "compact":
+        thr = [t - int(n) for t, n in zip(thr, nneg)]
+    # the C computes threshold - sum (its sign bit is the hash bit): |.| <= |threshold| + 128 * taps
+    pbound = max([projection_bound(sk)] + [abs(t) + 128 * int(n) for t, n in zip(thr, ntap)])
     sbound = score_bound(sk)
     proj_t, proj_max = _fast_type(pbound)
     score_t, score_max = _fast_type(sbound)
@@ -174,13 +180,13 @@ def _plan(sk: Sketch, layout: str, prefix: str) -> dict:
         out_bias=_rows([_c_float(v) for v in sk.out_bias], 8),
         proj_t=proj_t, proj_max=proj_max, proj_bound=pbound,
         score_t=score_t, score_max=score_max, score_bound=sbound,
-        count_t=count_t, counts=_rows(list(counts) + [0] * pad, 2 * R if C == 1 else max(8, min(32, C))),
+        count_t=count_t, counts=_rows(list(counts) + [0] * pad, C * max(1, 16 // C)),   # whole cells per line
         n_counts=counts.size + pad,
         dsp=dsp, n_lanew=-(-C // 4),
         classes=list(range(C)),
     )
     if layout == "unrolled":
-        ctx.update(_plan_unrolled(sk, thr, used, proj_t))
+        ctx.update(_plan_unrolled(sk, thr, used, f"{prefix}_proj_t"))
     else:
         ctx.update(_plan_compact(sk, thr, used))
     return ctx
@@ -202,18 +208,14 @@ def _plan_unrolled(sk: Sketch, thr, used, proj_t) -> dict:
         pos[p].append(nbw * 32 + j)
 
     def expr(p):
-        terms = []
+        """threshold - (sum of sign * x): negative exactly when the hash bit is 1, so the bit is its sign bit."""
+        terms = [f"({proj_t}){_c_int(thr[p])}"]
         for t in range(ptr[p], ptr[p + 1]):
-            s, i = int(sign[t]), int(idx[t])
-            if not terms:
-                terms.append(f"{'-' if s < 0 else ''}({proj_t})x[{i}]")
-            else:
-                terms.append(f"{'-' if s < 0 else '+'} x[{i}]")
-        return " ".join(terms) if terms else "0"
+            terms.append(f"{'+' if sign[t] < 0 else '-'} x[{int(idx[t])}]")
+        return " ".join(terms)
 
     def planes(ps):
-        return [dict(p=p, expr=expr(p), thr=_c_int(thr[p]),
-                     sets=[(q // 32, q % 32) for q in pos[p]]) for p in ps]
+        return [dict(p=p, expr=expr(p), sets=[(q // 32, q % 32) for q in pos[p]]) for p in ps]
 
     src = [pos[p][0] for p in range(P)]
     return dict(
@@ -230,18 +232,17 @@ def _plan_compact(sk: Sketch, thr, used) -> dict:
     order = [p for p in range(P) if used[p]] + [p for p in range(P) if not used[p]]  # used first
     rank = np.empty(P, np.int64)
     rank[order] = np.arange(P)
-    tap_idx, npos, nneg, thr_o = [], [], [], []
-    for p in order:
-        s, i = sign[ptr[p]:ptr[p + 1]], idx[ptr[p]:ptr[p + 1]]
-        tap_idx += [int(v) for v in i[s > 0]] + [int(v) for v in i[s < 0]]
-        npos.append(int((s > 0).sum()))
-        nneg.append(int((s < 0).sum()))
+    tap_idx, ntap, thr_o = [], [], []
+    for p in order:   # a tap reads xx[i] = x[i] (positive) or xx[D + i] = ~x[i] (negative)
+        ntap.append(int(ptr[p + 1] - ptr[p]))
+        tap_idx += [int(i) + (D if s < 0 else 0) for i, s in zip(idx[ptr[p]:ptr[p + 1]], sign[ptr[p]:ptr[p + 1]])]
         thr_o.append(thr[p])
+    uniform = len(set(ntap)) == 1
     return dict(
         n_used=int(used.sum()), permuted=order != list(range(P)),
         rank=_rows([int(r) for r in rank]), rank_t=_uint_type(P - 1),
-        tap_idx=_rows(tap_idx or [0]), idx_t=_uint_type(D - 1), n_tapidx=max(1, len(tap_idx)),
-        npos=_rows(npos), nneg=_rows(nneg), n_t=_uint_type(max(npos + nneg, default=0)),
+        tap_idx=_rows(tap_idx or [0]), idx_t=_uint_type(2 * D - 1), n_tapidx=max(1, len(tap_idx)),
+        taps_each=ntap[0] if uniform else None, ntap=_rows(ntap), n_t=_uint_type(max(ntap, default=0)),
         thr=_rows([_c_int(t) for t in thr_o]), thr_t=_int_type(min(thr_o, default=0), max(thr_o, default=0)),
         sel=_rows([int(rank[s]) for s in sk.table_sel.reshape(-1)]), sel_t=_uint_type(P - 1),
     )

@@ -177,8 +177,8 @@ def random_ternary(D: int, P: int, rng: np.random.Generator, density: float = 1 
 def int_thresholds(threshold_f, offset, tap_ptr, tap_idx, tap_sign) -> np.ndarray:
     """Fold centring into integer thresholds: sum sign*(u - o) > t  <=>  sum sign*u > t + sum sign*o, and for an
     integer left side  z > T  <=>  z > floor(T)."""
-    so = np.add.reduceat(tap_sign * offset[tap_idx].astype(np.float64), tap_ptr[:-1]) if len(tap_idx) else 0.0
-    so = np.where(np.diff(tap_ptr) > 0, so, 0.0)
+    P = len(tap_ptr) - 1
+    so = np.bincount(np.repeat(np.arange(P), np.diff(tap_ptr)), weights=tap_sign * offset[tap_idx].astype(np.float64), minlength=P)
     return np.floor(np.asarray(threshold_f, np.float64) + so).astype(np.int32)
 
 

@@ -201,3 +201,119 @@ def edge_rows(D: int) -> np.ndarray:
     rows = [np.full(D, -128), np.full(D, 127), np.zeros(D), np.tile([-128, 127], D)[:D], np.tile([127, -128], D)[:D],
             np.full(D, -1), np.full(D, 1)]
     return np.array(rows, np.int8)
+
+
+# ---------------------------------------------------------------- bare-metal Cortex-M under qemu-system-arm
+# The model compiled for a real Cortex-M (M4: the SXTAB16 path; M3: the plain path), run by a tiny semihosting
+# program on QEMU's MPS2 boards. Each row's scores come back as hex lines; then a SysTick measurement of 50 calls
+# (QEMU -icount shift=0 runs one instruction per ns; the MPS2 SysTick counts at 25 MHz, so one tick = 40 instructions).
+QEMU_MACHINES = {"cortex-m4": "mps2-an386", "cortex-m3": "mps2-an385"}
+
+_ARM_LD = """
+MEMORY { FLASH (rx) : ORIGIN = 0x00000000, LENGTH = 4M
+         RAM (rwx)  : ORIGIN = 0x20000000, LENGTH = 4M }
+SECTIONS {
+  .text : { KEEP(*(.vectors)) *(.text*) *(.rodata*) . = ALIGN(4); } > FLASH
+  .data : { _sdata = .; *(.data*) . = ALIGN(4); _edata = .; } > RAM AT > FLASH
+  _sidata = LOADADDR(.data);
+  .bss (NOLOAD) : { _sbss = .; *(.bss*) *(COMMON) . = ALIGN(4); _ebss = .; } > RAM
+  _estack = ORIGIN(RAM) + LENGTH(RAM);
+}
+"""
+
+_ARM_MAIN = r"""
+#include <stdint.h>
+#include "es_model.h"
+#include "rows.h"
+
+extern uint32_t _sidata, _sdata, _edata, _sbss, _ebss, _estack;
+int main(void);
+
+static int semi(int op, const void *arg)
+{
+    register int r0 __asm__("r0") = op;
+    register const void *r1 __asm__("r1") = arg;
+    __asm__ __volatile__("bkpt 0xab" : "+r"(r0) : "r"(r1) : "memory");
+    return r0;
+}
+static void done(int ok) { semi(0x18, (const void *)(ok ? 0x20026 : 0x20023)); for (;;) {} }
+void Reset_Handler(void)
+{
+    uint32_t *s = &_sidata, *d = &_sdata;
+    while (d < &_edata) *d++ = *s++;
+    for (d = &_sbss; d < &_ebss; ) *d++ = 0;
+    done(main() == 0);
+}
+void Fault_Handler(void) { semi(0x04, "FAULT\n"); done(0); }
+__attribute__((section(".vectors"), used)) static const void *const vectors[16] = {
+    &_estack, (const void *)Reset_Handler, (const void *)Fault_Handler, (const void *)Fault_Handler,
+    (const void *)Fault_Handler, (const void *)Fault_Handler, (const void *)Fault_Handler };
+
+static char line[16 + 9 * ES_N_OUTPUTS];
+static void hex(char *p, uint32_t v) { int i; for (i = 7; i >= 0; --i, v >>= 4) p[i] = "0123456789abcdef"[v & 15u]; }
+static int empty(const int8_t *x, int32_t *s) { (void)x; (void)s; return 0; }
+static int (*volatile target)(const int8_t *, int32_t *);
+
+#define SYST_CSR (*(volatile uint32_t *)0xE000E010u)
+#define SYST_RVR (*(volatile uint32_t *)0xE000E014u)
+#define SYST_CVR (*(volatile uint32_t *)0xE000E018u)
+static uint32_t ticks(int (*fn)(const int8_t *, int32_t *))
+{
+    int32_t s[ES_N_OUTPUTS];
+    uint32_t t0, t1, k;
+    target = fn;
+    t0 = SYST_CVR;
+    for (k = 0; k < 50u; ++k) target(es_rows[k % ES_N_ROWS], s);
+    t1 = SYST_CVR;
+    return (t0 - t1) & 0xFFFFFFu;
+}
+
+int main(void)
+{
+    int32_t s[ES_N_OUTPUTS];
+    uint32_t i, c;
+    for (i = 0; i < ES_N_ROWS; ++i) {
+        if (es_predict_q(es_rows[i], s) != ES_OK) return 1;
+        for (c = 0; c < ES_N_OUTPUTS; ++c) { hex(line + 9 * c, (uint32_t)s[c]); line[9 * c + 8] = ' '; }
+        line[9 * ES_N_OUTPUTS - 1] = '\n';
+        line[9 * ES_N_OUTPUTS] = 0;
+        semi(0x04, line);
+    }
+    SYST_RVR = 0xFFFFFFu; SYST_CVR = 0; SYST_CSR = 5u;
+    hex(line, ticks(es_predict_q)); line[8] = ' ';
+    hex(line + 9, ticks(empty)); line[17] = '\n'; line[18] = 0;
+    semi(0x04, "T ");
+    semi(0x04, line);
+    return 0;
+}
+"""
+
+
+def run_qemu_cortex_m(sketch: Sketch, layout: str, xq: np.ndarray, workdir: Path, cpu: str = "cortex-m4",
+                      extra=(), opt: str = "-O2", timeout: float = 120) -> tuple[np.ndarray, float]:
+    """Build the model for cpu with arm-none-eabi-gcc and run es_predict_q on every row of xq under QEMU.
+    Returns (scores [N, C] int32, instructions per es_predict_q call from SysTick, the empty call subtracted)."""
+    workdir = Path(workdir)
+    src = write_model(sketch, layout, workdir)
+    xq = np.asarray(xq, np.int8).reshape(len(xq), -1)
+    rows = ",\n".join("{" + ",".join(map(str, r)) + "}" for r in xq.tolist())
+    (workdir / "rows.h").write_text(f"#define ES_N_ROWS {len(xq)}u\nstatic const int8_t es_rows[][ES_N_INPUTS] = {{\n{rows}\n}};\n")
+    (workdir / "arm_main.c").write_text(_ARM_MAIN)
+    (workdir / "link.ld").write_text(_ARM_LD)
+    elf = workdir / f"model_{cpu}.elf"
+    arch = ["arm-none-eabi-gcc", f"-mcpu={cpu}", "-mthumb", opt, "-ffunction-sections", "-fdata-sections"]
+    _run([*arch, *WARN, *extra, "-c", str(src), "-o", str(workdir / "es_model_arm.o")])  # the model: pedantic C99
+    _run([*arch, "-std=gnu99", "-Wall", "-Werror", "-nostdlib", "-nostartfiles", "-Wl,--gc-sections",
+          "-T", str(workdir / "link.ld"), "-I", str(workdir), str(workdir / "arm_main.c"), str(workdir / "es_model_arm.o"),
+          "-lc", "-lgcc", "-o", str(elf)])
+    r = _run(["qemu-system-arm", "-M", QEMU_MACHINES[cpu], "-nographic", "-monitor", "none", "-serial", "none",
+              "-semihosting-config", "enable=on,target=native", "-icount", "shift=0,align=off,sleep=off",
+              "-kernel", str(elf)], timeout=timeout, text=True)
+    lines = r.stderr.splitlines()   # QEMU writes semihosting console output (SYS_WRITE0) to its stderr
+    t = [l for l in lines if l.startswith("T ")]
+    assert t, f"no timing line from QEMU; output ends: {lines[-3:]}"
+    model_ticks, empty_ticks = (int(v, 16) for v in t[-1].split()[1:3])
+    data = [l for l in lines if l and not l.startswith("T ")]
+    assert len(data) == len(xq), f"QEMU printed {len(data)} score lines for {len(xq)} rows"
+    scores = np.array([[int(v, 16) for v in l.split()] for l in data], np.uint32).view(np.int32)
+    return scores, (model_ticks - empty_ticks) * 40 / 50

@@ -63,6 +63,9 @@ def test_int_thresholds_floor_fractional_sums():
     # sum sign*(u-o) > 0.5 with o = (0.25, 0)  <=>  u0 - u1 > 0.75  <=>  z > 0 for integer z
     assert int_thresholds(np.array([0.5]), np.array([0.25, 0.0]), ptr, idx, sign).tolist() == [0]
     assert int_thresholds(np.array([-0.5]), np.array([0.0, 0.0]), ptr, idx, sign).tolist() == [-1]
+    # hyperplanes without taps, including the last ones, keep their own threshold
+    ptr2 = np.array([0, 2, 2, 2])
+    assert int_thresholds(np.array([0.5, 1.5, -2.5]), np.array([0.25, 0.0]), ptr2, idx, sign).tolist() == [0, 1, -3]
 
 
 def test_quantize_inputs_rounds_half_to_even_and_saturates():

@@ -1,0 +1,280 @@
+"""Generated C (codegen_templates/ via edgesketch.codegen) against THE integer reference (edgesketch.sketch).
+
+Every row of every input set must give the scores of int_scores, the bits of int_hash_bits and the buckets of
+int_buckets, for both layouts, learned and representer sketches, int8 and int16 counts and several (L, K).
+The lead's trained sketches join by adding to SKETCHES (or by calling ctest_util.assert_c_matches_reference).
+"""
+from __future__ import annotations
+
+import re
+import subprocess
+
+import numpy as np
+import pytest
+
+import ctest_util as cu
+from edgesketch import __version__, codegen
+from edgesketch.errors import UserError
+from edgesketch.sketch import int_outputs, int_projections, int_scores, quantize_inputs, random_sketch
+
+LAYOUTS = codegen.LAYOUTS
+# name -> random_sketch arguments: learned (shared P hyperplanes, fixed taps) and representer (L*K private, random
+# density) layouts, three (L, K) sizes, C from 1 to 10
+SIZES = {"L16K6": dict(L=16, K=6), "L8K4": dict(L=8, K=4), "L24K9": dict(L=24, K=9)}
+MODES = {"learned": dict(P=48, taps=8), "representer": dict(P=None)}
+DTYPES = {"int8": np.int8, "int16": np.int16}
+SKETCHES = {f"{m}-{s}-{d}": dict(D=64, C=10, **MODES[m], **SIZES[s], count_dtype=DTYPES[d], seed=i)
+            for i, (m, s, d) in enumerate((m, s, d) for m in MODES for s in SIZES for d in DTYPES)}
+SKETCHES["learned-odd-D40-C3"] = dict(D=40, C=3, P=20, taps=5, L=6, K=5, seed=7)
+SKETCHES["representer-dense-C1-regression"] = dict(D=17, C=1, L=3, K=3, seed=8, task="regression")
+SKETCHES["learned-wide-D200-P300"] = dict(D=200, C=5, P=300, taps=12, L=60, K=7, seed=9)   # u16 indices, selectors
+SKETCHES["learned-empty-hyperplanes"] = dict(D=64, C=10, P=48, taps=8, L=16, K=6, seed=10)
+
+
+def _drop_taps(sk, planes):
+    """Remove every tap of the given hyperplanes (a sum of nothing is 0; its bit is 0 > threshold)."""
+    keep = np.ones(sk.n_taps, bool)
+    counts = np.diff(sk.tap_ptr)
+    for p in planes:
+        keep[sk.tap_ptr[p]:sk.tap_ptr[p + 1]] = False
+        counts[p] = 0
+    sk.tap_idx, sk.tap_sign = sk.tap_idx[keep], sk.tap_sign[keep]
+    sk.tap_ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+    sk.threshold[planes[0]], sk.threshold[planes[-1]] = -1, 0       # one always-on, one always-off
+    return sk
+
+
+def make(name):
+    sk = random_sketch(**SKETCHES[name])
+    if name == "learned-empty-hyperplanes":
+        sk = _drop_taps(sk, [0, 5, sk.n_hyperplanes - 1])   # the last: trailing empty rows of tap_ptr
+    return sk
+
+
+def rows_for(sk, n=3000, seed=0) -> np.ndarray:
+    """Edge rows, uniform int8 rows, small-valued rows (sums near the thresholds) and rows built so that some
+    hyperplane's sum equals its threshold exactly (catches > versus >=)."""
+    rng = np.random.default_rng(seed)
+    D = sk.n_inputs
+    uni = rng.integers(-128, 128, (n, D))
+    small = rng.integers(-6, 7, (n // 3, D))
+    ties = []
+    for p in rng.permutation(sk.n_hyperplanes)[: min(sk.n_hyperplanes, 200)]:
+        lo, hi = sk.tap_ptr[p], sk.tap_ptr[p + 1]
+        if hi == lo:
+            continue
+        x = rng.integers(-20, 21, D)
+        i, s = int(sk.tap_idx[lo]), int(sk.tap_sign[lo])
+        z = int((sk.tap_sign[lo:hi].astype(np.int64) * x[sk.tap_idx[lo:hi]]).sum())
+        x[i] += s * (int(sk.threshold[p]) - z)           # now z_p == threshold[p] exactly
+        if -128 <= x[i] <= 127:
+            ties.append(x.copy())
+            x[i] += s                                    # and one above it
+            if -128 <= x[i] <= 127:
+                ties.append(x)
+    out = np.concatenate([cu.edge_rows(D), uni, small] + ([np.array(ties)] if ties else [])).astype(np.int8)
+    return out
+
+
+def check_ties_present(sk, xq):
+    z = int_projections(sk, xq)
+    assert (z == sk.threshold).any(), "the row set has no exact threshold ties"
+
+
+# ---------------------------------------------------------------- host: bit-exact on every row
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("name", list(SKETCHES))
+def test_host_matches_reference(name, layout, tmp_path):
+    sk = make(name)
+    xq = rows_for(sk)
+    if sk.n_taps:
+        check_ties_present(sk, xq)
+    cu.assert_c_matches_reference(sk, xq, layout, workdir=tmp_path)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("name", [n for n in SKETCHES if n.endswith("L16K6-int8") or n.endswith("L8K4-int16")]
+                         + ["learned-odd-D40-C3", "representer-dense-C1-regression", "learned-empty-hyperplanes"])
+def test_sanitizers(name, layout, tmp_path):
+    """-fsanitize=address,undefined over the same rows (out-of-bounds reads of the tables or x, signed overflow)."""
+    sk = make(name)
+    xq = rows_for(sk, n=1000)
+    exe = cu.build_host(sk, layout, tmp_path, sanitize=True, cflags=("-O1",))
+    cu.check_q(sk, xq, cu.run_q(exe, sk, xq))
+    assert np.all(cu.run_null(exe) == [-1] * 8 + [0])
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_null_pointers_and_argmax_ties(layout, tmp_path):
+    sk = make("learned-L8K4-int8")
+    exe = cu.build_host(sk, layout, tmp_path)
+    assert cu.run_null(exe).tolist() == [-1] * 8 + [0]
+    # a sketch whose counts are all equal: every score ties, argmax must be 0 (first on ties, as numpy)
+    flat = make("learned-L8K4-int8")
+    flat.counts[:] = 3
+    got = cu.run_q(cu.build_host(flat, layout, tmp_path / "flat"), flat, rows_for(flat, n=50))
+    assert np.all(got["argmax"] == 0) and np.all(got["scores"] == 3 * flat.n_tables)
+
+
+def test_int8_count_extremes(tmp_path):
+    """Counts at -128/127 and int16 at -32768/32767 everywhere: the largest sums the types must hold."""
+    for dt in (np.int8, np.int16):
+        sk = random_sketch(D=64, C=4, L=40, K=5, count_dtype=dt, seed=3)
+        info = np.iinfo(dt)
+        sk.counts[:] = np.where(np.random.default_rng(0).random(sk.counts.shape) < 0.5, info.min, info.max)
+        sk.counts[:, :, 0] = info.min
+        for layout in LAYOUTS:
+            cu.assert_c_matches_reference(sk, rows_for(sk, n=300), layout, workdir=tmp_path / f"{dt.__name__}{layout}")
+
+
+# ---------------------------------------------------------------- es_predict (float) = quantise + integer path
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_float_predict_matches_quantised_path(layout, tmp_path):
+    sk = make("learned-L16K6-int8")
+    sk.out_bias[:] = np.linspace(-1, 1, sk.n_outputs).astype(np.float32)
+    rng = np.random.default_rng(5)
+    D = sk.n_inputs
+    # float inputs spread over (and past) the int8 range, plus exact half-way points of the rounding
+    u = rng.uniform(-200, 200, (2000, D))
+    half = (rng.integers(-130, 130, (500, D)) + 0.5)
+    x = np.concatenate([(u - sk.in_zero) * sk.in_scale, (half - sk.in_zero) * sk.in_scale,
+                        np.zeros((1, D)), np.full((1, D), 1e9), np.full((1, D), -1e9)]).astype(np.float32)
+    ties = (x / sk.in_scale + sk.in_zero) % 1 == 0.5
+    assert ties.sum() > 1000, "the input set has too few exact rounding ties"
+
+    # the quantiser alone (static in es_model.c; the test driver includes the .c to reach it)
+    drv = tmp_path / "quant.c"
+    cu.write_model(sk, layout, tmp_path)
+    drv.write_text('#include <stdio.h>\n#include "es_model.c"\nint main(void) { float x[ES_N_INPUTS]; int8_t q[ES_N_INPUTS];'
+                   ' unsigned i; while (fread(x, sizeof x, 1, stdin) == 1) { for (i = 0; i < ES_N_INPUTS; ++i)'
+                   ' q[i] = es_quantize_(x[i], es_in_scale[i], es_in_zero[i]); fwrite(q, sizeof q, 1, stdout); } return 0; }\n')
+    exe = tmp_path / "quant"
+    subprocess.run(["gcc", *cu.WARN, "-O2", "-I", str(tmp_path), str(drv), "-o", str(exe)], check=True)
+    q = np.frombuffer(subprocess.run([str(exe)], input=x.tobytes(), capture_output=True, check=True).stdout, np.int8)
+    want_q = quantize_inputs(sk, x)
+    assert np.array_equal(q.reshape(want_q.shape), want_q), "es_quantize_ differs from quantize_inputs"
+
+    out, rc = cu.run_f(cu.build_host(sk, layout, tmp_path), sk, x)
+    assert np.all(rc == 0)
+    want = int_outputs(sk, x)
+    np.testing.assert_allclose(out, want, rtol=1e-6, atol=1e-6)
+
+
+# ---------------------------------------------------------------- cross compilers, warnings as errors
+@pytest.mark.parametrize("target", list(cu.CROSS))
+@pytest.mark.parametrize("name", ["learned-L16K6-int8", "representer-L8K4-int16", "representer-dense-C1-regression"])
+def test_cross_compiles(name, target, tmp_path):
+    sk = make(name)
+    for layout in LAYOUTS:
+        obj = cu.cross_compile(sk, layout, target, tmp_path / layout)
+        assert obj.stat().st_size > 0
+        if target.startswith("cortex"):
+            size = cu.arm_size(obj)
+            assert size["data"] == 0 and size["bss"] == 0, f"tables must be const (.rodata), got {size}"
+            assert size["text"] > sk.table_bytes
+            heads = subprocess.run(["arm-none-eabi-objdump", "-h", str(obj)], capture_output=True, text=True,
+                                   check=True).stdout
+            assert re.search(r"\.rodata\.es_counts_\s", heads), "count tables are not in .rodata"
+
+
+@pytest.mark.parametrize("std", ["-std=c99", "-std=c11"])
+def test_static_asserts_fire(std, tmp_path):
+    """Both branches of the compile-time assert (C99 typedef trick, C11 _Static_assert) really stop the build."""
+    sk = make("learned-L16K6-int8")
+    src = cu.write_model(sk, "unrolled", tmp_path)
+    subprocess.run(["gcc", std, "-pedantic", "-Wall", "-Wextra", "-Werror", "-c", str(src), "-o", str(tmp_path / "a.o")],
+                   check=True)
+    text = src.read_text()
+    for what in ("projection_fits_its_type", "score_fits_its_type"):
+        broken = re.sub(rf"\w+ >= \d+L, {what}", f"0 >= 1, {what}", text)
+        assert broken != text
+        (tmp_path / "broken.c").write_text(broken)
+        r = subprocess.run(["gcc", std, "-c", str(tmp_path / "broken.c"), "-o", str(tmp_path / "b.o"), "-I", str(tmp_path)],
+                           capture_output=True, text=True)
+        assert r.returncode != 0 and what in r.stderr
+
+
+# ---------------------------------------------------------------- Cortex-M under QEMU: the SXTAB16 path and the plain one
+@pytest.mark.parametrize("cpu,layout", [("cortex-m4", "unrolled"), ("cortex-m4", "compact"), ("cortex-m3", "unrolled")])
+def test_cortex_m_under_qemu(cpu, layout, tmp_path):
+    sk = make("learned-L16K6-int8")
+    assert "ES_USE_DSP_ 1" in codegen.generate(sk, layout)["es_model.c"]
+    xq = rows_for(sk, n=150)[:300]
+    scores, instr = cu.run_qemu_cortex_m(sk, layout, xq, tmp_path, cpu)
+    want = int_scores(sk, xq)
+    bad = np.flatnonzero((scores != want).any(1))
+    assert bad.size == 0, f"{cpu} {layout}: {bad.size} rows differ, first {bad[0]}: {scores[bad[0]]} != {want[bad[0]]}"
+    assert 100 < instr < 20000
+
+
+def test_two_models_link_together(tmp_path):
+    """prefix= gives every symbol its own name: two models in one program."""
+    a, b = make("learned-L8K4-int8"), make("representer-L8K4-int16")
+    for sk, pre in ((a, "alpha"), (b, "beta")):
+        for name, text in codegen.generate(sk, "compact" if pre == "beta" else "unrolled", pre).items():
+            (tmp_path / name).write_text(text)
+    main = tmp_path / "main.c"
+    main.write_text('#include <stdio.h>\n#include "alpha_model.h"\n#include "beta_model.h"\n'
+                    'int main(void) { int8_t x[ALPHA_N_INPUTS] = {0}; int32_t s[ALPHA_N_OUTPUTS], t[BETA_N_OUTPUTS];'
+                    ' alpha_predict_q(x, s); beta_predict_q(x, t); printf("%ld %ld\\n", (long)s[0], (long)t[0]); return 0; }\n')
+    exe = tmp_path / "two"
+    subprocess.run(["gcc", *cu.WARN, "-I", str(tmp_path), str(main), str(tmp_path / "alpha_model.c"),
+                    str(tmp_path / "beta_model.c"), "-o", str(exe)], check=True)
+    out = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.split()
+    z = np.zeros((1, 64), np.int8)
+    assert [int(v) for v in out] == [int(int_scores(a, z)[0, 0]), int(int_scores(b, z)[0, 0])]
+
+
+# ---------------------------------------------------------------- the generated text
+def test_header_banner_and_api():
+    sk = make("learned-L16K6-int8")
+    sk.meta["model_id"] = "0123456789abcdef0123456789abcdef"
+    files = codegen.generate(sk)
+    assert set(files) == {"es_model.h", "es_model.c"}
+    h, c = files["es_model.h"], files["es_model.c"]
+    for text in (h, c):
+        assert text.startswith("/* !!! This file is generated by edgesketch")
+        assert __version__ in text.splitlines()[0] and "0123456789abcdef0123456789abcdef" in text[:400]
+    assert '#define ES_MODEL_ID        "0123456789abcdef0123456789abcdef"' in h
+    assert "#define ES_MODEL_ID_BYTES  {0x01,0x23,0x45,0x67,0x89,0xab,0xcd,0xef}" in h
+    for macro, v in (("N_INPUTS", 64), ("N_OUTPUTS", 10), ("N_TABLES", 16), ("N_BITS", 6), ("N_HASHBITS", 48),
+                     ("TASK_CLASSIFICATION", 1)):
+        assert re.search(rf"#define ES_{macro}\s+{v}\n", h), macro
+    for proto in ("int es_predict_q(const int8_t *x, int32_t *scores);", "int es_argmax(const int32_t *scores);",
+                  "int es_predict(const float *x, float *out);",
+                  "int es_debug_q(const int8_t *x, uint8_t *bits, uint16_t *buckets);"):
+        assert proto in h
+    assert "#define ES_OK 0" in h and "#define ES_ERR_NULL (-1)" in h
+    assert "static const int8_t es_counts_[" in c
+    assert "malloc" not in c and "float" not in c[c.index("int es_predict_q"):c.index("int es_debug_q")]
+    # no model id yet
+    del sk.meta["model_id"]
+    assert '#define ES_MODEL_ID        "unsaved"' in codegen.generate(sk)["es_model.h"]
+
+
+def test_unrolled_is_straight_line():
+    sk = make("learned-L16K6-int8")
+    c = codegen.generate(sk, "unrolled")["es_model.c"]
+    body = c[c.index("static void es_hash_"):c.index("int es_predict_q")]
+    assert "for (" not in body and "while" not in body
+    p = 0
+    taps = [f"x[{i}]" for i in sk.tap_idx[sk.tap_ptr[p]:sk.tap_ptr[p + 1]]]
+    assert any(all(t in line for t in taps) for line in body.splitlines() if line.strip().startswith("z ="))
+    c2 = codegen.generate(sk, "compact")["es_model.c"]
+    assert "es_tap_idx_" in c2 and len(c2) < len(c)
+
+
+def test_bad_arguments():
+    sk = make("learned-L8K4-int8")
+    with pytest.raises(UserError, match="layout"):
+        codegen.generate(sk, "fast")
+    with pytest.raises(UserError, match="prefix"):
+        codegen.generate(sk, prefix="9lives")
+    with pytest.raises(UserError, match="model_id"):
+        sk.meta["model_id"] = "not hex"
+        codegen.generate(sk)
+    sk.meta.pop("model_id")
+    bad = make("learned-L8K4-int8")
+    bad.tap_idx[0] = 999
+    with pytest.raises(UserError, match="outside the input"):
+        codegen.generate(bad)
