@@ -44,6 +44,7 @@ class Config:
     batch: int = 256
     lr: float = 0.01
     temperature: float = 1.0
+    table_dropout: float = 0.0  # drop each table's vote with this probability while training (against co-adaptation)
     count_bits: int = 8
     seed: int = 0
 
@@ -132,6 +133,13 @@ class _Fit:
             losses = [float(step(*[tf.constant(a[idx]) for a in data], *extra(e))) for idx in self.batches(len(data[0]))]
             self.progress(phase, e + 1, epochs, {"loss": float(np.mean(losses))})
 
+    def table_mask(self, B, L):
+        """[B, L, 1] keep-mask scaled by 1/keep (identity when table_dropout is 0)."""
+        tf, keep = self.tf, 1.0 - self.cfg.table_dropout
+        if keep >= 1.0:
+            return 1.0
+        return tf.cast(tf.random.uniform((B, L, 1)) < keep, tf.float32) / keep
+
     def bucket_probs(self, bits, sel):
         """bits [B, P] in [0, 1] -> probabilities of each table's 2^K buckets [B, L, 2^K]; bit k has weight 2^k."""
         tf = self.tf
@@ -151,7 +159,9 @@ class _Fit:
         b = tf.Variable(np.zeros(P, np.float32))
         T = tf.Variable(np.zeros((L, 1 << K, C), np.float32))
         opt = tf.keras.optimizers.Adam(cfg.lr)
-        out = lambda bits: tf.einsum("blm,lmc->bc", self.bucket_probs(bits, sel), T)
+        def out(bits):
+            probs = self.bucket_probs(bits, sel) * self.table_mask(tf.shape(bits)[0], L)
+            return tf.einsum("blm,lmc->bc", probs, T)
 
         @tf.function
         def relax_step(x, y, beta):
@@ -204,7 +214,7 @@ class _Fit:
         @tf.function
         def step(i, y):
             with tf.GradientTape() as t:
-                loss = self.loss(tf.reduce_sum(tf.gather(T, i), 1), y)
+                loss = self.loss(tf.reduce_sum(tf.gather(T, i) * self.table_mask(tf.shape(i)[0], L), 1), y)
             opt.apply_gradients([(t.gradient(loss, T), T)])
             return loss
         self.run("refit", cfg.refit_epochs, step, (idx, self.y))

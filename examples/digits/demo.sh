@@ -6,11 +6,13 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-build/digits}
 BOARD=${BOARD:-qemu-m4}
+bash .ci/setup
+export PATH="$PWD/.venv/bin:$PATH"
 mkdir -p "$OUT"
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 step "1/5 teacher: a Keras MLP 64-256-256-10 on sklearn digits (stratified 80/20, seed 0)"
-[ -f "$OUT/teacher.keras" ] || python3 examples/teachers.py digits-mlp -o "$OUT/teacher.keras"
+[ -f "$OUT/teacher.keras" ] || python examples/teachers.py digits-mlp -o "$OUT/teacher.keras"
 
 step "2/5 distil it into a sketch (learned mode, L=16 tables, K=6 bits, P=48 hyperplanes, 8 taps)"
 time edgesketch distill "$OUT/teacher.keras" --data sklearn:digits -o "$OUT/digits.esk" --force
