@@ -65,6 +65,27 @@ data: """ + _data_help())
     e.add_argument("--teacher", metavar="TEACHER", help="also score the teacher (default: the recorded teacher, if it still exists)")
     e.add_argument("--json", action="store_true", help="print the figures as JSON")
 
+    b = sub.add_parser("boards", help="list the boards edgesketch can export for",
+                       description="List the boards (boards/*.toml): real ones build with PlatformIO's standard platforms, "
+                                   "emulated ones build offline and run under QEMU here.")
+    b.add_argument("--json", action="store_true")
+
+    x = sub.add_parser("export", help="generate C and a PlatformIO project for a board", formatter_class=_fmt(None),
+                       description="Generate the model's C (es_model.h/.c) and a complete PlatformIO project for a board. "
+                                   "Checks flash and RAM first; writes into a temporary folder and renames it into place.",
+                       epilog="""examples:
+  edgesketch export digits.esk --board qemu-m4 -o fw-m4        (emulated; then: edgesketch verify digits.esk --board qemu-m4)
+  edgesketch export digits.esk --board esp32 -o fw-esp32       (then: cd fw-esp32 && pio run -t upload)
+  edgesketch export digits.esk --board pico --layout compact   (smaller code, a loop over tap lists)
+
+list boards with: edgesketch boards""")
+    x.add_argument("sketch", metavar="MODEL.esk")
+    x.add_argument("--board", default=None, help="board name (default: the emulated Cortex-M4, qemu-m4)")
+    x.add_argument("-o", "--out", metavar="DIR", help="project folder to write (default: <model>-<board>)")
+    x.add_argument("--layout", choices=["unrolled", "compact"], default="unrolled",
+                   help="unrolled: straight-line code per hyperplane, fastest (default); compact: loops over tap lists, least flash")
+    x.add_argument("--force", action="store_true", help="replace DIR if it exists")
+
     i = sub.add_parser("info", help="show what a sketch file holds", description="Show a sketch file's contents readably.")
     i.add_argument("sketch", metavar="MODEL.esk")
     i.add_argument("--json", action="store_true", help="print the metadata as JSON")
@@ -154,7 +175,43 @@ def cmd_info(a) -> int:
     return 0
 
 
-COMMANDS = {"distill": cmd_distill, "eval": cmd_eval, "info": cmd_info}
+def cmd_boards(a) -> int:
+    from . import boards, report
+    bs = boards.all_boards()
+    if a.json:
+        print(json.dumps([{"name": b.name, "kind": b.kind, "core": b.core, "flash_bytes": b.flash_bytes, "ram_bytes": b.ram_bytes,
+                           "description": b.description} for b in bs], indent=2))
+        return 0
+    from rich.table import Table
+    t = Table(title="boards (edgesketch export --board NAME)")
+    for c in ("name", "kind", "core", "flash", "RAM", "PlatformIO", "counter"):
+        t.add_column(c, justify="right" if c in ("flash", "RAM") else "left")
+    for b in bs:
+        pio = "local dev-platform" if b.platformio.local else f"{b.platformio.platform}/{b.platformio.board}/{b.platformio.framework}"
+        t.add_row(b.name + (" (default)" if b.default else ""), b.kind, b.core, f"{b.flash_bytes // 1024:,} KB",
+                  f"{b.ram_bytes // 1024:,} KB", pio, b.counter.kind)
+    report.out.print(t)
+    return 0
+
+
+def cmd_export(a) -> int:
+    from . import boards, esk, report
+    from .export import export
+    sk = esk.load(a.sketch)
+    board = boards.load(a.board) if a.board else boards.default_board()
+    out = Path(a.out or f"{Path(a.sketch).stem}-{board.name}")
+    path, fp = export(sk, board, out, a.layout, a.force)
+    nxt = (f"edgesketch verify {a.sketch} --board {board.name} --project {out}" if board.emulated
+           else f"cd {out} && pio run -t upload && edgesketch verify {a.sketch} --port /dev/ttyUSB0")
+    report.out.print(report.kv_table([("project", str(path)), ("board", f"{board.name}: {board.description}"),
+                                      ("model id", sk.meta.get("model_id")), ("layout", a.layout),
+                                      ("model flash (estimate)", f"{fp.flash:,} of {board.flash_bytes:,} bytes"),
+                                      ("model RAM (estimate)", f"{fp.ram:,} of {board.ram_bytes:,} bytes"),
+                                      ("next", nxt)], "exported"))
+    return 0
+
+
+COMMANDS = {"distill": cmd_distill, "eval": cmd_eval, "info": cmd_info, "boards": cmd_boards, "export": cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,8 +8,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-console = Console(stderr=True, highlight=False)
-out = Console(highlight=False)
+import os
+
+_width = None if sys.stdout.isatty() else int(os.environ.get("COLUMNS", 140))  # logs and pipes: do not squash tables
+console = Console(stderr=True, highlight=False, width=_width)
+out = Console(highlight=False, width=_width)
 
 PHASES = {"relabel": "relabel augmented data with the teacher", "relax": "learn hyperplanes (soft bits)",
           "ste": "ternary taps (straight-through)", "refit": "refit tables on integer hashes",
