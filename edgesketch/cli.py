@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -85,6 +86,37 @@ list boards with: edgesketch boards""")
     x.add_argument("--layout", choices=["unrolled", "compact"], default="unrolled",
                    help="unrolled: straight-line code per hyperplane, fastest (default); compact: loops over tap lists, least flash")
     x.add_argument("--force", action="store_true", help="replace DIR if it exists")
+
+    v = sub.add_parser("verify", help="run the test set on a device and check it agrees bit for bit", formatter_class=_fmt(None),
+                       description="Stream the whole test set through a device over serial and compare every score with the "
+                                   "host's integer reference. Reports on-device accuracy, bit-exact agreements, "
+                                   "instructions (QEMU) or cycles (hardware) per inference, and throughput. "
+                                   "Exits 1 on any mismatch.",
+                       epilog="""examples:
+  edgesketch verify digits.esk --board qemu-m4                 (export, build with PlatformIO, run under QEMU, verify)
+  edgesketch verify digits.esk --board qemu-m0 --project fw    (build and run an exported project as it is)
+  edgesketch verify digits.esk --port /dev/ttyUSB0             (a real board flashed with `pio run -t upload`)
+  edgesketch verify digits.esk --port socket://127.0.0.1:4321  (any pyserial URL, e.g. from `edgesketch flash`)
+
+data: """ + _data_help())
+    where = v.add_mutually_exclusive_group(required=True)
+    where.add_argument("--port", help="serial port or pyserial URL of a flashed device")
+    where.add_argument("--board", help="an emulated board (qemu-*): build and run it here")
+    v.add_argument("sketch", metavar="MODEL.esk")
+    v.add_argument("--baud", type=int, default=115200, help="serial speed (default 115200)")
+    v.add_argument("--data", metavar="DATA", help="test data (default: the source recorded in the sketch)")
+    v.add_argument("--project", metavar="DIR", help="with --board: an exported project to build, instead of a fresh export")
+    v.add_argument("--layout", choices=["unrolled", "compact"], default="unrolled", help="with --board: code layout to export")
+    v.add_argument("--limit", type=int, help="only the first N test samples")
+    v.add_argument("--json", metavar="FILE", help="also write the report as JSON to FILE ('-' for stdout)")
+
+    f = sub.add_parser("flash", help="upload a project to a board (pio run -t upload), or start the emulator",
+                       formatter_class=_fmt(None),
+                       description="Real boards: build and upload an exported project with PlatformIO. Emulated boards: build it, "
+                                   "start QEMU and print the socket:// URL to verify against, until Ctrl-C.",
+                       epilog="examples:\n  edgesketch flash --board esp32 fw-esp32\n  edgesketch flash --board qemu-m4 fw-m4")
+    f.add_argument("--board", required=True)
+    f.add_argument("project", metavar="DIR")
 
     i = sub.add_parser("info", help="show what a sketch file holds", description="Show a sketch file's contents readably.")
     i.add_argument("sketch", metavar="MODEL.esk")
@@ -211,7 +243,73 @@ def cmd_export(a) -> int:
     return 0
 
 
-COMMANDS = {"distill": cmd_distill, "eval": cmd_eval, "info": cmd_info, "boards": cmd_boards, "export": cmd_export}
+def cmd_verify(a) -> int:
+    from . import boards, data, esk, report
+    from .verify import open_emulated, run
+    sk = esk.load(a.sketch)
+    source = a.data or sk.meta.get("source")
+    if not source:
+        raise UserError(f"{a.sketch} records no data source; pass --data DATA")
+    ds = data.load(source)
+    if int(ds.x_test[0].size) != sk.n_inputs:
+        raise UserError(f"{source} has {ds.x_test[0].size} values per sample but the sketch expects {sk.n_inputs}; pass the data it was distilled on")
+    x, y = ds.x_test, ds.y_test
+    if a.limit:
+        x, y = x[:a.limit], (y[:a.limit] if y is not None else None)
+    recorded = sk.meta.get("metrics", {})
+    teacher_acc = recorded.get("teacher_accuracy") if source == sk.meta.get("source") and not a.limit else None
+    if a.board:
+        board = boards.load(a.board)
+        if not board.emulated:
+            raise UserError(f"{board.name} is a real board: flash it (edgesketch flash --board {board.name} DIR), then verify with --port")
+        ctx = open_emulated(sk, board, a.project, a.layout, log=lambda m: report.console.print(m))
+    else:
+        board = None
+        ctx = _nullcontext(a.port)
+    with ctx as url, report.count_progress(f"verifying {len(x)} samples") as progress:
+        res = run(sk, x, y, url, board.name if board else a.port, a.baud, teacher_acc, progress)
+    unit = {"instructions": "instructions (QEMU -icount, exact)", "cycles": "cycles"}.get(res.counter, res.counter)
+    rows = [("device", f"{res.board} ({res.core}) on {res.port}"), ("samples", res.n),
+            ("bit-exact agreements", f"{res.bit_exact} / {res.n}" + ("" if res.ok else "  MISMATCH")),
+            ("on-device accuracy", res.device_accuracy), ("host integer accuracy", res.host_int_accuracy),
+            ("teacher accuracy", res.teacher_accuracy)]
+    if res.cost_median is not None:
+        rows.append((f"{unit} per inference", f"median {res.cost_median:,.0f}, min {res.cost_min:,}, max {res.cost_max:,}"))
+    rows += [("throughput", f"{res.samples_per_second:,.1f} samples/s round trip ({res.seconds:.2f} s)"),
+             ("link", f"{res.link.get('retries', 0)} retries, {res.link.get('boots', 0)} resets, {res.link.get('bad_frames', 0)} bad frames")]
+    if res.mismatch:
+        rows.append(("first mismatch", f"sample {res.mismatch['sample']}: {res.mismatch['stage']}"))
+    report.out.print(report.kv_table(rows, f"verify {a.sketch}"))
+    if a.json:
+        text = json.dumps(res.to_json(), indent=2)
+        print(text) if a.json == "-" else Path(a.json).write_text(text + "\n")
+    return 0 if res.ok else 1
+
+
+def cmd_flash(a) -> int:
+    import time
+
+    from . import boards, build, emulate, report
+    board = boards.load(a.board)
+    if not board.emulated:
+        build.run_pio(a.project, build.default_core_dir(), target="upload")
+        report.out.print(f"uploaded {a.project} to {board.name}; now: edgesketch verify MODEL.esk --port PORT")
+        return 0
+    elf = build.run_pio(a.project, build.default_core_dir())
+    with emulate.qemu(board, elf) as url:
+        report.out.print(f"{board.name} is running under {board.qemu.binary}; its UART is {url}\n"
+                         f"  edgesketch verify MODEL.esk --port {url}\n(Ctrl-C stops the emulator)")
+        while url.alive:
+            time.sleep(0.5)
+    return 0
+
+
+@contextlib.contextmanager
+def _nullcontext(value):
+    yield value
+
+
+COMMANDS = {"verify": cmd_verify, "flash": cmd_flash, "distill": cmd_distill, "eval": cmd_eval, "info": cmd_info, "boards": cmd_boards, "export": cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:

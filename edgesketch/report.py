@@ -41,6 +41,24 @@ def phase_progress():
         yield cb
 
 
+@contextlib.contextmanager
+def count_progress(title: str):
+    """Yields a callback(done, total) drawing one progress bar (plain lines in a log)."""
+    if not console.is_terminal:
+        last = [-1]
+
+        def plain(done, total):
+            step = max(1, total // 4)
+            if done == total or done // step > last[0]:
+                last[0] = done // step
+                console.print(f"  {title}: {done}/{total}")
+        yield plain
+        return
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as p:
+        task = p.add_task(title, total=None)
+        yield lambda done, total: p.update(task, completed=done, total=total)
+
+
 def fmt(v) -> str:
     if v is None:
         return "-"

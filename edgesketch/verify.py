@@ -1,0 +1,106 @@
+"""Verify: stream a test set through a device (real, or emulated and built here) and compare it with the integer
+reference, sample by sample. Composes sketch (the reference), export/build/emulate (emulated boards) and harness."""
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import build, emulate, export, harness
+from .boards import Board
+from .errors import UserError
+from .sketch import Sketch, int_buckets, int_hash_bits, int_scores, quantize_inputs
+
+
+@dataclass
+class Result:
+    board: str
+    port: str
+    core: str
+    counter: str              # instructions (QEMU -icount), cycles (hardware) or none
+    n: int
+    bit_exact: int            # samples whose every score equals the reference
+    device_accuracy: float | None
+    host_int_accuracy: float | None
+    teacher_accuracy: float | None
+    cost_median: float | None
+    cost_min: int | None
+    cost_max: int | None
+    seconds: float
+    samples_per_second: float
+    link: dict = field(default_factory=dict)
+    mismatch: dict | None = None  # the first differing sample and the stage that differs
+
+    @property
+    def ok(self) -> bool:
+        return self.bit_exact == self.n
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@contextlib.contextmanager
+def open_emulated(sk: Sketch, board: Board, project: str | None, layout: str, log=print):
+    """Export (unless `project` is given), build with PlatformIO offline, start QEMU; yield the socket:// URL."""
+    tmp = None
+    try:
+        if project is None:
+            tmp = Path(tempfile.mkdtemp(prefix=f"edgesketch-{board.name}-"))
+            project_dir = tmp / "project"
+            export.export(sk, board, project_dir, layout)
+        else:
+            project_dir = Path(project)
+        log(f"building {project_dir} with PlatformIO (offline dev-platform)")
+        elf = build.run_pio(project_dir, build.default_core_dir())
+        log(f"starting {board.qemu.binary} -M {board.qemu.machine}")
+        with emulate.qemu(board, elf) as url:
+            yield url
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def diagnose(dev: harness.Device, sk: Sketch, xq_row: np.ndarray, expected: np.ndarray, got: np.ndarray) -> dict:
+    """Ask the device for its hash bits and buckets on one input and say which stage first differs."""
+    bits, buckets = dev.debug(xq_row)
+    ref_bits, ref_buckets = int_hash_bits(sk, xq_row[None])[0], int_buckets(sk, xq_row[None])[0]
+    d = {"expected_scores": expected.tolist(), "device_scores": got.tolist()}
+    bad_bits = np.flatnonzero(np.asarray(bits, bool) != ref_bits)
+    bad_buckets = np.flatnonzero(np.asarray(buckets) != ref_buckets)
+    if len(bad_bits):
+        d["stage"] = f"hashing: hyperplanes {bad_bits[:8].tolist()} give other bits (projection sums or thresholds differ)"
+    elif len(bad_buckets):
+        d["stage"] = f"bucket indices: tables {bad_buckets[:8].tolist()} (bit selection or packing differs)"
+    else:
+        d["stage"] = "lookup and sum: hashes and buckets agree, so the count tables or the accumulation differ"
+    return d
+
+
+def run(sk: Sketch, x: np.ndarray, labels, url: str, board_name: str, baud: int, teacher_accuracy, progress=None) -> Result:
+    xq = quantize_inputs(sk, x)
+    expected = int_scores(sk, xq)
+    with harness.Device(url, model_id=sk.meta["model_id"], baudrate=baud) as dev:
+        info = dev.info
+        if (info.n_inputs, info.n_outputs) != (sk.n_inputs, sk.n_outputs):
+            raise UserError(f"the device's model takes {info.n_inputs} inputs and gives {info.n_outputs} outputs, "
+                            f"the sketch {sk.n_inputs} and {sk.n_outputs}; flash the firmware exported from this sketch")
+        t0 = time.monotonic()
+        scores, costs = dev.run(xq, progress=progress)
+        secs = time.monotonic() - t0
+        rep = harness.verify_report(expected, scores, costs if info.counter_kind else None,
+                                    labels if sk.task == "classification" else None)
+        mismatch = None
+        if not rep.bit_exact:
+            i = rep.mismatch_idx[0]
+            mismatch = {"sample": int(i), **diagnose(dev, sk, xq[i], expected[i], scores[i])}
+        link = dev.last_run_stats
+    return Result(board=board_name, port=str(url), core=info.core, counter=info.counter_name, n=rep.n,
+                  bit_exact=rep.n - rep.n_mismatch, device_accuracy=rep.accuracy, host_int_accuracy=rep.expected_accuracy,
+                  teacher_accuracy=teacher_accuracy, cost_median=rep.cost_median, cost_min=rep.cost_min, cost_max=rep.cost_max,
+                  seconds=round(secs, 3), samples_per_second=round(rep.n / secs, 1) if secs > 0 else 0.0,
+                  link=asdict(link), mismatch=mismatch)
