@@ -19,3 +19,9 @@ time edgesketch distill "$OUT/teacher.keras" --data sklearn:digits -o "$OUT/digi
 
 step "3/5 evaluate on the test set"
 edgesketch eval "$OUT/digits.esk"
+
+step "4/5 export C and a PlatformIO project for $BOARD"
+edgesketch export "$OUT/digits.esk" --board "$BOARD" -o "$OUT/fw-$BOARD" --force
+
+step "5/5 build it with PlatformIO, run it under QEMU, verify the whole test set over serial"
+edgesketch verify "$OUT/digits.esk" --board "$BOARD" --project "$OUT/fw-$BOARD" --json "$OUT/verify-$BOARD.json"

@@ -75,7 +75,7 @@ int es_rx_push(es_rx_t *rx, uint8_t byte, es_frame_t *out, uint8_t *nak_reason)
     if (byte != 0) {
         if (!rx->synced) return ES_RX_NONE;                  /* noise before the first delimiter */
         if (rx->n < sizeof rx->wire) rx->wire[rx->n++] = byte;
-        else rx->overflow = 1;                               /* keep counting nothing: NAK at the delimiter */
+        else rx->overflow = 1;                               /* too long: drop the rest, NAK at the delimiter */
         return ES_RX_NONE;
     }
 

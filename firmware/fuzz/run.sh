@@ -1,73 +1,113 @@
 #!/usr/bin/env bash
-# Fuzz the frame receiver and encoder (firmware/core/es_proto.c) with libFuzzer + ASan + UBSan.
-#   firmware/fuzz/run.sh [LIMIT]     LIMIT: 30 or 30s = seconds (default 10); 1000000runs or 1000000r = executions
-# Prints one line "fuzz: engine=... executions=N crashes=M seconds=S" and exits non-zero on any crash.
-# Needs clang with libFuzzer (Debian: apt-get install -y --no-install-recommends clang-14 libclang-rt-14-dev);
-# without it, falls back to gcc + fuzz_main.c (random mutations, same target and sanitizers).
-# Env: ES_FUZZ_OUT (work dir, default /tmp/edgesketch-fuzz: binary, corpus, crashes/, fuzz.log), CC_FUZZ (compiler).
+# Fuzz the firmware's input path on the host with libFuzzer + ASan + UBSan. Two targets, run one after the other:
+#   rx   fuzz_rx.c:  es_proto.c alone (receiver, encoder, dispatch-like checks), with round-trip properties
+#   app  fuzz_app.c: the firmware core es_app.c + es_proto.c + a generated model + a stub board (needs python3 with
+#        edgesketch importable to generate the model; skipped with a note otherwise)
+# Usage: firmware/fuzz/run.sh [LIMIT] [TARGET...]
+#   LIMIT: 30 or 30s = seconds per target (default 10); 1000000runs or 1000000r = executions per target
+#   TARGET: rx, app (default both)
+# Prints one line per target, "fuzz: target=T engine=E executions=N crashes=M seconds=S log=L", and exits non-zero
+# on any crash. Needs clang with libFuzzer (Debian: apt-get install -y --no-install-recommends clang-14
+# libclang-rt-14-dev); without it falls back to gcc + fuzz_main.c (random mutations, same targets and sanitizers).
+# Env: ES_FUZZ_OUT (work dir, default /tmp/edgesketch-fuzz), CC_FUZZ (compiler to try first),
+#      ES_FUZZ_NO_LIBFUZZER=1 (use the gcc fallback even if clang is there).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 CORE="$ROOT/firmware/core"
 OUT="${ES_FUZZ_OUT:-/tmp/edgesketch-fuzz}"
 LIMIT="${1:-10}"
+shift || true
+TARGETS=("$@")
+[[ ${#TARGETS[@]} -gt 0 ]] || TARGETS=(rx app)
 case "$LIMIT" in
   *runs|*r) RUNS="${LIMIT%runs}"; RUNS="${RUNS%r}"; LIMIT_FLAG="-runs=$RUNS" ;;
   *s)       LIMIT_FLAG="-max_total_time=${LIMIT%s}" ;;
   *)        LIMIT_FLAG="-max_total_time=$LIMIT" ;;
 esac
-[[ "${LIMIT_FLAG#*=}" =~ ^[0-9]+$ ]] || { echo "usage: $0 [SECONDS|SECONDSs|RUNSruns]" >&2; exit 2; }
-mkdir -p "$OUT/corpus" "$OUT/seeds" "$OUT/crashes"
-rm -f "$OUT"/crashes/*
+[[ "${LIMIT_FLAG#*=}" =~ ^[0-9]+$ ]] || { echo "usage: $0 [SECONDS|SECONDSs|RUNSruns] [rx] [app]" >&2; exit 2; }
+mkdir -p "$OUT"
 
-SRC=("$HERE/fuzz_rx.c" "$CORE/es_proto.c")
 WARN=(-Wall -Wextra -Werror -std=c99 -I"$CORE")
-ENGINE=""
-for cc in ${CC_FUZZ:-} clang clang-18 clang-17 clang-16 clang-15 clang-14; do
+SAN=(-g -O1 -fno-sanitize-recover=undefined)
+LIBFUZZER_CC=""
+CANDIDATES=(${CC_FUZZ:-} clang clang-18 clang-17 clang-16 clang-15 clang-14)
+[[ "${ES_FUZZ_NO_LIBFUZZER:-0}" == 1 ]] && CANDIDATES=()
+for cc in "${CANDIDATES[@]}"; do
   command -v "$cc" >/dev/null 2>&1 || continue
-  if "$cc" -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined "${WARN[@]}" \
-       "${SRC[@]}" -o "$OUT/fuzz_rx" 2>"$OUT/build.log"; then
-    ENGINE="libFuzzer ($cc)"; break
+  echo 'int LLVMFuzzerTestOneInput(const unsigned char *d, unsigned long n) { (void)d; (void)n; return 0; }' \
+    > "$OUT/probe.c"
+  if "$cc" -fsanitize=fuzzer,address,undefined "$OUT/probe.c" -o "$OUT/probe" 2>/dev/null; then
+    LIBFUZZER_CC="$cc"; break
   fi
 done
-if [[ -z "$ENGINE" ]]; then
-  gcc -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined "${WARN[@]}" \
-      "${SRC[@]}" "$HERE/fuzz_main.c" -o "$OUT/fuzz_rx" 2>"$OUT/build.log" || { cat "$OUT/build.log" >&2; exit 2; }
-  ENGINE="random-mutation driver (gcc; install clang for libFuzzer)"
-fi
 
-# seeds: one valid frame of every command and reply, written by the host twin (skipped if it cannot run)
-( cd "$ROOT" && python3 - "$OUT/seeds" <<'PY' ) 2>/dev/null || true
+# seeds (written by the host twin; skipped if it cannot run) and, for app, the generated model
+( cd "$ROOT" && "${PYTHON:-python3}" - "$OUT" <<'PY' ) 2>"$OUT/seeds.log" || true
 import sys, pathlib
 from edgesketch import protocol as p
 out = pathlib.Path(sys.argv[1])
-bodies = {p.ES_CMD_HELLO: b"", p.ES_CMD_INFER: bytes(range(64)), p.ES_CMD_BATCH: bytes([2]) + bytes(128),
-          p.ES_CMD_DEBUG: bytes(64), p.ES_CMD_RESET: b"", p.ES_MSG_NAK: b"\x01", 0x42: b"\x00\x01",
+for t in ("rx", "app"):
+    (out / t / "seeds").mkdir(parents=True, exist_ok=True)
+from edgesketch import codegen, sketch
+codegen.write(sketch.random_sketch(D=16, C=4, L=8, K=4, seed=3), out / "app" / "model")
+D = 16
+bodies = {p.ES_CMD_HELLO: b"", p.ES_CMD_INFER: bytes(range(D)), p.ES_CMD_BATCH: bytes([2]) + bytes(2 * D),
+          p.ES_CMD_DEBUG: bytes(D), p.ES_CMD_RESET: b"", p.ES_MSG_NAK: b"\x01", 0x42: b"\x00\x01",
           p.ES_CMD_INFER | p.ES_REPLY: bytes(44), p.ES_CMD_BATCH | p.ES_REPLY: bytes([1]) + bytes(44)}
 for i, (cmd, body) in enumerate(bodies.items()):
+    frame = p.encode_frame(cmd, i + 1, body)
     for flags in (0, 1, 2, 4, 6):
-        (out / f"seed-{i}-{flags}").write_bytes(bytes([flags, 0]) + p.encode_frame(cmd, i + 1, body))
-(out / "seed-big").write_bytes(b"\x01" + p.encode_frame(p.ES_CMD_BATCH, 9, bytes([15]) + bytes(range(1, 241)) * 4))
-(out / "seed-max").write_bytes(b"\x01" + p.encode_frame(p.ES_CMD_INFER, 9, bytes(1024)))
+        (out / "rx" / "seeds" / f"seed-{i}-{flags}").write_bytes(bytes([flags, 0]) + frame)
+    (out / "app" / "seeds" / f"seed-{i}").write_bytes(b"\x00" + frame)
+(out / "rx" / "seeds" / "seed-big").write_bytes(b"\x01" + p.encode_frame(p.ES_CMD_BATCH, 9, bytes([15]) + bytes(range(1, 241)) * 4))
+(out / "rx" / "seeds" / "seed-max").write_bytes(b"\x01" + p.encode_frame(p.ES_CMD_INFER, 9, bytes(1024)))
+(out / "app" / "seeds" / "seed-batch").write_bytes(b"\x00" + p.encode_frame(p.ES_CMD_BATCH, 9, bytes([40]) + bytes(i % 251 for i in range(40 * D))))
+(out / "app" / "seeds" / "seed-many").write_bytes(b"\x00" + b"".join(p.encode_frame(c, 3, b) for c, b in bodies.items()))
 PY
 
-START=$(date +%s)
-set +e
-if [[ "$ENGINE" == libFuzzer* ]]; then
-  "$OUT/fuzz_rx" "$LIMIT_FLAG" -print_final_stats=1 -max_len=4096 -timeout=10 -rss_limit_mb=2048 \
-      -artifact_prefix="$OUT/crashes/" "$OUT/corpus" "$OUT/seeds" >"$OUT/fuzz.log" 2>&1
-else
-  "$OUT/fuzz_rx" "$LIMIT_FLAG" >"$OUT/fuzz.log" 2>&1
-fi
-RC=$?
-set -e
-SECS=$(( $(date +%s) - START ))
-EXECS=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$OUT/fuzz.log" | grep -o '[0-9]*$' | tail -1)
-CRASHES=$(find "$OUT/crashes" -type f | wc -l)
-if [[ $RC -ne 0 && $CRASHES -eq 0 ]]; then CRASHES=1; fi   # a sanitizer abort in the fallback driver leaves no file
-echo "fuzz: engine=$ENGINE executions=${EXECS:-0} crashes=$CRASHES seconds=$SECS log=$OUT/fuzz.log"
-if [[ $CRASHES -ne 0 ]]; then
-  tail -40 "$OUT/fuzz.log" >&2
-  ls "$OUT/crashes" >&2 || true
-  exit 1
-fi
+FAILED=0
+for T in "${TARGETS[@]}"; do
+  W="$OUT/$T"
+  mkdir -p "$W/corpus" "$W/seeds" "$W/crashes"
+  rm -f "$W"/crashes/*
+  case "$T" in
+    rx)  SRC=("$HERE/fuzz_rx.c" "$CORE/es_proto.c"); EXTRA=() ;;
+    app) if [[ ! -f "$W/model/es_model.c" ]]; then
+           echo "fuzz: target=app skipped: could not generate the model (see $OUT/seeds.log)"; continue
+         fi
+         SRC=("$HERE/fuzz_app.c" "$CORE/es_app.c" "$CORE/es_proto.c" "$W/model/es_model.c")
+         EXTRA=(-I"$W/model" -DES_CORE_NAME='"fuzz-host"') ;;
+    *)   echo "unknown target $T (rx, app)" >&2; exit 2 ;;
+  esac
+  if [[ -n "$LIBFUZZER_CC" ]]; then
+    ENGINE="libFuzzer($LIBFUZZER_CC)"
+    "$LIBFUZZER_CC" "${SAN[@]}" -fsanitize=fuzzer,address,undefined "${WARN[@]}" "${EXTRA[@]}" "${SRC[@]}" \
+      -o "$W/fuzz" 2>"$W/build.log" || { cat "$W/build.log" >&2; exit 2; }
+  else
+    ENGINE="random-mutation-driver(gcc)"
+    gcc "${SAN[@]}" -fsanitize=address,undefined "${WARN[@]}" "${EXTRA[@]}" "${SRC[@]}" "$HERE/fuzz_main.c" \
+      -o "$W/fuzz" 2>"$W/build.log" || { cat "$W/build.log" >&2; exit 2; }
+  fi
+  START=$(date +%s)
+  set +e
+  if [[ -n "$LIBFUZZER_CC" ]]; then
+    "$W/fuzz" "$LIMIT_FLAG" -print_final_stats=1 -max_len=4096 -timeout=10 -rss_limit_mb=2048 \
+        -artifact_prefix="$W/crashes/" "$W/corpus" "$W/seeds" >"$W/fuzz.log" 2>&1
+  else
+    "$W/fuzz" "$LIMIT_FLAG" >"$W/fuzz.log" 2>&1
+  fi
+  RC=$?
+  set -e
+  SECS=$(( $(date +%s) - START ))
+  EXECS=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$W/fuzz.log" | grep -o '[0-9]*$' | tail -1 || true)
+  CRASHES=$(find "$W/crashes" -type f | wc -l)
+  if [[ $RC -ne 0 && $CRASHES -eq 0 ]]; then CRASHES=1; fi   # e.g. a sanitizer abort in the fallback driver
+  echo "fuzz: target=$T engine=$ENGINE executions=${EXECS:-0} crashes=$CRASHES seconds=$SECS log=$W/fuzz.log"
+  if [[ $CRASHES -ne 0 ]]; then
+    tail -40 "$W/fuzz.log" >&2
+    ls "$W/crashes" >&2 || true
+    FAILED=1
+  fi
+done
+exit $FAILED

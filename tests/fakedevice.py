@@ -1,0 +1,163 @@
+"""A fake edgesketch device for harness tests: the device side of docs/protocol.md on a TCP socket, in a thread.
+
+It frames with edgesketch.protocol (the twin of es_proto.c), applies the dispatch rules of protocol.request_error,
+answers with the integer reference of a sketch (edgesketch.sketch.int_scores) and a made-up deterministic cost, and
+behaves like firmware under QEMU with `-serial tcp:...,server=on,wait=on`: it sends BOOT when a client connects,
+RESET drops everything it has received, waits `boot_delay` and sends BOOT again.
+"""
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import numpy as np
+
+from edgesketch import protocol as P
+from edgesketch import sketch as S
+
+
+def fake_cost(xq: np.ndarray) -> np.ndarray:
+    """Deterministic stand-in for a cycle count: 1000 + sum |x| per sample."""
+    xq = np.asarray(xq, np.int64).reshape(-1, np.asarray(xq).shape[-1])
+    return 1000 + np.abs(xq).sum(1)
+
+
+class FakeDevice:
+    def __init__(self, sk: S.Sketch | None = None, *, model_id: bytes = bytes.fromhex("5ca1ab1e00c0ffee"),
+                 max_batch: int = 8, core: str = "fake-m4", boot_delay: float = 0.05, reply_delay: float = 0.0,
+                 send_boot: bool = True, echo_twice: bool = False, real_max_batch: int | None = None):
+        """echo_twice: send every reply twice (stale duplicates). real_max_batch: NAK batches above this although
+        HELLO reports max_batch (firmware that disagrees with itself)."""
+        self.sk = sk if sk is not None else S.random_sketch(D=16, C=4, L=8, K=4, seed=1)
+        self.info = P.HelloInfo(version=P.ES_PROTO_VERSION, model_id=model_id, n_inputs=self.sk.n_inputs,
+                                n_outputs=self.sk.n_outputs, n_tables=self.sk.n_tables, n_bits=self.sk.n_bits,
+                                n_hashbits=self.sk.n_hyperplanes, counter_kind=P.ES_COUNTER_CYCLES,
+                                max_batch=max_batch, core=core)
+        self.boot_delay = boot_delay
+        self.reply_delay = reply_delay
+        self.send_boot = send_boot
+        self.echo_twice = echo_twice
+        self.real_max_batch = max_batch if real_max_batch is None else real_max_batch
+        self.counts = {"requests": 0, "naks": 0, "boots": 0, "resets": 0, "connections": 0, "samples": 0}
+        self._srv = socket.create_server(("127.0.0.1", 0))
+        self._srv.settimeout(0.05)
+        self.port = self._srv.getsockname()[1]
+        self.url = f"socket://127.0.0.1:{self.port}"
+        self.addr = ("127.0.0.1", self.port)
+        self._stop = threading.Event()
+        self._reset_now = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="fake-device", daemon=True)
+
+    # ------------------------------------------------------------ life cycle
+    def __enter__(self) -> "FakeDevice":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._srv.close()
+
+    def trigger_reset(self) -> None:
+        """Reset now, as if the reset button were pressed: pending input is lost, then BOOT."""
+        self._reset_now.set()
+
+    # ------------------------------------------------------------ device side
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._srv.accept()
+            except (socket.timeout, OSError):
+                continue
+            self.counts["connections"] += 1
+            with conn:
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                conn.settimeout(0.02)
+                try:
+                    self._session(conn)
+                except OSError:
+                    pass
+
+    def _boot(self, conn: socket.socket) -> P.FrameDecoder:
+        """Start-up: input received meanwhile is lost, the receiver waits for its first 0x00, BOOT goes out."""
+        end = time.monotonic() + self.boot_delay
+        while time.monotonic() < end:
+            try:
+                if not conn.recv(4096):
+                    raise OSError("closed")
+            except socket.timeout:
+                pass
+        self.counts["boots"] += 1
+        if self.send_boot:
+            conn.sendall(P.encode_frame(P.ES_MSG_BOOT, 0, P.pack_hello(self.info)))
+        return P.FrameDecoder()
+
+    def _session(self, conn: socket.socket) -> None:
+        dec = P.FrameDecoder()
+        if self.send_boot:
+            self.counts["boots"] += 1
+            conn.sendall(P.encode_frame(P.ES_MSG_BOOT, 0, P.pack_hello(self.info)))
+        while not self._stop.is_set():
+            if self._reset_now.is_set():
+                self._reset_now.clear()
+                self.counts["resets"] += 1
+                dec = self._boot(conn)
+            try:
+                data = conn.recv(4096)
+            except socket.timeout:
+                continue
+            if not data:
+                return
+            for ev in dec.feed(data):
+                if self._reset_now.is_set():
+                    break                          # a reset loses whatever was still queued
+                out, reset = self._handle(ev)
+                if self.reply_delay:
+                    time.sleep(self.reply_delay)
+                conn.sendall(out * 2 if self.echo_twice and not reset else out)
+                if reset:                          # RESET: the reply has gone out, now reboot
+                    self.counts["resets"] += 1
+                    dec = self._boot(conn)
+                    break
+
+    def _nak(self, reason: int, seq: int) -> bytes:
+        self.counts["naks"] += 1
+        return P.encode_frame(P.ES_MSG_NAK, seq, P.pack_nak(reason))
+
+    def _handle(self, ev) -> tuple[bytes, bool]:
+        """-> (bytes to send, reset afterwards)."""
+        if isinstance(ev, P.Frame) and ev.cmd == P.ES_CMD_RESET and not ev.body:
+            self.counts["requests"] += 1               # the reply leaves the UART before the reset
+            return P.encode_frame(P.ES_CMD_RESET | P.ES_REPLY, ev.seq, b""), True
+        return self._reply(ev), False
+
+    def _reply(self, ev) -> bytes:
+        if isinstance(ev, P.FrameError):
+            return self._nak(ev.reason, ev.seq)
+        self.counts["requests"] += 1
+        info = self.info
+        err = P.request_error(ev.cmd, ev.body, info.n_inputs, self.real_max_batch)
+        if err is not None:
+            return self._nak(err, ev.seq)
+        reply = ev.cmd | P.ES_REPLY
+        if ev.cmd == P.ES_CMD_HELLO:
+            return P.encode_frame(reply, ev.seq, P.pack_hello(info))
+        if ev.cmd == P.ES_CMD_INFER:
+            x = P.unpack_infer(ev.body, info.n_inputs)[None]
+            self.counts["samples"] += 1
+            return P.encode_frame(reply, ev.seq, P.pack_infer_reply(int(fake_cost(x)[0]), S.int_scores(self.sk, x)[0]))
+        if ev.cmd == P.ES_CMD_BATCH:
+            x = P.unpack_batch(ev.body, info.n_inputs)
+            if 1 + len(x) * (4 + 4 * info.n_outputs) > P.ES_PROTO_MAX_BODY:
+                return self._nak(P.ES_NAK_BATCH, ev.seq)
+            self.counts["samples"] += len(x)
+            return P.encode_frame(reply, ev.seq, P.pack_batch_reply(fake_cost(x), S.int_scores(self.sk, x)))
+        if ev.cmd == P.ES_CMD_DEBUG:
+            x = P.unpack_debug(ev.body, info.n_inputs)[None]
+            return P.encode_frame(reply, ev.seq, P.pack_debug_reply(S.int_hash_bits(self.sk, x)[0],
+                                                                    S.int_buckets(self.sk, x)[0]))
+        return self._nak(P.ES_NAK_UNKNOWN, ev.seq)

@@ -1,0 +1,77 @@
+"""edgesketch verify on every emulated board: export, `pio run` offline, QEMU, serial; the whole digits and mnist1d
+test sets agree bit for bit with the integer reference, and on-device accuracy equals the host's."""
+import json
+
+import numpy as np
+import pytest
+
+from edgesketch import boards, esk
+from test_esk_cli import assert_user_error, run_cli
+
+EMULATED = [b.name for b in boards.all_boards() if b.emulated]
+
+
+@pytest.fixture(scope="session")
+def mnist1d_esk(workdir, quick_sketches):
+    sk, _ = quick_sketches[("mnist1d", "learned", 16, 6)]
+    path = workdir / "mnist1d-quick.esk"
+    esk.save(sk, path, force=True)
+    return path
+
+
+def test_all_emulated_boards_are_covered():
+    assert set(EMULATED) == {"qemu-m4", "qemu-m3", "qemu-m7", "qemu-m55", "qemu-m0", "qemu-rv32"}
+
+
+@pytest.mark.parametrize("board", EMULATED)
+@pytest.mark.parametrize("which", ["digits", "mnist1d"])
+def test_verify_whole_test_set_bit_exact(board, which, digits_esk, mnist1d_esk, tmp_path):
+    path = digits_esk if which == "digits" else mnist1d_esk
+    report = tmp_path / "verify.json"
+    code, out, err = run_cli("verify", path, "--board", board, "--json", report)
+    assert code == 0, out + err
+    r = json.loads(report.read_text())
+    n = 360 if which == "digits" else 1000
+    assert r["n"] == n and r["bit_exact"] == n
+    assert r["device_accuracy"] == r["host_int_accuracy"] and r["device_accuracy"] > 0.2  # quick sketches: well above chance (0.1)
+    assert r["counter"] == "instructions" and r["cost_min"] > 100
+    assert r["cost_max"] - r["cost_min"] <= 0.05 * r["cost_median"]  # straight-line code: nearly constant
+    assert "bit-exact agreements" in out and f"{n} / {n}" in out
+
+
+def test_verify_detects_a_different_model(digits_esk, tmp_path):
+    """A device running another model is a clear error, not wrong numbers."""
+    other = tmp_path / "other.esk"
+    sk = esk.load(digits_esk)
+    sk.counts = sk.counts.copy(); sk.counts[0, 0, 0] ^= 1
+    esk.save(sk, other)
+    fw = tmp_path / "fw"
+    code, _, err = run_cli("export", digits_esk, "--board", "qemu-m4", "-o", fw)
+    assert code == 0, err
+    code, out, err = run_cli("verify", other, "--board", "qemu-m4", "--project", fw)
+    assert_user_error(code, err, "runs model", "was expected", "flash the firmware for this sketch")
+
+
+def test_verify_reports_a_mismatch_and_its_stage(digits_esk, tmp_path):
+    """Firmware built from a sketch whose table differs, but which claims the same id: verify exits 1 and names the
+    lookup stage (hash bits and buckets agree)."""
+    from edgesketch import build, codegen
+    sk = esk.load(digits_esk)
+    wrong = esk.load(digits_esk)
+    wrong.counts = wrong.counts.copy()
+    wrong.counts[:, :, 0] = np.clip(wrong.counts[:, :, 0].astype(int) + 1, -127, 127)
+    fw = build.write_project("qemu-m4", codegen.generate(wrong), tmp_path / "fw", model_id=sk.meta["model_id"])
+    code, out, err = run_cli("verify", digits_esk, "--board", "qemu-m4", "--project", fw, "--limit", "20")
+    assert code == 1, out + err
+    assert "MISMATCH" in out and "lookup and sum" in out
+
+
+def test_verify_bad_inputs(digits_esk, tmp_path):
+    for args, needles in [
+        (["verify", digits_esk, "--board", "esp32"], ["real board", "--port"]),
+        (["verify", digits_esk, "--board", "nosuch"], ["unknown board", "qemu-m4"]),
+        (["verify", digits_esk, "--port", "socket://127.0.0.1:1"], ["cannot open"]),
+        (["verify", digits_esk, "--port", "/dev/ttyNOPE0"], ["cannot open"]),
+    ]:
+        code, _, err = run_cli(*args)
+        assert_user_error(code, err, *needles)
