@@ -10,7 +10,7 @@ from .errors import UserError
 from .sketch import Sketch
 
 FIRMWARE_FLASH = 16 * 1024  # kept for the firmware around the model (protocol, UART, start-up)
-FIRMWARE_RAM = 6 * 1024     # frame buffers, stack
+FIRMWARE_RAM = 11 * 1024    # frame buffers and ring (6.2 KB bss) plus the 4 KB stack the linker reserves
 
 
 @dataclass(frozen=True)

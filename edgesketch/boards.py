@@ -1,0 +1,329 @@
+"""Boards as data: read boards/<name>.toml into typed records. Board facts live there, never in `if board == ...`.
+
+Schema of one board file (all sizes in bytes):
+
+    name, description, core          strings; `core` is what HELLO reports (e.g. "cortex-m4")
+    kind                             "emulated" (QEMU, builds offline) or "real" (Arduino, `pio run -t upload`)
+    default                          true on exactly one board (qemu-m4)
+    flash_bytes, ram_bytes
+    [platformio]  platform, board, framework     real: a standard platform (espressif32, ...) + arduino
+                  toolchain, toolchain_apt       emulated: platform = "local" (firmware/platformio), the compiler
+                                                 prefix on PATH and the Debian package(s) that provide it
+    [serial]      baud, monitor_speed
+    [counter]     kind: "cycles" | "instructions" | "none"
+                  source: "systick" | "dwt" | "minstret" | "mcycle" | "esp_cycle_count" | "none"
+                  clock_hz (SysTick boards), scale_num, scale_den: cost = round(ticks * num / den)
+    [firmware]    entry: "baremetal" | "arduino"; bsp (files under firmware/); startup; linker_script;
+                  linker_includes; cpu_flags (CPU, ABI and C-library specs: used to compile, assemble and
+                  link), c_flags (C only), link_flags (lists); defines (table of strings)
+    [qemu]        binary, apt, machine, args (list), uart (text), icount_shift         emulated boards only
+    [compile_check]  cc, flags, defines: an offline cross-compile check of the core     real boards only
+"""
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+from .errors import UserError
+from .paths import boards_dir
+
+KINDS = ("emulated", "real")
+ENTRIES = ("baremetal", "arduino")
+COUNTER_KINDS = {"none": 0, "cycles": 1, "instructions": 2}       # the HELLO counter-kind codes
+COUNTER_SOURCES = ("none", "systick", "dwt", "minstret", "mcycle", "esp_cycle_count")
+
+
+@dataclass(frozen=True)
+class PlatformIOEnv:
+    platform: str                  # "local" = the dev-platform shipped in firmware/platformio
+    board: str | None = None
+    framework: str | None = None
+    toolchain: str | None = None   # compiler prefix on PATH, e.g. "arm-none-eabi-" (local platform)
+    toolchain_apt: str | None = None
+
+    @property
+    def local(self) -> bool:
+        return self.platform == "local"
+
+
+@dataclass(frozen=True)
+class SerialSettings:
+    baud: int
+    monitor_speed: int
+
+
+@dataclass(frozen=True)
+class Counter:
+    kind: str                      # "cycles" | "instructions" | "none"
+    source: str                    # which hardware counter the BSP reads
+    clock_hz: int | None = None    # the counter's clock (SysTick boards)
+    scale_num: int = 1             # cost = round(ticks * scale_num / scale_den)
+    scale_den: int = 1
+
+    @property
+    def kind_code(self) -> int:
+        return COUNTER_KINDS[self.kind]
+
+    @property
+    def scale(self) -> Fraction:
+        return Fraction(self.scale_num, self.scale_den)
+
+
+@dataclass(frozen=True)
+class Firmware:
+    entry: str                     # "baremetal" (core/es_main.c) or "arduino" (arduino/main.cpp)
+    bsp: tuple[str, ...] = ()      # paths under firmware/
+    startup: str | None = None
+    linker_script: str | None = None
+    linker_includes: tuple[str, ...] = ()
+    cpu_flags: tuple[str, ...] = ()
+    c_flags: tuple[str, ...] = ()
+    link_flags: tuple[str, ...] = ()
+    defines: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Qemu:
+    binary: str
+    apt: str                       # Debian package with the binary
+    machine: str
+    args: tuple[str, ...] = ()
+    uart: str = ""
+    icount_shift: int = 0
+
+    @property
+    def icount(self) -> str:
+        """-icount value: instructions << shift is the virtual time in ns; no sleeping, no host-time alignment."""
+        return f"shift={self.icount_shift},align=off,sleep=off"
+
+    def argv(self, elf: str | Path) -> list[str]:
+        """QEMU command line without the -serial/-display/-monitor part (edgesketch.emulate adds it)."""
+        return [self.binary, "-M", self.machine, *self.args, "-icount", self.icount, "-kernel", str(elf)]
+
+
+@dataclass(frozen=True)
+class CompileCheck:
+    cc: str
+    flags: tuple[str, ...] = ()
+    defines: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def cxx(self) -> str:
+        return self.cc[:-3] + "g++" if self.cc.endswith("gcc") else self.cc
+
+
+@dataclass(frozen=True)
+class Board:
+    name: str
+    description: str
+    kind: str
+    core: str
+    flash_bytes: int
+    ram_bytes: int
+    platformio: PlatformIOEnv
+    serial: SerialSettings
+    counter: Counter
+    firmware: Firmware
+    qemu: Qemu | None = None
+    compile_check: CompileCheck | None = None
+    default: bool = False
+    path: Path | None = None
+
+    @property
+    def emulated(self) -> bool:
+        return self.kind == "emulated"
+
+    @property
+    def env_name(self) -> str:
+        """The PlatformIO environment name: the board name."""
+        return self.name
+
+    def build_defines(self) -> dict[str, str]:
+        """Every -D the firmware needs for this board: core name, baud, counter, then [firmware].defines."""
+        d = {"ES_CORE_NAME": '"%s"' % self.core, "ES_BAUD": f"{self.serial.baud}u",
+             "ES_COUNTER_KIND": str(self.counter.kind_code),
+             "ES_COUNTER_SCALE_NUM": f"{self.counter.scale_num}u", "ES_COUNTER_SCALE_DEN": f"{self.counter.scale_den}u"}
+        if self.counter.source != "none":
+            d["ES_COUNTER_" + self.counter.source.upper()] = "1"
+        d.update(self.firmware.defines)
+        return d
+
+    def define_flags(self) -> list[str]:
+        """build_defines() as compiler arguments (strings quoted for a shell-less argv)."""
+        return [f"-D{k}={v}" for k, v in self.build_defines().items()]
+
+
+# ---------------------------------------------------------------- parsing
+class _Table:
+    """One TOML table being read: typed getters, and unknown keys are an error (catches typos)."""
+
+    def __init__(self, data: dict, where: str):
+        self.data, self.where, self.used = data, where, set()
+
+    def _fail(self, msg: str):
+        raise UserError(f"{self.where}: {msg}")
+
+    def get(self, key: str, typ, default=..., choices=None):
+        self.used.add(key)
+        if key not in self.data:
+            if default is ...:
+                self._fail(f"missing key {key!r}")
+            return default
+        v = self.data[key]
+        if typ is int and isinstance(v, bool) or not isinstance(v, typ):
+            self._fail(f"{key} must be {typ.__name__}, got {type(v).__name__}")
+        if choices is not None and v not in choices:
+            self._fail(f"{key} = {v!r} is not one of {', '.join(map(str, choices))}")
+        return v
+
+    def strings(self, key: str) -> tuple[str, ...]:
+        v = self.get(key, list, [])
+        if not all(isinstance(s, str) for s in v):
+            self._fail(f"{key} must be a list of strings")
+        return tuple(v)
+
+    def mapping(self, key: str) -> dict[str, str]:
+        v = self.get(key, dict, {})
+        if not all(isinstance(x, str) for x in v.values()):
+            self._fail(f"{key} values must be strings")
+        return dict(v)
+
+    def table(self, key: str, required: bool = True) -> "_Table | None":
+        self.used.add(key)
+        if key not in self.data:
+            if required:
+                self._fail(f"missing table [{key}]")
+            return None
+        if not isinstance(self.data[key], dict):
+            self._fail(f"{key} must be a table")
+        return _Table(self.data[key], f"{self.where} [{key}]")
+
+    def done(self):
+        extra = sorted(set(self.data) - self.used)
+        if extra:
+            self._fail(f"unknown key(s) {', '.join(extra)}")
+
+
+def _parse(path: Path) -> Board:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"{path}: not valid TOML: {e}") from None
+    top = _Table(data, str(path))
+    name = top.get("name", str)
+    if name != path.stem:
+        top._fail(f"name {name!r} differs from the file name {path.stem!r}")
+    kind = top.get("kind", str, choices=KINDS)
+
+    t = top.table("platformio")
+    pio = PlatformIOEnv(platform=t.get("platform", str), board=t.get("board", str, None),
+                        framework=t.get("framework", str, None), toolchain=t.get("toolchain", str, None),
+                        toolchain_apt=t.get("toolchain_apt", str, None))
+    t.done()
+    t = top.table("serial")
+    serial = SerialSettings(baud=t.get("baud", int), monitor_speed=t.get("monitor_speed", int))
+    t.done()
+    t = top.table("counter")
+    counter = Counter(kind=t.get("kind", str, choices=tuple(COUNTER_KINDS)), source=t.get("source", str, choices=COUNTER_SOURCES),
+                      clock_hz=t.get("clock_hz", int, None), scale_num=t.get("scale_num", int, 1),
+                      scale_den=t.get("scale_den", int, 1))
+    t.done()
+    t = top.table("firmware")
+    fw = Firmware(entry=t.get("entry", str, choices=ENTRIES), bsp=t.strings("bsp"), startup=t.get("startup", str, None),
+                  linker_script=t.get("linker_script", str, None), linker_includes=t.strings("linker_includes"),
+                  cpu_flags=t.strings("cpu_flags"), c_flags=t.strings("c_flags"), link_flags=t.strings("link_flags"),
+                  defines=t.mapping("defines"))
+    t.done()
+    qemu = None
+    t = top.table("qemu", required=False)
+    if t is not None:
+        qemu = Qemu(binary=t.get("binary", str), apt=t.get("apt", str), machine=t.get("machine", str),
+                    args=t.strings("args"), uart=t.get("uart", str, ""), icount_shift=t.get("icount_shift", int, 0))
+        t.done()
+    check = None
+    t = top.table("compile_check", required=False)
+    if t is not None:
+        check = CompileCheck(cc=t.get("cc", str), flags=t.strings("flags"), defines=t.mapping("defines"))
+        t.done()
+
+    board = Board(name=name, description=top.get("description", str), kind=kind, core=top.get("core", str),
+                  flash_bytes=top.get("flash_bytes", int), ram_bytes=top.get("ram_bytes", int), platformio=pio,
+                  serial=serial, counter=counter, firmware=fw, qemu=qemu, compile_check=check,
+                  default=top.get("default", bool, False), path=path)
+    top.done()
+    _validate(board, top)
+    return board
+
+
+def _validate(b: Board, top: _Table) -> None:
+    """Cross-field rules: what the build and the emulator rely on."""
+    fail = top._fail
+    if b.emulated:
+        if b.qemu is None:
+            fail("an emulated board needs a [qemu] table")
+        if not (b.platformio.local and b.platformio.toolchain and b.platformio.toolchain_apt):
+            fail('an emulated board builds with platform = "local", a toolchain prefix and its toolchain_apt')
+        if b.firmware.entry != "baremetal" or not (b.firmware.startup and b.firmware.linker_script):
+            fail("an emulated board needs entry = \"baremetal\", a startup file and a linker_script")
+    else:
+        if b.platformio.local or not (b.platformio.board and b.platformio.framework):
+            fail("a real board needs a standard PlatformIO platform, board and framework")
+        if b.firmware.entry != "arduino":
+            fail('a real board uses entry = "arduino"')
+    if b.counter.scale_num < 1 or b.counter.scale_den < 1:
+        fail("counter scale_num and scale_den must be positive")
+    if b.counter.source == "systick" and b.emulated:
+        # under -icount one instruction lasts 2^shift ns; the tick is 1e9/clock_hz ns. Rounding ticks*num/den to
+        # the nearest integer is exact only if one instruction spans at least 2 ticks (a read is off by < 1 tick).
+        if not b.counter.clock_hz:
+            fail("a SysTick counter needs clock_hz")
+        want = Fraction(10**9, b.counter.clock_hz * 2**b.qemu.icount_shift)
+        if b.counter.scale != want:
+            fail(f"counter scale {b.counter.scale_num}/{b.counter.scale_den} should be {want} "
+                 f"(1e9 / (clock_hz * 2^icount_shift))")
+        if want > Fraction(1, 2):
+            fail(f"icount_shift {b.qemu.icount_shift} is too small for exact counts: an instruction must span "
+                 f">= 2 SysTick ticks")
+    if b.counter.source in ("minstret", "mcycle") and b.emulated:
+        # QEMU derives both from the virtual clock, instructions << icount_shift
+        if b.counter.scale != Fraction(1, 2**b.qemu.icount_shift):
+            fail(f"counter scale should be 1/{2**b.qemu.icount_shift} (1 / 2^icount_shift)")
+
+
+# ---------------------------------------------------------------- public API
+_cache: dict[Path, Board] = {}
+
+
+def _files() -> list[Path]:
+    return sorted(boards_dir().glob("*.toml"))
+
+
+def names() -> list[str]:
+    """Names of every known board, sorted."""
+    return [p.stem for p in _files()]
+
+
+def load(name: str) -> Board:
+    """The board called `name`. Unknown name -> UserError listing the known boards."""
+    path = boards_dir() / f"{name}.toml"
+    if not name or "/" in name or "\\" in name or not path.is_file():
+        raise UserError(f"unknown board {name!r}; known boards: {', '.join(names())}")
+    path = path.resolve()
+    if path not in _cache:
+        _cache[path] = _parse(path)
+    return _cache[path]
+
+
+def all_boards() -> list[Board]:
+    """Every board, sorted by name."""
+    return [load(n) for n in names()]
+
+
+def default_board() -> Board:
+    """The board marked default = true (qemu-m4)."""
+    found = [b for b in all_boards() if b.default]
+    if len(found) != 1:
+        raise UserError(f"exactly one board must be marked default = true, found {len(found)}")
+    return found[0]

@@ -1,0 +1,261 @@
+/* The portable firmware core: command dispatch for docs/protocol.md (HELLO, INFER, BATCH, DEBUG, RESET, NAK and the
+ * BOOT frame), with the cost of each es_predict_q call measured by the BSP's counter. C99, no malloc, static
+ * buffers only; every reply is built in es_body and encoded into es_wire. */
+#include "es_app.h"
+#include "es_bsp.h"
+#include "es_model.h"
+#include "es_proto.h"
+
+#if ES_N_INPUTS > ES_PROTO_MAX_BODY || ES_N_INPUTS < 1
+#error "an INFER body (int8[ES_N_INPUTS]) must fit ES_PROTO_MAX_BODY"
+#endif
+#if 4 + 4 * ES_N_OUTPUTS > ES_PROTO_MAX_BODY
+#error "an INFER reply (u32 cost, i32[ES_N_OUTPUTS]) must fit ES_PROTO_MAX_BODY"
+#endif
+#if 4 + (ES_N_HASHBITS + 7) / 8 + 2 * ES_N_TABLES > ES_PROTO_MAX_BODY
+#error "a DEBUG reply must fit ES_PROTO_MAX_BODY"
+#endif
+
+#define ES_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define ES_REPLY_REC (4 + 4 * ES_N_OUTPUTS)   /* one result in an INFER or BATCH reply */
+#ifndef ES_MAX_BATCH
+#define ES_MAX_BATCH ES_MIN(255, ES_MIN((ES_PROTO_MAX_BODY - 1) / ES_N_INPUTS, (ES_PROTO_MAX_BODY - 1) / ES_REPLY_REC))
+#endif
+#if ES_MAX_BATCH < 1 || ES_MAX_BATCH > 255
+#error "ES_MAX_BATCH must be 1..255 (both the BATCH request and its reply must fit ES_PROTO_MAX_BODY)"
+#endif
+
+#define ES_COST_VOID 0xFFFFFFFFu  /* reported when the counter wrapped during the call */
+
+typedef int (*es_predict_fn)(const int8_t *x, int32_t *scores);
+
+static es_rx_t es_rx;
+static uint8_t es_body[ES_PROTO_MAX_BODY];
+static uint8_t es_wire[ES_PROTO_MAX_WIRE];
+static int32_t es_scores[ES_N_OUTPUTS];
+static uint8_t es_bits[ES_N_HASHBITS];
+static uint16_t es_buckets[ES_N_TABLES];
+static uint32_t es_null_cost;              /* counter cost of calling es_null_predict, rounded like a real cost */
+static volatile es_predict_fn es_target;   /* volatile: the compiler can neither inline nor specialise the call */
+
+static void es_put_u16(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
+
+static void es_put_u32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    p[2] = (uint8_t)(v >> 16);
+    p[3] = (uint8_t)(v >> 24);
+}
+
+static void es_send(uint8_t cmd, uint8_t seq, uint16_t len)
+{
+    size_t n = es_tx_encode(cmd, seq, es_body, len, es_wire, sizeof es_wire);
+    if (n > 0)
+        es_bsp_tx(es_wire, n);
+}
+
+static void es_nak(uint8_t seq, uint8_t reason)
+{
+    es_body[0] = reason;
+    es_send(ES_MSG_NAK, seq, 1);
+}
+
+/* ---------------------------------------------------------------- the cost of one call */
+static int es_null_predict(const int8_t *x, int32_t *scores)
+{
+    (void)x;
+    (void)scores;
+    return ES_OK;
+}
+
+/* Counter units -> cost units, rounded to nearest (exact when one instruction spans >= 2 counter units). */
+static uint32_t es_scale(uint32_t delta)
+{
+#if ES_COUNTER_SCALE_NUM == 1 && ES_COUNTER_SCALE_DEN == 1
+    return delta;
+#else
+    return (uint32_t)(((uint64_t)delta * ES_COUNTER_SCALE_NUM + ES_COUNTER_SCALE_DEN / 2) / ES_COUNTER_SCALE_DEN);
+#endif
+}
+
+/* Run es_target(x, scores) between two counter reads. Both the real model and es_null_predict go through this same
+ * code, so their difference is what the model's body costs beyond an empty function. */
+static uint32_t es_measure(const int8_t *x, int32_t *scores)
+{
+    es_predict_fn fn;
+    uint32_t t0, t1;
+    int wrapped;
+
+    es_bsp_counter_start();
+    fn = es_target;
+    t0 = es_bsp_counter_read();
+    (void)fn(x, scores);
+    t1 = es_bsp_counter_read();
+    wrapped = es_bsp_counter_stop();
+    return wrapped ? ES_COST_VOID : es_scale(t1 - t0);
+}
+
+/* cost = counter around one es_predict_q call minus the same around an empty function (documented in
+ * docs/protocol.md as "the counter around one es_predict_q call"; the call and return of the empty function,
+ * 2 instructions on ARM and RISC-V, are not counted). */
+static uint32_t es_predict_cost(const int8_t *x, int32_t *scores)
+{
+    uint32_t c;
+    es_target = es_predict_q;
+    c = es_measure(x, scores);
+    if (c == ES_COST_VOID)
+        return c;
+    return c > es_null_cost ? c - es_null_cost : 0u;
+}
+
+/* ---------------------------------------------------------------- replies */
+static uint16_t es_hello_body(void)
+{
+    static const uint8_t id[8] = ES_MODEL_ID_BYTES;
+    static const char core[] = ES_CORE_NAME;
+    uint8_t *p = es_body;
+    size_t i, n = sizeof core - 1;
+
+    if (n > 255)
+        n = 255;
+    *p++ = ES_PROTO_VERSION;
+    for (i = 0; i < sizeof id; i++)
+        *p++ = id[i];
+    es_put_u16(p, ES_N_INPUTS);
+    es_put_u16(p + 2, ES_N_OUTPUTS);
+    es_put_u16(p + 4, ES_N_TABLES);
+    p[6] = (uint8_t)ES_N_BITS;
+    es_put_u16(p + 7, ES_N_HASHBITS);
+    p[9] = (uint8_t)ES_COUNTER_KIND;
+    es_put_u16(p + 10, ES_MAX_BATCH);
+    p[12] = (uint8_t)n;
+    p += 13;
+    for (i = 0; i < n; i++)
+        *p++ = (uint8_t)core[i];
+    return (uint16_t)(p - es_body);
+}
+
+/* One result record (u32 cost, i32 scores[]) at dst. */
+static void es_infer_one(const int8_t *x, uint8_t *dst)
+{
+    uint32_t i, cost = es_predict_cost(x, es_scores);
+    es_put_u32(dst, cost);
+    for (i = 0; i < ES_N_OUTPUTS; i++)
+        es_put_u32(dst + 4 + 4 * i, (uint32_t)es_scores[i]);
+}
+
+static void es_do_debug(uint8_t seq, const int8_t *x)
+{
+    uint32_t i, nb = (ES_N_HASHBITS + 7) / 8;
+    uint8_t *p = es_body;
+
+    (void)es_debug_q(x, es_bits, es_buckets);
+    es_put_u16(p, ES_N_HASHBITS);
+    p += 2;
+    for (i = 0; i < nb; i++)
+        p[i] = 0;
+    for (i = 0; i < ES_N_HASHBITS; i++)
+        if (es_bits[i])
+            p[i / 8] |= (uint8_t)(1u << (i % 8));
+    p += nb;
+    es_put_u16(p, ES_N_TABLES);
+    p += 2;
+    for (i = 0; i < ES_N_TABLES; i++)
+        es_put_u16(p + 2 * i, es_buckets[i]);
+    p += 2 * ES_N_TABLES;
+    es_send(ES_CMD_DEBUG | ES_REPLY, seq, (uint16_t)(p - es_body));
+}
+
+static void es_do_batch(uint8_t seq, const uint8_t *body, uint16_t len)
+{
+    uint32_t i, n;
+    if (len < 1) {
+        es_nak(seq, ES_NAK_LENGTH);
+        return;
+    }
+    n = body[0];
+    if (n < 1 || n > ES_MAX_BATCH) {
+        es_nak(seq, ES_NAK_BATCH);
+        return;
+    }
+    if (len != 1u + n * ES_N_INPUTS) {
+        es_nak(seq, ES_NAK_LENGTH);
+        return;
+    }
+    es_body[0] = (uint8_t)n;
+    for (i = 0; i < n; i++)
+        es_infer_one((const int8_t *)(body + 1 + i * ES_N_INPUTS), es_body + 1 + i * ES_REPLY_REC);
+    es_send(ES_CMD_BATCH | ES_REPLY, seq, (uint16_t)(1 + n * ES_REPLY_REC));
+}
+
+static void es_dispatch(const es_frame_t *f)
+{
+    switch (f->cmd) {
+    case ES_CMD_HELLO:
+        if (f->len != 0)
+            break;
+        es_send(ES_CMD_HELLO | ES_REPLY, f->seq, es_hello_body());
+        return;
+    case ES_CMD_INFER:
+        if (f->len != ES_N_INPUTS)
+            break;
+        es_infer_one((const int8_t *)f->body, es_body);
+        es_send(ES_CMD_INFER | ES_REPLY, f->seq, ES_REPLY_REC);
+        return;
+    case ES_CMD_BATCH:
+        es_do_batch(f->seq, f->body, f->len);
+        return;
+    case ES_CMD_DEBUG:
+        if (f->len != ES_N_INPUTS)
+            break;
+        es_do_debug(f->seq, (const int8_t *)f->body);
+        return;
+    case ES_CMD_RESET:
+        if (f->len != 0)
+            break;
+        es_send(ES_CMD_RESET | ES_REPLY, f->seq, 0);
+        es_bsp_tx_flush();
+        es_bsp_reset();
+        return;
+    default:
+        es_nak(f->seq, ES_NAK_UNKNOWN);
+        return;
+    }
+    es_nak(f->seq, ES_NAK_LENGTH);   /* a known command with a body of the wrong length */
+}
+
+/* ---------------------------------------------------------------- entry points */
+void es_app_start(void)
+{
+    int i;
+    es_rx_init(&es_rx);
+    es_target = es_null_predict;
+    es_null_cost = ES_COST_VOID;
+    for (i = 0; i < 3; i++) {   /* the smallest of three: the first call may pay for cold caches on real boards */
+        uint32_t c = es_measure((const int8_t *)es_body, es_scores);
+        if (c < es_null_cost)
+            es_null_cost = c;
+    }
+    if (es_null_cost == ES_COST_VOID)
+        es_null_cost = 0;
+    es_send(ES_MSG_BOOT, 0, es_hello_body());
+}
+
+void es_app_poll(void)
+{
+    uint8_t byte, reason;
+    es_frame_t f;
+
+    while (es_bsp_rx(&byte)) {
+        int r = es_rx_push(&es_rx, byte, &f, &reason);
+        if (r == ES_RX_FRAME)
+            es_dispatch(&f);
+        else if (r == ES_RX_ERROR)
+            es_nak(f.seq, reason);
+    }
+}
