@@ -55,8 +55,7 @@ def load(path: str, task: str | None = None, labels: np.ndarray | None = None) -
     import keras
     try:
         if p.is_dir():
-            layer = keras.layers.TFSMLayer(str(p), call_endpoint="serving_default")
-            model = _wrap_savedmodel(layer)
+            model = _wrap_savedmodel(str(p))
         else:
             model = keras.models.load_model(str(p), compile=False)
     except UserError:
@@ -105,13 +104,21 @@ def _guess_task(n_out: int, labels) -> str:
     return "classification" if labels is None else "regression"
 
 
-def _wrap_savedmodel(layer):
+def _wrap_savedmodel(path: str):
+    """A SavedModel folder as a one-input Keras model (TFSMLayer on its serving signature)."""
     import keras
-    spec = next(iter(layer._call_signature.structured_input_signature[1].values()))  # noqa: SLF001 (TFSMLayer has no public spec)
+    import tensorflow as tf
+    sigs = tf.saved_model.load(path).signatures
+    if "serving_default" not in sigs:
+        raise UserError(f"SavedModel {path} has no serving_default signature; export it with model.export(path)")
+    inputs = sigs["serving_default"].structured_input_signature[1]
+    if len(inputs) != 1:
+        raise UserError(f"teacher {path} has {len(inputs)} inputs; edgesketch needs a model with exactly one input tensor")
+    spec = next(iter(inputs.values()))
     inp = keras.Input(shape=tuple(spec.shape[1:]))
-    out = layer(inp)
+    out = keras.layers.TFSMLayer(path, call_endpoint="serving_default")(inp)
     if isinstance(out, dict):
         if len(out) != 1:
-            raise UserError(f"SavedModel has {len(out)} outputs; edgesketch needs one output tensor")
+            raise UserError(f"SavedModel {path} has {len(out)} outputs; edgesketch needs one output tensor")
         out = next(iter(out.values()))
     return keras.Model(inp, out)

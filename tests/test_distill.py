@@ -1,0 +1,66 @@
+"""Distillation end to end: teacher formats, regression, and the bundled digits example's accuracy targets."""
+import json
+
+import numpy as np
+import pytest
+
+from edgesketch import data, teacher
+from edgesketch.sketch import float_outputs, int_outputs
+from test_esk_cli import run_cli
+
+
+@pytest.mark.parametrize("fmt", ["h5", "savedmodel"])
+def test_other_teacher_formats_load_and_agree(digits_teacher, tmp_path, fmt):
+    import keras
+    m = keras.models.load_model(digits_teacher)
+    path = tmp_path / ("t.h5" if fmt == "h5" else "saved")
+    m.save(path) if fmt == "h5" else m.export(str(path))
+    t0, t1 = teacher.load(str(digits_teacher)), teacher.load(str(path))
+    assert t1.input_shape == (64,) and t1.n_outputs == 10 and t1.task == "classification"
+    x = data.load("sklearn:digits").x_test[:50]
+    assert np.allclose(t0.outputs(x), t1.outputs(x), atol=1e-5)
+
+
+def test_regression_end_to_end(tmp_path):
+    import keras
+    keras.utils.set_random_seed(0)
+    ds = data.load("sklearn:diabetes")
+    mu, sd = ds.x_train.mean(0), ds.x_train.std(0)
+    m = keras.Sequential([keras.Input((10,)), keras.layers.Normalization(mean=mu, variance=sd ** 2),
+                          keras.layers.Dense(32, activation="relu"), keras.layers.Dense(1)])
+    m.compile("adam", "mse")
+    m.fit(ds.x_train, ds.y_train, epochs=200, verbose=0)
+    m.save(tmp_path / "reg.keras")
+    code, out, err = run_cli("distill", tmp_path / "reg.keras", "--data", "sklearn:diabetes", "-o", tmp_path / "r.esk",
+                             "--epochs", "8", "--tables", "16", "--bits", "4", "--hyperplanes", "24")
+    assert code == 0, err
+    assert "RMSE" in out
+    code, out, err = run_cli("eval", tmp_path / "r.esk", "--json")
+    r = json.loads(out)
+    assert r["task"] == "regression" and "int_accuracy" not in r
+    # the sketch follows its teacher closely (what distillation promises), and quantisation costs little
+    base = float(np.std(ds.y_test))
+    assert r["teacher_agreement_rmse"] < 0.3 * base, (r, base)
+    assert r["int_rmse"] < 1.05 * base and abs(r["int_rmse"] - r["teacher_rmse"]) < 0.1 * base, (r, base)
+    assert abs(r["int_rmse"] - r["float_rmse"]) < 0.02 * base
+
+
+def test_task_override_and_detection(digits_teacher):
+    assert teacher.load(str(digits_teacher)).task == "classification"
+    assert teacher.load(str(digits_teacher), task="regression").task == "regression"
+
+
+def test_digits_example_meets_targets(tmp_path):
+    """The bundled example: a wide MLP teacher of at least 0.98, and the default learned sketch (10 KB of int8 tables)
+    at least 0.965, losing at most 0.5 points to quantisation."""
+    import teachers
+    acc = teachers.train("digits-mlp", str(tmp_path / "teacher.keras"))
+    assert acc >= 0.98, acc
+    code, out, err = run_cli("distill", tmp_path / "teacher.keras", "--data", "sklearn:digits", "-o", tmp_path / "d.esk")
+    assert code == 0, err
+    assert "relabel" in err and "straight-through" in err  # progress was shown
+    code, out, err = run_cli("eval", tmp_path / "d.esk", "--json")
+    r = json.loads(out)
+    assert r["table_bytes"] <= 10 * 1024 and r["ops_per_inference"] == 544
+    assert r["int_accuracy"] >= 0.965, r
+    assert r["float_accuracy"] - r["int_accuracy"] <= 0.005, r
