@@ -163,17 +163,24 @@ def cmd_distill(a) -> int:
     return 0
 
 
-def cmd_eval(a) -> int:
-    from . import data, esk, evaluate, report, teacher as tmod
+def _sketch_and_test_data(a):
+    """The sketch named on the command line and its test data: --data, else the source recorded at distil time."""
+    from . import data, esk
     sk = esk.load(a.sketch)
     source = a.data or sk.meta.get("source")
     if not source:
         raise UserError(f"{a.sketch} records no data source; pass --data DATA")
     ds = data.load(source)
-    tpath = a.teacher or (sk.meta.get("teacher") if sk.meta.get("teacher") and Path(sk.meta["teacher"]).exists() else None)
-    t = tmod.load(tpath, sk.task) if tpath else None
     if int(ds.x_test[0].size) != sk.n_inputs:
         raise UserError(f"{source} has {ds.x_test[0].size} values per sample but the sketch expects {sk.n_inputs}; pass the data it was distilled on")
+    return sk, ds, source
+
+
+def cmd_eval(a) -> int:
+    from . import evaluate, report, teacher as tmod
+    sk, ds, source = _sketch_and_test_data(a)
+    tpath = a.teacher or (sk.meta.get("teacher") if sk.meta.get("teacher") and Path(sk.meta["teacher"]).exists() else None)
+    t = tmod.load(tpath, sk.task) if tpath else None
     if t is not None:
         t.check_data(ds.x_test, source)
     m = evaluate.evaluate(sk, ds.x_test, ds.y_test, t)
@@ -244,15 +251,9 @@ def cmd_export(a) -> int:
 
 
 def cmd_verify(a) -> int:
-    from . import boards, data, esk, report
+    from . import boards, report
     from .verify import open_emulated, run
-    sk = esk.load(a.sketch)
-    source = a.data or sk.meta.get("source")
-    if not source:
-        raise UserError(f"{a.sketch} records no data source; pass --data DATA")
-    ds = data.load(source)
-    if int(ds.x_test[0].size) != sk.n_inputs:
-        raise UserError(f"{source} has {ds.x_test[0].size} values per sample but the sketch expects {sk.n_inputs}; pass the data it was distilled on")
+    sk, ds, source = _sketch_and_test_data(a)
     x, y = ds.x_test, ds.y_test
     if a.limit:
         x, y = x[:a.limit], (y[:a.limit] if y is not None else None)

@@ -13,7 +13,6 @@ representer (the paper, arXiv 2106.11426)
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import asdict, dataclass
 from typing import Callable
 
@@ -74,8 +73,8 @@ def targets(teacher, x: np.ndarray, cfg: Config) -> tuple[np.ndarray, dict]:
 
 
 def distill(teacher, x_train: np.ndarray, cfg: Config, meta: dict, progress: Progress | None = None) -> Sketch:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import tensorflow as tf
+    from .teacher import tensorflow
+    tf = tensorflow()
     tf.keras.utils.set_random_seed(cfg.seed)
     tf.config.experimental.enable_op_determinism()
     progress = progress or (lambda *a: None)

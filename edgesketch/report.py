@@ -79,9 +79,10 @@ def metrics_table(m: dict, title: str) -> Table:
               "teacher_rmse": "teacher RMSE", "float_rmse": "float sketch RMSE", "int_rmse": "integer sketch RMSE",
               "teacher_agreement_rmse": "RMSE against teacher", "table_bytes": "table bytes", "projection_bytes": "projection bytes",
               "ops_per_inference": "adds + lookups per inference"}
+    t.add_row("sketch", f"{m['mode']}: L={m['tables']} K={m['bits']} P={m['hyperplanes']}, {m['taps']} taps")
+    t.add_row("test samples", fmt(m["n_test"]))
     for k in rows + ["table_bytes", "projection_bytes", "ops_per_inference"]:
         t.add_row(labels[k], fmt(m.get(k)))
-    t.caption = f"{m['mode']} mode, L={m['tables']} K={m['bits']} P={m['hyperplanes']} taps={m['taps']}, {m['n_test']} test samples"
     return t
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,11 +11,24 @@ import numpy as np
 from .errors import UserError
 
 
-def _quiet_tf():
+def tensorflow():
+    """Import TensorFlow and Keras quietly and return tensorflow. Its C++ start-up lines (absl, oneDNN) ignore
+    TF_CPP_MIN_LOG_LEVEL, so stderr is closed while it imports; Keras gets a KERAS_HOME outside ~/.keras."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("KERAS_HOME", str(Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "edgesketch-keras"))
+    if "tensorflow" not in sys.modules:
+        saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 2)
+        try:
+            import keras  # noqa: F401
+            import tensorflow  # noqa: F401
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            os.close(null)
     import absl.logging
     absl.logging.set_verbosity(absl.logging.ERROR)
+    return sys.modules["tensorflow"]
 
 
 @dataclass
@@ -51,7 +65,7 @@ def load(path: str, task: str | None = None, labels: np.ndarray | None = None) -
     p = Path(path)
     if not p.exists():
         raise UserError(f"teacher {path} not found; give a Keras model file (.keras or .h5) or a SavedModel folder")
-    _quiet_tf()
+    tensorflow()
     import keras
     try:
         if p.is_dir():

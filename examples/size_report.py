@@ -2,6 +2,8 @@
 
     python examples/size_report.py            # the digits-shaped and P=64/L=32 sketches, both layouts, M4 and M0
     python examples/size_report.py --no-count # sizes only
+    python examples/size_report.py --sketch build/digits/digits.esk --firmware
+                                              # a real sketch, plus whole PlatformIO firmware for qemu-m4 and qemu-m0
 
 Sizes: arm-none-eabi-size (text, data, bss) of the model object, and the text of es_predict_q's call tree alone.
 Instruction counts (needs the `unicorn` package: pip install unicorn): es_predict_q linked alone, run under
@@ -19,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from edgesketch import codegen  # noqa: E402
+from edgesketch import codegen, esk  # noqa: E402
 from edgesketch.sketch import int_scores, random_sketch  # noqa: E402
 
 CPUS = {"cortex-m4": ["-mcpu=cortex-m4", "-mthumb"], "cortex-m0": ["-mcpu=cortex-m0", "-mthumb"],
@@ -96,7 +98,12 @@ def main(argv=None):
     ap.add_argument("--cpus", default="cortex-m4,cortex-m0")
     ap.add_argument("--extra", default="", help="extra compiler flags, e.g. -DES_NO_DSP")
     ap.add_argument("--opt", default="-O2", help="optimisation flag (PlatformIO builds with -Os)")
+    ap.add_argument("--sketch", help="a .esk file to report instead of the random sketches of the shapes above")
+    ap.add_argument("--firmware", action="store_true",
+                    help="also export and build the whole firmware (PlatformIO, offline) for qemu-m4 and qemu-m0")
     args = ap.parse_args(argv)
+    sketches = ({Path(args.sketch).name: esk.load(args.sketch)} if args.sketch else
+                {name: random_sketch(**shape, count_dtype=np.int8, seed=1) for name, shape in SHAPES.items()})
     count = not args.no_count
     if count:
         try:
@@ -107,8 +114,7 @@ def main(argv=None):
     print(f"{'sketch':<26} {'layout':<9} {'cpu':<10} {'text':>6} {'data':>5} {'bss':>4} {'predict':>8} {'instr':>14}")
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
-        for name, shape in SHAPES.items():
-            sk = random_sketch(**shape, count_dtype=np.int8, seed=1)
+        for name, sk in sketches.items():
             rows = rng.integers(-128, 128, (args.rows, sk.n_inputs)).astype(np.int8)
             for layout in codegen.LAYOUTS:
                 for cpu in args.cpus.split(","):
@@ -120,6 +126,20 @@ def main(argv=None):
                         ins = f"{mean:,.0f} ({lo}-{hi})"
                     print(f"{name:<26} {layout:<9} {cpu:<10} {size['text']:>6} {size['data']:>5} {size['bss']:>4} "
                           f"{size['predict_code']:>8} {ins:>14}")
+        if args.firmware:
+            firmware_sizes(sketches, Path(tmp))
+
+
+def firmware_sizes(sketches, tmp: Path):
+    """arm-none-eabi-size of the whole firmware ELF (PlatformIO build, as `edgesketch export` writes it)."""
+    from edgesketch import boards, build, export
+    print(f"\nwhole firmware (pio run, offline): {'sketch':<22} {'layout':<9} {'board':<8} {'text':>7} {'data':>5} {'bss':>6}")
+    for name, sk in sketches.items():
+        for board in ("qemu-m4", "qemu-m0"):
+            for layout in codegen.LAYOUTS:
+                proj, _ = export.export(sk, boards.load(board), tmp / f"fw-{board}-{layout}", layout)
+                size = build.elf_size(build.run_pio(proj, build.default_core_dir()))
+                print(f"{'':<34} {name:<22} {layout:<9} {board:<8} {size.text:>7} {size.data:>5} {size.bss:>6}")
 
 
 if __name__ == "__main__":

@@ -55,8 +55,9 @@ def build(arch: str, d: int, c: int, scale: float = 1.0):
 
 def train(name: str, out: str, seed: int = 0, verbose: int = 0) -> float:
     """Train teacher `name`, save it to `out`, return its test accuracy."""
+    from edgesketch.teacher import tensorflow
+    tf = tensorflow()
     import keras
-    import tensorflow as tf
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
     source, arch, epochs = SPECS[name]
