@@ -75,3 +75,62 @@ def test_verify_bad_inputs(digits_esk, tmp_path):
     ]:
         code, _, err = run_cli(*args)
         assert_user_error(code, err, *needles)
+
+
+def _qemu_pids():
+    import subprocess
+    out = subprocess.run(["pgrep", "-f", "qemu-system"], capture_output=True, text=True).stdout
+    return {int(p) for p in out.split()}
+
+
+def test_flash_emulated_then_verify_by_port_then_ctrl_c_leaves_no_qemu(digits_esk, tmp_path):
+    """`edgesketch flash --board qemu-m4 DIR` builds, starts QEMU and prints the socket:// URL; `verify --port URL`
+    works against it exactly as against /dev/ttyUSB0; Ctrl-C on flash stops QEMU."""
+    import re
+    import signal
+    import subprocess
+    import sys
+    import time
+    fw = tmp_path / "fw"
+    assert run_cli("export", digits_esk, "--board", "qemu-m4", "-o", fw)[0] == 0
+    before = _qemu_pids()
+    proc = subprocess.Popen([sys.executable, "-m", "edgesketch", "flash", "--board", "qemu-m4", str(fw)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        url, deadline = None, time.monotonic() + 120
+        while url is None and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            m = re.search(r"socket://127\.0\.0\.1:\d+", line)
+            url = m.group(0) if m else None
+        assert url, "flash printed no socket:// URL"
+        code, out, err = run_cli("verify", digits_esk, "--port", url)
+        assert code == 0, out + err
+        assert "360 / 360" in out
+        started = _qemu_pids() - before
+        assert started, "no QEMU process was running"
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 130
+    finally:
+        proc.kill()
+    time.sleep(0.5)
+    assert not (started & _qemu_pids()), "QEMU left behind after Ctrl-C"
+
+
+def test_ctrl_c_during_verify_leaves_no_qemu(digits_esk, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+    before = _qemu_pids()
+    proc = subprocess.Popen([sys.executable, "-m", "edgesketch", "verify", str(digits_esk), "--board", "qemu-m4"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (_qemu_pids() - before) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    started = _qemu_pids() - before
+    assert started, "QEMU never started"
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=30) == 130
+    assert "Traceback" not in proc.stderr.read()
+    time.sleep(0.5)
+    assert not (started & _qemu_pids()), "QEMU left behind after Ctrl-C"
