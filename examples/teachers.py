@@ -54,7 +54,7 @@ def build(arch: str, d: int, c: int, scale: float = 1.0):
 
 
 def train(name: str, out: str, seed: int = 0, verbose: int = 0) -> float:
-    """Train teacher `name`, save it to `out`, return its test accuracy."""
+    """Train teacher `name`, save it to `out`, print its size, return its test accuracy."""
     from edgesketch.teacher import tensorflow
     tf = tensorflow()
     import keras
@@ -71,6 +71,8 @@ def train(name: str, out: str, seed: int = 0, verbose: int = 0) -> float:
     acc = float(np.mean(model.predict(xte, verbose=0).argmax(1) == ds.y_test))
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     model.save(out)
+    n = model.count_params()
+    print(f"{name}: {n:,} parameters = {4 * n:,} bytes of float32 weights")
     return acc
 
 
