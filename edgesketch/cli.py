@@ -118,6 +118,10 @@ data: """ + _data_help())
     f.add_argument("--board", required=True)
     f.add_argument("project", metavar="DIR")
 
+    bn = sub.add_parser("bench", help="side-by-side benchmark against TFLite int8, TFLite Micro, emlearn and an int8 MLP",
+                        add_help=False, description="Run `edgesketch bench --help` for the benchmark's own options.")
+    bn.add_argument("args", nargs=argparse.REMAINDER)
+
     i = sub.add_parser("info", help="show what a sketch file holds", description="Show a sketch file's contents readably.")
     i.add_argument("sketch", metavar="MODEL.esk")
     i.add_argument("--json", action="store_true", help="print the metadata as JSON")
@@ -305,17 +309,26 @@ def cmd_flash(a) -> int:
     return 0
 
 
+def cmd_bench(a) -> int:
+    from .bench import run
+    return run.main(a.args)
+
+
 @contextlib.contextmanager
 def _nullcontext(value):
     yield value
 
 
-COMMANDS = {"verify": cmd_verify, "flash": cmd_flash, "distill": cmd_distill, "eval": cmd_eval, "info": cmd_info, "boards": cmd_boards, "export": cmd_export}
+COMMANDS = {"verify": cmd_verify, "flash": cmd_flash, "bench": cmd_bench, "distill": cmd_distill, "eval": cmd_eval, "info": cmd_info, "boards": cmd_boards, "export": cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     ap = build_parser()
-    a = ap.parse_args(argv)
+    if argv[:1] == ["bench"]:  # the bench has its own parser: hand it every argument, --help included
+        a = argparse.Namespace(command="bench", args=argv[1:])
+    else:
+        a = ap.parse_args(argv)
     if not a.command:
         ap.print_help()
         return 2

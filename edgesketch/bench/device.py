@@ -1,0 +1,87 @@
+"""Build a firmware around any C model with the es_predict_q API, run a whole int8 test set through it under QEMU,
+and read its size. The cost of each inference is the firmware's own counter (exact instruction counts under
+QEMU -icount). Sizes: text+data (flash) and data+bss (static RAM) of the firmware minus the same firmware built
+around a model that does nothing (the trivial model, same ES_N_INPUTS/ES_N_OUTPUTS). The firmware has no
+stack-painting hook, so peak stack is not measured."""
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .. import build, codegen, emulate, harness
+from ..boards import load
+
+_trivial: dict = {}
+
+
+@dataclass
+class DeviceRun:
+    board: str
+    scores: np.ndarray | None
+    costs: np.ndarray | None
+    flash: int            # model: firmware text+data minus the trivial firmware's
+    ram: int              # model: static data+bss minus the trivial firmware's
+    fw_flash: int
+    fw_ram: int
+
+    @property
+    def instructions(self) -> int | None:
+        return None if self.costs is None else int(np.median(self.costs))
+
+
+def build_elf(board: str, files: dict[str, str], workdir: Path, tag: str) -> Path:
+    proj = Path(workdir) / f"{tag}-{board}"
+    build.write_project(load(board), files, proj, force=True)
+    return build.run_pio(proj, build.default_core_dir())
+
+
+def trivial_files(n_inputs: int, n_outputs: int) -> dict[str, str]:
+    ctx = dict(description="trivial model", model_id="0" * 32, model_id_bytes=["0x00"] * 8, D=n_inputs, C=n_outputs)
+    return {"es_model.h": codegen.render("bench/int8_mlp.h.j2", **ctx), "es_model.c": codegen.render("bench/trivial.c.j2", **ctx)}
+
+
+def trivial_size(board: str, n_inputs: int, n_outputs: int, workdir: Path) -> build.ElfSize:
+    key = (board, n_inputs, n_outputs)
+    if key not in _trivial:
+        _trivial[key] = build.elf_size(build_elf(board, trivial_files(n_inputs, n_outputs), workdir, f"trivial{n_inputs}x{n_outputs}"))
+    return _trivial[key]
+
+
+def run(board: str, files: dict[str, str], xq: np.ndarray | None, n_inputs: int, n_outputs: int, workdir: Path,
+        tag: str, keep: bool = False) -> DeviceRun:
+    """Build, measure sizes, and (if xq is given) run every row of xq on the emulated board."""
+    workdir = Path(workdir)
+    elf = build_elf(board, files, workdir, tag)
+    size = build.elf_size(elf)
+    base = trivial_size(board, n_inputs, n_outputs, workdir)
+    scores = costs = None
+    if xq is not None:
+        with emulate.qemu(board, elf) as url, harness.Device(url, timeout=5.0) as dev:
+            scores, costs = dev.run(np.asarray(xq, np.int8))
+    if not keep:
+        shutil.rmtree(elf.parents[3], ignore_errors=True)
+    return DeviceRun(board, scores, costs, size.flash - base.flash, size.ram - base.ram, size.flash, size.ram)
+
+
+def host_check(files: dict[str, str], xq: np.ndarray, n_outputs: int, workdir: Path | None = None) -> np.ndarray:
+    """Compile the model with the host gcc (-O2) into a small driver and return its scores on every row of xq."""
+    import subprocess
+    tmp = Path(tempfile.mkdtemp(prefix="es-host-", dir=workdir))
+    try:
+        for k, v in files.items():
+            (tmp / k).write_text(v)
+        (tmp / "main.c").write_text(
+            "#include <stdio.h>\n#include \"es_model.h\"\nint main(void){int8_t x[ES_N_INPUTS];int32_t s[ES_N_OUTPUTS];\n"
+            "while(fread(x,1,ES_N_INPUTS,stdin)==ES_N_INPUTS){es_predict_q(x,s);fwrite(s,4,ES_N_OUTPUTS,stdout);}return 0;}\n")
+        cs = [str(tmp / k) for k in files if k.endswith(".c")]
+        subprocess.run(["gcc", "-O2", "-std=c99", "-o", str(tmp / "drv"), str(tmp / "main.c"), *cs, "-lm"], check=True,
+                       capture_output=True)
+        out = subprocess.run([str(tmp / "drv")], input=np.ascontiguousarray(xq, np.int8).tobytes(), capture_output=True,
+                             check=True).stdout
+        return np.frombuffer(out, np.int32).reshape(-1, n_outputs)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

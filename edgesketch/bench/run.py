@@ -1,0 +1,563 @@
+"""The side-by-side benchmark: edgesketch against what users deploy today, on the same emulated boards.
+
+    python -m edgesketch.bench.run            # full: digits and mnist1d, small MLP / wide MLP / CNN teachers
+    python -m edgesketch.bench.run --quick    # digits, wide MLP teacher, short training (a few minutes; CI)
+    python -m edgesketch.bench.run --out docs # where benchmarks.md and bench-*.png go (--json PATH: raw rows)
+
+Contenders per teacher: Keras float; TFLite full-int8 in ai-edge-litert (host); TFLite Micro on the host (PyPI
+tflite-micro, smallest arena by bisection); emlearn float C (MLP teachers) in the edgesketch firmware; the teacher's
+own Dense layers as an int8 C model (MLP teachers: the int8 cost of the teacher with the SMLAD kernel); the smallest
+distilled int8 MLP (one hidden layer) that reaches the default sketch's accuracy; edgesketch (learned default in
+both code layouts, the 20 KB configuration, representer mode). Device numbers are exact instruction counts under
+QEMU -icount (not cycles), from the firmware's counter around es_predict_q; every integer C model is checked bit
+for bit against its numpy reference on the whole test set. Wall time is used only for the host throughput ratio.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+
+from .. import codegen, data, esk, harness, sketch as S, teacher as T  # noqa: E402
+from ..distill import Config, distill  # noqa: E402
+from ..quantize import calibrate_inputs  # noqa: E402
+from ..paths import templates_dir  # noqa: E402
+from . import device, mlp  # noqa: E402
+
+ROOT = templates_dir().parent
+BOARDS = ("qemu-m4", "qemu-m0", "qemu-rv32")
+TEACHERS = {"sklearn:digits": ("digits-small", "digits-mlp", "digits-cnn"),
+            "mnist1d": ("mnist1d-small", "mnist1d-mlp", "mnist1d-cnn")}
+SKETCHES = [  # (label, mode, config, layouts)
+    ("sketch L16 K6 P48 s8", "learned", dict(tables=16, bits=6, hyperplanes=48, taps=8), ("unrolled", "compact")),
+    ("sketch 20KB L32 K6 P96 s16", "learned", dict(tables=32, bits=6, hyperplanes=96, taps=16, aug_size=80000, epochs=20),
+     ("unrolled",)),
+    ("sketch representer L32 K6", "representer", dict(tables=32, bits=6), ("unrolled",)),
+]
+# goal teachers (wide MLP, CNN) first, so a partial run already answers the goals
+PLAN = [("sklearn:digits", "digits-mlp"), ("sklearn:digits", "digits-cnn"), ("mnist1d", "mnist1d-mlp"),
+        ("mnist1d", "mnist1d-cnn"), ("sklearn:digits", "digits-small"), ("mnist1d", "mnist1d-small")]
+QUICK_SKETCH = dict(epochs=5, refit_epochs=3, aug_size=5000)
+WIDTHS = (8, 12, 16, 24, 32, 48, 64)
+# performance.md: CMSIS-NN s8 fully connected kernel alone, instructions (M4 DSP / M0)
+KERNEL_REF = {"64-8-10": (2352, 6267), "64-12-10": (3109, 8134), "64-16-10": (3869, 10463), "64-32-10": (6876, None),
+              "64-256-256-10": (184800, None)}
+
+
+def log(*a):
+    print(*a, flush=True)
+
+
+# ---------------------------------------------------------------- helpers
+def _acc(scores, y) -> float:
+    return float(np.mean(np.asarray(scores).argmax(1) == y))
+
+
+def _device_all(files, xq, ref, D, C, workdir, tag, boards=BOARDS, xq_sub=None):
+    """Run `files` on each board over xq (or xq_sub for boards after the first); assert scores == ref where given.
+    Returns {board: DeviceRun}."""
+    out = {}
+    for i, b in enumerate(boards):
+        rows = xq if (i == 0 or xq_sub is None) else xq[:xq_sub]
+        r = device.run(b, files, rows, D, C, workdir, f"{tag}")
+        if ref is not None:
+            rep = harness.verify_report(ref[:len(rows)], r.scores)
+            assert rep.bit_exact, f"{tag} on {b}: {rep.n_mismatch} of {rep.n} samples differ from the numpy reference"
+        out[b] = r
+    return out
+
+
+def host_throughput(files: dict[str, str], xq: np.ndarray, n_outputs: int, repeats: int, workdir: Path) -> tuple[float, np.ndarray]:
+    """Seconds per sample of the generated C model built with host gcc -O2, over the whole test set x repeats
+    (timed inside C with CLOCK_MONOTONIC), and its scores."""
+    tmp = Path(tempfile.mkdtemp(prefix="es-thr-", dir=workdir))
+    try:
+        for k, v in files.items():
+            (tmp / k).write_text(v)
+        (tmp / "main.c").write_text(r"""
+#define _POSIX_C_SOURCE 199309L
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include "es_model.h"
+int main(int argc, char **argv) {
+    int n = atoi(argv[1]), reps = atoi(argv[2]), i, r, c;
+    int8_t *x = malloc((size_t)n * ES_N_INPUTS); int32_t *s = malloc((size_t)n * ES_N_OUTPUTS * 4);
+    struct timespec t0, t1; long long chk = 0;
+    if (fread(x, ES_N_INPUTS, n, stdin) != (size_t)n) return 2;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (r = 0; r < reps; r++)
+        for (i = 0; i < n; i++) { es_predict_q(x + (size_t)i * ES_N_INPUTS, s + (size_t)i * ES_N_OUTPUTS); chk += s[i * ES_N_OUTPUTS]; }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    fprintf(stderr, "%.9f %lld\n", ((t1.tv_sec - t0.tv_sec) + 1e-9 * (t1.tv_nsec - t0.tv_nsec)) / ((double)n * reps), chk);
+    for (i = 0; i < n * ES_N_OUTPUTS; i++) { c = s[i]; fwrite(&c, 4, 1, stdout); }
+    return 0;
+}
+""")
+        cs = [str(tmp / k) for k in files if k.endswith(".c")]
+        subprocess.run(["gcc", "-O2", "-std=c99", "-o", str(tmp / "drv"), str(tmp / "main.c"), *cs, "-lm"],
+                       check=True, capture_output=True)
+        p = subprocess.run([str(tmp / "drv"), str(len(xq)), str(repeats)], input=np.ascontiguousarray(xq, np.int8).tobytes(),
+                           capture_output=True, check=True)
+        return float(p.stderr.split()[0]), np.frombuffer(p.stdout, np.int32).reshape(-1, n_outputs)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _row(task, tname, contender, **kw):
+    r = dict(task=task, teacher=tname, contender=contender, accuracy=None, bytes=None, bytes_kind="", ram=None,
+             ram_kind="", m4=None, m0=None, rv32=None, notes="")
+    r.update(kw)
+    return r
+
+
+def _dev_fields(runs: dict) -> dict:
+    return {b.split("-")[1]: runs[b].instructions for b in runs}
+
+
+# ---------------------------------------------------------------- kernel check
+def kernel_check(workdir: Path, quick: bool) -> list[dict]:
+    """The int8 MLP kernel at performance.md's shapes (random weights: counts do not depend on values)."""
+    ds = data.load("sklearn:digits")
+    s, z = calibrate_inputs(ds.x_train)
+    rng = np.random.default_rng(0)
+    shapes = ["64-12-10", "64-16-10"] if quick else list(KERNEL_REF)
+    rows = []
+    for sh in shapes:
+        dims = [int(v) for v in sh.split("-")]
+        layers = [(rng.normal(0, 0.3, (a, b)), rng.normal(0, 0.1, b)) for a, b in zip(dims[:-1], dims[1:])]
+        net = mlp.quantize(layers, s, z, ds.x_train, name=f"random {sh}")
+        xq = net.quantize_inputs(ds.x_test[:20])
+        runs = _device_all(mlp.generate(net), xq, net.forward(xq), 64, 10, workdir, f"kernel{sh}",
+                           boards=("qemu-m4", "qemu-m0"))
+        ref = KERNEL_REF[sh]
+        rows.append(dict(shape=sh, m4=runs["qemu-m4"].instructions, m4_ref=ref[0], m0=runs["qemu-m0"].instructions,
+                         m0_ref=ref[1]))
+        log(f"kernel {sh}: M4 {rows[-1]['m4']:,} (CMSIS-NN {ref[0]:,}), M0 {rows[-1]['m0']:,} (CMSIS-NN {ref[1] or '-'})")
+    return rows
+
+
+# ---------------------------------------------------------------- one teacher
+def bench_teacher(task: str, tname: str, quick: bool, teacher_dir: str, workdir: Path) -> tuple[list[dict], dict]:
+    sys.path[:0] = [str(ROOT / "examples")]
+    import teachers  # examples/teachers.py
+    from . import tflite
+    t_start = time.time()
+    ds = data.load(task)
+    path = teachers.ensure(tname, teacher_dir)
+    tch = T.load(path)
+    model = tch.model
+    x_tr = ds.x_train.reshape(len(ds.x_train), -1).astype(np.float32)
+    x_te = ds.x_test.reshape(len(ds.x_test), -1).astype(np.float32)
+    y = ds.y_test
+    D, C = x_tr.shape[1], int(ds.y_train.max()) + 1
+    in_scale, in_zero = calibrate_inputs(x_tr)
+    xq = np.clip(np.rint(x_te / in_scale + in_zero), -128, 127).astype(np.int8)
+    rows, extra = [], {}
+    is_mlp = mlp.teacher_layers(model) is not None
+
+    # 1. Keras float
+    t_acc = float(np.mean(tch.outputs(x_te).argmax(1) == y))
+    f32 = 4 * int(model.count_params())
+    rows.append(_row(task, tname, "Keras float32", accuracy=t_acc, bytes=f32, bytes_kind="float32 weights",
+                     notes=f"{model.count_params():,} parameters"))
+    log(f"[{tname}] Keras float: {t_acc:.4f}, {f32:,} B")
+
+    # 2. TFLite int8 in ai-edge-litert
+    tfl = tflite.convert_int8(model, x_tr)
+    pred, lat = tflite.litert_eval(tfl, x_te)
+    rows.append(_row(task, tname, "TFLite int8 (ai-edge-litert, host)", accuracy=float(np.mean(pred == y)), bytes=len(tfl),
+                     bytes_kind=".tflite", notes=f"host {lat * 1e6:.2f} us/sample (1 sample/invoke)"))
+    extra["litert_s_per_sample"] = lat
+    log(f"[{tname}] TFLite int8: {rows[-1]['accuracy']:.4f}, {len(tfl):,} B, {lat * 1e6:.2f} us/sample")
+
+    # 3. TFLite Micro on the host
+    try:
+        pred, arena = tflite.tflm_eval(tfl, x_te)
+        rows.append(_row(task, tname, "TFLite Micro (host, tflite-micro)", accuracy=float(np.mean(pred == y)), bytes=len(tfl),
+                         bytes_kind=".tflite", ram=arena, ram_kind="arena (bisection)",
+                         notes="host x86 build of TFLM (reference kernels); not on the emulated cores"))
+        log(f"[{tname}] TFLM: {rows[-1]['accuracy']:.4f}, arena {arena:,} B")
+    except Exception as e:  # reported, not hidden
+        rows.append(_row(task, tname, "TFLite Micro (host, tflite-micro)", notes=f"failed: {type(e).__name__}: {e}"))
+        log(f"[{tname}] TFLM failed: {e}")
+
+    # 4. emlearn float C (MLP teachers), on qemu-m4 in the edgesketch firmware
+    if is_mlp:
+        from . import emlearn_c
+        files = emlearn_c.generate(model, in_scale, in_zero)
+        r = device.run("qemu-m4", files, xq, D, C, workdir, f"emlearn-{tname}")
+        rows.append(_row(task, tname, "emlearn 0.23.2 float C (loadable)", accuracy=_acc(r.scores, y), bytes=r.flash,
+                         bytes_kind="flash (fw delta)", ram=r.ram, ram_kind="static", m4=r.instructions,
+                         notes="M4 FPU; M0 not run (soft float, ~30x slower)"))
+        log(f"[{tname}] emlearn: {rows[-1]['accuracy']:.4f}, flash {r.flash:,} B, M4 {r.instructions:,}")
+
+    # 5a. the teacher's own int8 cost with the SMLAD kernel (MLP teachers)
+    teacher_int8_m4 = None
+    if is_mlp:
+        net = mlp.quantize(mlp.teacher_layers(model), in_scale, in_zero, x_tr, name=tname)
+        ref = net.forward(xq)
+        files = mlp.generate(net)
+        assert (device.host_check(files, xq, C, workdir) == ref).all(), "teacher int8 C (host gcc) != numpy reference"
+        runs = _device_all(files, xq, ref, D, C, workdir, f"tint8-{tname}", xq_sub=None if not quick else 60)
+        teacher_int8_m4 = runs["qemu-m4"].instructions
+        rows.append(_row(task, tname, f"teacher int8 C {net.shape_str} (SMLAD kernel)", accuracy=_acc(ref, y),
+                         bytes=runs["qemu-m4"].flash, bytes_kind="flash (fw delta)", ram=runs["qemu-m4"].ram,
+                         ram_kind="static", **_dev_fields(runs), notes="bit-exact vs numpy on the whole test set"))
+        log(f"[{tname}] teacher int8 {net.shape_str}: {rows[-1]['accuracy']:.4f}, M4 {teacher_int8_m4:,}")
+    else:
+        macs = _conv_macs(model)
+        extra["teacher_macs"] = macs
+        rows.append(_row(task, tname, "teacher int8 on device", notes=f"not measured (no int8 conv kernel here); "
+                         f"{macs:,} MACs per inference"))
+
+    # 6. sketches
+    sk_rows, default = [], None
+    tmeta = {"source": task, "class_names": [], "input_shape": list(tch.input_shape)}
+    # the 20 KB and representer configurations only for the wide-MLP teachers (keeps the full run near 20 min)
+    for label, mode, cfg_kw, layouts in (SKETCHES if (not quick and tname.endswith("-mlp")) else SKETCHES[:1]):
+        cfg = Config(mode=mode, **{**cfg_kw, **(QUICK_SKETCH if quick else {})})
+        t0 = time.time()
+        sk = distill(tch, x_tr, cfg, dict(tmeta))
+        sk.meta["model_id"] = esk.model_id(sk)
+        secs = time.time() - t0
+        ref = S.int_scores(sk, S.quantize_inputs(sk, x_te))
+        assert (S.quantize_inputs(sk, x_te) == xq).all()
+        for layout in layouts:
+            files = codegen.generate(sk, layout)
+            assert (device.host_check(files, xq, C, workdir) == ref).all(), "sketch C (host gcc) != int_scores"
+            boards = BOARDS if layout == "unrolled" else ("qemu-m4", "qemu-m0")
+            runs = _device_all(files, xq, ref, D, C, workdir, f"sk-{tname}-{layout}", boards=boards)
+            r = _row(task, tname, f"{label} ({layout})", accuracy=_acc(runs["qemu-m4"].scores, y), bytes=runs["qemu-m4"].flash,
+                     bytes_kind="flash (fw delta)", ram=runs["qemu-m4"].ram, ram_kind="static (stack not measured)",
+                     **_dev_fields(runs), notes=f"bit-exact on {len(xq)} x {len(boards)} boards; distil {secs:.0f} s; "
+                     f"tables {sk.table_bytes:,} B")
+            rows.append(r)
+            sk_rows.append(r)
+            if default is None:
+                default = (r, sk, files)
+            log(f"[{tname}] {r['contender']}: {r['accuracy']:.4f}, flash {r['bytes']:,} B, M4 {r['m4']:,} M0 {r['m0']:,}")
+
+    # 5b. the smallest distilled int8 MLP reaching the default sketch's accuracy
+    target = default[0]["accuracy"]
+    chosen, tried = None, []
+    for h in WIDTHS:
+        layers = (mlp.distill_mlp(tch, x_tr, h, epochs=30, aug_size=5000, lr=1e-2) if quick
+                  else mlp.distill_mlp(tch, x_tr, h, epochs=20))
+        net = mlp.quantize(layers, in_scale, in_zero, x_tr, name=f"distilled h={h}")
+        acc = _acc(net.forward(xq), y)
+        tried.append((h, acc))
+        log(f"[{tname}] distilled int8 MLP h={h}: {acc:.4f} (target {target:.4f})")
+        chosen = net
+        if acc >= target:
+            break
+    ref = chosen.forward(xq)
+    files = mlp.generate(chosen)
+    host = device.host_check(files, xq, C, workdir)
+    assert (host == ref).all(), "distilled MLP C (host gcc) != numpy reference"
+    runs = _device_all(files, xq, ref, D, C, workdir, f"dmlp-{tname}")
+    mrow = _row(task, tname, f"distilled int8 MLP {chosen.shape_str}", accuracy=_acc(ref, y), bytes=runs["qemu-m4"].flash,
+                bytes_kind="flash (fw delta)", ram=runs["qemu-m4"].ram, ram_kind="static", **_dev_fields(runs),
+                notes=("reaches" if tried[-1][1] >= target else "widest tried; does NOT reach") +
+                f" the sketch's {target:.4f}; widths tried " + ", ".join(f"{h}:{a:.3f}" for h, a in tried) +
+                "; bit-exact vs numpy on the whole test set, 3 boards")
+    rows.append(mrow)
+    extra["mlp_bit_exact_n"] = int(len(xq))
+
+    # 7. host throughput: generated sketch C (gcc -O2) vs ai-edge-litert on the int8 teacher
+    reps = 20 if quick else 200
+    sec, host_scores = host_throughput(default[2], xq, C, reps, workdir)
+    assert (host_scores == S.int_scores(default[1], xq)).all()
+    extra.update(sketch_c_s_per_sample=sec, throughput_ratio=extra["litert_s_per_sample"] / sec)
+    lat_b = _litert_batched(tfl, x_te)
+    extra.update(litert_batched_s_per_sample=lat_b, throughput_ratio_batched=lat_b / sec)
+    log(f"[{tname}] host: sketch C {sec * 1e9:.0f} ns/sample, litert {extra['litert_s_per_sample'] * 1e9:.0f} ns "
+        f"(1/invoke) {lat_b * 1e9:.0f} ns (batched): x{extra['throughput_ratio']:.1f} / x{extra['throughput_ratio_batched']:.1f}")
+
+    # ratios
+    for r in rows:
+        r["x_bytes_vs_f32"] = f32 / r["bytes"] if r["bytes"] else None
+        r["x_instr_vs_int8"] = teacher_int8_m4 / r["m4"] if (teacher_int8_m4 and r["m4"]) else None
+    extra.update(teacher_acc=t_acc, teacher_f32=f32, teacher_int8_m4=teacher_int8_m4, seconds=time.time() - t_start,
+                 default_sketch=default[0], mlp=mrow, is_mlp=is_mlp)
+    return rows, extra
+
+
+def _litert_batched(model_bytes: bytes, x: np.ndarray, repeats: int = 5) -> float:
+    """ai-edge-litert seconds per sample with the whole test set in one invoke (its best case)."""
+    from ai_edge_litert.interpreter import Interpreter
+    it = Interpreter(model_content=model_bytes, num_threads=1)
+    inp = it.get_input_details()[0]
+    shape = (len(x),) + tuple(inp["shape"][1:])
+    it.resize_tensor_input(inp["index"], shape)
+    it.allocate_tensors()
+    s, z = inp["quantization"]
+    xq = np.clip(np.rint(np.asarray(x, np.float32).reshape(shape) / s + z), -128, 127).astype(np.int8)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        it.set_tensor(inp["index"], xq)
+        it.invoke()
+        best = min(best, (time.perf_counter() - t0) / len(x))
+    return best
+
+
+def _conv_macs(model) -> int:
+    """Multiply-accumulates of one inference of a Keras Conv/Dense model (from layer shapes)."""
+    total = 0
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if kind in ("Conv1D", "Conv2D"):
+            k = np.prod(layer.kernel.shape)            # kh*kw*cin*cout
+            total += int(k * np.prod(layer.output.shape[1:-1]))
+        elif kind == "Dense":
+            total += int(np.prod(layer.kernel.shape))
+    return total
+
+
+# ---------------------------------------------------------------- goals, table, plots
+def goals(all_extra: dict, rows: list[dict], total_seconds: float, quick: bool, kernel: list[dict]) -> list[str]:
+    out = []
+    ok = lambda b: "MET" if b else "NOT MET"
+    per_macs = None
+    k256 = next((k for k in kernel if k["shape"] == "64-256-256-10"), None)
+    if k256:
+        per_macs = k256["m4"] / (64 * 256 + 256 * 256 + 256 * 10)
+    for (task, tname), e in all_extra.items():
+        if tname.endswith("-small"):
+            continue
+        sk = e["default_sketch"]
+        dacc = e["teacher_acc"] - sk["accuracy"]
+        xb = e["teacher_f32"] / sk["bytes"]
+        if e["teacher_int8_m4"]:
+            xi = e["teacher_int8_m4"] / sk["m4"]
+            xi_s = f"{xi:.0f}x fewer M4 instructions than the teacher's int8 C ({e['teacher_int8_m4']:,} vs {sk['m4']:,}): {ok(xi >= 50)}"
+        elif per_macs and e.get("teacher_macs"):
+            est = e["teacher_macs"] * per_macs
+            xi_s = (f"teacher int8 not measured on device (CNN); estimate from its {e['teacher_macs']:,} MACs at the dense "
+                    f"kernel's {per_macs:.2f} instructions/MAC: {est:,.0f}, i.e. ~{est / sk['m4']:.0f}x the sketch "
+                    f"({'met' if est / sk['m4'] >= 50 else 'not met'} as an estimate only)")
+        else:
+            xi_s = f"teacher int8 not measured on device (CNN; {e.get('teacher_macs', 0):,} MACs)"
+        out.append(f"(a) {tname}: sketch {sk['accuracy']:.4f} vs teacher {e['teacher_acc']:.4f} ({-dacc * 100:+.1f} points): "
+                   f"{ok(dacc <= 0.01)}; {xb:.1f}x fewer bytes than float32 weights ({e['teacher_f32']:,} vs {sk['bytes']:,} flash): "
+                   f"{ok(xb >= 30)}; {xi_s}")
+    for (task, tname), e in all_extra.items():
+        sk, m = e["default_sketch"], e["mlp"]
+        r4, r0, rf = sk["m4"] / m["m4"], sk["m0"] / m["m0"], sk["bytes"] / m["bytes"]
+        out.append(f"(b) {tname}: vs {m['contender']} ({m['accuracy']:.4f}; sketch {sk['accuracy']:.4f}): M4 {r4:.2f}x "
+                   f"({sk['m4']:,}/{m['m4']:,}) {ok(r4 <= 0.6)}; M0 {r0:.2f}x ({sk['m0']:,}/{m['m0']:,}) {ok(r0 <= 0.5)}; "
+                   f"flash {rf:.2f}x ({sk['bytes']:,}/{m['bytes']:,}) {ok(rf <= 1.5)}")
+    for (task, tname), e in all_extra.items():
+        out.append(f"(c) {tname}: sketch C {e['sketch_c_s_per_sample'] * 1e9:.0f} ns/sample vs ai-edge-litert "
+                   f"{e['litert_s_per_sample'] * 1e9:.0f} ns (one sample per invoke): x{e['throughput_ratio']:.1f} "
+                   f"{ok(e['throughput_ratio'] >= 10)}; vs litert batched {e['litert_batched_s_per_sample'] * 1e9:.0f} ns: "
+                   f"x{e['throughput_ratio_batched']:.1f} {ok(e['throughput_ratio_batched'] >= 10)}")
+    lim = 300 if quick else 1200
+    out.append(f"(d) {'--quick' if quick else 'full'} run took {total_seconds / 60:.1f} min (limit {lim / 60:.0f} min): "
+               f"{ok(total_seconds <= lim)}")
+    return out
+
+
+def _fmt(v, kind="int"):
+    if v is None:
+        return "-"
+    if kind == "acc":
+        return f"{v:.4f}"
+    if kind == "x":
+        return f"{v:.1f}x"
+    return f"{int(v):,}"
+
+
+def table(rows: list[dict]) -> str:
+    head = ("| task | teacher | contender | accuracy | model bytes | RAM | M4 instr | M0 instr | RV32 instr | "
+            "x fewer bytes vs teacher f32 | x fewer M4 instr vs teacher int8 | notes |\n|" + "---|" * 12)
+    lines = [head]
+    for r in rows:
+        b = f"{_fmt(r['bytes'])} ({r['bytes_kind']})" if r["bytes"] else "-"
+        ram = f"{_fmt(r['ram'])} ({r['ram_kind']})" if r["ram"] is not None else "-"
+        lines.append(f"| {r['task']} | {r['teacher']} | {r['contender']} | {_fmt(r['accuracy'], 'acc')} | {b} | {ram} | "
+                     f"{_fmt(r['m4'])} | {_fmt(r['m0'])} | {_fmt(r['rv32'])} | {_fmt(r.get('x_bytes_vs_f32'), 'x')} | "
+                     f"{_fmt(r.get('x_instr_vs_int8'), 'x')} | {r['notes']} |")
+    return "\n".join(lines)
+
+
+def _pareto(points):
+    """Points (cost, acc) on the front: no other point is cheaper-or-equal and at least as accurate."""
+    pts = sorted(points, key=lambda p: (p[0], -p[1]))
+    front, best = [], -1.0
+    for c, a in pts:
+        if a > best:
+            front.append((c, a))
+            best = a
+    return front
+
+
+def plots(rows: list[dict], out: Path) -> list[Path]:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    teachers = list(dict.fromkeys((r["task"], r["teacher"]) for r in rows))
+    paths = []
+    for key, label, fname in (("bytes", "model bytes (flash on qemu-m4, or file / float32 weight bytes)", "bench-flash.png"),
+                              ("m4", "instructions per inference on qemu-m4 (QEMU -icount)", "bench-m4.png")):
+        n = len(teachers)
+        cols = min(3, n)
+        nrows = -(-n // cols)
+        fig, axes = plt.subplots(nrows, cols, figsize=(5.5 * cols, 4.2 * nrows), squeeze=False)
+        for ax, (task, tname) in zip(axes.flat, teachers):
+            sel = [r for r in rows if r["teacher"] == tname and r["task"] == task and r[key] and r["accuracy"] is not None]
+            for j, r in enumerate(sorted(sel, key=lambda r: (r[key], r["accuracy"]))):
+                c = r["contender"]
+                color = "C3" if c.startswith("sketch") else ("C0" if ("MLP" in c or "int8 C" in c) else "C7")
+                ax.scatter(r[key], r["accuracy"], c=color, s=25)
+                short = (c.replace("sketch ", "").replace("distilled int8 MLP", "int8 MLP").replace(" (SMLAD kernel)", "")
+                         .replace(" (ai-edge-litert, host)", "").replace(" (host, tflite-micro)", "")
+                         .replace(" float C (loadable)", ""))
+                ax.annotate(short, (r[key], r["accuracy"]), fontsize=5.5, xytext=(4, 6 if j % 2 else -9),
+                            textcoords="offset points")
+            front = _pareto([(r[key], r["accuracy"]) for r in sel])
+            if front:
+                fx, fy = zip(*front)
+                ax.step(fx, fy, where="post", color="k", lw=0.8, ls="--", label="Pareto front")
+                ax.legend(fontsize=6, loc="lower right")
+            ax.set_xscale("log")
+            ax.set_title(f"{task}: teacher {tname}", fontsize=9)
+            ax.set_xlabel(label, fontsize=7)
+            ax.set_ylabel("test accuracy", fontsize=7)
+            ax.grid(alpha=0.3)
+        for ax in list(axes.flat)[n:]:
+            ax.axis("off")
+        fig.suptitle("edgesketch bench (red: sketches, blue: int8/float MLP C, grey: other)", fontsize=10)
+        fig.tight_layout()
+        p = out / fname
+        fig.savefig(p, dpi=110)
+        plt.close(fig)
+        paths.append(p)
+    return paths
+
+
+def write_doc(out: Path, rows, kernel, goal_lines, extras, quick, total):
+    cmd = "python -m edgesketch.bench.run" + (" --quick" if quick else "") + f" --out {out}"
+    k = "\n".join(f"| {r['shape']} | {r['m4']:,} | {r['m4_ref']:,} | {r['m4'] / r['m4_ref']:.2f} | {r['m0']:,} | "
+                  f"{'-' if not r['m0_ref'] else format(r['m0_ref'], ',')} | "
+                  f"{'-' if not r['m0_ref'] else format(r['m0'] / r['m0_ref'], '.2f')} |" for r in kernel)
+    text = f"""# Benchmarks
+
+**Generated by `{cmd}`; do not edit by hand** ({'quick run: digits, wide MLP teacher, short training' if quick else 'full run'};
+{total / 60:.1f} min on this machine). Fixed seeds. Device columns are exact instruction counts per inference under QEMU
+`-icount` (not cycles), read by the edgesketch firmware's counter around `es_predict_q` (median over the test set).
+Flash and RAM of on-device contenders are the firmware's text+data / data+bss minus the same firmware built around a
+model that does nothing; peak stack is not measured (the firmware has no stack-painting hook). Every integer C model
+(sketches, int8 MLPs) equals its numpy reference bit for bit on the whole test set (asserted; sketches on every board).
+
+## Results
+
+{table(rows)}
+
+![accuracy vs bytes](bench-flash.png)
+![accuracy vs M4 instructions](bench-m4.png)
+
+## Goals
+
+""" + "\n".join(f"- {g}" for g in goal_lines) + f"""
+
+## The int8 dense kernel against CMSIS-NN (performance.md)
+
+Random weights (counts do not depend on the values). Ours: SXTB16 + SMLAD, two rows per pass on DSP cores, plain C loop
+otherwise; requantisation with one 64-bit multiply per hidden unit; the last layer returns int32 accumulators.
+
+| shape | M4 ours | M4 CMSIS-NN | ratio | M0 ours | M0 CMSIS-NN | ratio |
+|---|---|---|---|---|---|---|
+{k}
+
+## Notes
+
+- TFLite int8 / TFLite Micro rows run on the host (x86), so they have no device instruction counts; their bytes are
+  the .tflite flatbuffer, and TFLite Micro's RAM is the smallest tensor arena that works (bisection to 16 bytes).
+- emlearn 0.23.2 cannot convert Keras' Rescaling layer: its row converts the teacher's Dense layers with the
+  Rescaling folded into the first layer (the same function), and stores weights as 6-decimal float literals.
+- "teacher int8 C" is the teacher's own Dense layers quantised (per-channel int8, TFLite-style requantisation) and
+  run by the same kernel as the distilled MLP: the int8 cost a TFLM user would see, without the interpreter.
+- The host-throughput ratio (goal c) is wall time: the sketch's generated C built with gcc -O2, whole test set x
+  repeats, against ai-edge-litert on the int8 teacher, both one sample per call and (litert's best case) batched.
+
+```json
+{json.dumps({f'{t}|{n}': {k: v for k, v in e.items() if k not in ('default_sketch', 'mlp')} for (t, n), e in extras.items()}, indent=1, default=float)}
+```
+"""
+    (out / "benchmarks.md").write_text(text)
+
+
+def _write_all(out, rows, kernel, extras, quick, total, failed, partial, json_path=None):
+    g = goals(extras, rows, total, quick, kernel) + [f"FAILED teacher {f}" for f in failed]
+    if partial:
+        g = ["PARTIAL: the run is still under way; these are the teachers finished so far"] + g
+    if json_path:
+        Path(json_path).write_text(json.dumps(dict(rows=rows, kernel=kernel, goals=g, seconds=total, partial=partial),
+                                              indent=1, default=float))
+    plots(rows, out)
+    write_doc(out, rows, kernel, g, extras, quick, total)
+    return g
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="edgesketch bench", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="digits, wide MLP teacher, short training (a few minutes)")
+    ap.add_argument("--out", default="docs", help="folder for benchmarks.md and bench-*.png")
+    ap.add_argument("--json", default=None, metavar="PATH", help="also write every row, goal and kernel count as JSON")
+    ap.add_argument("--teachers", default="build/teachers", help="where teachers are trained once and reused")
+    ap.add_argument("--work", default=None, help="folder for the firmware projects (default: a temporary folder)")
+    a = ap.parse_args(argv)
+    t0 = time.time()
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(a.work) if a.work else Path(tempfile.mkdtemp(prefix="edgesketch-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        kernel = kernel_check(work, a.quick)
+        plan = [("sklearn:digits", "digits-mlp")] if a.quick else PLAN
+        rows, extras, failed = [], {}, []
+        for i, (task, tname) in enumerate(plan):
+            try:
+                r, e = bench_teacher(task, tname, a.quick, a.teachers, work)
+            except Exception as ex:  # one teacher's failure is reported, the others still run
+                if a.quick:
+                    raise
+                import traceback
+                traceback.print_exc()
+                failed.append(f"{tname}: {type(ex).__name__}: {ex}")
+                continue
+            rows += r
+            extras[(task, tname)] = e
+            _write_all(out, rows, kernel, extras, a.quick, time.time() - t0, failed, partial=i < len(plan) - 1,
+                       json_path=a.json)
+        if not rows:
+            raise RuntimeError("no teacher finished: " + "; ".join(failed))
+        total = time.time() - t0
+        g = _write_all(out, rows, kernel, extras, a.quick, total, failed, partial=False, json_path=a.json)
+        print(table(rows))
+        print("\nGoals:")
+        for line in g:
+            print("  " + line)
+        print(f"wrote {out / 'benchmarks.md'}, {out / 'bench-flash.png'}, {out / 'bench-m4.png'}"
+              + (f" and {a.json}" if a.json else ""))
+    finally:
+        if not a.work:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
