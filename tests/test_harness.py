@@ -136,6 +136,19 @@ SCENARIOS = {
 }
 
 
+def assert_reset_recovery(faults, counts, st):
+    """Every injected reset happened, and the harness noticed each one: by a BOOT frame, or (BOOT swallowed) by a
+    timeout and a HELLO probe before it resumed."""
+    if "reset_at" not in faults:
+        return
+    n = len(faults["reset_at"])
+    assert counts["resets_injected"] == n
+    if faults.get("swallow_boot"):
+        assert st.timeouts >= n and st.probes >= n
+    elif len(faults) == 1:
+        assert st.boots >= n
+
+
 @pytest.mark.parametrize("name", list(SCENARIOS))
 @pytest.mark.parametrize("batch", [None, 1])
 def test_fault_proxy_scenario(name, batch):
@@ -157,12 +170,7 @@ def test_fault_proxy_scenario(name, batch):
     for key in ("flip", "drop", "garbage"):
         if faults.get(key):
             assert c[{"flip": "flipped", "drop": "dropped", "garbage": "garbage_bursts"}[key]] > 0
-    if "reset_at" in faults:
-        assert c["resets_injected"] == len(faults["reset_at"])
-        if faults.get("swallow_boot"):                           # replies stopped: timeout, HELLO probe, resume
-            assert st.timeouts >= len(faults["reset_at"]) and st.probes >= len(faults["reset_at"])
-        elif len(faults) == 1:                                   # each reset announced itself with BOOT
-            assert st.boots >= len(faults["reset_at"])
+    assert_reset_recovery(faults, c, st)
     assert st.retries > 0 or st.boots > 0 or st.stale > 0         # something did happen and was recovered from
 
 
@@ -260,12 +268,7 @@ def test_qemu_fault_proxy_scenario(qemu_firmware, name):
     print(f"[QEMU {QEMU_BOARD}: {name}] 600 by BATCH of 8 + 100 by INFER bit-exact in {dt:.2f} s; injected "
           f"{injected}; harness retries {st.retries}, timeouts {st.timeouts}, naks {st.naks}, bad frames "
           f"{st.bad_frames}, stale {st.stale}, boots {st.boots}, probes {st.probes}")
-    if "reset_at" in faults:
-        assert c["resets_injected"] == len(faults["reset_at"])
-        if faults.get("swallow_boot"):                           # replies stopped: timeout, HELLO probe, resume
-            assert st.timeouts >= len(faults["reset_at"]) and st.probes >= len(faults["reset_at"])
-        elif len(faults) == 1:                                   # each reset announced itself with BOOT
-            assert st.boots >= len(faults["reset_at"])
+    assert_reset_recovery(faults, c, st)
     assert st.retries > 0 or st.boots > 0
 
 
