@@ -23,16 +23,16 @@ a day with edgesketch:
 """
 
 
-def _fmt(_):
-    return lambda prog: argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
+def _fmt(prog):
+    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="edgesketch", description=DESCRIPTION, formatter_class=_fmt(None))
+    ap = argparse.ArgumentParser(prog="edgesketch", description=DESCRIPTION, formatter_class=_fmt)
     ap.add_argument("--version", action="version", version=f"edgesketch {__version__}")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
 
-    d = sub.add_parser("distill", help="distil a Keras teacher into a sketch file (.esk)", formatter_class=_fmt(None),
+    d = sub.add_parser("distill", help="distil a Keras teacher into a sketch file (.esk)", formatter_class=_fmt,
                        description="Distil a Keras teacher into a Representer Sketch and its bit-exact integer form.",
                        epilog="""examples:
   edgesketch distill teacher.keras --data sklearn:digits -o digits.esk
@@ -59,7 +59,7 @@ data: """ + _data_help())
     d.add_argument("--force", action="store_true", help="replace OUT.esk if it exists")
 
     e = sub.add_parser("eval", help="accuracy of a sketch (teacher, float, integer) on a test set",
-                       formatter_class=_fmt(None), description="Evaluate a sketch on the test set it was distilled with, or on --data.",
+                       formatter_class=_fmt, description="Evaluate a sketch on the test set it was distilled with, or on --data.",
                        epilog="example:\n  edgesketch eval digits.esk --teacher teacher.keras --json\n\ndata: " + _data_help())
     e.add_argument("sketch", metavar="MODEL.esk")
     e.add_argument("--data", metavar="DATA", help="test data (default: the source recorded in the sketch)")
@@ -71,7 +71,7 @@ data: """ + _data_help())
                                    "emulated ones build offline and run under QEMU here.")
     b.add_argument("--json", action="store_true")
 
-    x = sub.add_parser("export", help="generate C and a PlatformIO project for a board", formatter_class=_fmt(None),
+    x = sub.add_parser("export", help="generate C and a PlatformIO project for a board", formatter_class=_fmt,
                        description="Generate the model's C (es_model.h/.c) and a complete PlatformIO project for a board. "
                                    "Checks flash and RAM first; writes into a temporary folder and renames it into place.",
                        epilog="""examples:
@@ -87,7 +87,7 @@ list boards with: edgesketch boards""")
                    help="unrolled: straight-line code per hyperplane, fastest (default); compact: loops over tap lists, least flash")
     x.add_argument("--force", action="store_true", help="replace DIR if it exists")
 
-    v = sub.add_parser("verify", help="run the test set on a device and check it agrees bit for bit", formatter_class=_fmt(None),
+    v = sub.add_parser("verify", help="run the test set on a device and check it agrees bit for bit", formatter_class=_fmt,
                        description="Stream the whole test set through a device over serial and compare every score with the "
                                    "host's integer reference. Reports on-device accuracy, bit-exact agreements, "
                                    "instructions (QEMU) or cycles (hardware) per inference, and throughput. "
@@ -111,7 +111,7 @@ data: """ + _data_help())
     v.add_argument("--json", metavar="FILE", help="also write the report as JSON to FILE ('-' for stdout)")
 
     f = sub.add_parser("flash", help="upload a project to a board (pio run -t upload), or start the emulator",
-                       formatter_class=_fmt(None),
+                       formatter_class=_fmt,
                        description="Real boards: build and upload an exported project with PlatformIO. Emulated boards: build it, "
                                    "start QEMU and print the socket:// URL to verify against, until Ctrl-C.",
                        epilog="examples:\n  edgesketch flash --board esp32 fw-esp32\n  edgesketch flash --board qemu-m4 fw-m4")
@@ -270,7 +270,7 @@ def cmd_verify(a) -> int:
         ctx = open_emulated(sk, board, a.project, a.layout, log=lambda m: report.console.print(m))
     else:
         board = None
-        ctx = _nullcontext(a.port)
+        ctx = contextlib.nullcontext(a.port)
     with ctx as url, report.count_progress(f"verifying {len(x)} samples") as progress:
         res = run(sk, x, y, url, board.name if board else a.port, a.baud, teacher_acc, progress)
     unit = {"instructions": "instructions (QEMU -icount, exact)", "cycles": "cycles"}.get(res.counter, res.counter)
@@ -312,11 +312,6 @@ def cmd_flash(a) -> int:
 def cmd_bench(a) -> int:
     from .bench import run
     return run.main(a.args)
-
-
-@contextlib.contextmanager
-def _nullcontext(value):
-    yield value
 
 
 COMMANDS = {"verify": cmd_verify, "flash": cmd_flash, "bench": cmd_bench, "distill": cmd_distill, "eval": cmd_eval, "info": cmd_info, "boards": cmd_boards, "export": cmd_export}

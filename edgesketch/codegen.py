@@ -22,7 +22,7 @@ import numpy as np
 from . import __version__
 from .errors import UserError
 from .paths import templates_dir
-from .sketch import Sketch, projection_bound, score_bound
+from .sketch import Sketch, projection_bound, score_bound, validate
 
 _env = None
 
@@ -97,33 +97,12 @@ def _model_id(sk: Sketch) -> tuple[str, list[str]]:
 
 
 def _check(sk: Sketch) -> None:
-    P, L, K, D, C = sk.n_hyperplanes, sk.n_tables, sk.n_bits, sk.n_inputs, sk.n_outputs
-    problems = []
-    if D < 1 or C < 1 or L < 1 or K < 1:
-        problems.append(f"empty dimension (D={D}, C={C}, L={L}, K={K})")
+    P, L, K = sk.n_hyperplanes, sk.n_tables, sk.n_bits
+    problems = validate(sk)
     if K > 16:
         problems.append(f"K={K} > 16 (buckets are uint16_t in the C API)")
     if sk.counts.dtype not in (np.int8, np.int16):
         problems.append(f"counts are {sk.counts.dtype}, not int8/int16")
-    if sk.counts.shape != (L, 1 << K, C):
-        problems.append(f"counts shape {sk.counts.shape} != (L, 2^K, C) = {(L, 1 << K, C)}")
-    if sk.tap_ptr.shape != (P + 1,) or sk.tap_ptr[0] != 0 or np.any(np.diff(sk.tap_ptr) < 0) \
-            or sk.tap_ptr[-1] != sk.n_taps or sk.tap_sign.shape != sk.tap_idx.shape:
-        problems.append("malformed tap_ptr/tap_idx/tap_sign")
-    if sk.n_taps and (sk.tap_idx.min() < 0 or sk.tap_idx.max() >= D):
-        problems.append("a tap index lies outside the input")
-    if sk.n_taps and not np.all(np.abs(sk.tap_sign.astype(int)) == 1):
-        problems.append("a tap sign is not +1/-1")
-    if sk.table_sel.size and (sk.table_sel.min() < 0 or sk.table_sel.max() >= P):
-        problems.append("a table selects a hyperplane that does not exist")
-    if sk.threshold.shape != (P,):
-        problems.append("threshold has the wrong length")
-    for name in ("in_scale", "in_zero"):
-        if getattr(sk, name).shape != (D,):
-            problems.append(f"{name} has the wrong length")
-    for name in ("out_scale", "out_bias"):
-        if getattr(sk, name).shape != (C,):
-            problems.append(f"{name} has the wrong length")
     if np.abs(sk.in_zero.astype(np.int64)).max(initial=0) > 65536:
         problems.append("an input zero point is beyond +-65536")
     if P > 65535 or L > 65535:

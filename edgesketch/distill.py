@@ -199,7 +199,7 @@ class _Fit:
         sk.table_sel = sel.astype(np.int32)
         sk.out_bias = np.zeros(C, np.float32)
         sk.counts_f = T.numpy()
-        quantize.finalize(sk)  # integer thresholds, so phase 3 sees the device's exact hashes
+        quantize.fold_thresholds(sk)  # so that phase 3 sees the device's exact hashes
         idx = (int_buckets(sk, quantize_inputs(sk, xa)) + np.arange(L) * (1 << K)).astype(np.int32)
         self.refit(sk, idx)
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from . import __version__
 from .errors import UserError
-from .sketch import Sketch
+from .sketch import Sketch, validate
 
 FORMAT = "edgesketch-sketch"
 VERSION = 1
@@ -87,22 +87,12 @@ def load(path: str | Path) -> Sketch:
         raise UserError(f"{bad}: arrays {', '.join(missing)} are missing; distil it again")
     sk = Sketch(meta=meta, **{n: arrays[n] for n in ARRAYS},
                 extras={n[6:]: a for n, a in arrays.items() if n.startswith("extra.")})
-    _check_shapes(sk, bad)
+    problems = validate(sk)
+    if problems:
+        raise UserError(f"{bad}: {'; '.join(problems)}; distil it again")
     if model_id(sk) != meta.get("model_id"):
         raise UserError(f"{bad}: its contents do not match its model id (corrupted?); distil it again")
     return sk
-
-
-def _check_shapes(sk: Sketch, bad: str) -> None:
-    D, P, (L, K) = sk.n_inputs, sk.n_hyperplanes, sk.table_sel.shape
-    ok = (sk.in_zero.shape == sk.offset.shape == (D,) and sk.threshold.shape == sk.threshold_f.shape == (P,)
-          and sk.tap_sign.shape == sk.tap_idx.shape and sk.counts.shape[:2] == (L, 1 << K) == sk.counts_f.shape[:2]
-          and sk.out_scale.shape == sk.out_bias.shape == (sk.counts.shape[2],)
-          and (sk.tap_idx.size == 0 or (sk.tap_idx.min() >= 0 and sk.tap_idx.max() < D))
-          and (sk.table_sel.size == 0 or (sk.table_sel.min() >= 0 and sk.table_sel.max() < P))
-          and sk.tap_ptr[-1] == sk.tap_idx.size and sk.meta.get("task") in ("classification", "regression"))
-    if not ok:
-        raise UserError(f"{bad}: inconsistent array shapes; distil it again")
 
 
 def _json_default(o):

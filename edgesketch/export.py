@@ -42,9 +42,6 @@ def check_fits(sk: Sketch, board: Board, layout: str) -> Footprint:
 
 
 def export(sk: Sketch, board: Board, out_dir: str | Path, layout: str = "unrolled", force: bool = False) -> tuple[Path, Footprint]:
-    out = Path(out_dir)
-    if out.exists() and not force:
-        raise UserError(f"{out} already exists; pass --force to replace it or choose another -o")
     fp = check_fits(sk, board, layout)
     files = codegen.generate(sk, layout)
-    return build.write_project(board, files, out, force=force, model_id=sk.meta.get("model_id")), fp
+    return build.write_project(board, files, out_dir, force=force, model_id=sk.meta.get("model_id")), fp

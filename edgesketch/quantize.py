@@ -31,9 +31,14 @@ def quantize_counts(counts_f: np.ndarray, task: str, bits: int = 8) -> tuple[np.
     return q, scale
 
 
+def fold_thresholds(sk):
+    """Integer thresholds from the float ones, with the centring folded in (in place)."""
+    sk.threshold = int_thresholds(sk.threshold_f, sk.offset, sk.tap_ptr, sk.tap_idx, sk.tap_sign)
+
+
 def finalize(sk, count_bits: int = 8):
     """Fill the integer half of a sketch from its float half (in place) and record the bounds; returns sk."""
-    sk.threshold = int_thresholds(sk.threshold_f, sk.offset, sk.tap_ptr, sk.tap_idx, sk.tap_sign)
+    fold_thresholds(sk)
     sk.counts, sk.out_scale = quantize_counts(sk.counts_f, sk.task, count_bits)
     sk.meta["count_bits"] = count_bits
     sk.meta["bounds"] = {"projection": projection_bound(sk), "score": score_bound(sk), "int32_max": 2**31 - 1}

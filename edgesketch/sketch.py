@@ -79,6 +79,36 @@ class Sketch:
         return R
 
 
+def validate(sk: Sketch) -> list[str]:
+    """What is structurally wrong with a sketch (empty when it is well formed): shapes, CSR taps, index ranges."""
+    D, C, P, (L, K) = sk.n_inputs, sk.counts.shape[-1], sk.tap_ptr.shape[0] - 1, sk.table_sel.shape
+    problems = []
+    if D < 1 or C < 1 or L < 1 or K < 1:
+        problems.append(f"empty dimension (D={D}, C={C}, L={L}, K={K})")
+    if sk.counts.shape != (L, 1 << K, C) or sk.counts_f.shape != sk.counts.shape:
+        problems.append(f"counts shape {sk.counts.shape} != (L, 2^K, C) = {(L, 1 << K, C)}")
+    if P < 0 or sk.tap_ptr[0] != 0 or np.any(np.diff(sk.tap_ptr) < 0) or sk.tap_ptr[-1] != sk.tap_idx.size \
+            or sk.tap_sign.shape != sk.tap_idx.shape:
+        problems.append("malformed tap_ptr/tap_idx/tap_sign")
+    elif sk.tap_idx.size and (sk.tap_idx.min() < 0 or sk.tap_idx.max() >= D):
+        problems.append("a tap index lies outside the input")
+    if sk.tap_sign.size and not np.all(np.abs(sk.tap_sign.astype(int)) == 1):
+        problems.append("a tap sign is not +1/-1")
+    if sk.table_sel.size and (sk.table_sel.min() < 0 or sk.table_sel.max() >= P):
+        problems.append("a table selects a hyperplane that does not exist")
+    if sk.threshold.shape != (P,) or sk.threshold_f.shape != (P,):
+        problems.append("a threshold array has the wrong length")
+    for name in ("in_zero", "offset"):
+        if getattr(sk, name).shape != (D,):
+            problems.append(f"{name} has the wrong length")
+    for name in ("out_scale", "out_bias"):
+        if getattr(sk, name).shape != (C,):
+            problems.append(f"{name} has the wrong length")
+    if sk.meta.get("task") not in TASKS:
+        problems.append(f"unknown task {sk.meta.get('task')!r}")
+    return problems
+
+
 # ---------------------------------------------------------------- inputs
 def input_units(sk: Sketch, x: np.ndarray) -> np.ndarray:
     """Float inputs [N, ...] -> quantised units u [N, D] (not rounded): what the float sketch hashes."""
