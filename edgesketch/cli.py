@@ -38,8 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
   edgesketch distill teacher.keras --data sklearn:digits -o digits.esk
   edgesketch distill teacher.keras --data my.npz -o m.esk --tables 32 --bits 6      (bigger, more accurate)
   edgesketch distill teacher.keras --data mnist1d -o r.esk --mode representer      (the paper's construction)
+  edgesketch distill teacher.keras --data sklearn:digits -o d4.esk --count-bits 4  (half the table flash)
 
-sizes: tables take L * 2^K * C bytes (int8 counts); hashing costs P * taps additions, lookups L * C.
+sizes: tables take L * 2^K * C bytes (int8 counts; half that with --count-bits 4); hashing costs P * taps
+additions, lookups L * C.
 data: """ + _data_help())
     d.add_argument("teacher", help="Keras model: .keras, .h5 or a SavedModel folder, one input tensor")
     d.add_argument("--data", required=True, metavar="DATA", help="training/test data (see below)")
@@ -51,7 +53,8 @@ data: """ + _data_help())
     d.add_argument("--hyperplanes", "-P", type=int, default=48, metavar="P", help="shared hyperplanes, learned mode (default 48)")
     d.add_argument("--taps", "-s", type=int, default=8, metavar="S", help="ternary taps per hyperplane, learned mode (default 8)")
     d.add_argument("--representers", type=int, default=128, metavar="M", help="kernel representers, representer mode (default 128)")
-    d.add_argument("--count-bits", type=int, choices=[8, 16], default=8, help="integer width of table cells (default 8)")
+    d.add_argument("--count-bits", type=int, choices=[4, 8, 16], default=8, help="bits per table cell: 4 (packed two a byte, trained through the 4-bit grid), "
+                   "8 (default) or 16")
     d.add_argument("--epochs", type=int, default=30, help="epochs per training phase (default 30)")
     d.add_argument("--no-augment", action="store_true", help="train on the training set only (no mixup/noise relabelling)")
     d.add_argument("--task", choices=["classification", "regression"], help="override the task detected from the teacher")

@@ -11,6 +11,10 @@ Two layouts of one computation (both equal sketch.int_scores bit for bit):
 Count tables are one flat const array (row = table * 2^K + bucket, C counts a row). On cores with the DSP extension
 and unaligned loads (Cortex-M4/M7/M33...) int8 counts are added four at a time with SXTAB16 into 16-bit lanes, behind
 `#if`, next to the plain loop; it is used only when score_bound(sketch) fits a 16-bit lane.
+4-bit counts (count_bits 4) are stored biased by +8 as nibbles in "planes" of uint32/uint16/uint8 words (8, 4 or 2
+classes a word, ceil(C/2) bytes a cell) and added SIMD-within-a-register on every core: word & 0x0F0F0F0F and
+(word >> 4) & 0x0F0F0F0F put 4 classes each into byte lanes, which hold the sum of 17 tables (17 * 15 = 255) before
+they are spread into int32 scores; the bias (8 per table) is subtracted at the end.
 """
 from __future__ import annotations
 
@@ -101,8 +105,6 @@ def _check(sk: Sketch) -> None:
     problems = validate(sk)
     if K > 16:
         problems.append(f"K={K} > 16 (buckets are uint16_t in the C API)")
-    if sk.counts.dtype not in (np.int8, np.int16):
-        problems.append(f"counts are {sk.counts.dtype}, not int8/int16")
     if np.abs(sk.in_zero.astype(np.int64)).max(initial=0) > 65536:
         problems.append("an input zero point is beyond +-65536")
     if P > 65535 or L > 65535:
@@ -139,7 +141,8 @@ def _plan(sk: Sketch, layout: str, prefix: str) -> dict:
     used[sel.ravel()] = True
 
     mid, id_bytes = _model_id(sk)
-    count_t = "int8_t" if sk.counts.dtype == np.int8 else "int16_t"
+    nibble = sk.count_bits == 4
+    count_t = "int4 (packed)" if nibble else "int8_t" if sk.counts.dtype == np.int8 else "int16_t"
     counts = sk.counts.astype(np.int64).reshape(-1)
     pad = 4  # a word read at the start of the last row may run up to 3 bytes past its end (DSP path)
     dsp = count_t == "int8_t" and sbound <= 32767
@@ -159,16 +162,45 @@ def _plan(sk: Sketch, layout: str, prefix: str) -> dict:
         out_bias=_rows([_c_float(v) for v in sk.out_bias], 8),
         proj_t=proj_t, proj_max=proj_max, proj_bound=pbound,
         score_t=score_t, score_max=score_max, score_bound=sbound,
-        count_t=count_t, counts=_rows(list(counts) + [0] * pad, C * max(1, 16 // C)),   # whole cells per line
+        count_t=count_t, counts=[] if nibble else _rows(list(counts) + [0] * pad, C * max(1, 16 // C)),  # whole cells a line
         n_counts=counts.size + pad,
         dsp=dsp, n_lanew=-(-C // 4),
         classes=list(range(C)),
+        nibble=nibble, **(_plan_nibbles(sk) if nibble else {}),
     )
     if layout == "unrolled":
         ctx.update(_plan_unrolled(sk, thr, used, f"{prefix}_proj_t"))
     else:
         ctx.update(_plan_compact(sk, thr, used))
     return ctx
+
+
+NIBBLE_GROUP = 17   # tables a byte lane can sum: 17 * 15 = 255
+
+
+def _plan_nibbles(sk: Sketch) -> dict:
+    """4-bit counts: planes of packed nibbles (class c0 + i at bits 4i of a plane's word, stored as count + 8) and,
+    per class, the C expression that reads its sum out of the byte-lane accumulators lo<j> / hi<j>."""
+    L, R, C = sk.n_tables, 1 << sk.n_bits, sk.n_outputs
+    u = (sk.counts.astype(np.int64) + 8).reshape(L * R, C)
+    planes, c0 = [], 0
+    while c0 < C:
+        n = min(8, C - c0)
+        width = 32 if n > 6 or n == 8 else 16 if n > 2 else 8
+        if n in (5, 6):
+            n, width = 4, 16                      # then a byte plane for the last 1 or 2: ceil(C / 2) bytes a cell
+        mask = {32: "0x0F0F0F0Fu", 16: "0x0F0Fu", 8: "0x0Fu"}[width]
+        words = (u[:, c0:c0 + n] << (4 * np.arange(n))).sum(1)
+        planes.append(dict(j=len(planes), t=f"uint{width}_t", mask=mask, hexw=width // 4,
+                           rows=_rows([f"0x{int(w):0{width // 4}X}" for w in words], 8)))
+        for i in range(n):
+            planes[-1].setdefault("lanes", []).append((c0 + i, "hi" if i % 2 else "lo", i // 2))
+        c0 += n
+    extract = {c: f"(int32_t)(({acc}{j} >> {8 * b}) & 0xFFu)" if b else f"(int32_t)({acc}{j} & 0xFFu)"
+               for j, pl in enumerate(planes) for c, acc, b in pl["lanes"]}
+    flush_after = sorted({min(L, g + NIBBLE_GROUP) - 1 for g in range(0, L, NIBBLE_GROUP)})
+    return dict(cplanes=planes, extract=[extract[c] for c in range(C)], bias=8 * L, group=NIBBLE_GROUP,
+                flush_after=flush_after)
 
 
 def _plan_unrolled(sk: Sketch, thr, used, proj_t) -> dict:

@@ -210,13 +210,24 @@ class _Fit:
         T = tf.Variable(sk.counts_f.reshape(L * M, C))
         opt = tf.keras.optimizers.Adam(cfg.lr)
 
-        @tf.function
-        def step(i, y):
-            with tf.GradientTape() as t:
-                loss = self.loss(tf.reduce_sum(tf.gather(T, i) * self.table_mask(tf.shape(i)[0], L), 1), y)
-            opt.apply_gradients([(t.gradient(loss, T), T)])
-            return loss
-        self.run("refit", cfg.refit_epochs, step, (idx, self.y))
+        def step_fn(table):
+            @tf.function
+            def step(i, y):
+                with tf.GradientTape() as t:
+                    loss = self.loss(tf.reduce_sum(tf.gather(table(), i) * self.table_mask(tf.shape(i)[0], L), 1), y)
+                opt.apply_gradients([(t.gradient(loss, T), T)])
+                return loss
+            return step
+        self.run("refit", cfg.refit_epochs, step_fn(lambda: T), (idx, self.y))
+        if cfg.count_bits == 4:   # quantisation-aware: train through the 4-bit grid (straight-through), scale fixed
+            _, scale = quantize.quantize_counts(T.numpy().reshape(L, M, C), self.task, 4)
+            s = tf.constant(scale)
+
+            def fake_quant():
+                Tc = T - tf.reduce_mean(T, -1, keepdims=True) if self.task == "classification" else T + 0.0
+                return Tc + tf.stop_gradient(tf.clip_by_value(tf.round(Tc / s), -7.0, 7.0) * s - Tc)
+            self.run("refit int4", max(3, cfg.refit_epochs // 3), step_fn(fake_quant), (idx, self.y))
+            sk.meta["count_scale"] = [float(v) for v in scale]
         sk.counts_f = T.numpy().reshape(L, M, C)
 
     # -- representer mode

@@ -1,4 +1,4 @@
-"""Quantise: calibrate int8 inputs, scale count tables to int8/int16, fold centring into integer thresholds,
+"""Quantise: calibrate int8 inputs, scale count tables to int4/int8/int16, fold centring into integer thresholds,
 and record worst-case accumulator bounds. numpy only."""
 from __future__ import annotations
 
@@ -19,15 +19,35 @@ def calibrate_inputs(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return scale.astype(np.float32), zero.astype(np.int32)
 
 
-def quantize_counts(counts_f: np.ndarray, task: str, bits: int = 8) -> tuple[np.ndarray, np.ndarray]:
+CLIPS = np.linspace(1.0, 0.3, 15)  # 4-bit scale search: fractions of the peak tried as the clipping level
+
+
+def quantize_counts(counts_f: np.ndarray, task: str, bits: int = 8, scale=None) -> tuple[np.ndarray, np.ndarray]:
     """Float tables [L, M, C] -> integer tables and per-output scales. Classification shares one scale across
-    outputs so that the argmax of the integer scores is the argmax of the dequantised outputs."""
+    outputs so that the argmax of the integer scores is the argmax of the dequantised outputs.
+
+    4 bits (15 levels, int8 storage in [-7, 7]): classification first centres each cell across classes (a cell's
+    common part adds the same to every class, so no argmax changes), then clips at the level in CLIPS * peak with the
+    least squared error, since a few large cells would otherwise leave most cells with two or three levels.
+    scale: use these per-output scales instead (the ones a quantisation-aware refit trained with)."""
     qmax = (1 << (bits - 1)) - 1
-    peak = np.abs(counts_f).max(axis=(0, 1))
+    cf = np.asarray(counts_f, np.float64)
+    if bits == 4 and task == "classification":
+        cf = cf - cf.mean(2, keepdims=True)
+    if scale is not None:
+        scale = np.broadcast_to(np.asarray(scale, np.float32), cf.shape[-1:]).copy()
+        return np.clip(np.rint(cf / scale), -qmax, qmax).astype(np.int16 if bits == 16 else np.int8), scale
+    peak = np.abs(cf).max(axis=(0, 1))
     if task == "classification":
         peak = np.full_like(peak, peak.max())
-    scale = np.where(peak > 0, peak / qmax, 1.0).astype(np.float32)
-    q = np.clip(np.rint(counts_f / scale), -qmax, qmax).astype(np.int8 if bits == 8 else np.int16)
+    peak = np.where(peak > 0, peak, qmax)
+    clips = CLIPS if bits == 4 else CLIPS[:1]
+    err = [((np.clip(np.rint(cf / (c * peak / qmax)), -qmax, qmax) * (c * peak / qmax) - cf) ** 2).sum((0, 1)) for c in clips]
+    best = clips[np.argmin(err, 0)]  # per output
+    if task == "classification":
+        best = np.full_like(best, clips[np.argmin(np.sum(err, 1))])
+    scale = (best * peak / qmax).astype(np.float32)
+    q = np.clip(np.rint(cf / scale), -qmax, qmax).astype(np.int16 if bits == 16 else np.int8)
     return q, scale
 
 
@@ -39,7 +59,7 @@ def fold_thresholds(sk):
 def finalize(sk, count_bits: int = 8):
     """Fill the integer half of a sketch from its float half (in place) and record the bounds; returns sk."""
     fold_thresholds(sk)
-    sk.counts, sk.out_scale = quantize_counts(sk.counts_f, sk.task, count_bits)
+    sk.counts, sk.out_scale = quantize_counts(sk.counts_f, sk.task, count_bits, sk.meta.get("count_scale") if count_bits == 4 else None)
     sk.meta["count_bits"] = count_bits
     sk.meta["bounds"] = {"projection": projection_bound(sk), "score": score_bound(sk), "int32_max": 2**31 - 1}
     return sk

@@ -15,7 +15,7 @@ console = Console(stderr=True, highlight=False, width=_width)
 out = Console(highlight=False, width=_width)
 
 PHASES = {"relabel": "relabel augmented data with the teacher", "relax": "learn hyperplanes (soft bits)",
-          "ste": "ternary taps (straight-through)", "refit": "refit tables on integer hashes",
+          "ste": "ternary taps (straight-through)", "refit": "refit tables on integer hashes", "refit int4": "refit through the 4-bit grid",
           "fit": "fit representers to the teacher"}
 
 

@@ -37,7 +37,7 @@ class Sketch:
     threshold: np.ndarray      # int32[P]
     table_sel: np.ndarray      # int32[L, K]
     counts_f: np.ndarray       # float32[L, 2^K, C], in output units
-    counts: np.ndarray         # int8 or int16 [L, 2^K, C]
+    counts: np.ndarray         # int8 or int16 [L, 2^K, C]; 4-bit counts are int8 in [-8, 7] (meta count_bits = 4)
     out_scale: np.ndarray      # float32[C]
     out_bias: np.ndarray       # float32[C]
     extras: dict = field(default_factory=dict)  # optional arrays (e.g. representers), name -> ndarray
@@ -57,10 +57,16 @@ class Sketch:
     def n_taps(self) -> int: return int(self.tap_idx.shape[0])
     @property
     def task(self) -> str: return self.meta["task"]
+    @property
+    def count_bits(self) -> int: return int(self.meta.get("count_bits", 8 * self.counts.itemsize))
 
     # costs
     @property
-    def table_bytes(self) -> int: return int(self.counts.nbytes)
+    def table_bytes(self) -> int:
+        """Stored size: 4-bit counts pack two to a byte within a cell (ceil(C/2) bytes a cell)."""
+        if self.count_bits == 4:
+            return self.n_tables * (1 << self.n_bits) * -(-self.n_outputs // 2)
+        return int(self.counts.nbytes)
     @property
     def projection_bytes(self) -> int:
         """Sparse storage: an index per tap (u8 if D <= 256, else u16), a sign bit per tap, an int32 threshold per
@@ -104,6 +110,11 @@ def validate(sk: Sketch) -> list[str]:
     for name in ("out_scale", "out_bias"):
         if getattr(sk, name).shape != (C,):
             problems.append(f"{name} has the wrong length")
+    bits = sk.count_bits
+    if bits not in (4, 8, 16) or sk.counts.dtype != {4: np.int8, 8: np.int8, 16: np.int16}.get(bits):
+        problems.append(f"counts are {sk.counts.dtype} with count_bits {bits}: expected int8 (4 or 8 bits) or int16 (16)")
+    elif bits == 4 and sk.counts.size and (sk.counts.min() < -8 or sk.counts.max() > 7):
+        problems.append("a 4-bit count lies outside [-8, 7]")
     if sk.meta.get("task") not in TASKS:
         problems.append(f"unknown task {sk.meta.get('task')!r}")
     return problems
@@ -213,7 +224,7 @@ def int_thresholds(threshold_f, offset, tap_ptr, tap_idx, tap_sign) -> np.ndarra
 
 
 def random_sketch(D: int = 64, C: int = 10, L: int = 16, K: int = 6, P: int | None = None, taps: int | None = None,
-                  count_dtype=np.int8, seed: int = 0, task: str = "classification") -> Sketch:
+                  count_dtype=np.int8, seed: int = 0, task: str = "classification", count_bits: int | None = None) -> Sketch:
     """A well-formed sketch with random hyperplanes and random counts: for tests of codegen and firmware, which
     must be bit-exact on any sketch, trained or not. P=None gives representer layout (L*K private hyperplanes)."""
     rng = np.random.default_rng(seed)
@@ -229,11 +240,11 @@ def random_sketch(D: int = 64, C: int = 10, L: int = 16, K: int = 6, P: int | No
     offset = rng.normal(0, 20, D).astype(np.float32)
     thr_f = rng.normal(0, 30, P).astype(np.float32)
     sel = (rng.integers(0, P, (L, K)) if shared else np.arange(L * K).reshape(L, K)).astype(np.int32)
-    info = np.iinfo(count_dtype)
-    counts = rng.integers(info.min, info.max, (L, 1 << K, C), endpoint=True).astype(count_dtype)
+    lo, hi = (-8, 7) if count_bits == 4 else (np.iinfo(count_dtype).min, np.iinfo(count_dtype).max)
+    counts = rng.integers(lo, hi, (L, 1 << K, C), endpoint=True).astype(np.int8 if count_bits == 4 else count_dtype)
     out_scale = np.full(C, 0.01, np.float32)
     return Sketch(meta={"task": task, "mode": "learned" if shared else "representer", "class_names": [str(c) for c in range(C)],
-                        "input_shape": [D]},
+                        "input_shape": [D], "count_bits": count_bits or 8 * np.dtype(count_dtype).itemsize},
                   in_scale=rng.uniform(0.05, 0.2, D).astype(np.float32), in_zero=rng.integers(-128, 0, D).astype(np.int32),
                   offset=offset, tap_ptr=ptr, tap_idx=idx, tap_sign=sign, threshold_f=thr_f,
                   threshold=int_thresholds(thr_f, offset, ptr, idx, sign), table_sel=sel,

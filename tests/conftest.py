@@ -74,6 +74,9 @@ def quick_sketches(digits_teacher, mnist1d_teacher):
                 if mode == "representer":
                     kw["representers"] = 32
                 out[(source, mode, L, K)] = quick_distill(tpath, source, mode, **kw)
+        # 4-bit counts, trained through the 4-bit grid; L=32 > 17 tables makes the C flush its byte lanes mid-way
+        out[(source, "learned-int4", 32, 6)] = quick_distill(tpath, source, "learned", tables=32, bits=6, hyperplanes=24,
+                                                             count_bits=4)
     return out
 
 

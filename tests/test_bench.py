@@ -66,6 +66,8 @@ def test_quick_accuracies_and_instruction_counts_are_sane(quick):
     sk = rows["sketch L16 K6 P48 s8 (unrolled)"]
     assert 300 < sk["m4"] < 10_000 and 300 < sk["m0"] < 20_000 and 300 < sk["rv32"] < 20_000, sk
     assert 1_000 < sk["bytes"] < 40_000, sk
+    sk4 = rows["sketch int4 L16 K6 P48 s8 (unrolled)"]   # 4-bit tables: half of the 10,240 table bytes gone from flash
+    assert sk["bytes"] - sk4["bytes"] >= 4_000 and sk4["m4"] < 1.2 * sk["m4"], (sk, sk4)
     teacher = next(r for c, r in rows.items() if c.startswith("teacher int8 C 64-256-256-10"))
     assert 100_000 < teacher["m4"] < 400_000, teacher      # performance.md: 184,800 with CMSIS-NN
     assert teacher["m0"] > teacher["m4"]

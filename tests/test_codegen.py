@@ -1,7 +1,7 @@
 """Generated C (codegen_templates/ via edgesketch.codegen) against THE integer reference (edgesketch.sketch).
 
 Every row of every input set must give the scores of int_scores, the bits of int_hash_bits and the buckets of
-int_buckets, for both layouts, learned and representer sketches, int8 and int16 counts and several (L, K).
+int_buckets, for both layouts, learned and representer sketches, int4 (packed), int8 and int16 counts and several (L, K).
 The lead's trained sketches join by adding to SKETCHES (or by calling ctest_util.assert_c_matches_reference).
 """
 from __future__ import annotations
@@ -22,13 +22,16 @@ LAYOUTS = codegen.LAYOUTS
 # density) layouts, three (L, K) sizes, C from 1 to 10
 SIZES = {"L16K6": dict(L=16, K=6), "L8K4": dict(L=8, K=4), "L24K9": dict(L=24, K=9)}
 MODES = {"learned": dict(P=48, taps=8), "representer": dict(P=None)}
-DTYPES = {"int8": np.int8, "int16": np.int16}
-SKETCHES = {f"{m}-{s}-{d}": dict(D=64, C=10, **MODES[m], **SIZES[s], count_dtype=DTYPES[d], seed=i)
+DTYPES = {"int8": dict(count_dtype=np.int8), "int16": dict(count_dtype=np.int16), "int4": dict(count_bits=4)}
+SKETCHES = {f"{m}-{s}-{d}": dict(D=64, C=10, **MODES[m], **SIZES[s], **DTYPES[d], seed=i)
             for i, (m, s, d) in enumerate((m, s, d) for m in MODES for s in SIZES for d in DTYPES)}
 SKETCHES["learned-odd-D40-C3"] = dict(D=40, C=3, P=20, taps=5, L=6, K=5, seed=7)
 SKETCHES["representer-dense-C1-regression"] = dict(D=17, C=1, L=3, K=3, seed=8, task="regression")
 SKETCHES["learned-wide-D200-P300"] = dict(D=200, C=5, P=300, taps=12, L=60, K=7, seed=9)   # u16 indices, selectors
 SKETCHES["learned-empty-hyperplanes"] = dict(D=64, C=10, P=48, taps=8, L=16, K=6, seed=10)
+SKETCHES["learned-wide-D200-P300-int4"] = dict(D=200, C=5, P=300, taps=12, L=60, K=7, seed=11, count_bits=4)  # 4 groups
+for _c in (1, 2, 3, 6, 7, 8, 9, 16, 17):   # every plane mix of 4-bit counts (uint32 / uint16 / uint8 words)
+    SKETCHES[f"learned-int4-C{_c}"] = dict(D=24, C=_c, P=16, taps=4, L=18, K=4, seed=20 + _c, count_bits=4)
 
 
 def _drop_taps(sk, planes):
@@ -93,8 +96,9 @@ def test_host_matches_reference(name, layout, tmp_path):
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("name", [n for n in SKETCHES if n.endswith("L16K6-int8") or n.endswith("L8K4-int16")]
-                         + ["learned-odd-D40-C3", "representer-dense-C1-regression", "learned-empty-hyperplanes"])
+@pytest.mark.parametrize("name", [n for n in SKETCHES if n.endswith(("L16K6-int8", "L8K4-int16", "L16K6-int4"))]
+                         + ["learned-odd-D40-C3", "representer-dense-C1-regression", "learned-empty-hyperplanes",
+                            "learned-wide-D200-P300-int4", "learned-int4-C1", "learned-int4-C9"])
 def test_sanitizers(name, layout, tmp_path):
     """-fsanitize=address,undefined over the same rows (out-of-bounds reads of the tables or x, signed overflow)."""
     sk = make(name)
@@ -117,14 +121,14 @@ def test_null_pointers_and_argmax_ties(layout, tmp_path):
 
 
 def test_int8_count_extremes(tmp_path):
-    """Counts at -128/127 and int16 at -32768/32767 everywhere: the largest sums the types must hold."""
-    for dt in (np.int8, np.int16):
-        sk = random_sketch(D=64, C=4, L=40, K=5, count_dtype=dt, seed=3)
-        info = np.iinfo(dt)
-        sk.counts[:] = np.where(np.random.default_rng(0).random(sk.counts.shape) < 0.5, info.min, info.max)
-        sk.counts[:, :, 0] = info.min
+    """Counts at -128/127, int16 at -32768/32767 and 4-bit at -8/7 everywhere: the largest sums the types must hold
+    (4 bits: 40 tables of 15 in a byte lane would carry into the next class without the flush every 17 tables)."""
+    for dt, bits, (lo, hi) in ((np.int8, None, (-128, 127)), (np.int16, None, (-32768, 32767)), (np.int8, 4, (-8, 7))):
+        sk = random_sketch(D=64, C=4, L=40, K=5, count_dtype=dt, count_bits=bits, seed=3)
+        sk.counts[:] = np.where(np.random.default_rng(0).random(sk.counts.shape) < 0.5, lo, hi)
+        sk.counts[:, :, 0], sk.counts[:, :, 1] = lo, hi
         for layout in LAYOUTS:
-            cu.assert_c_matches_reference(sk, rows_for(sk, n=300), layout, workdir=tmp_path / f"{dt.__name__}{layout}")
+            cu.assert_c_matches_reference(sk, rows_for(sk, n=300), layout, workdir=tmp_path / f"{dt.__name__}{bits}{layout}")
 
 
 # ---------------------------------------------------------------- es_predict (float) = quantise + integer path
@@ -162,7 +166,8 @@ def test_float_predict_matches_quantised_path(layout, tmp_path):
 
 # ---------------------------------------------------------------- cross compilers, warnings as errors
 @pytest.mark.parametrize("target", list(cu.CROSS))
-@pytest.mark.parametrize("name", ["learned-L16K6-int8", "representer-L8K4-int16", "representer-dense-C1-regression"])
+@pytest.mark.parametrize("name", ["learned-L16K6-int8", "representer-L8K4-int16", "representer-dense-C1-regression",
+                                  "learned-L16K6-int4", "learned-int4-C9"])
 def test_cross_compiles(name, target, tmp_path):
     sk = make(name)
     for layout in LAYOUTS:
@@ -174,7 +179,7 @@ def test_cross_compiles(name, target, tmp_path):
             assert size["text"] > sk.table_bytes
             heads = subprocess.run(["arm-none-eabi-objdump", "-h", str(obj)], capture_output=True, text=True,
                                    check=True).stdout
-            assert re.search(r"\.rodata\.es_counts_\s", heads), "count tables are not in .rodata"
+            assert re.search(r"\.rodata\.es_(counts|cq0)_\s", heads), "count tables are not in .rodata"
 
 
 @pytest.mark.parametrize("std", ["-std=c99", "-std=c11"])
@@ -195,10 +200,12 @@ def test_static_asserts_fire(std, tmp_path):
 
 
 # ---------------------------------------------------------------- Cortex-M under QEMU: the SXTAB16 path and the plain one
-@pytest.mark.parametrize("cpu,layout", [("cortex-m4", "unrolled"), ("cortex-m4", "compact"), ("cortex-m3", "unrolled")])
-def test_cortex_m_under_qemu(cpu, layout, tmp_path):
-    sk = make("learned-L16K6-int8")
-    assert "ES_USE_DSP_ 1" in codegen.generate(sk, layout)["es_model.c"]
+@pytest.mark.parametrize("cpu,layout,counts", [("cortex-m4", "unrolled", "int8"), ("cortex-m4", "compact", "int8"),
+                                              ("cortex-m3", "unrolled", "int8"), ("cortex-m4", "unrolled", "int4"),
+                                              ("cortex-m4", "compact", "int4")])
+def test_cortex_m_under_qemu(cpu, layout, counts, tmp_path):
+    sk = make(f"learned-L16K6-{counts}")
+    assert ("ES_USE_DSP_ 1" in codegen.generate(sk, layout)["es_model.c"]) == (counts == "int8")
     xq = rows_for(sk, n=150)[:300]
     scores, instr = cu.run_qemu_cortex_m(sk, layout, xq, tmp_path, cpu)
     want = int_scores(sk, xq)

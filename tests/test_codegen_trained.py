@@ -1,5 +1,5 @@
 """Trained sketches through the generated C: identical to the numpy integer reference on every sample of the whole
-test set, for digits and mnist1d, both modes, both layouts and three (L, K) sizes."""
+test set, for digits and mnist1d, both modes, both layouts and three (L, K) sizes, and 4-bit counts."""
 import numpy as np
 import pytest
 
@@ -7,6 +7,7 @@ from ctest_util import assert_c_matches_reference
 from edgesketch.sketch import quantize_inputs
 
 CASES = [(s, m, L, K) for s in ("sklearn:digits", "mnist1d") for m in ("learned", "representer") for L, K in ((4, 3), (16, 6), (32, 8))]
+CASES += [(s, "learned-int4", 32, 6) for s in ("sklearn:digits", "mnist1d")]
 
 
 @pytest.mark.parametrize("layout", ["unrolled", "compact"])

@@ -4,7 +4,7 @@ import pytest
 
 from edgesketch import quantize
 from edgesketch.sketch import (float_hash_bits, input_units, int_hash_bits, int_projections, int_scores, int_thresholds,
-                               quantize_inputs, random_sketch, representer_counts, score_bound, srp_kernel)
+                               quantize_inputs, random_sketch, representer_counts, score_bound, srp_kernel, validate)
 
 
 def _estimates(x, w, alpha, L, K, trials, rng, gaussian=True):
@@ -92,3 +92,28 @@ def test_calibration_maps_range_onto_int8():
     assert q[:, 0].tolist() == [-128, 127]  # range starting at 0 maps exactly
     assert abs(int(q[0, 1]) + 128) <= 1 and q[1, 1] == 127  # an integer zero point nudges a range crossing 0 by at most 1
     assert np.allclose(input_units(sk, x)[:, 0], [-128, 127])
+
+
+def test_4bit_counts_centre_cells_clip_by_error_and_pack_two_a_byte(tmp_path):
+    """4-bit tables: a common part added to every class of a cell changes nothing (it is centred away), the clipping
+    level beats plain peak scaling on squared error, values stay in [-7, 7], and .esk keeps count_bits (packed size)."""
+    from edgesketch import esk
+    rng = np.random.default_rng(0)
+    cf = rng.standard_t(3, (16, 64, 10))                   # heavy tails: a few large cells
+    q, scale = quantize.quantize_counts(cf, "classification", 4)
+    q2, scale2 = quantize.quantize_counts(cf + rng.normal(0, 50, (16, 64, 1)), "classification", 4)
+    assert np.array_equal(q, q2) and np.allclose(scale, scale2)
+    assert q.dtype == np.int8 and q.min() >= -7 and q.max() <= 7
+    c = cf - cf.mean(2, keepdims=True)
+    peak = np.abs(c).max() / 7
+    err = lambda s: ((np.clip(np.rint(c / s), -7, 7) * s - c) ** 2).sum()
+    assert err(scale[0]) < 0.8 * err(peak)
+    q3, _ = quantize.quantize_counts(cf, "classification", 4, scale=scale)      # a given scale is used as is
+    assert np.array_equal(q3, q)
+    sk = random_sketch(L=8, K=4, C=10, P=16, taps=4, count_bits=4)
+    assert sk.count_bits == 4 and sk.table_bytes == 8 * 16 * 5 and not validate(sk)
+    esk.save(sk, tmp_path / "a.esk")
+    back = esk.load(tmp_path / "a.esk")
+    assert back.count_bits == 4 and back.table_bytes == sk.table_bytes and np.array_equal(back.counts, sk.counts)
+    sk.counts[0, 0, 0] = 9
+    assert any("4-bit" in p for p in validate(sk))

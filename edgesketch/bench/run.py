@@ -7,15 +7,18 @@
 Contenders per teacher: Keras float; TFLite full-int8 in ai-edge-litert (host); TFLite Micro on the host (PyPI
 tflite-micro, smallest arena by bisection); emlearn float C (MLP teachers) in the edgesketch firmware; the teacher's
 own Dense layers as an int8 C model (MLP teachers: the int8 cost of the teacher with the SMLAD kernel); the smallest
-distilled int8 MLP (one hidden layer) that reaches the default sketch's accuracy; edgesketch (learned default in
-both code layouts, the 20 KB configuration, representer mode). Device numbers are exact instruction counts under
+distilled int8 MLP (one hidden layer) that reaches each goal sketch's accuracy; edgesketch: the goal sketches
+(learned default with int8 counts and the same with 4-bit counts, both code layouts) for every teacher, plus the 20 KB
+configuration and representer mode for the digits wide MLP. Teachers run in parallel processes (--jobs). Device numbers are exact instruction counts under
 QEMU -icount (not cycles), from the firmware's counter around es_predict_q; every integer C model is checked bit
 for bit against its numpy reference on the whole test set. Wall time is used only for the host throughput ratio.
 """
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import json
+import multiprocessing
 import os
 import shutil
 import subprocess
@@ -38,15 +41,19 @@ ROOT = templates_dir().parent
 BOARDS = ("qemu-m4", "qemu-m0", "qemu-rv32")
 TEACHERS = {"sklearn:digits": ("digits-small", "digits-mlp", "digits-cnn"),
             "mnist1d": ("mnist1d-small", "mnist1d-mlp", "mnist1d-cnn")}
-SKETCHES = [  # (label, mode, config, layouts)
+SKETCHES = [  # (label, mode, config, layouts); the first two are the goal sketches of every teacher
     ("sketch L16 K6 P48 s8", "learned", dict(tables=16, bits=6, hyperplanes=48, taps=8), ("unrolled", "compact")),
+    ("sketch int4 L16 K6 P48 s8", "learned", dict(tables=16, bits=6, hyperplanes=48, taps=8, count_bits=4),
+     ("unrolled", "compact")),
     ("sketch 20KB L32 K6 P96 s16", "learned", dict(tables=32, bits=6, hyperplanes=96, taps=16, aug_size=80000, epochs=20),
      ("unrolled",)),
     ("sketch representer L32 K6", "representer", dict(tables=32, bits=6), ("unrolled",)),
 ]
-# goal teachers (wide MLP, CNN) first, so a partial run already answers the goals
-PLAN = [("sklearn:digits", "digits-mlp"), ("sklearn:digits", "digits-cnn"), ("mnist1d", "mnist1d-mlp"),
+N_GOAL_SKETCHES = 2
+# goal teachers (wide MLP, CNN) first, so a partial run already answers the goals; longest first for --jobs
+PLAN = [("sklearn:digits", "digits-mlp"), ("mnist1d", "mnist1d-mlp"), ("sklearn:digits", "digits-cnn"),
         ("mnist1d", "mnist1d-cnn"), ("sklearn:digits", "digits-small"), ("mnist1d", "mnist1d-small")]
+EXTRA_SKETCH_TEACHERS = ("digits-mlp",)   # the 20 KB and representer rows (grid.md has them for mnist1d)
 QUICK_SKETCH = dict(epochs=5, refit_epochs=3, aug_size=5000)
 WIDTHS = (8, 12, 16, 24, 32, 48, 64)
 # performance.md: CMSIS-NN s8 fully connected kernel alone, instructions (M4 DSP / M0)
@@ -151,6 +158,7 @@ def kernel_check(workdir: Path, quick: bool) -> list[dict]:
 def bench_teacher(task: str, tname: str, quick: bool, teacher_dir: str, workdir: Path) -> tuple[list[dict], dict]:
     sys.path[:0] = [str(ROOT / "examples")]
     import teachers  # examples/teachers.py
+    workdir.mkdir(parents=True, exist_ok=True)
     from . import tflite
     t_start = time.time()
     ds = data.load(task)
@@ -222,10 +230,11 @@ def bench_teacher(task: str, tname: str, quick: bool, teacher_dir: str, workdir:
                          f"{macs:,} MACs per inference"))
 
     # 6. sketches
-    sk_rows, default = [], None
+    goal_rows, host_models = [], []
     tmeta = {"source": task, "class_names": [], "input_shape": list(tch.input_shape)}
-    # the 20 KB and representer configurations only for the wide-MLP teachers (keeps the full run near 20 min)
-    for label, mode, cfg_kw, layouts in (SKETCHES if (not quick and tname.endswith("-mlp")) else SKETCHES[:1]):
+    # the 20 KB and representer configurations only for EXTRA_SKETCH_TEACHERS (keeps the full run under 20 min)
+    for k, (label, mode, cfg_kw, layouts) in enumerate(SKETCHES if (not quick and tname in EXTRA_SKETCH_TEACHERS)
+                                                       else SKETCHES[:N_GOAL_SKETCHES]):
         cfg = Config(mode=mode, **{**cfg_kw, **(QUICK_SKETCH if quick else {})})
         t0 = time.time()
         sk = distill(tch, x_tr, cfg, dict(tmeta))
@@ -243,53 +252,60 @@ def bench_teacher(task: str, tname: str, quick: bool, teacher_dir: str, workdir:
                      **_dev_fields(runs), notes=f"bit-exact on {len(xq)} x {len(boards)} boards; distil {secs:.0f} s; "
                      f"tables {sk.table_bytes:,} B")
             rows.append(r)
-            sk_rows.append(r)
-            if default is None:
-                default = (r, sk, files)
+            if k < N_GOAL_SKETCHES:
+                goal_rows.append(r)
+            if k < N_GOAL_SKETCHES and layout == "unrolled":
+                host_models.append((label, sk, files))
             log(f"[{tname}] {r['contender']}: {r['accuracy']:.4f}, flash {r['bytes']:,} B, M4 {r['m4']:,} M0 {r['m0']:,}")
 
-    # 5b. the smallest distilled int8 MLP reaching the default sketch's accuracy
-    target = default[0]["accuracy"]
-    chosen, tried = None, []
+    # 5b. for each goal sketch, the smallest distilled int8 MLP reaching its accuracy (widths searched upward)
+    target = max(r["accuracy"] for r in goal_rows)
+    tried = []   # (h, accuracy, net)
     for h in WIDTHS:
         layers = (mlp.distill_mlp(tch, x_tr, h, epochs=30, aug_size=5000, lr=1e-2) if quick
                   else mlp.distill_mlp(tch, x_tr, h, epochs=20))
         net = mlp.quantize(layers, in_scale, in_zero, x_tr, name=f"distilled h={h}")
-        acc = _acc(net.forward(xq), y)
-        tried.append((h, acc))
-        log(f"[{tname}] distilled int8 MLP h={h}: {acc:.4f} (target {target:.4f})")
-        chosen = net
-        if acc >= target:
+        tried.append((h, _acc(net.forward(xq), y), net))
+        log(f"[{tname}] distilled int8 MLP h={h}: {tried[-1][1]:.4f} (targets up to {target:.4f})")
+        if tried[-1][1] >= target:
             break
-    ref = chosen.forward(xq)
-    files = mlp.generate(chosen)
-    host = device.host_check(files, xq, C, workdir)
-    assert (host == ref).all(), "distilled MLP C (host gcc) != numpy reference"
-    runs = _device_all(files, xq, ref, D, C, workdir, f"dmlp-{tname}")
-    mrow = _row(task, tname, f"distilled int8 MLP {chosen.shape_str}", accuracy=_acc(ref, y), bytes=runs["qemu-m4"].flash,
-                bytes_kind="flash (fw delta)", ram=runs["qemu-m4"].ram, ram_kind="static", **_dev_fields(runs),
-                notes=("reaches" if tried[-1][1] >= target else "widest tried; does NOT reach") +
-                f" the sketch's {target:.4f}; widths tried " + ", ".join(f"{h}:{a:.3f}" for h, a in tried) +
-                "; bit-exact vs numpy on the whole test set, 3 boards")
-    rows.append(mrow)
+    widths = ", ".join(f"{h}:{a:.3f}" for h, a, _ in tried)
+    mlp_rows, pairs = {}, []
+    for g in goal_rows:
+        h, acc, net = next((t for t in tried if t[1] >= g["accuracy"]), tried[-1])
+        if h not in mlp_rows:
+            ref = net.forward(xq)
+            files = mlp.generate(net)
+            assert (device.host_check(files, xq, C, workdir) == ref).all(), "distilled MLP C (host gcc) != numpy reference"
+            runs = _device_all(files, xq, ref, D, C, workdir, f"dmlp{h}-{tname}")
+            mlp_rows[h] = _row(task, tname, f"distilled int8 MLP {net.shape_str}", accuracy=acc, bytes=runs["qemu-m4"].flash,
+                               bytes_kind="flash (fw delta)", ram=runs["qemu-m4"].ram, ram_kind="static", **_dev_fields(runs),
+                               notes=f"smallest width reaching {'' if acc >= g['accuracy'] else 'NOT reaching '}"
+                               f"{g['accuracy']:.4f} ({g['contender']}); widths tried {widths}; "
+                               "bit-exact vs numpy on the whole test set, 3 boards")
+            rows.append(mlp_rows[h])
+        pairs.append((g, mlp_rows[h]))
     extra["mlp_bit_exact_n"] = int(len(xq))
 
-    # 7. host throughput: generated sketch C (gcc -O2) vs ai-edge-litert on the int8 teacher
+    # 7. host throughput: generated sketch C (gcc -O2) vs ai-edge-litert on the int8 teacher, both one sample per call
+    #    and litert with the whole test set in one call (its best case)
     reps = 20 if quick else 200
-    sec, host_scores = host_throughput(default[2], xq, C, reps, workdir)
-    assert (host_scores == S.int_scores(default[1], xq)).all()
-    extra.update(sketch_c_s_per_sample=sec, throughput_ratio=extra["litert_s_per_sample"] / sec)
     lat_b = _litert_batched(tfl, x_te)
-    extra.update(litert_batched_s_per_sample=lat_b, throughput_ratio_batched=lat_b / sec)
-    log(f"[{tname}] host: sketch C {sec * 1e9:.0f} ns/sample, litert {extra['litert_s_per_sample'] * 1e9:.0f} ns "
-        f"(1/invoke) {lat_b * 1e9:.0f} ns (batched): x{extra['throughput_ratio']:.1f} / x{extra['throughput_ratio_batched']:.1f}")
+    extra.update(litert_batched_s_per_sample=lat_b, host=[])
+    for label, sk, files in host_models:
+        sec, host_scores = host_throughput(files, xq, C, reps, workdir)
+        assert (host_scores == S.int_scores(sk, xq)).all()
+        extra["host"].append(dict(sketch=label, s_per_sample=sec, ratio=extra["litert_s_per_sample"] / sec,
+                                  ratio_batched=lat_b / sec))
+        log(f"[{tname}] host: {label} C {sec * 1e9:.0f} ns/sample, litert {extra['litert_s_per_sample'] * 1e9:.0f} ns "
+            f"(1/invoke) {lat_b * 1e9:.0f} ns (batched): x{extra['host'][-1]['ratio']:.1f} / x{extra['host'][-1]['ratio_batched']:.1f}")
 
     # ratios
     for r in rows:
         r["x_bytes_vs_f32"] = f32 / r["bytes"] if r["bytes"] else None
         r["x_instr_vs_int8"] = teacher_int8_m4 / r["m4"] if (teacher_int8_m4 and r["m4"]) else None
     extra.update(teacher_acc=t_acc, teacher_f32=f32, teacher_int8_m4=teacher_int8_m4, seconds=time.time() - t_start,
-                 default_sketch=default[0], mlp=mrow, is_mlp=is_mlp)
+                 goal_sketches=goal_rows, pairs=pairs, is_mlp=is_mlp)
     return rows, extra
 
 
@@ -333,10 +349,9 @@ def goals(all_extra: dict, rows: list[dict], total_seconds: float, quick: bool, 
     k256 = next((k for k in kernel if k["shape"] == "64-256-256-10"), None)
     if k256:
         per_macs = k256["m4"] / (64 * 256 + 256 * 256 + 256 * 10)
-    for (task, tname), e in all_extra.items():
-        if tname.endswith("-small"):
-            continue
-        sk = e["default_sketch"]
+    goal_sketches = [(tname, e, sk) for (task, tname), e in all_extra.items() if not tname.endswith("-small")
+                     for sk in e["goal_sketches"]]
+    for tname, e, sk in goal_sketches:
         dacc = e["teacher_acc"] - sk["accuracy"]
         xb = e["teacher_f32"] / sk["bytes"]
         if e["teacher_int8_m4"]:
@@ -349,20 +364,21 @@ def goals(all_extra: dict, rows: list[dict], total_seconds: float, quick: bool, 
                     f"({'met' if est / sk['m4'] >= 50 else 'not met'} as an estimate only)")
         else:
             xi_s = f"teacher int8 not measured on device (CNN; {e.get('teacher_macs', 0):,} MACs)"
-        out.append(f"(a) {tname}: sketch {sk['accuracy']:.4f} vs teacher {e['teacher_acc']:.4f} ({-dacc * 100:+.1f} points): "
-                   f"{ok(dacc <= 0.01)}; {xb:.1f}x fewer bytes than float32 weights ({e['teacher_f32']:,} vs {sk['bytes']:,} flash): "
-                   f"{ok(xb >= 30)}; {xi_s}")
+        out.append(f"(a) {tname}, {sk['contender']}: {sk['accuracy']:.4f} vs teacher {e['teacher_acc']:.4f} "
+                   f"({-dacc * 100:+.1f} points): {ok(dacc <= 0.01)}; {xb:.1f}x fewer bytes than float32 weights "
+                   f"({e['teacher_f32']:,} vs {sk['bytes']:,} flash): {ok(xb >= 30)}; {xi_s}")
     for (task, tname), e in all_extra.items():
-        sk, m = e["default_sketch"], e["mlp"]
-        r4, r0, rf = sk["m4"] / m["m4"], sk["m0"] / m["m0"], sk["bytes"] / m["bytes"]
-        out.append(f"(b) {tname}: vs {m['contender']} ({m['accuracy']:.4f}; sketch {sk['accuracy']:.4f}): M4 {r4:.2f}x "
-                   f"({sk['m4']:,}/{m['m4']:,}) {ok(r4 <= 0.6)}; M0 {r0:.2f}x ({sk['m0']:,}/{m['m0']:,}) {ok(r0 <= 0.5)}; "
-                   f"flash {rf:.2f}x ({sk['bytes']:,}/{m['bytes']:,}) {ok(rf <= 1.5)}")
+        for sk, m in e["pairs"]:
+            r4, r0, rf = sk["m4"] / m["m4"], sk["m0"] / m["m0"], sk["bytes"] / m["bytes"]
+            out.append(f"(b) {tname}, {sk['contender']} ({sk['accuracy']:.4f}) vs {m['contender']} ({m['accuracy']:.4f}): "
+                       f"M4 {r4:.2f}x ({sk['m4']:,}/{m['m4']:,}) {ok(r4 <= 0.6)}; M0 {r0:.2f}x ({sk['m0']:,}/{m['m0']:,}) "
+                       f"{ok(r0 <= 0.5)}; flash {rf:.2f}x ({sk['bytes']:,}/{m['bytes']:,}) {ok(rf <= 1.5)}")
     for (task, tname), e in all_extra.items():
-        out.append(f"(c) {tname}: sketch C {e['sketch_c_s_per_sample'] * 1e9:.0f} ns/sample vs ai-edge-litert "
-                   f"{e['litert_s_per_sample'] * 1e9:.0f} ns (one sample per invoke): x{e['throughput_ratio']:.1f} "
-                   f"{ok(e['throughput_ratio'] >= 10)}; vs litert batched {e['litert_batched_s_per_sample'] * 1e9:.0f} ns: "
-                   f"x{e['throughput_ratio_batched']:.1f} {ok(e['throughput_ratio_batched'] >= 10)}")
+        for h in e["host"]:
+            out.append(f"(c) {tname}, {h['sketch']}: C {h['s_per_sample'] * 1e9:.0f} ns/sample vs ai-edge-litert "
+                       f"{e['litert_s_per_sample'] * 1e9:.0f} ns (one sample per invoke): x{h['ratio']:.1f} {ok(h['ratio'] >= 10)}; "
+                       f"vs litert batched {e['litert_batched_s_per_sample'] * 1e9:.0f} ns: x{h['ratio_batched']:.1f} "
+                       f"{ok(h['ratio_batched'] >= 10)}")
     lim = 300 if quick else 1200
     out.append(f"(d) {'--quick' if quick else 'full'} run took {total_seconds / 60:.1f} min (limit {lim / 60:.0f} min): "
                f"{ok(total_seconds <= lim)}")
@@ -491,9 +507,12 @@ otherwise; requantisation with one 64-bit multiply per hidden unit; the last lay
   run by the same kernel as the distilled MLP: the int8 cost a TFLM user would see, without the interpreter.
 - The host-throughput ratio (goal c) is wall time: the sketch's generated C built with gcc -O2, whole test set x
   repeats, against ai-edge-litert on the int8 teacher, both one sample per call and (litert's best case) batched.
+  Teachers run two at a time (--jobs 2), so both sides of a ratio share the machine with the other teacher's run.
+- "int4" sketches store 4-bit counts two to a byte (distilled with --count-bits 4: the table refit ends with a few
+  epochs through the 4-bit grid) and add them 8 classes a word in byte lanes, on every core (no DSP needed).
 
 ```json
-{json.dumps({f'{t}|{n}': {k: v for k, v in e.items() if k not in ('default_sketch', 'mlp')} for (t, n), e in extras.items()}, indent=1, default=float)}
+{json.dumps({f'{t}|{n}': {k: v for k, v in e.items() if k not in ('goal_sketches', 'pairs')} for (t, n), e in extras.items()}, indent=1, default=float)}
 ```
 """
     (out / "benchmarks.md").write_text(text)
@@ -518,6 +537,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="docs", help="folder for benchmarks.md and bench-*.png")
     ap.add_argument("--json", default=None, metavar="PATH", help="also write every row, goal and kernel count as JSON")
     ap.add_argument("--teachers", default="build/teachers", help="where teachers are trained once and reused")
+    ap.add_argument("--jobs", "-j", type=int, default=2, help="teachers benchmarked in parallel (default 2: CI's cores)")
     ap.add_argument("--work", default=None, help="folder for the firmware projects (default: a temporary folder)")
     a = ap.parse_args(argv)
     t0 = time.time()
@@ -528,22 +548,28 @@ def main(argv=None) -> int:
     try:
         kernel = kernel_check(work, a.quick)
         plan = [("sklearn:digits", "digits-mlp")] if a.quick else PLAN
-        rows, extras, failed = [], {}, []
-        for i, (task, tname) in enumerate(plan):
-            try:
-                r, e = bench_teacher(task, tname, a.quick, a.teachers, work)
-            except Exception as ex:  # one teacher's failure is reported, the others still run
-                if a.quick:
-                    raise
-                import traceback
-                traceback.print_exc()
-                failed.append(f"{tname}: {type(ex).__name__}: {ex}")
-                continue
-            rows += r
-            extras[(task, tname)] = e
-            _write_all(out, rows, kernel, extras, a.quick, time.time() - t0, failed, partial=i < len(plan) - 1,
-                       json_path=a.json)
-        if not rows:
+        done, failed = {}, []
+        # teachers run in parallel processes (spawned: TensorFlow does not survive fork); each in its own work folder
+        with concurrent.futures.ProcessPoolExecutor(max_workers=max(1, min(a.jobs, len(plan))),
+                                                    mp_context=multiprocessing.get_context("spawn")) as pool:
+            futs = {pool.submit(bench_teacher, task, tname, a.quick, a.teachers, work / tname): (task, tname)
+                    for task, tname in plan}
+            for n, fut in enumerate(concurrent.futures.as_completed(futs), 1):
+                task, tname = futs[fut]
+                try:
+                    done[(task, tname)] = fut.result()
+                except Exception as ex:  # one teacher's failure is reported, the others still run
+                    if a.quick:
+                        raise
+                    failed.append(f"{tname}: {type(ex).__name__}: {ex}")
+                    log(f"[{tname}] FAILED: {type(ex).__name__}: {ex}")
+                    continue
+                keys = [k for k in plan if k in done]   # rows in plan order, whatever order teachers finish in
+                rows = [r for k in keys for r in done[k][0]]
+                extras = {k: done[k][1] for k in keys}
+                _write_all(out, rows, kernel, extras, a.quick, time.time() - t0, failed, partial=n < len(plan),
+                           json_path=a.json)
+        if not done:
             raise RuntimeError("no teacher finished: " + "; ".join(failed))
         total = time.time() - t0
         g = _write_all(out, rows, kernel, extras, a.quick, total, failed, partial=False, json_path=a.json)
