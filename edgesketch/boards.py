@@ -141,12 +141,14 @@ class Board:
         return self.name
 
     def build_defines(self) -> dict[str, str]:
-        """Every -D the firmware needs for this board: core name, baud, counter, then [firmware].defines."""
+        """Every -D the firmware needs for this board: core name, baud, counter, stack floor, [firmware].defines."""
         d = {"ES_CORE_NAME": '"%s"' % self.core, "ES_BAUD": f"{self.serial.baud}u",
              "ES_COUNTER_KIND": str(self.counter.kind_code),
              "ES_COUNTER_SCALE_NUM": f"{self.counter.scale_num}u", "ES_COUNTER_SCALE_DEN": f"{self.counter.scale_den}u"}
         if self.counter.source != "none":
             d["ES_COUNTER_" + self.counter.source.upper()] = "1"
+        if "ld/sections.ld" in self.firmware.linker_includes:
+            d["ES_STACK_FLOOR"] = "_ebss"   # end of .bss: the stack-painting window stays above it
         d.update(self.firmware.defines)
         return d
 

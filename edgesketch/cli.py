@@ -93,7 +93,8 @@ list boards with: edgesketch boards""")
     v = sub.add_parser("verify", help="run the test set on a device and check it agrees bit for bit", formatter_class=_fmt,
                        description="Stream the whole test set through a device over serial and compare every score with the "
                                    "host's integer reference. Reports on-device accuracy, bit-exact agreements, "
-                                   "instructions (QEMU) or cycles (hardware) per inference, and throughput. "
+                                   "instructions (QEMU) or cycles (hardware) per inference, the peak stack of one "
+                                   "inference (painted on the device), and throughput. "
                                    "Exits 1 on any mismatch.",
                        epilog="""examples:
   edgesketch verify digits.esk --board qemu-m4                 (export, build with PlatformIO, run under QEMU, verify)
@@ -283,6 +284,7 @@ def cmd_verify(a) -> int:
             ("teacher accuracy", res.teacher_accuracy)]
     if res.cost_median is not None:
         rows.append((f"{unit} per inference", f"median {res.cost_median:,.0f}, min {res.cost_min:,}, max {res.cost_max:,}"))
+    rows.append(("peak stack of es_predict_q", res.stack_text))
     rows += [("throughput", f"{res.samples_per_second:,.1f} samples/s round trip ({res.seconds:.2f} s)"),
              ("link", f"{res.link.get('retries', 0)} retries, {res.link.get('boots', 0)} resets, {res.link.get('bad_frames', 0)} bad frames")]
     if res.mismatch:

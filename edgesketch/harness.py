@@ -317,6 +317,11 @@ class Device:
             return bits, buckets
         return self._transact(P.ES_CMD_DEBUG, P.pack_debug(row[0]), parse)
 
+    def stack(self) -> P.StackInfo:
+        """Peak stack of es_predict_q over every call since start-up (or RESET), measured by painting on the device."""
+        self._need_info()
+        return self._transact(P.ES_CMD_STACK, b"", P.unpack_stack_reply)
+
     def reset(self, boot_timeout: float | None = None) -> P.HelloInfo:
         """RESET the device, wait for its BOOT frame (or for HELLO to work again) and re-handshake."""
         self._transact(P.ES_CMD_RESET, b"", lambda b: None, probe=False)

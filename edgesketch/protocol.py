@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 # ---------------------------------------------------------------- constants, named as in es_proto.h
-ES_PROTO_VERSION = 1
+ES_PROTO_VERSION = 2
 ES_PROTO_MAX_BODY = 1024
 ES_PROTO_MAX_RAW = ES_PROTO_MAX_BODY + 6                          # cmd, seq, body, crc16, 2 spare
 ES_PROTO_MAX_WIRE = ES_PROTO_MAX_RAW + ES_PROTO_MAX_RAW // 254 + 2  # COBS overhead + delimiter
@@ -24,6 +24,7 @@ ES_CMD_INFER = 0x02
 ES_CMD_BATCH = 0x03
 ES_CMD_DEBUG = 0x04
 ES_CMD_RESET = 0x05
+ES_CMD_STACK = 0x06
 ES_REPLY = 0x80
 ES_MSG_BOOT = 0xB0
 ES_MSG_NAK = 0x7F
@@ -42,7 +43,7 @@ ES_COUNTER_CYCLES = 1
 ES_COUNTER_INSTRUCTIONS = 2
 
 CMD_NAMES = {ES_CMD_HELLO: "HELLO", ES_CMD_INFER: "INFER", ES_CMD_BATCH: "BATCH", ES_CMD_DEBUG: "DEBUG",
-             ES_CMD_RESET: "RESET", ES_MSG_BOOT: "BOOT", ES_MSG_NAK: "NAK"}
+             ES_CMD_RESET: "RESET", ES_CMD_STACK: "STACK", ES_MSG_BOOT: "BOOT", ES_MSG_NAK: "NAK"}
 CMD_NAMES.update({c | ES_REPLY: n + " reply" for c, n in list(CMD_NAMES.items()) if c < ES_REPLY})
 NAK_NAMES = {ES_NAK_CRC: "bad CRC", ES_NAK_LENGTH: "wrong body length", ES_NAK_UNKNOWN: "unknown command",
              ES_NAK_TOO_LONG: "frame too long", ES_NAK_COBS: "bad COBS encoding", ES_NAK_BATCH: "batch count out of range",
@@ -402,6 +403,35 @@ def unpack_debug_reply(body: bytes) -> tuple[np.ndarray, np.ndarray]:
     return bits, np.frombuffer(body, "<u2", lt, 4 + nb).astype(np.uint16)
 
 
+# ---------------------------------------------------------------- STACK reply
+_STACK = struct.Struct("<HHB")
+
+
+@dataclass(frozen=True)
+class StackInfo:
+    """The STACK reply: the peak stack of es_predict_q, measured by painting (docs/protocol.md)."""
+    peak: int       # bytes below sp at the call to the deepest word any call since start-up overwrote
+    window: int     # bytes painted below sp before each call; 0: this firmware does not paint
+    full: bool      # some call overwrote its whole window: peak is a lower bound
+
+    @property
+    def measured(self) -> bool:
+        return self.window > 0
+
+
+def pack_stack_reply(info: StackInfo) -> bytes:
+    return _STACK.pack(info.peak, info.window, int(info.full))
+
+
+def unpack_stack_reply(body: bytes) -> StackInfo:
+    if len(body) != _STACK.size:
+        raise ProtocolError(f"STACK reply of {len(body)} bytes, expected {_STACK.size}")
+    peak, window, full = _STACK.unpack(bytes(body))
+    if full > 1:
+        raise ProtocolError(f"STACK reply flag {full}, expected 0 or 1")
+    return StackInfo(peak, window, bool(full))
+
+
 # ---------------------------------------------------------------- NAK
 def pack_nak(reason: int) -> bytes:
     return bytes((reason,))
@@ -418,7 +448,7 @@ def request_error(cmd: int, body: bytes, n_inputs: int, max_batch: int) -> int |
     """The NAK reason a device gives a well-framed request, or None if it is valid (docs/protocol.md): unknown
     command -> ES_NAK_UNKNOWN; BATCH count outside 1..max_batch -> ES_NAK_BATCH; any other size -> ES_NAK_LENGTH."""
     n = len(body)
-    if cmd in (ES_CMD_HELLO, ES_CMD_RESET):
+    if cmd in (ES_CMD_HELLO, ES_CMD_RESET, ES_CMD_STACK):
         return None if n == 0 else ES_NAK_LENGTH
     if cmd in (ES_CMD_INFER, ES_CMD_DEBUG):
         return None if n == n_inputs else ES_NAK_LENGTH

@@ -35,10 +35,19 @@ class Result:
     samples_per_second: float
     link: dict = field(default_factory=dict)
     mismatch: dict | None = None  # the first differing sample and the stage that differs
+    stack_peak: int | None = None  # most stack bytes an es_predict_q call wrote (painted on the device); None: no painting
+    stack_full: bool = False       # the whole painted window was overwritten: stack_peak is a lower bound
 
     @property
     def ok(self) -> bool:
         return self.bit_exact == self.n
+
+    @property
+    def stack_text(self) -> str:
+        if self.stack_peak is None:
+            return "not measured (the firmware paints no stack)"
+        return f"at least {self.stack_peak:,} bytes (the whole painted window)" if self.stack_full \
+            else f"{self.stack_peak:,} bytes (painted)"
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -99,8 +108,10 @@ def run(sk: Sketch, x: np.ndarray, labels, url: str, board_name: str, baud: int,
             i = rep.mismatch_idx[0]
             mismatch = {"sample": int(i), **diagnose(dev, sk, xq[i], expected[i], scores[i])}
         link = dev.last_run_stats
+        stack = dev.stack()
     return Result(board=board_name, port=str(url), core=info.core, counter=info.counter_name, n=rep.n,
                   bit_exact=rep.n - rep.n_mismatch, device_accuracy=rep.accuracy, host_int_accuracy=rep.expected_accuracy,
                   teacher_accuracy=teacher_accuracy, cost_median=rep.cost_median, cost_min=rep.cost_min, cost_max=rep.cost_max,
                   seconds=round(secs, 3), samples_per_second=round(rep.n / secs, 1) if secs > 0 else 0.0,
-                  link=asdict(link), mismatch=mismatch)
+                  link=asdict(link), mismatch=mismatch, stack_peak=stack.peak if stack.measured else None,
+                  stack_full=stack.full)

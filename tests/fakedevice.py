@@ -34,6 +34,7 @@ class FakeDevice:
                                 n_outputs=self.sk.n_outputs, n_tables=self.sk.n_tables, n_bits=self.sk.n_bits,
                                 n_hashbits=self.sk.n_hyperplanes, counter_kind=P.ES_COUNTER_CYCLES,
                                 max_batch=max_batch, core=core)
+        self.stack = P.StackInfo(peak=100, window=1024, full=False)   # what STACK answers
         self.boot_delay = boot_delay
         self.reply_delay = reply_delay
         self.send_boot = send_boot
@@ -156,6 +157,8 @@ class FakeDevice:
                 return self._nak(P.ES_NAK_BATCH, ev.seq)
             self.counts["samples"] += len(x)
             return P.encode_frame(reply, ev.seq, P.pack_batch_reply(fake_cost(x), S.int_scores(self.sk, x)))
+        if ev.cmd == P.ES_CMD_STACK:
+            return P.encode_frame(reply, ev.seq, P.pack_stack_reply(self.stack))
         if ev.cmd == P.ES_CMD_DEBUG:
             x = P.unpack_debug(ev.body, info.n_inputs)[None]
             return P.encode_frame(reply, ev.seq, P.pack_debug_reply(S.int_hash_bits(self.sk, x)[0],

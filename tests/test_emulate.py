@@ -113,7 +113,7 @@ def test_hello_and_1000_infer_round_trips(elfs, name):
     xs = rng.integers(-128, 128, size=(1000, N_IN), dtype=np.int8)
     with emulate.qemu(board, elfs[name]) as url:
         link, boot = _boot(url)
-        assert boot == p.HelloInfo(1, MODEL_ID, N_IN, N_OUT, N_TABLES, N_BITS, N_HASHBITS,
+        assert boot == p.HelloInfo(p.ES_PROTO_VERSION, MODEL_ID, N_IN, N_OUT, N_TABLES, N_BITS, N_HASHBITS,
                                    p.ES_COUNTER_INSTRUCTIONS, 51, board.core)
         hello = link.request(p.ES_CMD_HELLO, 7, flush=True)
         assert hello.cmd == p.ES_CMD_HELLO | p.ES_REPLY and p.unpack_hello(hello.body) == boot

@@ -62,6 +62,7 @@ def test_hello_infer_batch_debug():
             dev.infer(np.zeros(15, np.int8))
         with pytest.raises(UserError, match="int8"):
             dev.infer(np.full(16, 300))
+        assert dev.stack() == fd.stack == P.StackInfo(100, 1024, False)
         assert dev.stats.retries == 0 and dev.stats.bad_frames == 0
 
 
@@ -290,9 +291,11 @@ def test_qemu_clean_run_and_model_mismatch(qemu_firmware):
             dt1 = time.perf_counter() - t
             st = dev.stats
             bits, buckets = dev.debug(x[0])
+            stack = dev.stack()
     r = verify_report(S.int_scores(sk, x), scores, costs)
     assert r.bit_exact and np.array_equal(s1, scores[:300]), r.summary()
     assert np.array_equal(bits, S.int_hash_bits(sk, x[:1])[0]) and np.array_equal(buckets, S.int_buckets(sk, x[:1])[0])
     assert st.retries == 0 and st.timeouts == 0 and st.bad_frames == 0
+    assert stack.window == 1024 and 0 < stack.peak < 1024 and not stack.full, stack
     print(f"[QEMU {QEMU_BOARD}] {r.summary()}; {len(x)} by BATCH of {P.batch_limit(dev.info)} in {dt:.2f} s "
           f"({len(x) / dt:.0f} samples/s), 300 by INFER in {dt1:.2f} s ({300 / dt1:.0f} round trips/s)")

@@ -24,7 +24,8 @@ DRIVER = r"""
 #include <string.h>
 #include "es_proto.h"
 const long drv_consts[] = {ES_PROTO_VERSION, ES_PROTO_MAX_BODY, ES_PROTO_MAX_RAW, ES_PROTO_MAX_WIRE,
-    ES_CMD_HELLO, ES_CMD_INFER, ES_CMD_BATCH, ES_CMD_DEBUG, ES_CMD_RESET, ES_REPLY, ES_MSG_BOOT, ES_MSG_NAK,
+    ES_CMD_HELLO, ES_CMD_INFER, ES_CMD_BATCH, ES_CMD_DEBUG, ES_CMD_RESET, ES_CMD_STACK, ES_REPLY, ES_MSG_BOOT,
+    ES_MSG_NAK,
     ES_NAK_CRC, ES_NAK_LENGTH, ES_NAK_UNKNOWN, ES_NAK_TOO_LONG, ES_NAK_COBS, ES_NAK_BATCH, ES_NAK_SHORT};
 size_t drv_rx_size(void) { return sizeof(es_rx_t); }
 /* Feed n bytes. Events go to ev as (kind 1 frame / 2 error, cmd or reason, seq, len); frame bodies to bodies. */
@@ -53,7 +54,8 @@ long drv_feed(es_rx_t *rx, const uint8_t *data, size_t n, int *ev, size_t ev_cap
 }
 """
 CONST_NAMES = ["ES_PROTO_VERSION", "ES_PROTO_MAX_BODY", "ES_PROTO_MAX_RAW", "ES_PROTO_MAX_WIRE", "ES_CMD_HELLO",
-               "ES_CMD_INFER", "ES_CMD_BATCH", "ES_CMD_DEBUG", "ES_CMD_RESET", "ES_REPLY", "ES_MSG_BOOT", "ES_MSG_NAK",
+               "ES_CMD_INFER", "ES_CMD_BATCH", "ES_CMD_DEBUG", "ES_CMD_RESET", "ES_CMD_STACK", "ES_REPLY", "ES_MSG_BOOT",
+               "ES_MSG_NAK",
                "ES_NAK_CRC", "ES_NAK_LENGTH", "ES_NAK_UNKNOWN", "ES_NAK_TOO_LONG", "ES_NAK_COBS", "ES_NAK_BATCH",
                "ES_NAK_SHORT"]
 GUARD = 64
@@ -294,6 +296,8 @@ def test_dispatch_nak_reasons():
     assert p.request_error(p.ES_CMD_HELLO, b"", D, MB) is None
     assert p.request_error(p.ES_CMD_HELLO, b"x", D, MB) == p.ES_NAK_LENGTH
     assert p.request_error(p.ES_CMD_RESET, b"", D, MB) is None
+    assert p.request_error(p.ES_CMD_STACK, b"", D, MB) is None
+    assert p.request_error(p.ES_CMD_STACK, b"\x00", D, MB) == p.ES_NAK_LENGTH
     assert p.request_error(p.ES_CMD_INFER, bytes(D), D, MB) is None
     assert p.request_error(p.ES_CMD_INFER, bytes(D - 1), D, MB) == p.ES_NAK_LENGTH
     assert p.request_error(p.ES_CMD_DEBUG, bytes(D + 1), D, MB) == p.ES_NAK_LENGTH
@@ -391,6 +395,17 @@ def test_infer_batch_debug_bodies():
         p.unpack_infer(bytes(63), 64)
 
 
+def test_stack_body():
+    info = p.StackInfo(peak=244, window=1024, full=False)
+    b = p.pack_stack_reply(info)
+    assert b == b"\xf4\x00\x00\x04\x00" and p.unpack_stack_reply(b) == info and info.measured
+    assert p.unpack_stack_reply(b"\x00\x04\x00\x04\x01") == p.StackInfo(1024, 1024, True)
+    assert not p.unpack_stack_reply(bytes(5)).measured
+    for bad in (b[:-1], b + b"\x00", b"\x00\x00\x00\x04\x02"):
+        with pytest.raises(p.ProtocolError):
+            p.unpack_stack_reply(bad)
+
+
 def test_batch_limit():
     assert p.batch_limit(INFO) == 8
     big = p.HelloInfo(**{**INFO.__dict__, "max_batch": 1000})
@@ -461,7 +476,9 @@ int main(void)
 def test_firmware_core_dispatch_matches_python_twin(tmp_path):
     """es_app.c + es_proto.c + a generated model, built for the host with a stub board, given a random stream of
     valid, invalid and corrupted requests: its output equals, byte for byte, what protocol.py + sketch.py predict
-    (frames, every NAK reason 1..7, scores, hash bits, buckets, RESET -> BOOT with the receiver unsynced again)."""
+    (frames, every NAK reason 1..7, scores, hash bits, buckets, RESET -> BOOT with the receiver unsynced again).
+    STACK replies carry the host's real painted stack: the twin checks them (0 before the first inference of a boot,
+    then one constant peak under the window) and takes the peak from the device."""
     import re
 
     from edgesketch import codegen
@@ -483,8 +500,8 @@ def test_firmware_core_dispatch_matches_python_twin(tmp_path):
     boot = p.decode_stream(b"\x00" + subprocess.run([str(exe)], input=b"", capture_output=True, timeout=60).stdout)
     assert len(boot) == 1 and boot[0].cmd == p.ES_MSG_BOOT and boot[0].seq == 0
     info = p.unpack_hello(boot[0].body)                           # max_batch is the firmware's choice; the rest is fixed
-    assert info == p.HelloInfo(version=1, model_id=bytes(int(v, 16) for v in ids.split(",")), n_inputs=D, n_outputs=C,
-                               n_tables=sk.n_tables, n_bits=sk.n_bits, n_hashbits=sk.n_hyperplanes,
+    assert info == p.HelloInfo(version=p.ES_PROTO_VERSION, model_id=bytes(int(v, 16) for v in ids.split(",")),
+                               n_inputs=D, n_outputs=C, n_tables=sk.n_tables, n_bits=sk.n_bits, n_hashbits=sk.n_hyperplanes,
                                counter_kind=p.ES_COUNTER_NONE, max_batch=info.max_batch, core="host")
     assert 1 <= info.max_batch == p.batch_limit(info)             # the largest batch whose request and reply fit
     rng = np.random.default_rng(22)
@@ -509,9 +526,11 @@ def test_firmware_core_dispatch_matches_python_twin(tmp_path):
             cmd, body = p.ES_CMD_HELLO, b""
         elif k < 0.62:
             cmd, body = p.ES_CMD_RESET, b""
+        elif k < 0.65:
+            cmd, body = p.ES_CMD_STACK, b""
         elif k < 0.7:                                             # wrong lengths, empty BATCH, unknown commands
-            cmd = int(rng.choice([p.ES_CMD_HELLO, p.ES_CMD_INFER, p.ES_CMD_DEBUG, p.ES_CMD_RESET, p.ES_CMD_BATCH,
-                                  0x00, 0x06, 0x81, 0xFF]))
+            cmd = int(rng.choice([p.ES_CMD_HELLO, p.ES_CMD_INFER, p.ES_CMD_DEBUG, p.ES_CMD_RESET, p.ES_CMD_STACK,
+                                  p.ES_CMD_BATCH, 0x00, 0x07, 0x81, 0xFF]))
             body = rows(1).tobytes()[:int(rng.integers(0, D + 2))] if cmd != p.ES_CMD_BATCH else b""
         else:
             cmd, body = p.ES_CMD_INFER, rows(1).tobytes()
@@ -536,6 +555,7 @@ def test_firmware_core_dispatch_matches_python_twin(tmp_path):
     # what the Python twin says the device sends
     want = [p.encode_frame(p.ES_MSG_BOOT, 0, p.pack_hello(info))]
     dec = p.FrameDecoder()
+    inferred = False                                              # since the last boot
     reasons = Counter()
     for piece in pieces:
         for ev in dec.feed(piece):
@@ -553,9 +573,13 @@ def test_firmware_core_dispatch_matches_python_twin(tmp_path):
             elif ev.cmd == p.ES_CMD_INFER:
                 x = p.unpack_infer(ev.body, D)[None]
                 want.append(p.encode_frame(r, ev.seq, p.pack_infer_reply(0, S.int_scores(sk, x)[0])))
+                inferred = True
             elif ev.cmd == p.ES_CMD_BATCH:
                 x = p.unpack_batch(ev.body, D)
                 want.append(p.encode_frame(r, ev.seq, p.pack_batch_reply(np.zeros(len(x)), S.int_scores(sk, x))))
+                inferred = True
+            elif ev.cmd == p.ES_CMD_STACK:
+                want.append((ev.seq, inferred))                   # the peak comes from the device, checked below
             elif ev.cmd == p.ES_CMD_DEBUG:
                 x = p.unpack_debug(ev.body, D)[None]
                 want.append(p.encode_frame(r, ev.seq, p.pack_debug_reply(S.int_hash_bits(sk, x)[0],
@@ -564,15 +588,27 @@ def test_firmware_core_dispatch_matches_python_twin(tmp_path):
                 want.append(p.encode_frame(r, ev.seq, b""))
                 want.append(p.encode_frame(p.ES_MSG_BOOT, 0, p.pack_hello(info)))
                 dec = p.FrameDecoder()                            # after boot: noise until the next 0x00
+                inferred = False
     stream = b"".join(pieces)
     got = subprocess.run([str(exe)], input=stream, capture_output=True, timeout=120)
     assert got.returncode == 0, got.stderr.decode()[-2000:]
     got_frames = p.decode_stream(b"\x00" + got.stdout)
+    assert len(got_frames) == len(want)
+    peaks = Counter()
+    for i, (g, w) in enumerate(zip(got_frames, want)):
+        if isinstance(w, tuple):                                  # STACK: 0 until a boot's first inference, then > 0
+            seq, inferred = w
+            assert isinstance(g, p.Frame) and (g.cmd, g.seq) == (p.ES_CMD_STACK | p.ES_REPLY, seq), f"reply {i}: {g}"
+            st = p.unpack_stack_reply(g.body)
+            assert st.window == 1024 and not st.full and (st.peak > 0) == inferred, f"reply {i}: {st}"
+            peaks[st.peak] += 1
+            want[i] = p.encode_frame(g.cmd, seq, p.pack_stack_reply(st))
+    assert peaks[0] > 0 and len(peaks) == 2, peaks                    # one model, one code path: one peak
     want_frames = p.decode_stream(b"\x00" + b"".join(want))
     assert len(got_frames) == len(want_frames)
     for i, (g, w) in enumerate(zip(got_frames, want_frames)):
         assert g == w, f"reply {i}: firmware {g} vs twin {w}"
     assert got.stdout == b"".join(want)
     print(f"firmware core vs twin: {len(stream)} bytes in, {len(want_frames)} replies byte-identical; NAKs by reason "
-          f"{dict(sorted(reasons.items()))}")
+          f"{dict(sorted(reasons.items()))}; STACK replies {dict(peaks)} (peak bytes: count)")
     assert set(reasons) == set(range(1, 8))

@@ -37,6 +37,8 @@ def test_verify_whole_test_set_bit_exact(board, which, digits_esk, mnist1d_esk, 
     assert r["counter"] == "instructions" and r["cost_min"] > 100
     assert r["cost_max"] - r["cost_min"] <= 0.05 * r["cost_median"]  # straight-line code: nearly constant
     assert "bit-exact agreements" in out and f"{n} / {n}" in out
+    assert 0 < r["stack_peak"] < 1024 and not r["stack_full"]  # painted, inside the 1024-byte window
+    assert "peak stack of es_predict_q" in out and f"{r['stack_peak']:,} bytes (painted)" in out
 
 
 def test_verify_detects_a_different_model(digits_esk, tmp_path):

@@ -1,6 +1,6 @@
-/* The portable firmware core: command dispatch for docs/protocol.md (HELLO, INFER, BATCH, DEBUG, RESET, NAK and the
- * BOOT frame), with the cost of each es_predict_q call measured by the BSP's counter. C99, no malloc, static
- * buffers only; every reply is built in es_body and encoded into es_wire. */
+/* The portable firmware core: command dispatch for docs/protocol.md (HELLO, INFER, BATCH, DEBUG, STACK, RESET, NAK
+ * and the BOOT frame), with the cost of each es_predict_q call measured by the BSP's counter and its peak stack by
+ * painting. C99, no malloc, static buffers only; every reply is built in es_body and encoded into es_wire. */
 #include "es_app.h"
 #include "es_bsp.h"
 #include "es_model.h"
@@ -27,6 +27,35 @@
 
 #define ES_COST_VOID 0xFFFFFFFFu  /* reported when the counter wrapped during the call */
 
+/* Peak stack: ES_STACK_PAINT bytes below the stack pointer are painted before each call and scanned after it (0: no
+ * painting). The window never reaches below the linker symbol ES_STACK_FLOOR (bare-metal builds: _ebss, the end of
+ * .bss); without one (Arduino) it is a fixed window below sp. */
+#ifndef ES_STACK_PAINT
+#define ES_STACK_PAINT 1024u
+#endif
+#if ES_STACK_PAINT % 4 != 0 || ES_STACK_PAINT > 65532
+#error "ES_STACK_PAINT must be a multiple of 4 below 65536"
+#endif
+#define ES_STACK_FILL 0xA5A5A5A5u
+/* ES_SP(v): v = the stack pointer of the function it is written in (an asm statement: no call, no frame of its own) */
+#if defined(__GNUC__) && (defined(__arm__) || defined(__aarch64__))
+#define ES_SP(v) __asm__ volatile("mov %0, sp" : "=r"(v))
+#elif defined(__GNUC__) && defined(__riscv)
+#define ES_SP(v) __asm__ volatile("mv %0, sp" : "=r"(v))
+#elif defined(__GNUC__) && defined(__x86_64__)
+#define ES_SP(v) __asm__ volatile("mov %%rsp, %0" : "=r"(v))
+#elif defined(__GNUC__) && defined(__i386__)
+#define ES_SP(v) __asm__ volatile("mov %%esp, %0" : "=r"(v))
+#elif defined(__GNUC__) && defined(__XTENSA__)
+#define ES_SP(v) __asm__ volatile("mov %0, a1" : "=r"(v))
+#else
+#define ES_SP(v) ((v) = es_sp_below())   /* portable: a local of a callee, a few bytes below the caller's sp */
+#define ES_SP_PORTABLE 1
+#endif
+#ifdef ES_STACK_FLOOR
+extern uint32_t ES_STACK_FLOOR[];
+#endif
+
 typedef int (*es_predict_fn)(const int8_t *x, int32_t *scores);
 
 static es_rx_t es_rx;
@@ -37,6 +66,8 @@ static uint8_t es_bits[ES_N_HASHBITS];
 static uint16_t es_buckets[ES_N_TABLES];
 static uint32_t es_null_cost;              /* counter cost of calling es_null_predict, rounded like a real cost */
 static volatile es_predict_fn es_target;   /* volatile: the compiler can neither inline nor specialise the call */
+static uint32_t es_stack_peak;             /* deepest stack an es_predict_q call wrote, bytes below sp at the call */
+static uint8_t es_stack_full;              /* some call overwrote its whole painted window: the peak is a lower bound */
 
 static void es_put_u16(uint8_t *p, uint32_t v)
 {
@@ -83,20 +114,56 @@ static uint32_t es_scale(uint32_t delta)
 #endif
 }
 
+#ifdef ES_SP_PORTABLE
+typedef uintptr_t (*es_sp_fn)(void);
+static uintptr_t es_sp_local(void)
+{
+    volatile uint32_t here = 0;
+    return (uintptr_t)&here + here;
+}
+static volatile es_sp_fn es_sp_below = es_sp_local;   /* called through a volatile pointer: never inlined */
+#endif
+
+/* Lowest address of the window painted below sp: sp - ES_STACK_PAINT, never below ES_STACK_FLOOR or address 0. */
+static uintptr_t es_stack_low(uintptr_t sp)
+{
+    uintptr_t lo = sp > ES_STACK_PAINT ? sp - ES_STACK_PAINT : 0u;
+#ifdef ES_STACK_FLOOR
+    uintptr_t bottom = ((uintptr_t)ES_STACK_FLOOR + 3u) & ~(uintptr_t)3u;
+    if (lo < bottom)
+        lo = bottom < sp ? bottom : sp;
+#endif
+    return lo;
+}
+
 /* Run es_target(x, scores) between two counter reads. Both the real model and es_null_predict go through this same
- * code, so their difference is what the model's body costs beyond an empty function. */
-static uint32_t es_measure(const int8_t *x, int32_t *scores)
+ * code, so their difference is what the model's body costs beyond an empty function. Outside the two reads, with
+ * interrupts masked (es_bsp_counter_start on bare metal), the stack below sp is painted before the call and scanned
+ * from its far end after it: *stack = bytes from sp at the call to the deepest overwritten word, *full = 1 if even the
+ * far end was overwritten (*stack is then a lower bound). Painting and scanning are written here, not in a callee,
+ * whose own frame would lie in the window; volatile accesses keep the compiler from dropping or moving them. */
+static uint32_t es_measure(const int8_t *x, int32_t *scores, uint32_t *stack, int *full)
 {
     es_predict_fn fn;
     uint32_t t0, t1;
+    uintptr_t sp, lo, a;
     int wrapped;
 
     es_bsp_counter_start();
+    ES_SP(sp);
+    sp &= ~(uintptr_t)3u;
+    lo = ES_STACK_PAINT != 0 ? es_stack_low(sp) : sp;
+    for (a = lo; a < sp; a += 4u)
+        *(volatile uint32_t *)a = ES_STACK_FILL;
     fn = es_target;
     t0 = es_bsp_counter_read();
     (void)fn(x, scores);
     t1 = es_bsp_counter_read();
+    for (a = lo; a < sp && *(volatile uint32_t *)a == ES_STACK_FILL; a += 4u) {
+    }
     wrapped = es_bsp_counter_stop();
+    *stack = (uint32_t)(sp - a);
+    *full = ES_STACK_PAINT != 0 && a == lo;
     return wrapped ? ES_COST_VOID : es_scale(t1 - t0);
 }
 
@@ -105,9 +172,13 @@ static uint32_t es_measure(const int8_t *x, int32_t *scores)
  * 2 instructions on ARM and RISC-V, are not counted). */
 static uint32_t es_predict_cost(const int8_t *x, int32_t *scores)
 {
-    uint32_t c;
+    uint32_t c, stack;
+    int full;
     es_target = es_predict_q;
-    c = es_measure(x, scores);
+    c = es_measure(x, scores, &stack, &full);
+    if (stack > es_stack_peak)
+        es_stack_peak = stack;
+    es_stack_full |= (uint8_t)full;
     if (c == ES_COST_VOID)
         return c;
     return c > es_null_cost ? c - es_null_cost : 0u;
@@ -171,6 +242,15 @@ static void es_do_debug(uint8_t seq, const int8_t *x)
     es_send(ES_CMD_DEBUG | ES_REPLY, seq, (uint16_t)(p - es_body));
 }
 
+/* STACK reply: u16 peak, u16 window, u8 full (docs/protocol.md) */
+static uint16_t es_stack_body(void)
+{
+    es_put_u16(es_body, es_stack_peak);          /* <= ES_STACK_PAINT < 65536 */
+    es_put_u16(es_body + 2, ES_STACK_PAINT);
+    es_body[4] = es_stack_full;
+    return 5;
+}
+
 static void es_do_batch(uint8_t seq, const uint8_t *body, uint16_t len)
 {
     uint32_t i, n;
@@ -215,6 +295,11 @@ static void es_dispatch(const es_frame_t *f)
             break;
         es_do_debug(f->seq, (const int8_t *)f->body);
         return;
+    case ES_CMD_STACK:
+        if (f->len != 0)
+            break;
+        es_send(ES_CMD_STACK | ES_REPLY, f->seq, es_stack_body());
+        return;
     case ES_CMD_RESET:
         if (f->len != 0)
             break;
@@ -232,12 +317,15 @@ static void es_dispatch(const es_frame_t *f)
 /* ---------------------------------------------------------------- entry points */
 void es_app_start(void)
 {
-    int i;
+    uint32_t stack;
+    int i, full;
     es_rx_init(&es_rx);
+    es_stack_peak = 0;
+    es_stack_full = 0;
     es_target = es_null_predict;
     es_null_cost = ES_COST_VOID;
     for (i = 0; i < 3; i++) {   /* the smallest of three: the first call may pay for cold caches on real boards */
-        uint32_t c = es_measure((const int8_t *)es_body, es_scores);
+        uint32_t c = es_measure((const int8_t *)es_body, es_scores, &stack, &full);
         if (c < es_null_cost)
             es_null_cost = c;
     }

@@ -7,6 +7,9 @@
  *   ES_COUNTER_SCALE_NUM  cost = round(counter_delta * NUM / DEN), e.g. SysTick ticks (default 1)
  *   ES_COUNTER_SCALE_DEN  under QEMU -icount -> instructions                          (default 1)
  *   ES_COUNTER_<SOURCE>   which counter the BSP reads: SYSTICK, DWT, MINSTRET, MCYCLE, CCOUNT (none if absent)
+ *   ES_STACK_FLOOR        linker symbol below which the stack never goes, e.g. _ebss (bare-metal builds: set for
+ *                         every board whose linker script includes ld/sections.ld); the stack-painting window of
+ *                         es_app.c (ES_STACK_PAINT bytes below sp, default 1024, 0 = off) stays above it
  */
 #ifndef ES_BSP_H
 #define ES_BSP_H

@@ -1,17 +1,17 @@
-/* edgesketch serial protocol v1: framing only (COBS + CRC-16/CCITT-FALSE), no I/O. See docs/protocol.md.
+/* edgesketch serial protocol v2: framing only (COBS + CRC-16/CCITT-FALSE), no I/O. See docs/protocol.md.
  * The host twin is edgesketch/protocol.py. C99, no malloc; fuzzed in a host build (firmware/fuzz/). */
 #ifndef ES_PROTO_H
 #define ES_PROTO_H
 #include <stddef.h>
 #include <stdint.h>
 
-#define ES_PROTO_VERSION   1
+#define ES_PROTO_VERSION   2
 #define ES_PROTO_MAX_BODY  1024
 #define ES_PROTO_MAX_RAW   (ES_PROTO_MAX_BODY + 6)               /* cmd, seq, body, crc16, 2 spare */
 #define ES_PROTO_MAX_WIRE  (ES_PROTO_MAX_RAW + ES_PROTO_MAX_RAW / 254 + 2)  /* COBS overhead + delimiter */
 
 enum { ES_CMD_HELLO = 0x01, ES_CMD_INFER = 0x02, ES_CMD_BATCH = 0x03, ES_CMD_DEBUG = 0x04, ES_CMD_RESET = 0x05,
-       ES_REPLY = 0x80, ES_MSG_BOOT = 0xB0, ES_MSG_NAK = 0x7F };
+       ES_CMD_STACK = 0x06, ES_REPLY = 0x80, ES_MSG_BOOT = 0xB0, ES_MSG_NAK = 0x7F };
 enum { ES_NAK_CRC = 1, ES_NAK_LENGTH = 2, ES_NAK_UNKNOWN = 3, ES_NAK_TOO_LONG = 4, ES_NAK_COBS = 5,
        ES_NAK_BATCH = 6, ES_NAK_SHORT = 7 };
 

@@ -3,9 +3,10 @@
  * the UART receives; a RESET longjmps back to a fresh es_app_start() and the rest of the input keeps coming, like a
  * reboot. Every byte the firmware sends goes through a checking receiver. Properties (abort on failure):
  *   - the firmware sends only well-formed frames (no COBS/CRC/length error at the host end);
- *   - only BOOT, NAK (reasons 1..7) and replies 0x81..0x85, each with the body size docs/protocol.md gives;
+ *   - only BOOT, NAK (reasons 1..7) and replies 0x81..0x86, each with the body size docs/protocol.md gives;
  *   - at most one reply per 0x00 received (every frame, good or bad, gets at most one answer);
- *   - BOOT and HELLO bodies carry protocol version 1 and the model's sizes; a BATCH reply's count is at least 1.
+ *   - BOOT and HELLO bodies carry ES_PROTO_VERSION and the model's sizes; a BATCH reply's count is at least 1;
+ *   - a STACK reply's peak is within its window (painting below sp really runs here, on the host's stack).
  * Build (run.sh does it): clang -fsanitize=fuzzer,address,undefined -DES_CORE_NAME='"fuzz-host"' -I<model dir> ... */
 #include <setjmp.h>
 #include <stdint.h>
@@ -56,6 +57,9 @@ static void check_reply(const es_frame_t *f)
         break;
     case ES_CMD_DEBUG | ES_REPLY: CHECK(f->len == 4 + (ES_N_HASHBITS + 7) / 8 + 2 * ES_N_TABLES); break;
     case ES_CMD_RESET | ES_REPLY: CHECK(f->len == 0); break;
+    case ES_CMD_STACK | ES_REPLY:
+        CHECK(f->len == 5 && f->body[4] <= 1 && (f->body[0] | f->body[1] << 8) <= (f->body[2] | f->body[3] << 8));
+        break;
     case ES_MSG_NAK: CHECK(f->len == 1 && f->body[0] >= 1 && f->body[0] <= 7); break;
     default: CHECK(0);
     }

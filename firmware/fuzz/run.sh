@@ -53,7 +53,7 @@ from edgesketch import codegen, sketch
 codegen.write(sketch.random_sketch(D=16, C=4, L=8, K=4, seed=3), out / "app" / "model")
 D = 16
 bodies = {p.ES_CMD_HELLO: b"", p.ES_CMD_INFER: bytes(range(D)), p.ES_CMD_BATCH: bytes([2]) + bytes(2 * D),
-          p.ES_CMD_DEBUG: bytes(D), p.ES_CMD_RESET: b"", p.ES_MSG_NAK: b"\x01", 0x42: b"\x00\x01",
+          p.ES_CMD_DEBUG: bytes(D), p.ES_CMD_RESET: b"", p.ES_CMD_STACK: b"", p.ES_MSG_NAK: b"\x01", 0x42: b"\x00\x01",
           p.ES_CMD_INFER | p.ES_REPLY: bytes(44), p.ES_CMD_BATCH | p.ES_REPLY: bytes([1]) + bytes(44)}
 for i, (cmd, body) in enumerate(bodies.items()):
     frame = p.encode_frame(cmd, i + 1, body)
