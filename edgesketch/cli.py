@@ -210,7 +210,7 @@ def cmd_info(a) -> int:
     rows = [("model id", m.get("model_id")), ("format", f"{m.get('format')} v{m.get('format_version')} (edgesketch {m.get('edgesketch_version')})"),
             ("mode", m.get("mode")), ("task", sk.task), ("outputs", ", ".join(m.get("class_names", [])[:12])),
             ("input", f"{sk.n_inputs} int8 values (teacher shape {tuple(m.get('input_shape', []))})"),
-            ("tables L x 2^K x C", f"{sk.n_tables} x {1 << sk.n_bits} x {sk.n_outputs} {sk.counts.dtype} = {sk.table_bytes:,} bytes"),
+            ("tables L x 2^K x C", f"{sk.n_tables} x {1 << sk.n_bits} x {sk.n_outputs} x {sk.count_bits}-bit = {sk.table_bytes:,} bytes"),
             ("hyperplanes P", f"{sk.n_hyperplanes}, {sk.n_taps} ternary taps, {sk.projection_bytes:,} bytes"),
             ("ops per inference", f"{sk.ops_per_inference:,} ({sk.n_taps} adds to hash, {sk.n_tables * sk.n_outputs} lookups+adds)"),
             ("worst-case |projection|", projection_bound(sk)), ("worst-case |score|", score_bound(sk)),

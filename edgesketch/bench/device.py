@@ -1,8 +1,8 @@
 """Build a firmware around any C model with the es_predict_q API, run a whole int8 test set through it under QEMU,
 and read its size. The cost of each inference is the firmware's own counter (exact instruction counts under
 QEMU -icount). Sizes: text+data (flash) and data+bss (static RAM) of the firmware minus the same firmware built
-around a model that does nothing (the trivial model, same ES_N_INPUTS/ES_N_OUTPUTS). The firmware has no
-stack-painting hook, so peak stack is not measured."""
+around a model that does nothing (the trivial model, same ES_N_INPUTS/ES_N_OUTPUTS). Peak stack of es_predict_q:
+the firmware paints the stack below sp before each call and scans it after (STACK request, docs/protocol.md)."""
 from __future__ import annotations
 
 import shutil
@@ -27,6 +27,8 @@ class DeviceRun:
     ram: int              # model: static data+bss minus the trivial firmware's
     fw_flash: int
     fw_ram: int
+    stack: int | None = None   # peak stack of es_predict_q over the run, bytes (painted); None: not measured
+    stack_full: bool = False   # the whole painted window was overwritten: stack is a lower bound
 
     @property
     def instructions(self) -> int | None:
@@ -58,13 +60,16 @@ def run(board: str, files: dict[str, str], xq: np.ndarray | None, n_inputs: int,
     elf = build_elf(board, files, workdir, tag)
     size = build.elf_size(elf)
     base = trivial_size(board, n_inputs, n_outputs, workdir)
-    scores = costs = None
+    scores = costs = stack = None
+    full = False
     if xq is not None:
         with emulate.qemu(board, elf) as url, harness.Device(url, timeout=5.0) as dev:
             scores, costs = dev.run(np.asarray(xq, np.int8))
+            st = dev.stack()
+            stack, full = (st.peak, st.full) if st.measured else (None, False)
     if not keep:
         shutil.rmtree(elf.parents[3], ignore_errors=True)
-    return DeviceRun(board, scores, costs, size.flash - base.flash, size.ram - base.ram, size.flash, size.ram)
+    return DeviceRun(board, scores, costs, size.flash - base.flash, size.ram - base.ram, size.flash, size.ram, stack, full)
 
 
 def host_check(files: dict[str, str], xq: np.ndarray, n_outputs: int, workdir: Path | None = None) -> np.ndarray:

@@ -8,7 +8,7 @@ Contenders per teacher: Keras float; TFLite full-int8 in ai-edge-litert (host); 
 tflite-micro, smallest arena by bisection); emlearn float C (MLP teachers) in the edgesketch firmware; the teacher's
 own Dense layers as an int8 C model (MLP teachers: the int8 cost of the teacher with the SMLAD kernel); the smallest
 distilled int8 MLP (one hidden layer) that reaches each goal sketch's accuracy; edgesketch: the goal sketches
-(learned default with int8 counts and the same with 4-bit counts, both code layouts) for every teacher, plus the 20 KB
+(learned default with int8 counts, the same with 4-bit counts, and a small 4-bit one; both code layouts) for every teacher, plus the 20 KB
 configuration and representer mode for the digits wide MLP. Teachers run in parallel processes (--jobs). Device numbers are exact instruction counts under
 QEMU -icount (not cycles), from the firmware's counter around es_predict_q; every integer C model is checked bit
 for bit against its numpy reference on the whole test set. Wall time is used only for the host throughput ratio.
@@ -41,15 +41,17 @@ ROOT = templates_dir().parent
 BOARDS = ("qemu-m4", "qemu-m0", "qemu-rv32")
 TEACHERS = {"sklearn:digits": ("digits-small", "digits-mlp", "digits-cnn"),
             "mnist1d": ("mnist1d-small", "mnist1d-mlp", "mnist1d-cnn")}
-SKETCHES = [  # (label, mode, config, layouts); the first two are the goal sketches of every teacher
+SKETCHES = [  # (label, mode, config, layouts); the first three are the goal sketches of every teacher
     ("sketch L16 K6 P48 s8", "learned", dict(tables=16, bits=6, hyperplanes=48, taps=8), ("unrolled", "compact")),
     ("sketch int4 L16 K6 P48 s8", "learned", dict(tables=16, bits=6, hyperplanes=48, taps=8, count_bits=4),
+     ("unrolled", "compact")),
+    ("sketch int4 L16 K4 P32 s8", "learned", dict(tables=16, bits=4, hyperplanes=32, taps=8, count_bits=4),
      ("unrolled", "compact")),
     ("sketch 20KB L32 K6 P96 s16", "learned", dict(tables=32, bits=6, hyperplanes=96, taps=16, aug_size=80000, epochs=20),
      ("unrolled",)),
     ("sketch representer L32 K6", "representer", dict(tables=32, bits=6), ("unrolled",)),
 ]
-N_GOAL_SKETCHES = 2
+N_GOAL_SKETCHES = 3
 # goal teachers (wide MLP, CNN) first, so a partial run already answers the goals; longest first for --jobs
 PLAN = [("sklearn:digits", "digits-mlp"), ("mnist1d", "mnist1d-mlp"), ("sklearn:digits", "digits-cnn"),
         ("mnist1d", "mnist1d-cnn"), ("sklearn:digits", "digits-small"), ("mnist1d", "mnist1d-small")]
@@ -126,6 +128,14 @@ def _row(task, tname, contender, **kw):
              ram_kind="", m4=None, m0=None, rv32=None, notes="")
     r.update(kw)
     return r
+
+
+def _ram(r) -> dict:
+    """RAM of an on-device contender on qemu-m4: its static data+bss plus the peak stack of one inference."""
+    if r.stack is None:
+        return dict(ram=r.ram, ram_kind="static; stack not measured")
+    at_least = "at least " if r.stack_full else ""   # the call overwrote the whole painted window
+    return dict(ram=r.ram + r.stack, ram_kind=f"{r.ram:,} static + {at_least}{r.stack:,} peak stack")
 
 
 def _dev_fields(runs: dict) -> dict:
@@ -206,7 +216,7 @@ def bench_teacher(task: str, tname: str, quick: bool, teacher_dir: str, workdir:
         files = emlearn_c.generate(model, in_scale, in_zero)
         r = device.run("qemu-m4", files, xq, D, C, workdir, f"emlearn-{tname}")
         rows.append(_row(task, tname, "emlearn 0.23.2 float C (loadable)", accuracy=_acc(r.scores, y), bytes=r.flash,
-                         bytes_kind="flash (fw delta)", ram=r.ram, ram_kind="static", m4=r.instructions,
+                         bytes_kind="flash (fw delta)", **_ram(r), m4=r.instructions,
                          notes="M4 FPU; M0 not run (soft float, ~30x slower)"))
         log(f"[{tname}] emlearn: {rows[-1]['accuracy']:.4f}, flash {r.flash:,} B, M4 {r.instructions:,}")
 
@@ -220,8 +230,7 @@ def bench_teacher(task: str, tname: str, quick: bool, teacher_dir: str, workdir:
         runs = _device_all(files, xq, ref, D, C, workdir, f"tint8-{tname}", xq_sub=None if not quick else 60)
         teacher_int8_m4 = runs["qemu-m4"].instructions
         rows.append(_row(task, tname, f"teacher int8 C {net.shape_str} (SMLAD kernel)", accuracy=_acc(ref, y),
-                         bytes=runs["qemu-m4"].flash, bytes_kind="flash (fw delta)", ram=runs["qemu-m4"].ram,
-                         ram_kind="static", **_dev_fields(runs), notes="bit-exact vs numpy on the whole test set"))
+                         bytes=runs["qemu-m4"].flash, bytes_kind="flash (fw delta)", **_ram(runs["qemu-m4"]), **_dev_fields(runs), notes="bit-exact vs numpy on the whole test set"))
         log(f"[{tname}] teacher int8 {net.shape_str}: {rows[-1]['accuracy']:.4f}, M4 {teacher_int8_m4:,}")
     else:
         macs = _conv_macs(model)
@@ -248,7 +257,7 @@ def bench_teacher(task: str, tname: str, quick: bool, teacher_dir: str, workdir:
             boards = BOARDS if layout == "unrolled" else ("qemu-m4", "qemu-m0")
             runs = _device_all(files, xq, ref, D, C, workdir, f"sk-{tname}-{layout}", boards=boards)
             r = _row(task, tname, f"{label} ({layout})", accuracy=_acc(runs["qemu-m4"].scores, y), bytes=runs["qemu-m4"].flash,
-                     bytes_kind="flash (fw delta)", ram=runs["qemu-m4"].ram, ram_kind="static (stack not measured)",
+                     bytes_kind="flash (fw delta)", **_ram(runs["qemu-m4"]),
                      **_dev_fields(runs), notes=f"bit-exact on {len(xq)} x {len(boards)} boards; distil {secs:.0f} s; "
                      f"tables {sk.table_bytes:,} B")
             rows.append(r)
@@ -279,7 +288,7 @@ def bench_teacher(task: str, tname: str, quick: bool, teacher_dir: str, workdir:
             assert (device.host_check(files, xq, C, workdir) == ref).all(), "distilled MLP C (host gcc) != numpy reference"
             runs = _device_all(files, xq, ref, D, C, workdir, f"dmlp{h}-{tname}")
             mlp_rows[h] = _row(task, tname, f"distilled int8 MLP {net.shape_str}", accuracy=acc, bytes=runs["qemu-m4"].flash,
-                               bytes_kind="flash (fw delta)", ram=runs["qemu-m4"].ram, ram_kind="static", **_dev_fields(runs),
+                               bytes_kind="flash (fw delta)", **_ram(runs["qemu-m4"]), **_dev_fields(runs),
                                notes=f"smallest width reaching {'' if acc >= g['accuracy'] else 'NOT reaching '}"
                                f"{g['accuracy']:.4f} ({g['contender']}); widths tried {widths}; "
                                "bit-exact vs numpy on the whole test set, 3 boards")
@@ -473,8 +482,9 @@ def write_doc(out: Path, rows, kernel, goal_lines, extras, quick, total):
 **Generated by `{cmd}`; do not edit by hand** ({'quick run: digits, wide MLP teacher, short training' if quick else 'full run'};
 {total / 60:.1f} min on this machine). Fixed seeds. Device columns are exact instruction counts per inference under QEMU
 `-icount` (not cycles), read by the edgesketch firmware's counter around `es_predict_q` (median over the test set).
-Flash and RAM of on-device contenders are the firmware's text+data / data+bss minus the same firmware built around a
-model that does nothing; peak stack is not measured (the firmware has no stack-painting hook). Every integer C model
+Flash of on-device contenders is the firmware's text+data minus the same firmware built around a model that does
+nothing; RAM is data+bss the same way plus the peak stack of `es_predict_q` on qemu-m4 (the firmware paints 1 KB below
+the stack pointer before each call and finds the deepest overwritten word after it). Every integer C model
 (sketches, int8 MLPs) equals its numpy reference bit for bit on the whole test set (asserted; sketches on every board).
 
 ## Results
