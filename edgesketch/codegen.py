@@ -186,7 +186,7 @@ def _plan_nibbles(sk: Sketch) -> dict:
     planes, c0 = [], 0
     while c0 < C:
         n = min(8, C - c0)
-        width = 32 if n > 6 or n == 8 else 16 if n > 2 else 8
+        width = 32 if n > 6 else 16 if n > 2 else 8
         if n in (5, 6):
             n, width = 4, 16                      # then a byte plane for the last 1 or 2: ceil(C / 2) bytes a cell
         mask = {32: "0x0F0F0F0Fu", 16: "0x0F0Fu", 8: "0x0Fu"}[width]

@@ -41,11 +41,11 @@ def quantize_counts(counts_f: np.ndarray, task: str, bits: int = 8, scale=None) 
     if task == "classification":
         peak = np.full_like(peak, peak.max())
     peak = np.where(peak > 0, peak, qmax)
-    clips = CLIPS if bits == 4 else CLIPS[:1]
-    err = [((np.clip(np.rint(cf / (c * peak / qmax)), -qmax, qmax) * (c * peak / qmax) - cf) ** 2).sum((0, 1)) for c in clips]
-    best = clips[np.argmin(err, 0)]  # per output
-    if task == "classification":
-        best = np.full_like(best, clips[np.argmin(np.sum(err, 1))])
+    best = np.ones_like(peak)
+    if bits == 4:   # 8 and 16 bits keep the peak: their rounding error is already small
+        err = [((np.clip(np.rint(cf / (c * peak / qmax)), -qmax, qmax) * (c * peak / qmax) - cf) ** 2).sum((0, 1))
+               for c in CLIPS]
+        best = CLIPS[np.argmin(err, 0)] if task != "classification" else np.full_like(best, CLIPS[np.argmin(np.sum(err, 1))])
     scale = (best * peak / qmax).astype(np.float32)
     q = np.clip(np.rint(cf / scale), -qmax, qmax).astype(np.int16 if bits == 16 else np.int8)
     return q, scale
