@@ -65,6 +65,31 @@ def validate(ds: Dataset) -> None:
         raise UserError(f"{ds.source}: needs at least 2 training and 1 test samples")
 
 
+def load_transfer(path: str, n_features: int) -> np.ndarray:
+    """Unlabelled inputs for distillation: an .npz holding an array `x` (one sample per row, the data's features).
+    The teacher labels them; they are never used for testing."""
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"transfer file {path} not found; give an .npz with an array x of unlabelled inputs")
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            if "x" not in z.files:
+                raise UserError(f"{path} has no array x (it has {', '.join(sorted(z.files)) or 'nothing'}); save it with numpy.savez(path, x=inputs)")
+            x = z["x"]
+    except UserError:
+        raise
+    except Exception as e:
+        raise UserError(f"{path} is not a readable .npz ({type(e).__name__}); save it with numpy.savez(path, x=inputs)") from None
+    if not np.issubdtype(x.dtype, np.number) or x.ndim < 1 or len(x) == 0:
+        raise UserError(f"{path}: x must be a non-empty numeric array, one sample per row (got dtype {x.dtype}, shape {x.shape})")
+    x = x.astype(np.float32).reshape(len(x), -1)
+    if x.shape[1] != n_features:
+        raise UserError(f"{path}: x has {x.shape[1]} values per sample but the data has {n_features}; give inputs of the same features")
+    if not np.all(np.isfinite(x)):
+        raise UserError(f"{path}: x has {int((~np.isfinite(x)).sum())} NaN or Inf values; clean them before distilling")
+    return x
+
+
 def _split(x, y, stratify: bool):
     from sklearn.model_selection import train_test_split
     return train_test_split(x, y, test_size=SPLIT["test_fraction"], random_state=SPLIT["seed"], stratify=y if stratify else None)

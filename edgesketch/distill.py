@@ -48,12 +48,16 @@ class Config:
     seed: int = 0
 
 
-def augment(x: np.ndarray, cfg: Config, rng: np.random.Generator) -> np.ndarray:
-    """The training set plus mixup pairs (lambda ~ U(0,1), random partner) with Gaussian noise; the teacher
-    relabels all of them, so the sketch learns the teacher's function between and around training points."""
+def augment(x: np.ndarray, cfg: Config, rng: np.random.Generator, transfer: np.ndarray | None = None) -> np.ndarray:
+    """The training set, then unlabelled transfer inputs if given, then mixup pairs (lambda ~ U(0,1), random partner)
+    with Gaussian noise up to the augmented size; the teacher relabels all of them, so the sketch learns the teacher's
+    function between and around training points. Transfer inputs take the place of mixup samples: on mnist1d, real
+    inputs taught more than mixup did (examples/levers.py)."""
     n = cfg.aug_size or max(40000, 10 * len(x))
+    if transfer is not None and len(transfer):
+        x = np.concatenate([x, np.asarray(transfer, np.float32).reshape(len(transfer), -1)])
     if not cfg.augment or n <= len(x):
-        return x
+        return x.astype(np.float32)
     k = n - len(x)
     i, j = rng.integers(0, len(x), k), rng.integers(0, len(x), k)
     lam = rng.uniform(0, 1, (k, 1)).astype(np.float32)
@@ -72,7 +76,10 @@ def targets(teacher, x: np.ndarray, cfg: Config) -> tuple[np.ndarray, dict]:
     return ((y - mu) / sd).astype(np.float32), {"mean": mu, "std": sd}
 
 
-def distill(teacher, x_train: np.ndarray, cfg: Config, meta: dict, progress: Progress | None = None) -> Sketch:
+def distill(teacher, x_train: np.ndarray, cfg: Config, meta: dict, progress: Progress | None = None,
+            transfer: np.ndarray | None = None) -> Sketch:
+    """The sketch of `teacher` on x_train (and unlabelled `transfer` inputs, relabelled by the teacher like the
+    augmented samples; input quantisation is calibrated on x_train only)."""
     from .teacher import tensorflow
     tf = tensorflow()
     tf.keras.utils.set_random_seed(cfg.seed)
@@ -84,7 +91,7 @@ def distill(teacher, x_train: np.ndarray, cfg: Config, meta: dict, progress: Pro
     in_scale, in_zero = quantize.calibrate_inputs(x_train)
     offset = (x_train / in_scale + in_zero).mean(0).astype(np.float32)
     progress("relabel", 0, 1, {})
-    xa = augment(x_train, cfg, rng)
+    xa = augment(x_train, cfg, rng, transfer)
     y, ystat = targets(teacher, xa, cfg)
     progress("relabel", 1, 1, {"samples": len(xa)})
     xc = ((xa / in_scale + in_zero - offset) / UNIT).astype(np.float32)

@@ -64,3 +64,30 @@ def test_digits_example_meets_targets(tmp_path):
     assert r["table_bytes"] <= 10 * 1024 and r["ops_per_inference"] == 544
     assert r["int_accuracy"] >= 0.965, r
     assert r["float_accuracy"] - r["int_accuracy"] <= 0.005, r
+
+
+def test_transfer_inputs_take_the_place_of_mixup():
+    """--transfer: the distillation set is the training set, then the transfer inputs, then mixup up to the augmented
+    size (none when the transfer set fills it); without transfer inputs it is what it always was."""
+    from edgesketch.distill import Config, augment
+    rng = np.random.default_rng(0)
+    x, xt = rng.normal(size=(50, 4)).astype(np.float32), rng.normal(size=(300, 4)).astype(np.float32)
+    a = augment(x, Config(aug_size=1000), np.random.default_rng(1), xt)
+    assert a.shape == (1000, 4) and (a[:50] == x).all() and (a[50:350] == xt).all()
+    assert not np.isin(a[350:, 0], np.concatenate([x, xt])[:, 0]).any()  # the rest are new (mixup) samples
+    b = augment(x, Config(aug_size=200), np.random.default_rng(1), xt)
+    assert b.shape == (350, 4) and (b[50:] == xt).all()
+    assert (augment(x, Config(aug_size=1000), np.random.default_rng(1)) == augment(x, Config(aug_size=1000), np.random.default_rng(1), None)).all()
+    assert (augment(x, Config(aug_size=1000, augment=False), np.random.default_rng(1), xt) == np.concatenate([x, xt])).all()
+
+
+def test_cli_distill_with_transfer_records_it(tmp_path, digits_teacher):
+    xt = data.load("sklearn:digits").x_train
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "t.npz", x=np.clip(xt[rng.integers(0, len(xt), 2000)] + rng.normal(0, 1, (2000, 64)), 0, 16))
+    code, out, err = run_cli("distill", digits_teacher, "--data", "sklearn:digits", "-o", tmp_path / "d.esk", "--transfer",
+                             tmp_path / "t.npz", "--epochs", "1", "--tables", "4", "--bits", "4", "--hyperplanes", "8")
+    assert code == 0, err
+    assert "2000 unlabelled" in " ".join((out + err).split())
+    code, out, err = run_cli("info", tmp_path / "d.esk", "--json")
+    assert json.loads(out)["transfer"]["samples"] == 2000, out
