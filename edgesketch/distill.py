@@ -78,8 +78,8 @@ def targets(teacher, x: np.ndarray, cfg: Config) -> tuple[np.ndarray, dict]:
 
 def distill(teacher, x_train: np.ndarray, cfg: Config, meta: dict, progress: Progress | None = None,
             transfer: np.ndarray | None = None) -> Sketch:
-    """The sketch of `teacher` on x_train (and unlabelled `transfer` inputs, relabelled by the teacher like the
-    augmented samples; input quantisation is calibrated on x_train only)."""
+    """The sketch of `teacher` on x_train and unlabelled `transfer` inputs (relabelled by the teacher like the augmented
+    samples, and calibrating the input quantisation with the training set: both are real inputs)."""
     from .teacher import tensorflow
     tf = tensorflow()
     tf.keras.utils.set_random_seed(cfg.seed)
@@ -88,8 +88,9 @@ def distill(teacher, x_train: np.ndarray, cfg: Config, meta: dict, progress: Pro
     rng = np.random.default_rng(cfg.seed)
 
     x_train = np.asarray(x_train, np.float32).reshape(len(x_train), -1)
-    in_scale, in_zero = quantize.calibrate_inputs(x_train)
-    offset = (x_train / in_scale + in_zero).mean(0).astype(np.float32)
+    real = x_train if transfer is None else np.concatenate([x_train, np.asarray(transfer, np.float32).reshape(len(transfer), -1)])
+    in_scale, in_zero = quantize.calibrate_inputs(real)
+    offset = (real / in_scale + in_zero).mean(0).astype(np.float32)
     progress("relabel", 0, 1, {})
     xa = augment(x_train, cfg, rng, transfer)
     y, ystat = targets(teacher, xa, cfg)

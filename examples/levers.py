@@ -16,6 +16,7 @@ Levers (each row changes one thing):
   median of means  the default sketch read as the median over 4 groups of 4 tables (no retraining)
   fresh 150k       150,000 samples: 146,000 fresh generator inputs (is it data or capacity?)
   fresh 150k, L64 P96  and four times the tables
+  fresh 150k, int4 L64 K6 P96 / int4 L64 K4 P96  the same with 4-bit counts (20 KB), and with 16-cell tables (5 KB)
 """
 from __future__ import annotations
 
@@ -46,8 +47,10 @@ LEVERS = {
     "temperature 2": dict(temperature=2.0),
     "fresh 150k": dict(_data="fresh", _n=146000),
     "fresh 150k, L64 P96": dict(_data="fresh", _n=146000, tables=64, hyperplanes=96),
+    "fresh 150k, int4 L64 K6 P96": dict(_data="fresh", _n=146000, tables=64, hyperplanes=96, count_bits=4),
+    "fresh 150k, int4 L64 K4 P96": dict(_data="fresh", _n=146000, tables=64, bits=4, hyperplanes=96, count_bits=4),
 }
-DEFAULT_LEVERS = list(LEVERS)[:8]   # the last two are slow (about 4 and 9 minutes each): ask for them with --only
+DEFAULT_LEVERS = list(LEVERS)[:8]   # the rest are slow (4 to 11 minutes each): ask for them with --only
 
 
 def median_of_means(sk, x, groups: int = 4) -> np.ndarray:

@@ -91,3 +91,16 @@ def test_cli_distill_with_transfer_records_it(tmp_path, digits_teacher):
     assert "2000 unlabelled" in " ".join((out + err).split())
     code, out, err = run_cli("info", tmp_path / "d.esk", "--json")
     assert json.loads(out)["transfer"]["samples"] == 2000, out
+
+
+def test_transfer_is_training_inputs_without_labels(digits_teacher):
+    """Distilling with transfer inputs is distilling on train + transfer with mixup filling the rest: the same sketch
+    bit for bit (the teacher labels both, and both calibrate the input quantisation)."""
+    from edgesketch.distill import Config, distill
+    ds, t = data.load("sklearn:digits"), teacher.load(str(digits_teacher))
+    xt = ds.x_train[::-1] + 0.5
+    cfg = dict(epochs=2, refit_epochs=1, tables=4, bits=4, hyperplanes=8, aug_size=4000)
+    a = distill(t, ds.x_train, Config(**cfg), {}, transfer=xt)
+    b = distill(t, np.concatenate([ds.x_train, xt]), Config(**cfg), {})
+    for k in ("in_scale", "in_zero", "tap_idx", "tap_sign", "threshold", "counts"):
+        assert (getattr(a, k) == getattr(b, k)).all(), k
