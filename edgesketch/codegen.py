@@ -117,7 +117,7 @@ def _check(sk: Sketch) -> None:
 def _plan(sk: Sketch, layout: str, prefix: str) -> dict:
     P, L, K, D, C = sk.n_hyperplanes, sk.n_tables, sk.n_bits, sk.n_inputs, sk.n_outputs
     R = 1 << K
-    ptr, idx, sign = sk.tap_ptr.astype(np.int64), sk.tap_idx.astype(np.int64), sk.tap_sign.astype(np.int64)
+    ptr, sign = sk.tap_ptr.astype(np.int64), sk.tap_sign.astype(np.int64)
     sel = sk.table_sel.astype(np.int64)
 
     # integer thresholds clamped to the reachable range of each sum (same bits, small literals)
@@ -238,7 +238,7 @@ def _plan_unrolled(sk: Sketch, thr, used, proj_t) -> dict:
 
 
 def _plan_compact(sk: Sketch, thr, used) -> dict:
-    P, L, K, D = sk.n_hyperplanes, sk.n_tables, sk.n_bits, sk.n_inputs
+    P, D = sk.n_hyperplanes, sk.n_inputs
     ptr, idx, sign = sk.tap_ptr, sk.tap_idx, sk.tap_sign
     order = [p for p in range(P) if used[p]] + [p for p in range(P) if not used[p]]  # used first
     rank = np.empty(P, np.int64)

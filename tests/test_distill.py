@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 
 from edgesketch import data, teacher
-from edgesketch.sketch import float_outputs, int_outputs
 from test_esk_cli import run_cli
 
 
