@@ -1,6 +1,6 @@
 """Where does the sketch lose accuracy on mnist1d? One lever at a time against the default learned sketch
 (L=16 K=6 P=48 s=8, int8 counts), distilled from the mnist1d Conv1D and MLP teachers; integer accuracy on the test
-set, one seed. Runs the configurations in 2 processes (about 10 minutes on 2 cores).
+set, one seed. Runs the configurations in 2 processes (about 12 minutes on 2 cores for the default nine levers).
 
     python examples/levers.py [--teachers mnist1d-cnn mnist1d-mlp] [--only NAME ...] [--jobs 2]
 
@@ -14,6 +14,7 @@ Levers (each row changes one thing):
   fresh + mixup    the same, plus mixup + noise up to 80,000 samples
   temperature 2    softer teacher targets
   median of means  the default sketch read as the median over 4 groups of 4 tables (no retraining)
+  int4 L64 K4 P96  the same table bytes as --count-bits 4 at L16 K6 (5 KB), in four times as many 16-cell tables
   fresh 150k       150,000 samples: 146,000 fresh generator inputs (is it data or capacity?)
   fresh 150k, L64 P96  and four times the tables
   fresh 150k, int4 L64 K6 P96 / int4 L64 K4 P96  the same with 4-bit counts (20 KB), and with 16-cell tables (5 KB)
@@ -45,12 +46,13 @@ LEVERS = {
     "fresh data": dict(_data="fresh"),
     "fresh + mixup": dict(_data="fresh", aug_size=80000),
     "temperature 2": dict(temperature=2.0),
+    "int4 L64 K4 P96": dict(tables=64, bits=4, hyperplanes=96, count_bits=4),
     "fresh 150k": dict(_data="fresh", _n=146000),
     "fresh 150k, L64 P96": dict(_data="fresh", _n=146000, tables=64, hyperplanes=96),
     "fresh 150k, int4 L64 K6 P96": dict(_data="fresh", _n=146000, tables=64, hyperplanes=96, count_bits=4),
     "fresh 150k, int4 L64 K4 P96": dict(_data="fresh", _n=146000, tables=64, bits=4, hyperplanes=96, count_bits=4),
 }
-DEFAULT_LEVERS = list(LEVERS)[:8]   # the rest are slow (4 to 11 minutes each): ask for them with --only
+DEFAULT_LEVERS = list(LEVERS)[:9]   # the rest are slow (4 to 11 minutes each): ask for them with --only
 
 
 def median_of_means(sk, x, groups: int = 4) -> np.ndarray:
@@ -86,15 +88,40 @@ def one(tname: str, lever: str) -> dict:
     return row
 
 
+def mlp_one(tname: str, hidden: int, fresh: int) -> dict:
+    """The bench's equal-accuracy baseline (edgesketch.bench.mlp: one hidden layer, int8) with or without the same
+    fresh inputs the sketch gets: does the transfer set help the sketch more than the MLP?"""
+    import teachers
+    from edgesketch import data, teacher
+    from edgesketch.bench import mlp
+    from edgesketch.quantize import calibrate_inputs
+    ds, t = data.load("mnist1d"), teacher.load(teachers.ensure(tname))
+    layers = mlp.distill_mlp(t, ds.x_train, hidden, transfer=fresh_inputs(fresh) if fresh else None)
+    net = mlp.quantize(layers, *calibrate_inputs(ds.x_train), ds.x_train)
+    acc = float(np.mean(net.forward(net.quantize_inputs(ds.x_test)).argmax(1) == ds.y_test))
+    return dict(teacher=tname, shape=net.shape_str, fresh=fresh, int_accuracy=acc)
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--teachers", nargs="+", default=["mnist1d-cnn", "mnist1d-mlp"])
     ap.add_argument("--only", nargs="+", choices=sorted(LEVERS), default=DEFAULT_LEVERS)
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--mlp", action="store_true", help="instead: the bench's int8 MLP baseline at widths 16-64, "
+                    "without and with 146,000 fresh inputs (about 10 minutes)")
     a = ap.parse_args()
     import teachers
     for tn in a.teachers:
         teachers.ensure(tn)
+    if a.mlp:
+        print("| teacher | distilled int8 MLP | mixup (default) | 146,000 fresh inputs |")
+        print("|---|---|---|---|")
+        jobs = [(tn, h, f) for tn in a.teachers for h in (16, 32, 48, 64) for f in (0, 146000)]
+        with ProcessPoolExecutor(a.jobs, mp_context=get_context("spawn")) as ex:
+            res = list(ex.map(mlp_one, *zip(*jobs)))
+        for i in range(0, len(res), 2):
+            print(f"| {res[i]['teacher']} | {res[i]['shape']} | {res[i]['int_accuracy']:.4f} | {res[i + 1]['int_accuracy']:.4f} |")
+        sys.exit(0)
     jobs = [(tn, lv) for tn in a.teachers for lv in a.only]
     print("| teacher | lever | test accuracy (int) | agreement with teacher | train accuracy | table bytes |")
     print("|---|---|---|---|---|---|")

@@ -140,9 +140,10 @@ def teacher_layers(keras_model):
     return out
 
 
-def distill_mlp(teacher, x_train, hidden: int, epochs: int = 20, aug_size: int = 0, seed: int = 0, lr: float = 3e-3):
-    """One hidden layer (ReLU) trained on the teacher's soft labels of edgesketch.distill's augmentation.
-    Returns float layers [(W, b)] acting on the real input."""
+def distill_mlp(teacher, x_train, hidden: int, epochs: int = 20, aug_size: int = 0, seed: int = 0, lr: float = 3e-3,
+                transfer=None):
+    """One hidden layer (ReLU) trained on the teacher's soft labels of edgesketch.distill's augmentation (with the
+    same unlabelled `transfer` inputs a sketch would get). Returns float layers [(W, b)] acting on the real input."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras
     import tensorflow as tf
@@ -152,7 +153,7 @@ def distill_mlp(teacher, x_train, hidden: int, epochs: int = 20, aug_size: int =
     cfg = Config(aug_size=aug_size, seed=seed)
     rng = np.random.default_rng(seed)
     x = np.asarray(x_train, np.float32).reshape(len(x_train), -1)
-    xa = augment(x, cfg, rng)
+    xa = augment(x, cfg, rng, transfer)
     y, _ = targets(teacher, xa, cfg)
     k = 1.0 / max(float(np.abs(x).max()), 1e-6)
     m = keras.Sequential([keras.Input((x.shape[1],)), keras.layers.Dense(hidden, activation="relu"),
