@@ -191,10 +191,9 @@ def _plan_nibbles(sk: Sketch) -> dict:
             n, width = 4, 16                      # then a byte plane for the last 1 or 2: ceil(C / 2) bytes a cell
         mask = {32: "0x0F0F0F0Fu", 16: "0x0F0Fu", 8: "0x0Fu"}[width]
         words = (u[:, c0:c0 + n] << (4 * np.arange(n))).sum(1)
-        planes.append(dict(j=len(planes), t=f"uint{width}_t", mask=mask, hexw=width // 4,
-                           rows=_rows([f"0x{int(w):0{width // 4}X}" for w in words], 8)))
-        for i in range(n):
-            planes[-1].setdefault("lanes", []).append((c0 + i, "hi" if i % 2 else "lo", i // 2))
+        planes.append(dict(j=len(planes), t=f"uint{width}_t", mask=mask,
+                           rows=_rows([f"0x{int(w):0{width // 4}X}" for w in words], 8),
+                           lanes=[(c0 + i, "hi" if i % 2 else "lo", i // 2) for i in range(n)]))
         c0 += n
     extract = {c: f"(int32_t)(({acc}{j} >> {8 * b}) & 0xFFu)" if b else f"(int32_t)({acc}{j} & 0xFFu)"
                for j, pl in enumerate(planes) for c, acc, b in pl["lanes"]}

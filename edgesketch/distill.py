@@ -88,11 +88,11 @@ def distill(teacher, x_train: np.ndarray, cfg: Config, meta: dict, progress: Pro
     rng = np.random.default_rng(cfg.seed)
 
     x_train = np.asarray(x_train, np.float32).reshape(len(x_train), -1)
-    real = x_train if transfer is None else np.concatenate([x_train, np.asarray(transfer, np.float32).reshape(len(transfer), -1)])
-    in_scale, in_zero = quantize.calibrate_inputs(real)
-    offset = (real / in_scale + in_zero).mean(0).astype(np.float32)
     progress("relabel", 0, 1, {})
     xa = augment(x_train, cfg, rng, transfer)
+    real = xa[:len(x_train) + (0 if transfer is None else len(transfer))]   # augment puts the real inputs first
+    in_scale, in_zero = quantize.calibrate_inputs(real)
+    offset = (real / in_scale + in_zero).mean(0).astype(np.float32)
     y, ystat = targets(teacher, xa, cfg)
     progress("relabel", 1, 1, {"samples": len(xa)})
     xc = ((xa / in_scale + in_zero - offset) / UNIT).astype(np.float32)
