@@ -72,21 +72,26 @@ def run(board: str, files: dict[str, str], xq: np.ndarray | None, n_inputs: int,
     return DeviceRun(board, scores, costs, size.flash - base.flash, size.ram - base.ram, size.flash, size.ram, stack, full)
 
 
-def host_check(files: dict[str, str], xq: np.ndarray, n_outputs: int, workdir: Path | None = None) -> np.ndarray:
-    """Compile the model with the host gcc (-O2) into a small driver and return its scores on every row of xq."""
+def host_run(files: dict[str, str], main_c: str, args: list[str], stdin: bytes, workdir: Path | None = None):
+    """Compile the model's files and a driver `main_c` with the host gcc (-O2), run it with `args` and `stdin`, and
+    return the finished process (stdout, stderr as bytes)."""
     import subprocess
     tmp = Path(tempfile.mkdtemp(prefix="es-host-", dir=workdir))
     try:
         for k, v in files.items():
             (tmp / k).write_text(v)
-        (tmp / "main.c").write_text(
-            "#include <stdio.h>\n#include \"es_model.h\"\nint main(void){int8_t x[ES_N_INPUTS];int32_t s[ES_N_OUTPUTS];\n"
-            "while(fread(x,1,ES_N_INPUTS,stdin)==ES_N_INPUTS){es_predict_q(x,s);fwrite(s,4,ES_N_OUTPUTS,stdout);}return 0;}\n")
+        (tmp / "main.c").write_text(main_c)
         cs = [str(tmp / k) for k in files if k.endswith(".c")]
         subprocess.run(["gcc", "-O2", "-std=c99", "-o", str(tmp / "drv"), str(tmp / "main.c"), *cs, "-lm"], check=True,
                        capture_output=True)
-        out = subprocess.run([str(tmp / "drv")], input=np.ascontiguousarray(xq, np.int8).tobytes(), capture_output=True,
-                             check=True).stdout
-        return np.frombuffer(out, np.int32).reshape(-1, n_outputs)
+        return subprocess.run([str(tmp / "drv"), *args], input=stdin, capture_output=True, check=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def host_check(files: dict[str, str], xq: np.ndarray, n_outputs: int, workdir: Path | None = None) -> np.ndarray:
+    """Compile the model with the host gcc (-O2) into a small driver and return its scores on every row of xq."""
+    main_c = ("#include <stdio.h>\n#include \"es_model.h\"\nint main(void){int8_t x[ES_N_INPUTS];int32_t s[ES_N_OUTPUTS];\n"
+              "while(fread(x,1,ES_N_INPUTS,stdin)==ES_N_INPUTS){es_predict_q(x,s);fwrite(s,4,ES_N_OUTPUTS,stdout);}return 0;}\n")
+    out = host_run(files, main_c, [], np.ascontiguousarray(xq, np.int8).tobytes(), workdir).stdout
+    return np.frombuffer(out, np.int32).reshape(-1, n_outputs)

@@ -21,7 +21,6 @@ import json
 import multiprocessing
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -86,14 +85,7 @@ def _device_all(files, xq, ref, D, C, workdir, tag, boards=BOARDS, xq_sub=None):
     return out
 
 
-def host_throughput(files: dict[str, str], xq: np.ndarray, n_outputs: int, repeats: int, workdir: Path) -> tuple[float, np.ndarray]:
-    """Seconds per sample of the generated C model built with host gcc -O2, over the whole test set x repeats
-    (timed inside C with CLOCK_MONOTONIC), and its scores."""
-    tmp = Path(tempfile.mkdtemp(prefix="es-thr-", dir=workdir))
-    try:
-        for k, v in files.items():
-            (tmp / k).write_text(v)
-        (tmp / "main.c").write_text(r"""
+_THROUGHPUT_MAIN = r"""
 #define _POSIX_C_SOURCE 199309L
 #include <stdio.h>
 #include <stdlib.h>
@@ -112,15 +104,15 @@ int main(int argc, char **argv) {
     for (i = 0; i < n * ES_N_OUTPUTS; i++) { c = s[i]; fwrite(&c, 4, 1, stdout); }
     return 0;
 }
-""")
-        cs = [str(tmp / k) for k in files if k.endswith(".c")]
-        subprocess.run(["gcc", "-O2", "-std=c99", "-o", str(tmp / "drv"), str(tmp / "main.c"), *cs, "-lm"],
-                       check=True, capture_output=True)
-        p = subprocess.run([str(tmp / "drv"), str(len(xq)), str(repeats)], input=np.ascontiguousarray(xq, np.int8).tobytes(),
-                           capture_output=True, check=True)
-        return float(p.stderr.split()[0]), np.frombuffer(p.stdout, np.int32).reshape(-1, n_outputs)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+"""
+
+
+def host_throughput(files: dict[str, str], xq: np.ndarray, n_outputs: int, repeats: int, workdir: Path) -> tuple[float, np.ndarray]:
+    """Seconds per sample of the generated C model built with host gcc -O2, over the whole test set x repeats
+    (timed inside C with CLOCK_MONOTONIC), and its scores."""
+    p = device.host_run(files, _THROUGHPUT_MAIN, [str(len(xq)), str(repeats)], np.ascontiguousarray(xq, np.int8).tobytes(),
+                        workdir)
+    return float(p.stderr.split()[0]), np.frombuffer(p.stdout, np.int32).reshape(-1, n_outputs)
 
 
 def _row(task, tname, contender, **kw):
@@ -299,7 +291,7 @@ def bench_teacher(task: str, tname: str, quick: bool, teacher_dir: str, workdir:
     # 7. host throughput: generated sketch C (gcc -O2) vs ai-edge-litert on the int8 teacher, both one sample per call
     #    and litert with the whole test set in one call (its best case)
     reps = 20 if quick else 200
-    lat_b = _litert_batched(tfl, x_te)
+    lat_b = tflite.litert_batched(tfl, x_te)
     extra.update(litert_batched_s_per_sample=lat_b, host=[])
     for label, sk, files in host_models:
         sec, host_scores = host_throughput(files, xq, C, reps, workdir)
@@ -316,25 +308,6 @@ def bench_teacher(task: str, tname: str, quick: bool, teacher_dir: str, workdir:
     extra.update(teacher_acc=t_acc, teacher_f32=f32, teacher_int8_m4=teacher_int8_m4, seconds=time.time() - t_start,
                  goal_sketches=goal_rows, pairs=pairs, is_mlp=is_mlp)
     return rows, extra
-
-
-def _litert_batched(model_bytes: bytes, x: np.ndarray, repeats: int = 5) -> float:
-    """ai-edge-litert seconds per sample with the whole test set in one invoke (its best case)."""
-    from ai_edge_litert.interpreter import Interpreter
-    it = Interpreter(model_content=model_bytes, num_threads=1)
-    inp = it.get_input_details()[0]
-    shape = (len(x),) + tuple(inp["shape"][1:])
-    it.resize_tensor_input(inp["index"], shape)
-    it.allocate_tensors()
-    s, z = inp["quantization"]
-    xq = np.clip(np.rint(np.asarray(x, np.float32).reshape(shape) / s + z), -128, 127).astype(np.int8)
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        it.set_tensor(inp["index"], xq)
-        it.invoke()
-        best = min(best, (time.perf_counter() - t0) / len(x))
-    return best
 
 
 def _conv_macs(model) -> int:
@@ -577,8 +550,9 @@ def main(argv=None) -> int:
                 keys = [k for k in plan if k in done]   # rows in plan order, whatever order teachers finish in
                 rows = [r for k in keys for r in done[k][0]]
                 extras = {k: done[k][1] for k in keys}
-                _write_all(out, rows, kernel, extras, a.quick, time.time() - t0, failed, partial=n < len(plan),
-                           json_path=a.json)
+                if n < len(plan):   # a partial report while others run; the complete one is written below
+                    _write_all(out, rows, kernel, extras, a.quick, time.time() - t0, failed, partial=True,
+                               json_path=a.json)
         if not done:
             raise RuntimeError("no teacher finished: " + "; ".join(failed))
         total = time.time() - t0
