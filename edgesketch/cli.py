@@ -53,6 +53,12 @@ data: """ + _data_help())
     d.add_argument("--bits", "-K", type=int, default=6, metavar="K", help="hash bits per table: 2^K cells (default 6)")
     d.add_argument("--hyperplanes", "-P", type=int, default=48, metavar="P", help="shared hyperplanes, learned mode (default 48)")
     d.add_argument("--taps", "-s", type=int, default=8, metavar="S", help="ternary taps per hyperplane, learned mode (default 8)")
+    d.add_argument("--selectors", choices=["random", "window"], default="random",
+                   help="which hyperplanes a table reads: random, or window (K consecutive ones: the compact C reads a "
+                   "bucket with one shift) (default random)")
+    d.add_argument("--signs", choices=["free", "balanced"], default="free",
+                   help="tap signs of each hyperplane: free, or balanced (half +1, half -1: the compact C needs no negated "
+                   "copy of the input) (default free)")
     d.add_argument("--representers", type=int, default=128, metavar="M", help="kernel representers, representer mode (default 128)")
     d.add_argument("--count-bits", type=int, choices=[4, 8, 16], default=8, help="bits per table cell: 4 (packed two a byte, trained through the 4-bit grid), "
                    "8 (default) or 16")
@@ -152,6 +158,12 @@ def cmd_distill(a) -> int:
         raise UserError(f"--bits {a.bits} makes tables of 2^{a.bits} cells each; use 12 or fewer (6 is typical)")
     if a.mode == "learned" and a.bits > a.hyperplanes:
         raise UserError(f"--bits {a.bits} needs at least that many --hyperplanes (got {a.hyperplanes})")
+    if a.mode == "learned" and a.selectors == "window":
+        from .sketch import window_selectors
+        try:
+            window_selectors(a.hyperplanes, a.tables, a.bits)
+        except ValueError as e:
+            raise UserError(f"--selectors window: {e}") from None
     out = Path(a.out)
     if out.exists() and not a.force:
         raise UserError(f"{out} already exists; pass --force to replace it or choose another -o")
@@ -163,7 +175,8 @@ def cmd_distill(a) -> int:
                          f"data {ds.source}: {len(ds.x_train)} train / {len(ds.x_test)} test"
                          + (f"; transfer {a.transfer}: {len(xt)} unlabelled" if xt is not None else ""))
     cfg = Config(mode=a.mode, tables=a.tables, bits=a.bits, hyperplanes=a.hyperplanes, taps=a.taps, representers=a.representers,
-                 count_bits=a.count_bits, epochs=a.epochs, augment=not a.no_augment, seed=a.seed)
+                 count_bits=a.count_bits, epochs=a.epochs, augment=not a.no_augment, seed=a.seed, selectors=a.selectors,
+                 signs=a.signs)
     names = ds.class_names or [str(c) for c in range(t.n_outputs)]
     meta = {"source": ds.source, "split": ds.split, "teacher": str(Path(a.teacher).resolve()), "input_shape": list(t.input_shape),
             "class_names": names if t.task == "classification" else [f"y{c}" for c in range(t.n_outputs)]}
@@ -219,6 +232,7 @@ def cmd_info(a) -> int:
             ("input", f"{sk.n_inputs} int8 values (teacher shape {tuple(m.get('input_shape', []))})"),
             ("tables L x 2^K x C", f"{sk.n_tables} x {1 << sk.n_bits} x {sk.n_outputs} x {sk.count_bits}-bit = {sk.table_bytes:,} bytes"),
             ("hyperplanes P", f"{sk.n_hyperplanes}, {sk.n_taps} ternary taps, {sk.projection_bytes:,} bytes"),
+            ("hash structure", _structure(sk)),
             ("ops per inference", f"{sk.ops_per_inference:,} ({sk.n_taps} adds to hash, {sk.n_tables * sk.n_outputs} lookups+adds)"),
             ("worst-case |projection|", projection_bound(sk)), ("worst-case |score|", score_bound(sk)),
             ("data", f"{m.get('source')} {m.get('split', '')}"), ("teacher", m.get("teacher"))]
@@ -229,6 +243,14 @@ def cmd_info(a) -> int:
             rows.append((k.replace("_", " ") + " (at distil time)", m["metrics"][k]))
     report.out.print(report.kv_table(rows, str(a.sketch)))
     return 0
+
+
+def _structure(sk) -> str:
+    from .sketch import hash_structure
+    h = hash_structure(sk)
+    return (f"{'window' if h['windows'] else 'random'} selectors, {'balanced' if h['balanced'] else 'free'} signs "
+            f"(compact C: {'packed hash bits' if h['windows'] else 'a byte per hash bit'}, "
+            f"{'reads x directly' if h['balanced'] else 'a negated copy of x'})")
 
 
 def cmd_boards(a) -> int:

@@ -7,7 +7,11 @@ Two layouts of one computation (both equal sketch.int_scores bit for bit):
   unrolled  each hyperplane is straight-line code (one load at a constant offset and one add/sub per tap, the
             threshold a constant); its hash bit goes straight to its place(s) in packed bucket words, so a table's
             bucket is one shift and mask. Fastest; about 6 bytes of code per tap.
-  compact   loops over const tap lists (index arrays, positives first then negatives); about 1 byte per tap.
+  compact   loops over const tap lists (one index byte per tap) into a word-aligned stack copy of x and ~x, the hash
+            bits a byte each, and a bucket gathered from K of them. Two structures make it faster (sketch.hash_structure,
+            distill --signs balanced / --selectors window): when every hyperplane has the same numbers of positive and
+            negative taps it reads x itself (no copy); when every table reads K consecutive hyperplanes within a
+            32-bit word, hash bits are packed into words and a bucket is one shift and mask.
 Count tables are one flat const array (row = table * 2^K + bucket, C counts a row). On cores with the DSP extension
 and unaligned loads (Cortex-M4/M7/M33...) int8 counts are added four at a time with SXTAB16 into 16-bit lanes, behind
 `#if`, next to the plain loop; it is used only when score_bound(sketch) fits a 16-bit lane.
@@ -26,7 +30,7 @@ import numpy as np
 from . import __version__
 from .errors import UserError
 from .paths import templates_dir
-from .sketch import Sketch, projection_bound, score_bound, validate
+from .sketch import Sketch, hash_structure, projection_bound, score_bound, validate
 
 _env = None
 
@@ -126,10 +130,13 @@ def _plan(sk: Sketch, layout: str, prefix: str) -> dict:
         s = sign[ptr[p]:ptr[p + 1]]
         zmax, zmin = 127 * int((s > 0).sum()) + 128 * int((s < 0).sum()), -128 * int((s > 0).sum()) - 127 * int((s < 0).sum())
         thr.append(int(min(max(int(sk.threshold[p]), zmin - 1), zmax)))
-    # compact code adds ~x[i] = -x[i] - 1 for a negative tap, so its thresholds drop by the negative-tap count
+    # compact code adds ~x[i] = -x[i] - 1 for a negative tap, so its thresholds drop by the negative-tap count; unless
+    # every hyperplane has the same numbers of positive and negative taps (--signs balanced): then it reads x directly
     ntap = np.diff(ptr)
     nneg = [int((sign[ptr[p]:ptr[p + 1]] < 0).sum()) for p in range(P)]
-    if layout == "compact":
+    structure = hash_structure(sk)
+    direct = layout == "compact" and structure["balanced"]
+    if layout == "compact" and not direct:
         thr = [t - int(n) for t, n in zip(thr, nneg)]
     # the C computes threshold - sum (its sign bit is the hash bit): |.| <= |threshold| + 128 * taps
     pbound = max([projection_bound(sk)] + [abs(t) + 128 * int(n) for t, n in zip(thr, ntap)])
@@ -171,7 +178,7 @@ def _plan(sk: Sketch, layout: str, prefix: str) -> dict:
     if layout == "unrolled":
         ctx.update(_plan_unrolled(sk, thr, used, f"{prefix}_proj_t"))
     else:
-        ctx.update(_plan_compact(sk, thr, used))
+        ctx.update(_plan_compact(sk, thr, used, direct, structure["windows"], prefix))
     return ctx
 
 
@@ -236,25 +243,42 @@ def _plan_unrolled(sk: Sketch, thr, used, proj_t) -> dict:
     )
 
 
-def _plan_compact(sk: Sketch, thr, used) -> dict:
-    P, D = sk.n_hyperplanes, sk.n_inputs
+def _plan_compact(sk: Sketch, thr, used, direct: bool, windows: bool, prefix: str) -> dict:
+    """direct: every hyperplane has the same (taps, negative taps); its positive taps come first and the C reads x
+    itself (no negated copy). packed: table l reads the K consecutive hyperplanes start[l] .. start[l] + K - 1 within
+    one 32-bit word (--selectors window): hash bits are packed into words and a bucket is one shift and mask."""
+    P, D, K = sk.n_hyperplanes, sk.n_inputs, sk.n_bits
     ptr, idx, sign = sk.tap_ptr, sk.tap_idx, sk.tap_sign
+    nxw = -(-D // 4)   # words of x in the stack buffer; ~x starts at byte 4 * nxw
     order = [p for p in range(P) if used[p]] + [p for p in range(P) if not used[p]]  # used first
     rank = np.empty(P, np.int64)
     rank[order] = np.arange(P)
     tap_idx, ntap, thr_o = [], [], []
-    for p in order:   # a tap reads xx[i] = x[i] (positive) or xx[D + i] = ~x[i] (negative)
+    for p in order:   # a tap reads xx[i] = x[i] (positive) or xx[4 nxw + i] = ~x[i] (negative); direct: x[i], + then -
+        taps = sorted(zip(sign[ptr[p]:ptr[p + 1]], idx[ptr[p]:ptr[p + 1]]), key=lambda t: -int(t[0])) if direct else \
+            zip(sign[ptr[p]:ptr[p + 1]], idx[ptr[p]:ptr[p + 1]])
         ntap.append(int(ptr[p + 1] - ptr[p]))
-        tap_idx += [int(i) + (D if s < 0 else 0) for i, s in zip(idx[ptr[p]:ptr[p + 1]], sign[ptr[p]:ptr[p + 1]])]
+        tap_idx += [int(i) + (4 * nxw if s < 0 and not direct else 0) for s, i in taps]
         thr_o.append(thr[p])
     uniform = len(set(ntap)) == 1
+    permuted = order != list(range(P))
+    sel = sk.table_sel.astype(np.int64)
+    packed = windows and not permuted
+    npos = int((sign[ptr[0]:ptr[1]] > 0).sum()) if direct and P else 0
+    if packed:
+        starts = [int(r[0]) for r in sel]
+        bucket = (f"((w0 >> *sel) & {prefix.upper()}_MASK_)" if P <= 32 else
+                  f"((w[*sel >> 5] >> (*sel & 31u)) & {prefix.upper()}_MASK_)")
     return dict(
-        n_used=int(used.sum()), permuted=order != list(range(P)),
+        n_used=int(used.sum()), permuted=permuted, direct=direct, packed=packed,
+        n_hw=-(-P // 32), one_word=P <= 32,
         rank=_rows([int(r) for r in rank]), rank_t=_uint_type(P - 1),
-        tap_idx=_rows(tap_idx or [0]), idx_t=_uint_type(2 * D - 1), n_tapidx=max(1, len(tap_idx)),
-        taps_each=ntap[0] if uniform else None, ntap=_rows(ntap), n_t=_uint_type(max(ntap, default=0)),
+        tap_idx=_rows(tap_idx or [0]), idx_t=_uint_type(D - 1 if direct else 8 * nxw - 1), nxw=nxw, n_tapidx=max(1, len(tap_idx)),
+        taps_each=ntap[0] if uniform else None, npos=npos, ntap=_rows(ntap), n_t=_uint_type(max(ntap, default=0)),
         thr=_rows([_c_int(t) for t in thr_o]), thr_t=_int_type(min(thr_o, default=0), max(thr_o, default=0)),
-        sel=_rows([int(rank[s]) for s in sk.table_sel.reshape(-1)]), sel_t=_uint_type(P - 1),
+        sel=_rows(starts if packed else [int(rank[s]) for s in sel.reshape(-1)]),
+        sel_t=_uint_type(P - 1), n_sel=len(starts) if packed else sel.size,
+        sel_step=1 if packed else K, bucket=bucket if packed else f"{prefix}_bucket_(b, sel)",
     )
 
 

@@ -19,7 +19,8 @@ from typing import Callable
 import numpy as np
 
 from . import quantize
-from .sketch import Sketch, csr_from_dense, int_buckets, quantize_inputs, random_ternary, representer_counts
+from .sketch import (Sketch, csr_from_dense, int_buckets, quantize_inputs, random_ternary, representer_counts,
+                     window_selectors)
 
 UNIT = 64.0  # hyperplanes are trained on (u - offset) / UNIT: int8 units brought to about unit scale
 
@@ -45,6 +46,8 @@ class Config:
     temperature: float = 1.0
     table_dropout: float = 0.0  # drop each table's vote with this probability while training (against co-adaptation)
     count_bits: int = 8
+    selectors: str = "random"  # which hyperplanes a table reads: "random", or "window" (K consecutive ones in a 32-bit word)
+    signs: str = "free"        # tap signs: "free", or "balanced" (s/2 positive and s/2 negative taps per hyperplane)
     seed: int = 0
 
 
@@ -161,7 +164,8 @@ class _Fit:
     def learned(self, sk: Sketch, xa: np.ndarray):
         tf, cfg, D, C = self.tf, self.cfg, self.D, self.C
         L, K, P, s = cfg.tables, cfg.bits, cfg.hyperplanes, min(cfg.taps, self.D)
-        sel = _selectors(P, L, K, self.rng)
+        sel = window_selectors(P, L, K) if cfg.selectors == "window" else _selectors(P, L, K, self.rng)
+        half = s // 2 if cfg.signs == "balanced" else None
         W = tf.Variable(self.rng.normal(0, 1 / math.sqrt(D), (D, P)).astype(np.float32))
         b = tf.Variable(np.zeros(P, np.float32))
         T = tf.Variable(np.zeros((L, 1 << K, C), np.float32))
@@ -186,6 +190,10 @@ class _Fit:
         opt2 = tf.keras.optimizers.Adam(cfg.lr)
 
         def ternary(w):
+            if half is not None:  # the s/2 largest positive weights as +1, the s - s/2 most negative as -1
+                kp = tf.math.top_k(tf.transpose(w), half).values[:, -1]
+                kn = tf.math.top_k(tf.transpose(-w), s - half).values[:, -1]
+                return tf.where(w >= kp[None, :], 1.0, 0.0) - tf.where(-w >= kn[None, :], 1.0, 0.0)
             kth = tf.math.top_k(tf.transpose(tf.abs(w)), s).values[:, -1]
             return tf.where(tf.abs(w) >= kth[None, :], tf.sign(w), 0.0)
 
@@ -284,3 +292,4 @@ def _selectors(P: int, L: int, K: int, rng) -> np.ndarray:
         use[row] += 1
         sel.append(row)
     return np.array(sel, np.int64)
+

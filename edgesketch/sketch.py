@@ -224,9 +224,11 @@ def int_thresholds(threshold_f, offset, tap_ptr, tap_idx, tap_sign) -> np.ndarra
 
 
 def random_sketch(D: int = 64, C: int = 10, L: int = 16, K: int = 6, P: int | None = None, taps: int | None = None,
-                  count_dtype=np.int8, seed: int = 0, task: str = "classification", count_bits: int | None = None) -> Sketch:
+                  count_dtype=np.int8, seed: int = 0, task: str = "classification", count_bits: int | None = None,
+                  selectors: str = "random", signs: str = "free") -> Sketch:
     """A well-formed sketch with random hyperplanes and random counts: for tests of codegen and firmware, which
-    must be bit-exact on any sketch, trained or not. P=None gives representer layout (L*K private hyperplanes)."""
+    must be bit-exact on any sketch, trained or not. P=None gives representer layout (L*K private hyperplanes).
+    selectors="window" and signs="balanced" give the structure of distill's --selectors window / --signs balanced."""
     rng = np.random.default_rng(seed)
     shared = P is not None
     P = P if shared else L * K
@@ -235,11 +237,14 @@ def random_sketch(D: int = 64, C: int = 10, L: int = 16, K: int = 6, P: int | No
     else:
         R = np.zeros((D, P), np.int8)
         for p in range(P):
-            R[rng.choice(D, min(taps, D), replace=False), p] = rng.choice(np.array([-1, 1], np.int8), min(taps, D))
+            n = min(taps, D)
+            R[rng.choice(D, n, replace=False), p] = (rng.permutation(np.arange(n) < n // 2) * 2 - 1 if signs == "balanced"
+                                                     else rng.choice(np.array([-1, 1], np.int8), n))
     ptr, idx, sign = csr_from_dense(R)
     offset = rng.normal(0, 20, D).astype(np.float32)
     thr_f = rng.normal(0, 30, P).astype(np.float32)
-    sel = (rng.integers(0, P, (L, K)) if shared else np.arange(L * K).reshape(L, K)).astype(np.int32)
+    sel = (window_selectors(P, L, K) if shared and selectors == "window" else rng.integers(0, P, (L, K)) if shared
+           else np.arange(L * K).reshape(L, K)).astype(np.int32)
     lo, hi = (-8, 7) if count_bits == 4 else (np.iinfo(count_dtype).min, np.iinfo(count_dtype).max)
     counts = rng.integers(lo, hi, (L, 1 << K, C), endpoint=True).astype(np.int8 if count_bits == 4 else count_dtype)
     out_scale = np.full(C, 0.01, np.float32)
@@ -249,6 +254,46 @@ def random_sketch(D: int = 64, C: int = 10, L: int = 16, K: int = 6, P: int | No
                   offset=offset, tap_ptr=ptr, tap_idx=idx, tap_sign=sign, threshold_f=thr_f,
                   threshold=int_thresholds(thr_f, offset, ptr, idx, sign), table_sel=sel,
                   counts_f=counts * out_scale, counts=counts, out_scale=out_scale, out_bias=np.zeros(C, np.float32))
+
+
+def hash_structure(sk: Sketch) -> dict:
+    """What compact C can exploit: "windows", every table reads K consecutive hyperplanes within one 32-bit word of
+    packed hash bits (window_selectors); "balanced", every hyperplane has the same numbers of positive and negative
+    taps (distill --signs balanced). Any sketch may have either; neither changes what it computes."""
+    ptr, sign, K = sk.tap_ptr, sk.tap_sign, sk.n_bits
+    kinds = {(int(ptr[p + 1] - ptr[p]), int((sign[ptr[p]:ptr[p + 1]] < 0).sum())) for p in range(sk.n_hyperplanes)}
+    sel = np.asarray(sk.table_sel, np.int64)
+    windows = all((row == row[0] + np.arange(K)).all() and row[0] // 32 == (row[0] + K - 1) // 32 for row in sel)
+    return {"windows": bool(windows), "balanced": len(kinds) == 1}
+
+
+def window_selectors(P: int, L: int, K: int) -> np.ndarray:
+    """table_sel where table l reads K consecutive hyperplanes q_l .. q_l + K - 1 lying in one 32-bit word of packed
+    hash bits (bit p in word p // 32), so that compact C reads its bucket with one shift and mask. Tables are shared
+    out among the words in proportion to their bits, and spread evenly over each word from its first bit to its
+    last; ValueError unless every hyperplane is read. [L, K]"""
+    sizes = [min(32, P - j) for j in range(0, P, 32)]
+    room = [max(0, n - K + 1) for n in sizes]          # distinct windows in each word
+    if sum(room) < L:
+        raise ValueError(f"window selectors: only {sum(room)} distinct windows of {K} bits in {P} hyperplanes for "
+                         f"{L} tables; use more hyperplanes or random selectors")
+    share = np.array([n if r else 0 for n, r in zip(sizes, room)], np.float64)
+    want = L * share / share.sum()
+    t = np.minimum(np.floor(want).astype(np.int64), room)
+    for j in np.argsort(-(want - t), kind="stable"):   # largest remainders first, then wherever there is room
+        if t.sum() < L and t[j] < room[j]:
+            t[j] += 1
+    while t.sum() < L:
+        j = int(np.argmax(np.array(room) - t))
+        t[j] += 1
+    starts = [32 * j + int(q) for j, n in enumerate(t) if n
+              for q in np.round(np.linspace(0, sizes[j] - K, n)).astype(np.int64)]
+    sel = np.array([[q + k for k in range(K)] for q in starts], np.int64)
+    unread = P - len(np.unique(sel))
+    if unread:
+        raise ValueError(f"window selectors: {L} tables of {K} bits leave {unread} of {P} hyperplanes unread; use "
+                         f"fewer hyperplanes or more tables")
+    return sel
 
 
 # ---------------------------------------------------------------- representer mode (the paper's construction)

@@ -30,6 +30,20 @@ SKETCHES["representer-dense-C1-regression"] = dict(D=17, C=1, L=3, K=3, seed=8, 
 SKETCHES["learned-wide-D200-P300"] = dict(D=200, C=5, P=300, taps=12, L=60, K=7, seed=9)   # u16 indices, selectors
 SKETCHES["learned-empty-hyperplanes"] = dict(D=64, C=10, P=48, taps=8, L=16, K=6, seed=10)
 SKETCHES["learned-wide-D200-P300-int4"] = dict(D=200, C=5, P=300, taps=12, L=60, K=7, seed=11, count_bits=4)  # 4 groups
+# --selectors window / --signs balanced: packed hash bits (one word, several words) and direct reads of x, alone and
+# together, on every count type
+SKETCHES["learned-window-balanced-int4"] = dict(D=64, C=10, P=32, taps=8, L=16, K=4, seed=30, count_bits=4,
+                                                selectors="window", signs="balanced")
+SKETCHES["learned-window-balanced-P48-int8"] = dict(D=64, C=10, P=48, taps=8, L=16, K=6, seed=31, selectors="window",
+                                                    signs="balanced")
+SKETCHES["learned-window-P48-int16"] = dict(D=64, C=10, P=48, taps=8, L=16, K=6, seed=32, count_dtype=np.int16,
+                                            selectors="window")
+SKETCHES["learned-balanced-odd-taps-C3"] = dict(D=40, C=3, P=20, taps=5, L=6, K=5, seed=33, signs="balanced")
+SKETCHES["learned-window-balanced-wide-P300-int4"] = dict(D=200, C=5, P=300, taps=12, L=60, K=7, seed=34, count_bits=4,
+                                                          selectors="window", signs="balanced")
+STRUCTURED = {"learned-window-balanced-int4": (True, True), "learned-window-balanced-P48-int8": (True, True),
+              "learned-window-P48-int16": (False, True), "learned-balanced-odd-taps-C3": (True, False),
+              "learned-window-balanced-wide-P300-int4": (True, True), "learned-L16K6-int8": (False, False)}
 for _c in (1, 2, 3, 6, 7, 8, 9, 16, 17):   # every plane mix of 4-bit counts (uint32 / uint16 / uint8 words)
     SKETCHES[f"learned-int4-C{_c}"] = dict(D=24, C=_c, P=16, taps=4, L=18, K=4, seed=20 + _c, count_bits=4)
 
@@ -98,7 +112,7 @@ def test_host_matches_reference(name, layout, tmp_path):
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("name", [n for n in SKETCHES if n.endswith(("L16K6-int8", "L8K4-int16", "L16K6-int4"))]
                          + ["learned-odd-D40-C3", "representer-dense-C1-regression", "learned-empty-hyperplanes",
-                            "learned-wide-D200-P300-int4", "learned-int4-C1", "learned-int4-C9"])
+                            "learned-wide-D200-P300-int4", "learned-int4-C1", "learned-int4-C9"] + list(STRUCTURED)[:5])
 def test_sanitizers(name, layout, tmp_path):
     """-fsanitize=address,undefined over the same rows (out-of-bounds reads of the tables or x, signed overflow)."""
     sk = make(name)
@@ -202,10 +216,12 @@ def test_static_asserts_fire(std, tmp_path):
 # ---------------------------------------------------------------- Cortex-M under QEMU: the SXTAB16 path and the plain one
 @pytest.mark.parametrize("cpu,layout,counts", [("cortex-m4", "unrolled", "int8"), ("cortex-m4", "compact", "int8"),
                                               ("cortex-m3", "unrolled", "int8"), ("cortex-m4", "unrolled", "int4"),
-                                              ("cortex-m4", "compact", "int4")])
+                                              ("cortex-m4", "compact", "int4"), ("cortex-m4", "compact", "window-int8"),
+                                              ("cortex-m3", "compact", "window-int4")])
 def test_cortex_m_under_qemu(cpu, layout, counts, tmp_path):
-    sk = make(f"learned-L16K6-{counts}")
-    assert ("ES_USE_DSP_ 1" in codegen.generate(sk, layout)["es_model.c"]) == (counts == "int8")
+    sk = make({"window-int8": "learned-window-balanced-P48-int8", "window-int4": "learned-window-balanced-int4"}.get(
+        counts, f"learned-L16K6-{counts}"))
+    assert ("ES_USE_DSP_ 1" in codegen.generate(sk, layout)["es_model.c"]) == counts.endswith("int8")
     xq = rows_for(sk, n=150)[:300]
     scores, instr = cu.run_qemu_cortex_m(sk, layout, xq, tmp_path, cpu)
     want = int_scores(sk, xq)
@@ -257,6 +273,16 @@ def test_header_banner_and_api():
     # no model id yet
     del sk.meta["model_id"]
     assert '#define ES_MODEL_ID        "unsaved"' in codegen.generate(sk)["es_model.h"]
+
+
+@pytest.mark.parametrize("name", list(STRUCTURED))
+def test_structured_hashing_takes_its_paths(name):
+    """Compact C reads x directly (no negated copy) when every hyperplane has the same numbers of positive and
+    negative taps, and packs hash bits into words (a bucket is one shift and mask) when every table reads a window."""
+    direct, packed = STRUCTURED[name]
+    c = codegen.generate(make(name), "compact")["es_model.c"]
+    assert ("xbuf" not in c) == direct
+    assert ("es_hash_(x, w)" in c and "es_bits_" not in c) == packed
 
 
 def test_unrolled_is_straight_line():

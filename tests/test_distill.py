@@ -103,3 +103,25 @@ def test_transfer_is_training_inputs_without_labels(digits_teacher):
     b = distill(t, np.concatenate([ds.x_train, xt]), Config(**cfg), {})
     for k in ("in_scale", "in_zero", "tap_idx", "tap_sign", "threshold", "counts"):
         assert (getattr(a, k) == getattr(b, k)).all(), k
+
+
+def test_cli_window_selectors_and_balanced_signs(tmp_path, digits_teacher):
+    """--selectors window / --signs balanced give the structure the compact C exploits (hash_structure), info says
+    so, and the compact C takes the packed, direct path and is bit-exact on the whole test set."""
+    from edgesketch import codegen, esk
+    from edgesketch.sketch import hash_structure, quantize_inputs
+    import ctest_util as cu
+    code, out, err = run_cli("distill", digits_teacher, "--data", "sklearn:digits", "-o", tmp_path / "w.esk", "--epochs", "2",
+                             "-L", "12", "-K", "4", "-P", "40", "--selectors", "window", "--signs", "balanced", "--count-bits", "4")
+    assert code == 0, err
+    sk = esk.load(tmp_path / "w.esk")
+    assert hash_structure(sk) == {"windows": True, "balanced": True}
+    assert (np.diff(sk.tap_ptr) == 8).all() and all((sk.tap_sign[sk.tap_ptr[p]:sk.tap_ptr[p + 1]] > 0).sum() == 4
+                                                    for p in range(sk.n_hyperplanes))
+    assert sorted(set(sk.table_sel.ravel())) == list(range(40))            # every hyperplane read, two words of bits
+    code, out, _ = run_cli("info", tmp_path / "w.esk")
+    assert "window selectors, balanced signs" in " ".join(out.split())
+    c = codegen.generate(sk, "compact")["es_model.c"]
+    assert "es_hash_(x, w)" in c and "xbuf" not in c
+    xq = quantize_inputs(sk, data.load("sklearn:digits").x_test)
+    cu.assert_c_matches_reference(sk, xq, "compact", workdir=tmp_path)

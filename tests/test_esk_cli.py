@@ -116,6 +116,7 @@ def test_cli_bad_inputs(tmp_path, digits_teacher, digits_esk):
         (["distill", digits_teacher, "--data", "sklearn:digits", "-o", digits_esk], ["already exists", "--force"]),
         (["distill", digits_teacher, "--data", "sklearn:digits", "-o", out, "--bits", "20"], ["--bits"]),
         (["distill", _multi_input_teacher(tmp_path), "--data", "sklearn:digits", "-o", out], ["2 inputs"]),
+        (["distill", digits_teacher, "--data", "sklearn:digits", "-o", out, "--selectors", "window", "-P", "8"], ["--selectors window", "3 distinct windows", "more hyperplanes"]),
         (["distill", digits_teacher, "--data", "sklearn:digits", "-o", out, "--transfer", tmp_path / "nope.npz"], ["not found", "array x"]),
         (["distill", digits_teacher, "--data", "sklearn:digits", "-o", out, "--transfer", _npz(tmp_path / "tx.npz", inputs=np.zeros((5, 64)))], ["no array x", "inputs", "numpy.savez"]),
         (["distill", digits_teacher, "--data", "sklearn:digits", "-o", out, "--transfer", _npz(tmp_path / "tf.npz", x=np.zeros((5, 30)))], ["30 values", "has 64"]),
