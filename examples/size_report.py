@@ -2,6 +2,7 @@
 
     python examples/size_report.py            # the digits-shaped and P=64/L=32 sketches, both layouts, M4 and M0
     python examples/size_report.py --no-count # sizes only
+    python examples/size_report.py --structure  # the small int4 sketch in each hash structure (--selectors, --signs)
     python examples/size_report.py --sketch build/digits/digits.esk --firmware
                                               # a real sketch, plus whole PlatformIO firmware for qemu-m4 and qemu-m0
 
@@ -30,6 +31,10 @@ SHAPES = {
     "digits P=48 s=8 L=16 K=6": dict(D=64, C=10, P=48, taps=8, L=16, K=6),
     "P=64 s=8 L=32 K=6": dict(D=64, C=10, P=64, taps=8, L=32, K=6),
 }
+_SMALL = dict(D=64, C=10, P=32, taps=8, L=16, K=4, count_bits=4)   # the bench's small sketch, in each hash structure
+STRUCTURED = {"L16K4P32 int4": _SMALL, "L16K4P32 int4 window": dict(_SMALL, selectors="window"),
+              "L16K4P32 int4 balanced": dict(_SMALL, signs="balanced"),
+              "L16K4P32 int4 window+bal": dict(_SMALL, selectors="window", signs="balanced")}
 
 
 def sh(argv, **kw):
@@ -99,11 +104,14 @@ def main(argv=None):
     ap.add_argument("--extra", default="", help="extra compiler flags, e.g. -DES_NO_DSP")
     ap.add_argument("--opt", default="-O2", help="optimisation flag (PlatformIO builds with -Os)")
     ap.add_argument("--sketch", help="a .esk file to report instead of the random sketches of the shapes above")
+    ap.add_argument("--structure", action="store_true",
+                    help="the int4 L16 K4 P32 sketch with random / window selectors and free / balanced signs instead")
     ap.add_argument("--firmware", action="store_true",
                     help="also export and build the whole firmware (PlatformIO, offline) for qemu-m4 and qemu-m0")
     args = ap.parse_args(argv)
+    shapes = STRUCTURED if args.structure else SHAPES
     sketches = ({Path(args.sketch).name: esk.load(args.sketch)} if args.sketch else
-                {name: random_sketch(**shape, count_dtype=np.int8, seed=1) for name, shape in SHAPES.items()})
+                {name: random_sketch(**shape, count_dtype=np.int8, seed=1) for name, shape in shapes.items()})
     count = not args.no_count
     if count:
         try:
