@@ -40,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
   edgesketch distill teacher.keras --data mnist1d -o r.esk --mode representer      (the paper's construction)
   edgesketch distill teacher.keras --data sklearn:digits -o d4.esk --count-bits 4  (half the table flash)
   edgesketch distill teacher.keras --data mnist1d -o m.esk --transfer more.npz    (the teacher labels more inputs)
+  edgesketch distill teacher.keras --data sklearn:digits -o s.esk -K 4 -P 32 --count-bits 4 --selectors window --signs balanced
+                                                       (small and fast; check its accuracy: the structure can cost some)
 
 sizes: tables take L * 2^K * C bytes (int8 counts; half that with --count-bits 4); hashing costs P * taps
 additions, lookups L * C.
