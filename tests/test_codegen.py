@@ -181,7 +181,8 @@ def test_float_predict_matches_quantised_path(layout, tmp_path):
 # ---------------------------------------------------------------- cross compilers, warnings as errors
 @pytest.mark.parametrize("target", list(cu.CROSS))
 @pytest.mark.parametrize("name", ["learned-L16K6-int8", "representer-L8K4-int16", "representer-dense-C1-regression",
-                                  "learned-L16K6-int4", "learned-int4-C9"])
+                                  "learned-L16K6-int4", "learned-int4-C9", "learned-window-balanced-int4",
+                                  "learned-window-P48-int16"])
 def test_cross_compiles(name, target, tmp_path):
     sk = make(name)
     for layout in LAYOUTS:
