@@ -5,6 +5,7 @@ shift and mask; balanced signs let it read the inputs without a negated copy (do
 accuracy, one line per (data, sketch, seed).
 
     python examples/hash_structure.py [--seeds 0 1 2] [--data sklearn:digits mnist1d] [--sketch small default int4]
+                                      [--taps S] [--variants 0 1 2 3]
 """
 import argparse
 import sys
@@ -29,7 +30,13 @@ if __name__ == "__main__":
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--data", nargs="+", default=list(TEACHER), choices=list(TEACHER))
     ap.add_argument("--sketch", nargs="+", default=list(SKETCHES), choices=list(SKETCHES))
+    ap.add_argument("--taps", type=int, help="taps per hyperplane instead of the sketches' 8")
+    ap.add_argument("--variants", nargs="+", type=int, default=list(range(len(VARIANTS))),
+                    help="which columns to run, 0-3 (default all)")
     a = ap.parse_args()
+    VARIANTS = [VARIANTS[i] for i in a.variants]
+    if a.taps:
+        SKETCHES = {k: dict(v, taps=a.taps) for k, v in SKETCHES.items()}
     print("| data | sketch | seed | " + " | ".join(f"{s} / {g}" for s, g in VARIANTS) + " |")
     print("|---|---|---|" + "---|" * len(VARIANTS), flush=True)
     for source in a.data:
