@@ -277,7 +277,7 @@ def _plan_compact(sk: Sketch, thr, used, direct: bool, windows: bool, prefix: st
         taps_each=ntap[0] if uniform else None, npos=npos, ntap=_rows(ntap), n_t=_uint_type(max(ntap, default=0)),
         thr=_rows([_c_int(t) for t in thr_o]), thr_t=_int_type(min(thr_o, default=0), max(thr_o, default=0)),
         sel=_rows(starts if packed else [int(rank[s]) for s in sel.reshape(-1)]),
-        sel_t=_uint_type(P - 1), n_sel=len(starts) if packed else sel.size,
+        sel_t=_uint_type(P - 1),
         sel_step=1 if packed else K, bucket=bucket if packed else f"{prefix}_bucket_(b, sel)",
     )
 

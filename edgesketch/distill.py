@@ -191,9 +191,12 @@ class _Fit:
 
         def ternary(w):
             if half is not None:  # the s/2 largest positive weights as +1, the s - s/2 most negative as -1
-                kp = tf.math.top_k(tf.transpose(w), half).values[:, -1]
                 kn = tf.math.top_k(tf.transpose(-w), s - half).values[:, -1]
-                return tf.where(w >= kp[None, :], 1.0, 0.0) - tf.where(-w >= kn[None, :], 1.0, 0.0)
+                neg = tf.where(-w >= kn[None, :], 1.0, 0.0)
+                if not half:
+                    return -neg
+                kp = tf.math.top_k(tf.transpose(w), half).values[:, -1]
+                return tf.where(w >= kp[None, :], 1.0, 0.0) - neg
             kth = tf.math.top_k(tf.transpose(tf.abs(w)), s).values[:, -1]
             return tf.where(tf.abs(w) >= kth[None, :], tf.sign(w), 0.0)
 
@@ -292,4 +295,3 @@ def _selectors(P: int, L: int, K: int, rng) -> np.ndarray:
         use[row] += 1
         sel.append(row)
     return np.array(sel, np.int64)
-
