@@ -85,6 +85,14 @@ def _qemu_pids():
     return {int(p) for p in out.split()}
 
 
+def _as_in_a_terminal():
+    """Run in the child before exec: Ctrl-C's default disposition. A test run started in the background of a
+    non-interactive shell (`cmd &`) inherits SIGINT ignored, and so would the CLI it starts: Python then installs no
+    KeyboardInterrupt handler, and the Ctrl-C below would do nothing."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_flash_emulated_then_verify_by_port_then_ctrl_c_leaves_no_qemu(digits_esk, tmp_path):
     """`edgesketch flash --board qemu-m4 DIR` builds, starts QEMU and prints the socket:// URL; `verify --port URL`
     works against it exactly as against /dev/ttyUSB0; Ctrl-C on flash stops QEMU."""
@@ -97,7 +105,7 @@ def test_flash_emulated_then_verify_by_port_then_ctrl_c_leaves_no_qemu(digits_es
     assert run_cli("export", digits_esk, "--board", "qemu-m4", "-o", fw)[0] == 0
     before = _qemu_pids()
     proc = subprocess.Popen([sys.executable, "-m", "edgesketch", "flash", "--board", "qemu-m4", str(fw)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=_as_in_a_terminal)
     try:
         url, deadline = None, time.monotonic() + 120
         while url is None and time.monotonic() < deadline:
@@ -130,7 +138,7 @@ def test_ctrl_c_during_verify_leaves_no_qemu(digits_esk, tmp_path):
     import time
     before = _qemu_pids()
     proc = subprocess.Popen([sys.executable, "-m", "edgesketch", "verify", str(digits_esk), "--board", "qemu-m4"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=_as_in_a_terminal)
     deadline = time.monotonic() + 120
     while not (_qemu_pids() - before) and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.1)
