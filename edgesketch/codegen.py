@@ -255,23 +255,23 @@ def _plan_compact(sk: Sketch, thr, used, direct: bool, windows: bool, prefix: st
     rank[order] = np.arange(P)
     tap_idx, ntap, thr_o = [], [], []
     for p in order:   # a tap reads xx[i] = x[i] (positive) or xx[4 nxw + i] = ~x[i] (negative); direct: x[i], + then -
-        taps = sorted(zip(sign[ptr[p]:ptr[p + 1]], idx[ptr[p]:ptr[p + 1]]), key=lambda t: -int(t[0])) if direct else \
-            zip(sign[ptr[p]:ptr[p + 1]], idx[ptr[p]:ptr[p + 1]])
+        taps = list(zip(sign[ptr[p]:ptr[p + 1]], idx[ptr[p]:ptr[p + 1]]))
+        if direct:
+            taps.sort(key=lambda t: -int(t[0]))
         ntap.append(int(ptr[p + 1] - ptr[p]))
         tap_idx += [int(i) + (4 * nxw if s < 0 and not direct else 0) for s, i in taps]
         thr_o.append(thr[p])
     uniform = len(set(ntap)) == 1
     permuted = order != list(range(P))
     sel = sk.table_sel.astype(np.int64)
-    packed = windows and not permuted
+    packed, one_word = windows and not permuted, P <= 32
     npos = int((sign[ptr[0]:ptr[1]] > 0).sum()) if direct and P else 0
-    if packed:
+    if packed:   # one word stays in a register; more are read through BUCKET_ (es_debug_q's bucket too)
         starts = [int(r[0]) for r in sel]
-        bucket = (f"((w0 >> *sel) & {prefix.upper()}_MASK_)" if P <= 32 else
-                  f"((w[*sel >> 5] >> (*sel & 31u)) & {prefix.upper()}_MASK_)")
+        bucket = f"((w0 >> *sel) & {prefix.upper()}_MASK_)" if one_word else f"{prefix.upper()}_BUCKET_(w, *sel)"
     return dict(
         n_used=int(used.sum()), permuted=permuted, direct=direct, packed=packed,
-        n_hw=-(-P // 32), one_word=P <= 32,
+        n_hw=-(-P // 32), one_word=one_word,
         rank=_rows([int(r) for r in rank]), rank_t=_uint_type(P - 1),
         tap_idx=_rows(tap_idx or [0]), idx_t=_uint_type(D - 1 if direct else 8 * nxw - 1), nxw=nxw, n_tapidx=max(1, len(tap_idx)),
         taps_each=ntap[0] if uniform else None, npos=npos, ntap=_rows(ntap), n_t=_uint_type(max(ntap, default=0)),
