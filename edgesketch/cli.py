@@ -42,8 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
   edgesketch distill teacher.keras --data mnist1d -o m.esk --transfer more.npz    (the teacher labels more inputs)
   edgesketch distill teacher.keras --data sklearn:digits -o s.esk -K 4 -P 32 --count-bits 4 --selectors window --signs balanced
                                                        (small and fast; check its accuracy: the structure can cost some)
+  edgesketch distill teacher.keras --data sklearn:digits -o c.esk --codebook 256   (int8 tables in about a third of the bytes)
 
-sizes: tables take L * 2^K * C bytes (int8 counts; half that with --count-bits 4); hashing costs P * taps
+sizes: tables take L * 2^K * C bytes (int8 counts; half that with --count-bits 4; L * 2^K + R * C with
+--codebook R, R <= 256); hashing costs P * taps
 additions, lookups L * C.
 data: """ + _data_help())
     d.add_argument("teacher", help="Keras model: .keras, .h5 or a SavedModel folder, one input tensor")
@@ -64,6 +66,9 @@ data: """ + _data_help())
     d.add_argument("--representers", type=int, default=128, metavar="M", help="kernel representers, representer mode (default 128)")
     d.add_argument("--count-bits", type=int, choices=[4, 8, 16], default=8, help="bits per table cell: 4 (packed two a byte, trained through the 4-bit grid), "
                    "8 (default) or 16")
+    d.add_argument("--codebook", type=int, default=0, metavar="R", help="store the tables as R shared rows of C counts "
+                   "and a one-byte row number per cell (k-means of the cells, then the rows are trained); 0: every cell "
+                   "its own row (default 0)")
     d.add_argument("--epochs", type=int, default=30, help="epochs per training phase (default 30)")
     d.add_argument("--transfer", metavar="X.npz", help="unlabelled inputs (an .npz with an array x) for the teacher to label; "
                    "they take the place of mixup samples, and real inputs teach more (mnist1d: +3 to +7 points)")
@@ -160,6 +165,13 @@ def cmd_distill(a) -> int:
         raise UserError(f"--bits {a.bits} makes tables of 2^{a.bits} cells each; use 12 or fewer (6 is typical)")
     if a.mode == "learned" and a.bits > a.hyperplanes:
         raise UserError(f"--bits {a.bits} needs at least that many --hyperplanes (got {a.hyperplanes})")
+    if a.codebook:
+        cells = a.tables << a.bits
+        if not 2 <= a.codebook < cells:
+            raise UserError(f"--codebook {a.codebook}: use 2 to {cells - 1} shared rows ({a.tables} tables of 2^{a.bits} "
+                            f"cells), or 0 to store every cell")
+        if a.count_bits == 4:
+            raise UserError("--codebook stores int8 or int16 rows: use --count-bits 8 (or 16) with it, or drop --codebook")
     if a.mode == "learned" and a.selectors == "window":
         from .sketch import window_selectors
         try:
@@ -178,7 +190,7 @@ def cmd_distill(a) -> int:
                          + (f"; transfer {a.transfer}: {len(xt)} unlabelled" if xt is not None else ""))
     cfg = Config(mode=a.mode, tables=a.tables, bits=a.bits, hyperplanes=a.hyperplanes, taps=a.taps, representers=a.representers,
                  count_bits=a.count_bits, epochs=a.epochs, augment=not a.no_augment, seed=a.seed, selectors=a.selectors,
-                 signs=a.signs)
+                 signs=a.signs, codebook=a.codebook)
     names = ds.class_names or [str(c) for c in range(t.n_outputs)]
     meta = {"source": ds.source, "split": ds.split, "teacher": str(Path(a.teacher).resolve()), "input_shape": list(t.input_shape),
             "class_names": names if t.task == "classification" else [f"y{c}" for c in range(t.n_outputs)]}
@@ -223,7 +235,7 @@ def cmd_eval(a) -> int:
 
 def cmd_info(a) -> int:
     from . import esk, report
-    from .sketch import projection_bound, score_bound
+    from .sketch import projection_bound, score_bound, shared_rows
     sk = esk.load(a.sketch)
     if a.json:
         print(json.dumps(sk.meta, indent=2, default=str))
@@ -232,7 +244,8 @@ def cmd_info(a) -> int:
     rows = [("model id", m.get("model_id")), ("format", f"{m.get('format')} v{m.get('format_version')} (edgesketch {m.get('edgesketch_version')})"),
             ("mode", m.get("mode")), ("task", sk.task), ("outputs", ", ".join(m.get("class_names", [])[:12])),
             ("input", f"{sk.n_inputs} int8 values (teacher shape {tuple(m.get('input_shape', []))})"),
-            ("tables L x 2^K x C", f"{sk.n_tables} x {1 << sk.n_bits} x {sk.n_outputs} x {sk.count_bits}-bit = {sk.table_bytes:,} bytes"),
+            ("tables L x 2^K x C", f"{sk.n_tables} x {1 << sk.n_bits} x {sk.n_outputs} x {sk.count_bits}-bit = {sk.table_bytes:,} bytes"
+             + (f" ({len(shared_rows(sk)[1])} shared rows and a row number per cell)" if shared_rows(sk) is not None else "")),
             ("hyperplanes P", f"{sk.n_hyperplanes}, {sk.n_taps} ternary taps, {sk.projection_bytes:,} bytes"),
             ("hash structure", _structure(sk)),
             ("ops per inference", f"{sk.ops_per_inference:,} ({sk.n_taps} adds to hash, {sk.n_tables * sk.n_outputs} lookups+adds)"),

@@ -19,6 +19,8 @@ and unaligned loads (Cortex-M4/M7/M33...) int8 counts are added four at a time w
 classes a word, ceil(C/2) bytes a cell) and added SIMD-within-a-register on every core: word & 0x0F0F0F0F and
 (word >> 4) & 0x0F0F0F0F put 4 classes each into byte lanes, which hold the sum of 17 tables (17 * 15 = 255) before
 they are spread into int32 scores; the bias (8 per table) is subtracted at the end.
+Shared rows (distill --codebook R) store the distinct rows once and a row number per cell: a lookup reads the cell's
+row number, then that row (one load more per table).
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ import numpy as np
 from . import __version__
 from .errors import UserError
 from .paths import templates_dir
-from .sketch import Sketch, hash_structure, projection_bound, score_bound, validate
+from .sketch import Sketch, hash_structure, projection_bound, score_bound, shared_rows, validate
 
 _env = None
 
@@ -150,7 +152,8 @@ def _plan(sk: Sketch, layout: str, prefix: str) -> dict:
     mid, id_bytes = _model_id(sk)
     nibble = sk.count_bits == 4
     count_t = "int4 (packed)" if nibble else "int8_t" if sk.counts.dtype == np.int8 else "int16_t"
-    counts = sk.counts.astype(np.int64).reshape(-1)
+    shared = shared_rows(sk)
+    counts = (sk.counts if shared is None else shared[1]).astype(np.int64).reshape(-1)
     pad = 4  # a word read at the start of the last row may run up to 3 bytes past its end (DSP path)
     dsp = count_t == "int8_t" and sbound <= 32767
 
@@ -160,7 +163,8 @@ def _plan(sk: Sketch, layout: str, prefix: str) -> dict:
         meta_lines=[f"mode {sk.meta.get('mode', '?')}, task {sk.task}, {D} inputs, {C} outputs",
                     f"P={P} hyperplanes, {sk.n_taps} taps (max {int(np.diff(ptr).max(initial=0))} per hyperplane), "
                     f"L={L} tables of 2^K={R} cells, K={K}",
-                    f"counts {count_t} ({sk.table_bytes} bytes), layout {layout}"],
+                    f"counts {count_t} ({sk.table_bytes} bytes{'' if shared is None else f': {len(shared[1])} shared rows'}), "
+                    f"layout {layout}"],
         D=D, C=C, L=L, K=K, NP=P, R=R,
         task_cls=1 if sk.task == "classification" else 0,
         in_scale=_rows([_c_float(v) for v in sk.in_scale], 8),
@@ -174,6 +178,9 @@ def _plan(sk: Sketch, layout: str, prefix: str) -> dict:
         dsp=dsp, n_lanew=-(-C // 4),
         classes=list(range(C)),
         nibble=nibble, **(_plan_nibbles(sk) if nibble else {}),
+        codebook=shared is not None, n_rows=0 if shared is None else len(shared[1]),
+        rows=[] if shared is None else _rows(shared[0], R if R <= 32 else 32),
+        row_t=_uint_type(0 if shared is None else len(shared[1]) - 1),
     )
     if layout == "unrolled":
         ctx.update(_plan_unrolled(sk, thr, used, f"{prefix}_proj_t"))

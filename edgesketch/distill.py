@@ -6,6 +6,9 @@ learned (default, beyond the paper)
   jointly; (2) keep each hyperplane's s largest weights as signs and refine signs and thresholds with a
   straight-through estimator (hard bits forward, soft bits backward); (3) refit the count tables on the exact
   integer hashes the device will compute.
+shared rows (--codebook R, either mode)
+  then cluster the L * 2^K cells into R rows (k-means, each cell weighted by how often training lands in it) and
+  train the rows with every cell's row fixed: a row index per cell and R rows replace the tables.
 representer (the paper, arXiv 2106.11426)
   fit f(x) = sum_j alpha_j (1 - theta(x, w_j)/pi)^K to the teacher, then build L count arrays with random sparse
   ternary K-bit hashes: cell h_l(w_j) += alpha_j / L.
@@ -48,6 +51,7 @@ class Config:
     count_bits: int = 8
     selectors: str = "random"  # which hyperplanes a table reads: "random", or "window" (K consecutive ones in a 32-bit word)
     signs: str = "free"        # tap signs: "free", or "balanced" (s/2 positive and s/2 negative taps per hyperplane)
+    codebook: int = 0          # store the cells as at most this many shared rows (0: every cell its own)
     seed: int = 0
 
 
@@ -110,6 +114,10 @@ def distill(teacher, x_train: np.ndarray, cfg: Config, meta: dict, progress: Pro
         fit.representer(sk)
     else:
         raise ValueError(cfg.mode)
+    if cfg.codebook:
+        quantize.fold_thresholds(sk)
+        L, M = sk.counts_f.shape[:2]
+        fit.codebook(sk, (int_buckets(sk, quantize_inputs(sk, xa)) + np.arange(L) * M).astype(np.int32))
     if ystat:  # regression: back to the teacher's units
         sk.counts_f = sk.counts_f * ystat["std"].astype(np.float32)
         sk.out_bias = (sk.out_bias * ystat["std"] + ystat["mean"]).astype(np.float32)
@@ -228,15 +236,7 @@ class _Fit:
         L, M, C = sk.counts_f.shape
         T = tf.Variable(sk.counts_f.reshape(L * M, C))
         opt = tf.keras.optimizers.Adam(cfg.lr)
-
-        def step_fn(table):
-            @tf.function
-            def step(i, y):
-                with tf.GradientTape() as t:
-                    loss = self.loss(tf.reduce_sum(tf.gather(table(), i) * self.table_mask(tf.shape(i)[0], L), 1), y)
-                opt.apply_gradients([(t.gradient(loss, T), T)])
-                return loss
-            return step
+        step_fn = lambda table: self.cell_step(T, table, opt, L)
         self.run("refit", cfg.refit_epochs, step_fn(lambda: T), (idx, self.y))
         if cfg.count_bits == 4:   # quantisation-aware: train through the 4-bit grid (straight-through), scale fixed
             _, scale = quantize.quantize_counts(T.numpy().reshape(L, M, C), self.task, 4)
@@ -248,6 +248,31 @@ class _Fit:
             self.run("refit int4", max(3, cfg.refit_epochs // 3), step_fn(fake_quant), (idx, self.y))
             sk.meta["count_scale"] = [float(v) for v in scale]
         sk.counts_f = T.numpy().reshape(L, M, C)
+
+    def cell_step(self, var, table, opt, L):
+        """One training step of `var` through table() [L * 2^K, C], on batches of flat cell indices [B, L]."""
+        tf = self.tf
+
+        @tf.function
+        def step(i, y):
+            with tf.GradientTape() as t:
+                loss = self.loss(tf.reduce_sum(tf.gather(table(), i) * self.table_mask(tf.shape(i)[0], L), 1), y)
+            opt.apply_gradients([(t.gradient(loss, var), var)])
+            return loss
+        return step
+
+    def codebook(self, sk: Sketch, idx: np.ndarray):
+        """Shared rows (--codebook R): k-means of the cells into R rows, weighted by how often the training inputs land
+        in each cell (idx: flat cell indices [N, L]), then the rows are trained with every cell's row fixed."""
+        tf, cfg = self.tf, self.cfg
+        L, M, C = sk.counts_f.shape
+        hits = np.bincount(idx.reshape(-1), minlength=L * M)
+        rows, book = quantize.cluster_rows(sk.counts_f.reshape(L * M, C), cfg.codebook, hits + 1.0, self.task, cfg.seed)
+        B, A = tf.Variable(book.astype(np.float32)), tf.constant(rows.astype(np.int32))
+        self.run("codebook", cfg.refit_epochs, self.cell_step(B, lambda: tf.gather(B, A), tf.keras.optimizers.Adam(cfg.lr), L),
+                 (idx, self.y))
+        sk.counts_f = B.numpy()[rows].reshape(L, M, C)
+        sk.extras["cell_rows"] = rows.reshape(L, M).astype(np.uint8 if len(book) <= 256 else np.uint16)
 
     # -- representer mode
     def representer(self, sk: Sketch):

@@ -1,5 +1,5 @@
 """Quantise: calibrate int8 inputs, scale count tables to int4/int8/int16, fold centring into integer thresholds,
-and record worst-case accumulator bounds. numpy only."""
+cluster count cells into shared rows, and record worst-case accumulator bounds. numpy (and scikit-learn's k-means)."""
 from __future__ import annotations
 
 import numpy as np
@@ -49,6 +49,20 @@ def quantize_counts(counts_f: np.ndarray, task: str, bits: int = 8, scale=None) 
     scale = (best * peak / qmax).astype(np.float32)
     q = np.clip(np.rint(cf / scale), -qmax, qmax).astype(np.int16 if bits == 16 else np.int8)
     return q, scale
+
+
+def cluster_rows(cells: np.ndarray, R: int, weight: np.ndarray, task: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Shared rows (distill --codebook R): k-means of the float cells [N, C] into at most R rows, each cell weighted
+    (by how often training lands in it). Classification centres each cell across classes first (a cell's common part
+    changes no argmax). Returns (rows int64 [N], numbered 0 .. R'-1 and all used; the rows' centres [R', C])."""
+    from sklearn.cluster import KMeans
+    x = np.asarray(cells, np.float64)
+    if task == "classification":
+        x = x - x.mean(1, keepdims=True)
+    R = min(int(R), len(np.unique(x, axis=0)))
+    km = KMeans(R, n_init=1, random_state=seed).fit(x, sample_weight=np.asarray(weight, np.float64))
+    used, rows = np.unique(km.labels_, return_inverse=True)
+    return rows.astype(np.int64), km.cluster_centers_[used]
 
 
 def fold_thresholds(sk):

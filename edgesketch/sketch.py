@@ -11,6 +11,9 @@ Table l reads the K hash bits table_sel[l, :]; bit k of its bucket is hyperplane
   scores      float: sum_l counts_f[l, bucket_l] + out_bias
               int:   sum_l counts[l, bucket_l] (int32);  output = scores * out_scale + out_bias
 
+Tables may be stored as shared rows (distill --codebook R: a row index per cell, each distinct row once); the counts
+array is the same either way (shared_rows).
+
 Both learned mode (P shared hyperplanes with s taps) and representer mode (L*K random hyperplanes,
 table_sel[l] = l*K .. l*K+K-1) are this one structure, so codegen and the C loop have one shape.
 The C code in codegen_templates/ must equal int_scores() bit for bit; tests assert it on whole test sets.
@@ -40,7 +43,7 @@ class Sketch:
     counts: np.ndarray         # int8 or int16 [L, 2^K, C]; 4-bit counts are int8 in [-8, 7] (meta count_bits = 4)
     out_scale: np.ndarray      # float32[C]
     out_bias: np.ndarray       # float32[C]
-    extras: dict = field(default_factory=dict)  # optional arrays (e.g. representers), name -> ndarray
+    extras: dict = field(default_factory=dict)  # optional arrays (representers; cell_rows: see shared_rows), name -> ndarray
 
     # dimensions
     @property
@@ -63,7 +66,12 @@ class Sketch:
     # costs
     @property
     def table_bytes(self) -> int:
-        """Stored size: 4-bit counts pack two to a byte within a cell (ceil(C/2) bytes a cell)."""
+        """Stored size: 4-bit counts pack two to a byte within a cell (ceil(C/2) bytes a cell); shared rows
+        (distill --codebook) store a row index per cell and each distinct row once."""
+        shared = shared_rows(self)
+        if shared is not None:
+            rows, book = shared
+            return rows.size * (1 if len(book) <= 256 else 2) + int(book.nbytes)
         if self.count_bits == 4:
             return self.n_tables * (1 << self.n_bits) * -(-self.n_outputs // 2)
         return int(self.counts.nbytes)
@@ -117,7 +125,32 @@ def validate(sk: Sketch) -> list[str]:
         problems.append("a 4-bit count lies outside [-8, 7]")
     if sk.meta.get("task") not in TASKS:
         problems.append(f"unknown task {sk.meta.get('task')!r}")
+    rows = sk.extras.get("cell_rows")
+    if rows is not None and not problems:
+        rows = np.asarray(rows)
+        if rows.shape != (L, 1 << K) or not np.issubdtype(rows.dtype, np.integer) or rows.min(initial=0) < 0 \
+                or rows.max(initial=0) >= 65536 or len(np.unique(rows)) != int(rows.max(initial=0)) + 1:
+            problems.append("cell_rows is not an [L, 2^K] array of row numbers 0 .. R-1, each used")
+        elif bits == 4:
+            problems.append("shared rows (cell_rows) with 4-bit counts")
+        else:
+            book = shared_rows(sk)[1]
+            if not np.array_equal(book[rows.reshape(-1)], sk.counts.reshape(-1, C)):
+                problems.append("cells that share a row (cell_rows) hold different counts")
     return problems
+
+
+def shared_rows(sk: Sketch) -> tuple[np.ndarray, np.ndarray] | None:
+    """Cells stored as shared rows (distill --codebook R): (rows int64 [L * 2^K], book [R, C] of sk.counts' dtype) with
+    counts[l, b] == book[rows[l * 2^K + b]]; None when every cell is stored. The counts stay the integer reference;
+    this is only how they are stored (in the .esk as extras["cell_rows"], in C as a row index per cell)."""
+    r = sk.extras.get("cell_rows")
+    if r is None:
+        return None
+    rows = np.asarray(r, np.int64).reshape(-1)
+    book = np.zeros((int(rows.max(initial=0)) + 1, sk.counts.shape[-1]), sk.counts.dtype)
+    book[rows] = sk.counts.reshape(len(rows), -1)
+    return rows, book
 
 
 # ---------------------------------------------------------------- inputs
@@ -225,10 +258,11 @@ def int_thresholds(threshold_f, offset, tap_ptr, tap_idx, tap_sign) -> np.ndarra
 
 def random_sketch(D: int = 64, C: int = 10, L: int = 16, K: int = 6, P: int | None = None, taps: int | None = None,
                   count_dtype=np.int8, seed: int = 0, task: str = "classification", count_bits: int | None = None,
-                  selectors: str = "random", signs: str = "free") -> Sketch:
+                  selectors: str = "random", signs: str = "free", codebook: int = 0) -> Sketch:
     """A well-formed sketch with random hyperplanes and random counts: for tests of codegen and firmware, which
     must be bit-exact on any sketch, trained or not. P=None gives representer layout (L*K private hyperplanes).
-    selectors="window" and signs="balanced" give the structure of distill's --selectors window / --signs balanced."""
+    selectors="window" and signs="balanced" give the structure of distill's --selectors window / --signs balanced;
+    codebook=R stores the cells as R shared rows (distill --codebook R)."""
     rng = np.random.default_rng(seed)
     shared = P is not None
     P = P if shared else L * K
@@ -247,13 +281,19 @@ def random_sketch(D: int = 64, C: int = 10, L: int = 16, K: int = 6, P: int | No
            else np.arange(L * K).reshape(L, K)).astype(np.int32)
     lo, hi = (-8, 7) if count_bits == 4 else (np.iinfo(count_dtype).min, np.iinfo(count_dtype).max)
     counts = rng.integers(lo, hi, (L, 1 << K, C), endpoint=True).astype(np.int8 if count_bits == 4 else count_dtype)
+    extras = {}
+    if codebook:   # every row used: the first R cells take rows 0 .. R-1 in some order, the others any row
+        rows = np.concatenate([rng.permutation(codebook), rng.integers(0, codebook, L * (1 << K) - codebook)])
+        extras["cell_rows"] = rng.permutation(rows).reshape(L, 1 << K).astype(np.uint8 if codebook <= 256 else np.uint16)
+        counts = counts.reshape(-1, C)[:codebook][extras["cell_rows"]]
     out_scale = np.full(C, 0.01, np.float32)
     return Sketch(meta={"task": task, "mode": "learned" if shared else "representer", "class_names": [str(c) for c in range(C)],
                         "input_shape": [D], "count_bits": count_bits or 8 * np.dtype(count_dtype).itemsize},
                   in_scale=rng.uniform(0.05, 0.2, D).astype(np.float32), in_zero=rng.integers(-128, 0, D).astype(np.int32),
                   offset=offset, tap_ptr=ptr, tap_idx=idx, tap_sign=sign, threshold_f=thr_f,
                   threshold=int_thresholds(thr_f, offset, ptr, idx, sign), table_sel=sel,
-                  counts_f=counts * out_scale, counts=counts, out_scale=out_scale, out_bias=np.zeros(C, np.float32))
+                  counts_f=counts * out_scale, counts=counts, out_scale=out_scale, out_bias=np.zeros(C, np.float32),
+                  extras=extras)
 
 
 def hash_structure(sk: Sketch) -> dict:

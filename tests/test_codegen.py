@@ -41,6 +41,13 @@ SKETCHES["learned-window-P48-int16"] = dict(D=64, C=10, P=48, taps=8, L=16, K=6,
 SKETCHES["learned-balanced-odd-taps-C3"] = dict(D=40, C=3, P=20, taps=5, L=6, K=5, seed=33, signs="balanced")
 SKETCHES["learned-window-balanced-wide-P300-int4"] = dict(D=200, C=5, P=300, taps=12, L=60, K=7, seed=34, count_bits=4,
                                                           selectors="window", signs="balanced")
+# --codebook: cells share rows (a row number per cell, uint8 or uint16), alone and with structured hashing
+SKETCHES["learned-codebook-int8"] = dict(D=64, C=10, P=48, taps=8, L=16, K=6, seed=40, codebook=200)
+SKETCHES["learned-window-balanced-codebook-int8"] = dict(D=64, C=10, P=48, taps=8, L=16, K=6, seed=41, codebook=100,
+                                                         selectors="window", signs="balanced")
+SKETCHES["learned-codebook-int16-u16rows-C3"] = dict(D=40, C=3, P=20, taps=5, L=60, K=7, seed=42, codebook=300,
+                                                     count_dtype=np.int16)
+SKETCHES["representer-codebook-int8"] = dict(D=64, C=10, L=8, K=4, seed=43, codebook=50)
 STRUCTURED = {"learned-window-balanced-int4": (True, True), "learned-window-balanced-P48-int8": (True, True),
               "learned-window-P48-int16": (False, True), "learned-balanced-odd-taps-C3": (True, False),
               "learned-window-balanced-wide-P300-int4": (True, True), "learned-L16K6-int8": (False, False)}
@@ -112,7 +119,8 @@ def test_host_matches_reference(name, layout, tmp_path):
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("name", [n for n in SKETCHES if n.endswith(("L16K6-int8", "L8K4-int16", "L16K6-int4"))]
                          + ["learned-odd-D40-C3", "representer-dense-C1-regression", "learned-empty-hyperplanes",
-                            "learned-wide-D200-P300-int4", "learned-int4-C1", "learned-int4-C9"] + list(STRUCTURED)[:5])
+                            "learned-wide-D200-P300-int4", "learned-int4-C1", "learned-int4-C9"] + list(STRUCTURED)[:5]
+                         + [n for n in SKETCHES if "codebook" in n])
 def test_sanitizers(name, layout, tmp_path):
     """-fsanitize=address,undefined over the same rows (out-of-bounds reads of the tables or x, signed overflow)."""
     sk = make(name)
@@ -182,7 +190,7 @@ def test_float_predict_matches_quantised_path(layout, tmp_path):
 @pytest.mark.parametrize("target", list(cu.CROSS))
 @pytest.mark.parametrize("name", ["learned-L16K6-int8", "representer-L8K4-int16", "representer-dense-C1-regression",
                                   "learned-L16K6-int4", "learned-int4-C9", "learned-window-balanced-int4",
-                                  "learned-window-P48-int16"])
+                                  "learned-window-P48-int16", "learned-codebook-int8", "learned-codebook-int16-u16rows-C3"])
 def test_cross_compiles(name, target, tmp_path):
     sk = make(name)
     for layout in LAYOUTS:
@@ -218,10 +226,11 @@ def test_static_asserts_fire(std, tmp_path):
 @pytest.mark.parametrize("cpu,layout,counts", [("cortex-m4", "unrolled", "int8"), ("cortex-m4", "compact", "int8"),
                                               ("cortex-m3", "unrolled", "int8"), ("cortex-m4", "unrolled", "int4"),
                                               ("cortex-m4", "compact", "int4"), ("cortex-m4", "compact", "window-int8"),
-                                              ("cortex-m3", "compact", "window-int4")])
+                                              ("cortex-m3", "compact", "window-int4"), ("cortex-m4", "compact", "codebook-int8"),
+                                              ("cortex-m4", "unrolled", "codebook-int8"), ("cortex-m3", "compact", "codebook-int8")])
 def test_cortex_m_under_qemu(cpu, layout, counts, tmp_path):
-    sk = make({"window-int8": "learned-window-balanced-P48-int8", "window-int4": "learned-window-balanced-int4"}.get(
-        counts, f"learned-L16K6-{counts}"))
+    sk = make({"window-int8": "learned-window-balanced-P48-int8", "window-int4": "learned-window-balanced-int4",
+               "codebook-int8": "learned-codebook-int8"}.get(counts, f"learned-L16K6-{counts}"))
     assert ("ES_USE_DSP_ 1" in codegen.generate(sk, layout)["es_model.c"]) == counts.endswith("int8")
     xq = rows_for(sk, n=150)[:300]
     scores, instr = cu.run_qemu_cortex_m(sk, layout, xq, tmp_path, cpu)
@@ -284,6 +293,22 @@ def test_structured_hashing_takes_its_paths(name):
     c = codegen.generate(make(name), "compact")["es_model.c"]
     assert ("xbuf" not in c) == direct
     assert ("es_hash_(x, w)" in c and "es_bits_" not in c) == packed
+
+
+def test_codebook_stores_each_row_once(tmp_path):
+    """Shared rows: the C holds the distinct rows and a row number per cell (smaller than every cell), and computes
+    the same scores as the sketch with every cell stored."""
+    sk = make("learned-codebook-int8")
+    full = make("learned-codebook-int8")
+    full.extras = {}
+    assert sk.table_bytes == 16 * 64 + 200 * 10 < full.table_bytes == 16 * 64 * 10
+    c = codegen.generate(sk, "compact")["es_model.c"]
+    assert "static const int8_t es_counts_[2004]" in c and "static const uint8_t es_rows_[1024]" in c
+    assert "es_rows_" not in codegen.generate(full, "compact")["es_model.c"]
+    size = {n: cu.arm_size(cu.cross_compile(k, "compact", "cortex-m4", tmp_path / n))["text"] for n, k in (("a", sk), ("b", full))}
+    assert size["b"] - size["a"] > full.table_bytes - sk.table_bytes - 64
+    xq = rows_for(sk, n=500)
+    np.testing.assert_array_equal(int_scores(sk, xq), int_scores(full, xq))
 
 
 def test_unrolled_is_straight_line():
