@@ -87,6 +87,8 @@ def distill(teacher, x_train: np.ndarray, cfg: Config, meta: dict, progress: Pro
             transfer: np.ndarray | None = None) -> Sketch:
     """The sketch of `teacher` on x_train and unlabelled `transfer` inputs (relabelled by the teacher like the augmented
     samples, and calibrating the input quantisation with the training set: both are real inputs)."""
+    if cfg.codebook and cfg.count_bits == 4:
+        raise ValueError("shared rows (codebook) hold int8 or int16 counts, not 4-bit ones")
     from .teacher import tensorflow
     tf = tensorflow()
     tf.keras.utils.set_random_seed(cfg.seed)

@@ -1,5 +1,6 @@
 """Shared rows (`distill --codebook R`) against plain int8 and 4-bit tables: integer test accuracy over seeds and the
-table bytes, wide-MLP teacher. One distil per variant and seed, about a minute each on 2 cores.
+table bytes, wide-MLP teacher, and how many cells the training inputs land in. One distil per variant and seed, about
+a minute each on 2 cores.
 
     python examples/codebook.py [--data sklearn:digits|mnist1d] [--seeds 0 1 2] [--variants int8 int4 rows256 ...]
 """
@@ -12,11 +13,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "examples")]
 
 import teachers  # noqa: E402
+import numpy as np  # noqa: E402
 from edgesketch import data, evaluate, teacher  # noqa: E402
+from edgesketch.sketch import int_buckets, quantize_inputs  # noqa: E402
 from edgesketch.distill import Config, distill  # noqa: E402
 
 VARIANTS = {"int8": {}, "int4": dict(count_bits=4), "rows128": dict(codebook=128), "rows256": dict(codebook=256),
-            "L24 rows256": dict(tables=24, codebook=256), "L32 P64 rows256": dict(tables=32, hyperplanes=64, codebook=256)}
+            "L24 rows256": dict(tables=24, codebook=256), "K8 rows256": dict(bits=8, codebook=256),
+            "L32 P64 rows256": dict(tables=32, hyperplanes=64, codebook=256)}
 TEACHER = {"sklearn:digits": "digits-mlp", "mnist1d": "mnist1d-mlp"}
 
 if __name__ == "__main__":
@@ -33,7 +37,11 @@ if __name__ == "__main__":
             t0 = time.time()
             sk = distill(t, ds.x_train, Config(seed=seed, **VARIANTS[name]), {"source": a.data})
             accs.append(evaluate.evaluate(sk, ds.x_test, ds.y_test, t)["int_accuracy"])
-            print(f"{name} seed {seed}: {accs[-1]:.4f}, {sk.table_bytes:,} table bytes ({time.time() - t0:.0f} s)", flush=True)
+            L, M = sk.counts.shape[:2]
+            hit = np.zeros(L * M, bool)   # cells the training inputs land in (pruning the others could save the rest)
+            hit[(int_buckets(sk, quantize_inputs(sk, ds.x_train)) + np.arange(L) * M).reshape(-1)] = True
+            print(f"{name} seed {seed}: {accs[-1]:.4f}, {sk.table_bytes:,} table bytes, {hit.sum():,} of {L * M:,} cells hit "
+                  f"by the training set ({time.time() - t0:.0f} s)", flush=True)
         rows.append(f"| {name} | {sk.table_bytes:,} | " + " | ".join(f"{v:.4f}" for v in accs) + f" | {sum(accs) / len(accs):.4f} |")
     print(f"\n| {a.data}, {TEACHER[a.data]} | table bytes | " + " | ".join(f"seed {s}" for s in a.seeds) + " | mean |")
     print("|---|---|" + "---|" * (len(a.seeds) + 1))

@@ -49,6 +49,8 @@ SKETCHES = [  # (label, mode, config, layouts); the first three are the goal ske
     ("sketch 20KB L32 K6 P96 s16", "learned", dict(tables=32, bits=6, hyperplanes=96, taps=16, aug_size=80000, epochs=20),
      ("unrolled",)),
     ("sketch representer L32 K6", "representer", dict(tables=32, bits=6), ("unrolled",)),
+    ("sketch L16 K6 P48 s8 codebook 256", "learned", dict(tables=16, bits=6, hyperplanes=48, taps=8, codebook=256),
+     ("unrolled", "compact")),
 ]
 N_GOAL_SKETCHES = 3
 # per task, a structure for one sketch (by label): on digits the small sketch with window selectors and balanced signs
@@ -58,7 +60,7 @@ STRUCTURE = {("sklearn:digits", "sketch int4 L16 K4 P32 s8"): dict(selectors="wi
 # goal teachers (wide MLP, CNN) first, so a partial run already answers the goals; longest first for --jobs
 PLAN = [("sklearn:digits", "digits-mlp"), ("mnist1d", "mnist1d-mlp"), ("sklearn:digits", "digits-cnn"),
         ("mnist1d", "mnist1d-cnn"), ("sklearn:digits", "digits-small"), ("mnist1d", "mnist1d-small")]
-EXTRA_SKETCH_TEACHERS = ("digits-mlp",)   # the 20 KB and representer rows (grid.md has them for mnist1d)
+EXTRA_SKETCH_TEACHERS = ("digits-mlp",)   # the 20 KB, representer and codebook rows (grid.md has the first two for mnist1d)
 QUICK_SKETCH = dict(epochs=5, refit_epochs=3, aug_size=5000)
 WIDTHS = (8, 12, 16, 24, 32, 48, 64)
 # performance.md: CMSIS-NN s8 fully connected kernel alone, instructions (M4 DSP / M0)
@@ -237,7 +239,7 @@ def bench_teacher(task: str, tname: str, quick: bool, teacher_dir: str, workdir:
     # 6. sketches
     goal_rows, host_models = [], []
     tmeta = {"source": task, "class_names": [], "input_shape": list(tch.input_shape)}
-    # the 20 KB and representer configurations only for EXTRA_SKETCH_TEACHERS (keeps the full run under 20 min)
+    # the 20 KB, representer and codebook configurations only for EXTRA_SKETCH_TEACHERS (keeps the full run under 20 min)
     for k, (label, mode, cfg_kw, layouts) in enumerate(SKETCHES if (not quick and tname in EXTRA_SKETCH_TEACHERS)
                                                        else SKETCHES[:N_GOAL_SKETCHES]):
         structure = STRUCTURE.get((task, label), {})
