@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
   edgesketch distill teacher.keras --data sklearn:digits -o c.esk --codebook 256   (int8 tables in about a third of the bytes)
 
 sizes: tables take L * 2^K * C bytes (int8 counts; half that with --count-bits 4; L * 2^K + R * C with
---codebook R, R <= 256); hashing costs P * taps
+--codebook R <= 256); hashing costs P * taps
 additions, lookups L * C.
 data: """ + _data_help())
     d.add_argument("teacher", help="Keras model: .keras, .h5 or a SavedModel folder, one input tensor")
@@ -67,8 +67,8 @@ data: """ + _data_help())
     d.add_argument("--count-bits", type=int, choices=[4, 8, 16], default=8, help="bits per table cell: 4 (packed two a byte, trained through the 4-bit grid), "
                    "8 (default) or 16")
     d.add_argument("--codebook", type=int, default=0, metavar="R", help="store the tables as R shared rows of C counts "
-                   "and a one-byte row number per cell (k-means of the cells, then the rows are trained); 0: every cell "
-                   "its own row (default 0)")
+                   "and a row number per cell, one byte for R <= 256 (k-means of the cells, then the rows are trained; "
+                   "on digits 256 rows were as accurate as --count-bits 4 in 70%% of its bytes); 0: every cell its own row (default 0)")
     d.add_argument("--epochs", type=int, default=30, help="epochs per training phase (default 30)")
     d.add_argument("--transfer", metavar="X.npz", help="unlabelled inputs (an .npz with an array x) for the teacher to label; "
                    "they take the place of mixup samples, and real inputs teach more (mnist1d: +3 to +7 points)")
@@ -240,12 +240,12 @@ def cmd_info(a) -> int:
     if a.json:
         print(json.dumps(sk.meta, indent=2, default=str))
         return 0
-    m = sk.meta
+    m, shared = sk.meta, shared_rows(sk)
     rows = [("model id", m.get("model_id")), ("format", f"{m.get('format')} v{m.get('format_version')} (edgesketch {m.get('edgesketch_version')})"),
             ("mode", m.get("mode")), ("task", sk.task), ("outputs", ", ".join(m.get("class_names", [])[:12])),
             ("input", f"{sk.n_inputs} int8 values (teacher shape {tuple(m.get('input_shape', []))})"),
             ("tables L x 2^K x C", f"{sk.n_tables} x {1 << sk.n_bits} x {sk.n_outputs} x {sk.count_bits}-bit = {sk.table_bytes:,} bytes"
-             + (f" ({len(shared_rows(sk)[1])} shared rows and a row number per cell)" if shared_rows(sk) is not None else "")),
+             + (f" ({len(shared[1])} shared rows and a row number per cell)" if shared is not None else "")),
             ("hyperplanes P", f"{sk.n_hyperplanes}, {sk.n_taps} ternary taps, {sk.projection_bytes:,} bytes"),
             ("hash structure", _structure(sk)),
             ("ops per inference", f"{sk.ops_per_inference:,} ({sk.n_taps} adds to hash, {sk.n_tables * sk.n_outputs} lookups+adds)"),
