@@ -22,7 +22,7 @@ from typing import Callable
 import numpy as np
 
 from . import quantize
-from .sketch import (Sketch, csr_from_dense, int_buckets, quantize_inputs, random_ternary, representer_counts,
+from .sketch import (Sketch, csr_from_dense, int_cells, quantize_inputs, random_ternary, representer_counts,
                      window_selectors)
 
 UNIT = 64.0  # hyperplanes are trained on (u - offset) / UNIT: int8 units brought to about unit scale
@@ -117,9 +117,7 @@ def distill(teacher, x_train: np.ndarray, cfg: Config, meta: dict, progress: Pro
     else:
         raise ValueError(cfg.mode)
     if cfg.codebook:
-        quantize.fold_thresholds(sk)
-        L, M = sk.counts_f.shape[:2]
-        fit.codebook(sk, (int_buckets(sk, quantize_inputs(sk, xa)) + np.arange(L) * M).astype(np.int32))
+        fit.codebook(sk, _exact_cells(sk, xa))
     if ystat:  # regression: back to the teacher's units
         sk.counts_f = sk.counts_f * ystat["std"].astype(np.float32)
         sk.out_bias = (sk.out_bias * ystat["std"] + ystat["mean"]).astype(np.float32)
@@ -228,9 +226,7 @@ class _Fit:
         sk.table_sel = sel.astype(np.int32)
         sk.out_bias = np.zeros(C, np.float32)
         sk.counts_f = T.numpy()
-        quantize.fold_thresholds(sk)  # so that phase 3 sees the device's exact hashes
-        idx = (int_buckets(sk, quantize_inputs(sk, xa)) + np.arange(L) * (1 << K)).astype(np.int32)
-        self.refit(sk, idx)
+        self.refit(sk, _exact_cells(sk, xa))   # phase 3 sees the device's exact hashes
 
     def refit(self, sk: Sketch, idx: np.ndarray):
         """Phase 3: tables only, on exact integer buckets (flat cell index per table) [N, L]."""
@@ -310,6 +306,13 @@ class _Fit:
             sk.out_bias = c0.astype(np.float32)
         sk.counts_f = counts.astype(np.float32)
         sk.extras = {"representers": w.astype(np.float32), "alpha": alpha.astype(np.float32), "bias": c0.astype(np.float32)}
+
+
+def _exact_cells(sk: Sketch, x: np.ndarray) -> np.ndarray:
+    """Fold the integer thresholds into sk (in place), then the cell each table reads for every row of the float
+    inputs x, exactly as the device hashes them: flat indices [N, L] (int32, for tf.gather)."""
+    quantize.fold_thresholds(sk)
+    return int_cells(sk, quantize_inputs(sk, x)).astype(np.int32)
 
 
 def _selectors(P: int, L: int, K: int, rng) -> np.ndarray:

@@ -190,6 +190,11 @@ def int_buckets(sk: Sketch, xq: np.ndarray) -> np.ndarray:
     return buckets_from_bits(sk, int_hash_bits(sk, xq))
 
 
+def int_cells(sk: Sketch, xq: np.ndarray) -> np.ndarray:
+    """The cell each table reads, as a flat index l * 2^K + bucket into counts.reshape(-1, C) [N, L]."""
+    return int_buckets(sk, xq) + np.arange(sk.n_tables) * (1 << sk.n_bits)
+
+
 # ---------------------------------------------------------------- inference
 def lookup(tables: np.ndarray, buckets: np.ndarray) -> np.ndarray:
     """Sum over l of tables[l, buckets[:, l]] -> [N, C] (int64 for integer tables)."""

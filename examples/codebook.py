@@ -15,7 +15,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "examples")]
 import teachers  # noqa: E402
 import numpy as np  # noqa: E402
 from edgesketch import data, evaluate, teacher  # noqa: E402
-from edgesketch.sketch import int_buckets, quantize_inputs  # noqa: E402
+from edgesketch.sketch import int_cells, quantize_inputs  # noqa: E402
 from edgesketch.distill import Config, distill  # noqa: E402
 
 VARIANTS = {"int8": {}, "int4": dict(count_bits=4), "rows128": dict(codebook=128), "rows256": dict(codebook=256),
@@ -37,10 +37,9 @@ if __name__ == "__main__":
             t0 = time.time()
             sk = distill(t, ds.x_train, Config(seed=seed, **VARIANTS[name]), {"source": a.data})
             accs.append(evaluate.evaluate(sk, ds.x_test, ds.y_test, t)["int_accuracy"])
-            L, M = sk.counts.shape[:2]
-            hit = np.zeros(L * M, bool)   # cells the training inputs land in (pruning the others could save the rest)
-            hit[(int_buckets(sk, quantize_inputs(sk, ds.x_train)) + np.arange(L) * M).reshape(-1)] = True
-            print(f"{name} seed {seed}: {accs[-1]:.4f}, {sk.table_bytes:,} table bytes, {hit.sum():,} of {L * M:,} cells hit "
+            hit = np.zeros(sk.counts.shape[0] * sk.counts.shape[1], bool)   # cells the training inputs land in
+            hit[int_cells(sk, quantize_inputs(sk, ds.x_train)).reshape(-1)] = True
+            print(f"{name} seed {seed}: {accs[-1]:.4f}, {sk.table_bytes:,} table bytes, {hit.sum():,} of {hit.size:,} cells hit "
                   f"by the training set ({time.time() - t0:.0f} s)", flush=True)
         rows.append(f"| {name} | {sk.table_bytes:,} | " + " | ".join(f"{v:.4f}" for v in accs) + f" | {sum(accs) / len(accs):.4f} |")
     print(f"\n| {a.data}, {TEACHER[a.data]} | table bytes | " + " | ".join(f"seed {s}" for s in a.seeds) + " | mean |")
