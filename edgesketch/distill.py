@@ -197,16 +197,7 @@ class _Fit:
         Wl = tf.Variable(W.numpy() / np.maximum(top, 1e-6))
         opt2 = tf.keras.optimizers.Adam(cfg.lr)
 
-        def ternary(w):
-            if half is not None:  # the s/2 largest positive weights as +1, the s - s/2 most negative as -1
-                kn = tf.math.top_k(tf.transpose(-w), s - half).values[:, -1]
-                neg = tf.where(-w >= kn[None, :], 1.0, 0.0)
-                if not half:
-                    return -neg
-                kp = tf.math.top_k(tf.transpose(w), half).values[:, -1]
-                return tf.where(w >= kp[None, :], 1.0, 0.0) - neg
-            kth = tf.math.top_k(tf.transpose(tf.abs(w)), s).values[:, -1]
-            return tf.where(tf.abs(w) >= kth[None, :], tf.sign(w), 0.0)
+        ternary = lambda w: self.ternary(w, s, half)
 
         @tf.function
         def ste_step(x, y):
@@ -227,6 +218,20 @@ class _Fit:
         sk.out_bias = np.zeros(C, np.float32)
         sk.counts_f = T.numpy()
         self.refit(sk, _exact_cells(sk, xa))   # phase 3 sees the device's exact hashes
+
+    def ternary(self, w, s: int, half: int | None):
+        """Each hyperplane's (column's) s largest latent weights as signs, the rest 0; balanced (half = s // 2): the
+        s/2 largest positive weights as +1 and the s - s/2 most negative as -1."""
+        tf = self.tf
+        if half is not None:
+            kn = tf.math.top_k(tf.transpose(-w), s - half).values[:, -1]
+            neg = tf.where(-w >= kn[None, :], 1.0, 0.0)
+            if not half:
+                return -neg
+            kp = tf.math.top_k(tf.transpose(w), half).values[:, -1]
+            return tf.where(w >= kp[None, :], 1.0, 0.0) - neg
+        kth = tf.math.top_k(tf.transpose(tf.abs(w)), s).values[:, -1]
+        return tf.where(tf.abs(w) >= kth[None, :], tf.sign(w), 0.0)
 
     def refit(self, sk: Sketch, idx: np.ndarray):
         """Phase 3: tables only, on exact integer buckets (flat cell index per table) [N, L]."""

@@ -236,11 +236,12 @@ def score_bound(sk: Sketch) -> int:
 
 # ---------------------------------------------------------------- building blocks
 def csr_from_dense(R: np.ndarray):
-    """Dense ternary [D, P] -> (tap_ptr, tap_idx, tap_sign), taps of each hyperplane sorted by index."""
+    """Dense ternary [D, P] -> (tap_ptr, tap_idx, tap_sign), taps of each hyperplane sorted by index (tap_sign keeps
+    the weight: the numpy functions here also take integer weights beyond +-1, which validate and the C do not)."""
     ptr, idx, sign = [0], [], []
     for p in range(R.shape[1]):
         nz = np.flatnonzero(R[:, p])
-        idx.extend(nz); sign.extend(np.sign(R[nz, p])); ptr.append(len(idx))
+        idx.extend(nz); sign.extend(R[nz, p]); ptr.append(len(idx))
     return np.array(ptr, np.int32), np.array(idx, np.int32), np.array(sign, np.int8)
 
 

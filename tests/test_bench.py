@@ -54,6 +54,7 @@ def test_quick_writes_table_and_plots(quick):
                  "sketch L16 K6 P48 s8 (unrolled)", "sketch L16 K6 P48 s8 (compact)"):
         assert any(c.startswith(want) for c in contenders), (want, contenders)
     assert any(g.startswith("(a)") for g in js["goals"]) and any(g.startswith("(d)") for g in js["goals"])
+    assert any(g.startswith("(a) the paper's ratios") and "at any accuracy" in g for g in js["goals"]), js["goals"]
     assert "Goals:" in stdout
 
 
@@ -66,6 +67,8 @@ def test_quick_accuracies_and_instruction_counts_are_sane(quick):
     sk = rows["sketch L16 K6 P48 s8 (unrolled)"]
     assert 300 < sk["m4"] < 10_000 and 300 < sk["m0"] < 20_000 and 300 < sk["rv32"] < 20_000, sk
     assert 1_000 < sk["bytes"] < 40_000, sk
+    # goal (a)'s model bytes: int8 tables, an index byte and a sign bit per tap, int32 thresholds, L*K selectors
+    assert sk["params"] == 16 * 64 * 10 + 384 + 384 // 8 + 4 * 48 + 16 * 6 < sk["bytes"], sk
     sk4 = rows["sketch int4 L16 K6 P48 s8 (unrolled)"]   # 4-bit tables: half of the 10,240 table bytes gone from flash
     assert sk["bytes"] - sk4["bytes"] >= 4_000 and sk4["m4"] < 1.2 * sk["m4"], (sk, sk4)
     teacher = next(r for c, r in rows.items() if c.startswith("teacher int8 C 64-256-256-10"))
