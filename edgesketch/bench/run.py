@@ -342,9 +342,10 @@ def goals(all_extra: dict, rows: list[dict], total_seconds: float, quick: bool, 
         per_macs = k256["m4"] / (64 * 256 + 256 * 256 + 256 * 10)
     goal_sketches = [(tname, e, sk) for (task, tname), e in all_extra.items() if not tname.endswith("-small")
                      for sk in e["goal_sketches"]]
+    ratios = []   # (name, within 1 point, x fewer model bytes, x fewer M4 instructions or None) of each goal sketch
     for tname, e, sk in goal_sketches:
         dacc = e["teacher_acc"] - sk["accuracy"]
-        xp, xb = e["teacher_f32"] / sk["params"], e["teacher_f32"] / sk["bytes"]
+        xp, xb, xi = e["teacher_f32"] / sk["params"], e["teacher_f32"] / sk["bytes"], None
         if e["teacher_int8_m4"]:
             xi = e["teacher_int8_m4"] / sk["m4"]
             xi_s = f"{xi:.0f}x fewer M4 instructions than the teacher's int8 C ({e['teacher_int8_m4']:,} vs {sk['m4']:,}): {ok(xi >= 50)}"
@@ -359,16 +360,15 @@ def goals(all_extra: dict, rows: list[dict], total_seconds: float, quick: bool, 
                    f"({-dacc * 100:+.1f} points): {ok(dacc <= 0.01)}; {xp:.1f}x fewer model bytes than float32 weights "
                    f"({e['teacher_f32']:,} vs {sk['params']:,}: tables + hashing parameters): {ok(xp >= 30)} "
                    f"({xb:.1f}x counting the inference code too: {sk['bytes']:,} flash); {xi_s}")
-    near = [(tname, e, sk) for tname, e, sk in goal_sketches if e["teacher_acc"] - sk["accuracy"] <= 0.01]
-    for what, group in (("within 1 point of its teacher", near), ("at any accuracy", goal_sketches)):
+        ratios.append((f"{tname}, {sk['contender']}", dacc <= 0.01, xp, xi))
+    for what, group in (("within 1 point of its teacher", [r for r in ratios if r[1]]), ("at any accuracy", ratios)):
         if group:
-            bp = max(group, key=lambda g: g[1]["teacher_f32"] / g[2]["params"])
-            measured = [g for g in group if g[1]["teacher_int8_m4"]]
-            bi = max(measured, key=lambda g: g[1]["teacher_int8_m4"] / g[2]["m4"]) if measured else None
+            bp = max(group, key=lambda r: r[2])
+            measured = [r for r in group if r[3] is not None]
+            bi = max(measured, key=lambda r: r[3]) if measured else None
             out.append(f"(a) the paper's ratios (up to 114x less storage, 59x less compute): {what}, the most is "
-                       f"{bp[1]['teacher_f32'] / bp[2]['params']:.1f}x fewer model bytes ({bp[0]}, {bp[2]['contender']})"
-                       + (f" and {bi[1]['teacher_int8_m4'] / bi[2]['m4']:.0f}x fewer M4 instructions ({bi[0]}, "
-                          f"{bi[2]['contender']})" if bi else ""))
+                       f"{bp[2]:.1f}x fewer model bytes ({bp[0]})"
+                       + (f" and {bi[3]:.0f}x fewer M4 instructions ({bi[0]})" if bi else ""))
     for (task, tname), e in all_extra.items():
         for sk, m in e["pairs"]:
             r4, r0, rf = sk["m4"] / m["m4"], sk["m0"] / m["m0"], sk["bytes"] / m["bytes"]
