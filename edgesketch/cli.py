@@ -52,27 +52,48 @@ data: """ + _data_help())
     d.add_argument("--data", required=True, metavar="DATA", help="training/test data (see below)")
     d.add_argument("-o", "--out", required=True, metavar="OUT.esk", help="sketch file to write")
     d.add_argument("--mode", choices=["learned", "representer"], default="learned",
-                   help="learned: trained sparse hyperplanes (default); representer: the paper's random-hash RACE sketch")
-    d.add_argument("--tables", "-L", type=int, default=16, metavar="L", help="count tables (default 16)")
-    d.add_argument("--bits", "-K", type=int, default=6, metavar="K", help="hash bits per table: 2^K cells (default 6)")
-    d.add_argument("--hyperplanes", "-P", type=int, default=48, metavar="P", help="shared hyperplanes, learned mode (default 48)")
-    d.add_argument("--taps", "-s", type=int, default=8, metavar="S", help="ternary taps per hyperplane, learned mode (default 8)")
-    d.add_argument("--selectors", choices=["random", "window"], default="random",
+                   help="learned: trained sparse hyperplanes (default); representer: the paper's random-hash RACE sketch (flat)")
+    g = d.add_argument_group("the sketch's shape (defaults depend on the teacher's input: see below)")
+    g.add_argument("--window", default="auto", metavar="SIZE",
+                   help="auto (default): windows over the time or image axes when the teacher's input has them (T x C, "
+                   "H x W x C), else flat; flat: hash the whole input at once; or a size per spatial axis: 9, 3x3")
+    g.add_argument("--stride", metavar="S", help="window step per axis: 2, 2x2 (windowed default: %s)" % _fam("stride"))
+    g.add_argument("--dilation", metavar="D", help="gap between window taps per axis (default 1)")
+    g.add_argument("--padding", choices=["same", "valid"], help="same: windows centred on every position, padded with the "
+                   "zero point (default); valid: only windows inside the input")
+    g.add_argument("--pool", metavar="Q", help="OR the hash bits of Q neighbouring positions before the tables read them "
+                   "(fewer lookups; default 1)")
+    g.add_argument("--regions", type=int, metavar="R", help="tables of their own for R groups of positions (default 1: "
+                   "every position reads the same tables)")
+    g.add_argument("--flat-branch", metavar="L,K,P,S", help="add a flat branch (L tables, K bits, P hyperplanes, S taps) to "
+                   "the windowed one; 'none' for none (2-D default: %s)" % _fam("flat_branch", 3))
+    g.add_argument("--tables", "-L", type=int, metavar="L", help="count tables (flat default 16)")
+    g.add_argument("--bits", "-K", type=int, metavar="K", help="hash bits per table: 2^K cells (default 6)")
+    g.add_argument("--hyperplanes", "-P", type=int, metavar="P", help="hyperplanes (flat default 48, windowed %s)" % _fam("hyperplanes"))
+    g.add_argument("--taps", "-s", type=int, metavar="S", help="taps per hyperplane (flat default 8, windowed %s)" % _fam("taps"))
+    g.add_argument("--weights", type=int, metavar="W", help="largest tap weight: 1 (ternary, additions only: default) up "
+                   "to 7 (a multiply per tap)")
+    g.add_argument("--selectors", choices=["random", "window"], default="random",
                    help="which hyperplanes a table reads: random, or window (K consecutive ones: the compact C reads a "
                    "bucket with one shift) (default random)")
-    d.add_argument("--signs", choices=["free", "balanced"], default="free",
+    g.add_argument("--signs", choices=["free", "balanced"], default="free",
                    help="tap signs of each hyperplane: free, or balanced (half +1, half -1: the compact C needs no negated "
                    "copy of the input) (default free)")
-    d.add_argument("--representers", type=int, default=128, metavar="M", help="kernel representers, representer mode (default 128)")
-    d.add_argument("--count-bits", type=int, choices=[4, 8, 16], default=8, help="bits per table cell: 4 (packed two a byte, trained through the 4-bit grid), "
+    g.add_argument("--representers", type=int, default=128, metavar="M", help="kernel representers, representer mode (default 128)")
+    g.add_argument("--count-bits", type=int, choices=[4, 8, 16], default=8, help="bits per table cell: 4 (packed two a byte, trained through the 4-bit grid), "
                    "8 (default) or 16")
-    d.add_argument("--codebook", type=int, default=0, metavar="R", help="store the tables as R shared rows of C counts "
+    g.add_argument("--codebook", type=int, default=0, metavar="R", help="store the tables as R shared rows of C counts "
                    "and a row number per cell, one byte for R <= 256 (k-means of the cells, then the rows are trained; "
-                   "on digits 256 rows were as accurate as --count-bits 4 in 70%% of its bytes); 0: every cell its own row (default 0)")
-    d.add_argument("--epochs", type=int, default=30, help="epochs per training phase (default 30)")
-    d.add_argument("--transfer", metavar="X.npz", help="unlabelled inputs (an .npz with an array x) for the teacher to label; "
-                   "they take the place of mixup samples, and real inputs teach more (mnist1d: +3 to +7 points)")
-    d.add_argument("--no-augment", action="store_true", help="train on the training set (and --transfer) only, no mixup/noise")
+                   "on digits 256 rows were as accurate as --count-bits 4 in 70%% of its bytes; flat sketches); 0: every cell its own row (default 0)")
+    t = d.add_argument_group("training")
+    t.add_argument("--epochs", type=int, help="epochs per training phase (flat default 30, windowed %s)" % _fam("epochs"))
+    t.add_argument("--augment", choices=["mixup", "signal", "both", "none"],
+                   help="made-up inputs for the teacher to label: mixup (pairs blended, plus noise: flat default), signal "
+                   "(shifts, amplitude and jitter along the time/image axes), both (windowed default), none")
+    t.add_argument("--no-augment", action="store_true", help="the same as --augment none")
+    t.add_argument("--shift", type=int, metavar="N", help="signal augmentation: largest shift in samples or pixels (default: half the window)")
+    t.add_argument("--transfer", metavar="X.npz", help="unlabelled inputs (an .npz with an array x) for the teacher to label; "
+                   "they take the place of made-up samples, and real inputs teach more (mnist1d: +3 to +7 points)")
     d.add_argument("--task", choices=["classification", "regression"], help="override the task detected from the teacher")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--force", action="store_true", help="replace OUT.esk if it exists")
@@ -148,49 +169,76 @@ data: """ + _data_help())
     return ap
 
 
+def _fam(key: str, ndim: int = 2):
+    """A windowed-family default for the help text (ndim 2: T x C inputs, 3: H x W x C)."""
+    from .distill import family_defaults
+    v = family_defaults((16,) * (ndim - 1) + (1,)).get(key)
+    return "x".join(map(str, v)) if isinstance(v, (tuple, list)) else v
+
+
 def _data_help() -> str:
     from .data import describe_sources
     return describe_sources()
 
 
 # ---------------------------------------------------------------- commands
+def _axes(text, flag):
+    """'9' -> (9,), '3x3' or '3,3' -> (3, 3)."""
+    try:
+        v = tuple(int(p) for p in str(text).replace(",", "x").split("x"))
+    except ValueError:
+        raise UserError(f"{flag} {text!r}: give a number per spatial axis, like 9 or 3x3") from None
+    if not v or min(v) < 0:
+        raise UserError(f"{flag} {text!r}: give a positive number per spatial axis, like 9 or 3x3")
+    return v
+
+
+def distill_config(a, input_shape):
+    """The Config the command line asks for: the family's defaults for the teacher's input shape (windows when it has
+    a time or image axis, unless --window flat), then every option given."""
+    from .distill import Config, family_defaults
+    kw = {} if a.window == "flat" or a.mode == "representer" else dict(family_defaults(input_shape))
+    if a.window not in ("auto", "flat"):
+        kw.update(family_defaults((16,) * len(_axes(a.window, "--window")) + (1,)) if not kw else {})
+        kw["window"] = _axes(a.window, "--window")
+    for name in ("stride", "dilation", "pool"):
+        if getattr(a, name) is not None:
+            kw[name] = _axes(getattr(a, name), f"--{name}")
+    if a.flat_branch is not None:
+        kw["flat_branch"] = () if a.flat_branch == "none" else _axes(a.flat_branch, "--flat-branch")
+        if len(kw["flat_branch"]) not in (0, 4):
+            raise UserError(f"--flat-branch {a.flat_branch!r}: give L,K,P,S (tables, bits, hyperplanes, taps), e.g. 12,6,48,8")
+    for name in ("padding", "regions", "tables", "bits", "hyperplanes", "taps", "weights", "epochs", "shift", "augment"):
+        if getattr(a, name) is not None:
+            kw[name] = getattr(a, name)
+    if a.no_augment:
+        kw["augment"] = "none"
+    if kw.get("window") is not None and not kw.get("window"):
+        kw.pop("window")
+    return Config(mode=a.mode, representers=a.representers, count_bits=a.count_bits, seed=a.seed, selectors=a.selectors,
+                  signs=a.signs, codebook=a.codebook, **kw)
+
+
 def cmd_distill(a) -> int:
     from . import data, esk, evaluate, report, teacher as tmod
-    from .distill import Config, distill
-    for name, v, lo in (("--tables", a.tables, 1), ("--bits", a.bits, 1), ("--hyperplanes", a.hyperplanes, 1),
-                        ("--taps", a.taps, 1), ("--representers", a.representers, 1), ("--epochs", a.epochs, 1)):
-        if v < lo:
-            raise UserError(f"{name} must be at least {lo}, got {v}")
-    if a.bits > 12:
-        raise UserError(f"--bits {a.bits} makes tables of 2^{a.bits} cells each; use 12 or fewer (6 is typical)")
-    if a.mode == "learned" and a.bits > a.hyperplanes:
-        raise UserError(f"--bits {a.bits} needs at least that many --hyperplanes (got {a.hyperplanes})")
-    if a.codebook:
-        cells = a.tables << a.bits
-        if not 2 <= a.codebook < cells:
-            raise UserError(f"--codebook {a.codebook}: use 2 to {cells - 1} shared rows ({a.tables} tables of 2^{a.bits} "
-                            f"cells), or 0 to store every cell")
-        if a.count_bits == 4:
-            raise UserError("--codebook stores int8 or int16 rows: use --count-bits 8 (or 16) with it, or drop --codebook")
-    if a.mode == "learned" and a.selectors == "window":
-        from .sketch import window_selectors
-        try:
-            window_selectors(a.hyperplanes, a.tables, a.bits)
-        except ValueError as e:
-            raise UserError(f"--selectors window: {e}") from None
+    from .distill import check, distill
+    from .errors import ConfigError
     out = Path(a.out)
     if out.exists() and not a.force:
         raise UserError(f"{out} already exists; pass --force to replace it or choose another -o")
     ds = data.load(a.data)
     t = tmod.load(a.teacher, a.task, ds.y_train)
     t.check_data(ds.x_train, a.data)
+    cfg = distill_config(a, t.input_shape)
+    try:
+        check(cfg, t.input_shape)
+    except ConfigError as e:
+        raise UserError(_flag_message(e)) from None
     xt = data.load_transfer(a.transfer, int(ds.x_train[0].size)) if a.transfer else None
     report.console.print(f"teacher {a.teacher}: input {t.input_shape}, {t.n_outputs} outputs, {t.task}; "
                          f"data {ds.source}: {len(ds.x_train)} train / {len(ds.x_test)} test"
                          + (f"; transfer {a.transfer}: {len(xt)} unlabelled" if xt is not None else ""))
-    cfg = Config(mode=a.mode, tables=a.tables, bits=a.bits, hyperplanes=a.hyperplanes, taps=a.taps, representers=a.representers,
-                 count_bits=a.count_bits, epochs=a.epochs, augment=not a.no_augment, seed=a.seed, selectors=a.selectors,
-                 signs=a.signs, codebook=a.codebook)
+    report.console.print("sketch: " + _family_text(cfg))
     names = ds.class_names or [str(c) for c in range(t.n_outputs)]
     meta = {"source": ds.source, "split": ds.split, "teacher": str(Path(a.teacher).resolve()), "input_shape": list(t.input_shape),
             "class_names": names if t.task == "classification" else [f"y{c}" for c in range(t.n_outputs)]}
@@ -203,6 +251,31 @@ def cmd_distill(a) -> int:
     mid = esk.save(sk, out, force=a.force)
     report.out.print(report.metrics_table(m, f"{out} (model id {mid[:16]})"))
     return 0
+
+
+FLAGS = {"tables": "--tables", "bits": "--bits", "hyperplanes": "--hyperplanes", "taps": "--taps", "window": "--window",
+         "stride": "--stride", "dilation": "--dilation", "pool": "--pool", "regions": "--regions", "padding": "--padding",
+         "flat_branch": "--flat-branch", "weights": "--weights", "count_bits": "--count-bits", "codebook": "--codebook",
+         "selectors": "--selectors", "signs": "--signs", "augment": "--augment", "epochs": "--epochs", "mode": "--mode",
+         "representers": "--representers", "refit_epochs": "--epochs", "force": "--force"}
+
+
+def _flag_message(e) -> str:
+    """A library error in the command line's words: the argument it names becomes its flag."""
+    msg, arg = str(e), getattr(e, "argument", None)
+    if arg and msg.startswith(arg):
+        msg = FLAGS.get(arg, arg) + msg[len(arg):]
+    return msg
+
+
+def _family_text(cfg) -> str:
+    if not cfg.windowed:
+        return f"flat, L={cfg.tables} K={cfg.bits} P={cfg.hyperplanes} s={cfg.taps} (--window flat)"
+    j = lambda v: "x".join(map(str, v if isinstance(v, (tuple, list)) else (v,)))
+    return (f"windows {j(cfg.window)}, stride {j(cfg.stride)}, dilation {j(cfg.dilation)}, padding {cfg.padding}, pool {j(cfg.pool)}, "
+            f"{cfg.regions} region(s); L={cfg.tables} K={cfg.bits} P={cfg.hyperplanes} s={cfg.taps}"
+            + (f"; flat branch L,K,P,s={','.join(map(str, cfg.flat_branch))}" if cfg.flat_branch else "")
+            + f"; augment {cfg.augment}, {cfg.epochs} epochs (--window flat for the flat sketch)")
 
 
 def _sketch_and_test_data(a):
@@ -243,14 +316,27 @@ def cmd_info(a) -> int:
     m, shared = sk.meta, shared_rows(sk)
     rows = [("model id", m.get("model_id")), ("format", f"{m.get('format')} v{m.get('format_version')} (edgesketch {m.get('edgesketch_version')})"),
             ("mode", m.get("mode")), ("task", sk.task), ("outputs", ", ".join(m.get("class_names", [])[:12])),
-            ("input", f"{sk.n_inputs} int8 values (teacher shape {tuple(m.get('input_shape', []))})"),
-            ("tables L x 2^K x C", f"{sk.n_tables} x {1 << sk.n_bits} x {sk.n_outputs} x {sk.count_bits}-bit = {sk.table_bytes:,} bytes"
-             + (f" ({len(shared[1])} shared rows and a row number per cell)" if shared is not None else "")),
-            ("hyperplanes P", f"{sk.n_hyperplanes}, {sk.n_taps} ternary taps, {sk.projection_bytes:,} bytes"),
-            ("hash structure", _structure(sk)),
-            ("ops per inference", f"{sk.ops_per_inference:,} ({sk.n_taps} adds to hash, {sk.n_tables * sk.n_outputs} lookups+adds)"),
-            ("worst-case |projection|", projection_bound(sk)), ("worst-case |score|", score_bound(sk)),
-            ("data", f"{m.get('source')} {m.get('split', '')}"), ("teacher", m.get("teacher"))]
+            ("input", f"{sk.n_inputs} int8 values (teacher shape {tuple(m.get('input_shape', []))}), quantised "
+                      + ("per feature" if len(sk.in_scale) == sk.n_inputs else f"per channel ({len(sk.in_scale)})"))]
+    for j, b in enumerate(sk.branches):
+        tag = f"branch {j}: " if len(sk.branches) > 1 else ""
+        w = b.window
+        rows.append((f"{tag}geometry", "flat: one window over the whole input" if w.is_flat else
+                     f"window {_x(w.size)} over {_x(w.shape)} (spatial x channels), stride {_x(w.stride)}, dilation "
+                     f"{_x(w.dilation)}, padding {_x(w.padding)}, pool {_x(w.pool)}: {w.n_positions} positions "
+                     f"({_x(w.grid)}), {w.n_readouts} read-outs, {w.regions} region(s)"))
+        cells = b.counts.shape[0] * b.counts.shape[1]
+        rows += [(f"{tag}tables", f"{b.counts.shape[0]} x {1 << b.n_bits} x {sk.n_outputs} x {sk.count_bits}-bit"
+                  + (f" ({w.regions} regions of {b.n_tables})" if w.regions > 1 else "") + f": {cells:,} cells"),
+                 (f"{tag}hyperplanes P", f"{b.n_hyperplanes}, {b.n_taps} {'ternary' if b.ternary else 'integer-weight'} taps "
+                  f"over {w.n_elements} window values"),
+                 (f"{tag}hash structure", _structure(b))]
+    rows += [("table bytes", f"{sk.table_bytes:,}" + (f" ({len(shared[1])} shared rows and a row number per cell)" if shared is not None else "")),
+             ("hashing bytes", f"{sk.projection_bytes:,}"),
+             ("ops per inference", f"{sk.ops_per_inference:,} ({sum(b.window.n_positions * b.n_taps for b in sk.branches):,} adds to hash, "
+                                   f"{sum(b.window.n_readouts * b.n_tables for b in sk.branches) * sk.n_outputs:,} lookups+adds)"),
+             ("worst-case |projection|", projection_bound(sk)), ("worst-case |score|", score_bound(sk)),
+             ("data", f"{m.get('source')} {m.get('split', '')}"), ("teacher", m.get("teacher"))]
     if m.get("transfer"):
         rows.append(("transfer inputs", f"{m['transfer']['samples']:,} unlabelled from {m['transfer']['file']}"))
     for k in ("int_accuracy", "float_accuracy", "teacher_accuracy", "int_rmse"):
@@ -260,9 +346,13 @@ def cmd_info(a) -> int:
     return 0
 
 
-def _structure(sk) -> str:
+def _x(v) -> str:
+    return "x".join(map(str, v))
+
+
+def _structure(b) -> str:
     from .sketch import hash_structure
-    h = hash_structure(sk)
+    h = hash_structure(b)
     return (f"{'window' if h['windows'] else 'random'} selectors, {'balanced' if h['balanced'] else 'free'} signs "
             f"(compact C: {'packed hash bits' if h['windows'] else 'a byte per hash bit'}, "
             f"{'reads x directly' if h['balanced'] else 'a negated copy of x'})")

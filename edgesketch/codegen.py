@@ -32,7 +32,8 @@ import numpy as np
 from . import __version__
 from .errors import UserError
 from .paths import templates_dir
-from .sketch import Sketch, hash_structure, projection_bound, score_bound, shared_rows, validate
+from .sketch import (Branch, Sketch, hash_structure, projection_bound, readout_bounds, score_bound, shared_rows, validate,
+                     weight_sums)
 
 _env = None
 
@@ -106,37 +107,96 @@ def _model_id(sk: Sketch) -> tuple[str, list[str]]:
     return mid, [f"0x{mid[i:i + 2]}" for i in range(0, 16, 2)]
 
 
+def _flat_code(sk: Sketch) -> bool:
+    """Flat ternary sketches get the specialised flat code (codegen_templates/flat.c.j2); every other sketch the
+    general loop over branches and positions (branches.c.j2), which computes the same for a flat one."""
+    return sk.is_flat and sk.branches[0].ternary
+
+
 def _check(sk: Sketch) -> None:
     P, L, K = sk.n_hyperplanes, sk.n_tables, sk.n_bits
     problems = validate(sk)
+    if problems:
+        raise UserError("cannot generate C for this sketch: " + "; ".join(problems))
     if K > 16:
         problems.append(f"K={K} > 16 (buckets are uint16_t in the C API)")
     if np.abs(sk.in_zero.astype(np.int64)).max(initial=0) > 65536:
         problems.append("an input zero point is beyond +-65536")
     if P > 65535 or L > 65535:
         problems.append(f"P={P} or L={L} beyond 65535")
+    for b in sk.branches:
+        w = b.window
+        if w.padded_inputs > 65535 or w.n_positions > 65535 or w.n_elements > 65535:
+            problems.append(f"a window of {w.n_positions} positions over {w.padded_inputs} padded inputs (at most 65535)")
+        if np.diff(b.tap_ptr).max(initial=0) > 255 and not sk.is_flat:
+            problems.append("a hyperplane of a windowed branch has more than 255 taps")
     if problems:
         raise UserError("cannot generate C for this sketch: " + "; ".join(problems))
 
 
+def _clamped_thresholds(b: Branch) -> list[int]:
+    """Integer thresholds clamped to the reachable range of each sum (the same bits, small literals)."""
+    ptr, w, thr = b.tap_ptr.astype(np.int64), b.tap_weight.astype(np.int64), []
+    for p in range(b.n_hyperplanes):
+        s = w[ptr[p]:ptr[p + 1]]
+        pos, neg = int(s[s > 0].sum()), int(-s[s < 0].sum())
+        zmax, zmin = 127 * pos + 128 * neg, -128 * pos - 127 * neg
+        thr.append(int(min(max(int(b.threshold[p]), zmin - 1), zmax)))
+    return thr
+
+
+def _common(sk: Sketch, layout: str, prefix: str, flat: bool) -> dict:
+    """Template values every layout and both code paths print: names, sizes, quantisation, count type."""
+    D, C = sk.n_inputs, sk.n_outputs
+    mid, id_bytes = _model_id(sk)
+    nibble = sk.count_bits == 4
+    shared = shared_rows(sk)
+    count_t = "int4 (packed)" if nibble else "int8_t" if sk.branches[0].counts.dtype == np.int8 else "int16_t"
+    geometry = [f"branch {j}: {_describe(b)}" for j, b in enumerate(sk.branches)] if not flat else []
+    return dict(
+        p=prefix, P_=prefix.upper(), layout=layout, flat=flat,
+        model_id=mid, model_id_bytes=id_bytes,
+        meta_lines=[f"mode {sk.meta.get('mode', '?')}, task {sk.task}, {D} inputs, {C} outputs",
+                    f"P={sk.n_hyperplanes} hyperplanes, {sk.n_taps} taps (max {max(int(np.diff(b.tap_ptr).max(initial=0)) for b in sk.branches)} per hyperplane), "
+                    + (f"L={sk.n_tables} tables of 2^K={1 << sk.n_bits} cells, K={sk.n_bits}" if flat else
+                     f"{sk.n_tables} tables in {len(sk.branches)} branch(es)"),
+                    f"counts {count_t} ({sk.table_bytes} bytes{'' if shared is None else f': {len(shared[1])} shared rows'}), "
+                    f"layout {layout}"] + geometry,
+        D=D, C=C, L=sk.n_tables, K=sk.n_bits, NP=sk.n_hyperplanes, R=1 << sk.n_bits,
+        n_q=int(len(sk.in_scale)), n_debug_bits=sk.n_debug_bits, n_debug_buckets=sk.n_debug_buckets,
+        task_cls=1 if sk.task == "classification" else 0,
+        in_scale=_rows([_c_float(v) for v in sk.in_scale], 8),
+        in_zero=_rows([_c_int(v) for v in sk.in_zero]),
+        out_scale=_rows([_c_float(v) for v in sk.out_scale], 8),
+        out_bias=_rows([_c_float(v) for v in sk.out_bias], 8),
+        count_t=count_t, count_rd="I8" if count_t == "int8_t" else "I16",
+        nibble=nibble, classes=list(range(C)), n_lanew=-(-C // 4), codebook=shared is not None,
+    )
+
+
+def _describe(b: Branch) -> str:
+    w = b.window
+    if w.is_flat:
+        return f"flat, P={b.n_hyperplanes}, L={b.n_tables}, K={b.n_bits}"
+    return (f"window {'x'.join(map(str, w.size))} over {'x'.join(map(str, w.shape))}, stride {'x'.join(map(str, w.stride))}, "
+            f"dilation {'x'.join(map(str, w.dilation))}, padding {'x'.join(map(str, w.padding))}, pool {'x'.join(map(str, w.pool))}: "
+            f"{w.n_positions} positions, {w.n_readouts} read-outs, {w.regions} region(s); P={b.n_hyperplanes}, L={b.n_tables}, K={b.n_bits}")
+
+
 # ---------------------------------------------------------------- the plan: every value the templates print
 def _plan(sk: Sketch, layout: str, prefix: str) -> dict:
+    """The flat sketch (one branch, one window over the whole input): today's specialised code."""
+    b = sk.branches[0]
     P, L, K, D, C = sk.n_hyperplanes, sk.n_tables, sk.n_bits, sk.n_inputs, sk.n_outputs
     R = 1 << K
-    ptr, sign = sk.tap_ptr.astype(np.int64), sk.tap_sign.astype(np.int64)
-    sel = sk.table_sel.astype(np.int64)
-
-    # integer thresholds clamped to the reachable range of each sum (same bits, small literals)
-    thr = []
-    for p in range(P):
-        s = sign[ptr[p]:ptr[p + 1]]
-        zmax, zmin = 127 * int((s > 0).sum()) + 128 * int((s < 0).sum()), -128 * int((s > 0).sum()) - 127 * int((s < 0).sum())
-        thr.append(int(min(max(int(sk.threshold[p]), zmin - 1), zmax)))
+    ptr, sign = b.tap_ptr.astype(np.int64), b.tap_weight.astype(np.int64)
+    sel = b.table_sel.astype(np.int64)
+    thr = _clamped_thresholds(b)
     # compact code adds ~x[i] = -x[i] - 1 for a negative tap, so its thresholds drop by the negative-tap count; unless
     # every hyperplane has the same numbers of positive and negative taps (--signs balanced): then it reads x directly
     ntap = np.diff(ptr)
     nneg = [int((sign[ptr[p]:ptr[p + 1]] < 0).sum()) for p in range(P)]
-    structure = hash_structure(sk)
+    structure = hash_structure(b)
     direct = layout == "compact" and structure["balanced"]
     if layout == "compact" and not direct:
         thr = [t - int(n) for t, n in zip(thr, nneg)]
@@ -149,54 +209,39 @@ def _plan(sk: Sketch, layout: str, prefix: str) -> dict:
     used = np.zeros(P, bool)
     used[sel.ravel()] = True
 
-    mid, id_bytes = _model_id(sk)
-    nibble = sk.count_bits == 4
-    count_t = "int4 (packed)" if nibble else "int8_t" if sk.counts.dtype == np.int8 else "int16_t"
+    ctx = _common(sk, layout, prefix, flat=True)
+    nibble, count_t = ctx["nibble"], ctx["count_t"]
     shared = shared_rows(sk)
-    counts = (sk.counts if shared is None else shared[1]).astype(np.int64).reshape(-1)
+    counts = (b.counts if shared is None else shared[1]).astype(np.int64).reshape(-1)
     pad = 4  # a word read at the start of the last row may run up to 3 bytes past its end (DSP path)
     dsp = count_t == "int8_t" and sbound <= 32767
 
-    ctx = dict(
-        p=prefix, P_=prefix.upper(), layout=layout,
-        model_id=mid, model_id_bytes=id_bytes,
-        meta_lines=[f"mode {sk.meta.get('mode', '?')}, task {sk.task}, {D} inputs, {C} outputs",
-                    f"P={P} hyperplanes, {sk.n_taps} taps (max {int(np.diff(ptr).max(initial=0))} per hyperplane), "
-                    f"L={L} tables of 2^K={R} cells, K={K}",
-                    f"counts {count_t} ({sk.table_bytes} bytes{'' if shared is None else f': {len(shared[1])} shared rows'}), "
-                    f"layout {layout}"],
-        D=D, C=C, L=L, K=K, NP=P, R=R,
-        task_cls=1 if sk.task == "classification" else 0,
-        in_scale=_rows([_c_float(v) for v in sk.in_scale], 8),
-        in_zero=_rows([_c_int(v) for v in sk.in_zero]),
-        out_scale=_rows([_c_float(v) for v in sk.out_scale], 8),
-        out_bias=_rows([_c_float(v) for v in sk.out_bias], 8),
+    ctx.update(
         proj_t=proj_t, proj_max=proj_max, proj_bound=pbound,
-        score_t=score_t, score_max=score_max, score_bound=sbound,
-        count_t=count_t, counts=[] if nibble else _rows(list(counts) + [0] * pad, C * max(1, 16 // C)),  # whole cells a line
+        score_t=score_t, score_max=score_max, score_bound=sbound, lane_bound=sbound,
+        counts=[] if nibble else _rows(list(counts) + [0] * pad, C * max(1, 16 // C)),  # whole cells a line
         n_counts=counts.size + pad,
-        dsp=dsp, n_lanew=-(-C // 4),
-        classes=list(range(C)),
-        nibble=nibble, **(_plan_nibbles(sk) if nibble else {}),
-        codebook=shared is not None, n_rows=0 if shared is None else len(shared[1]),
+        dsp=dsp,
+        **(_plan_nibbles(b, C) if nibble else {}),
+        n_rows=0 if shared is None else len(shared[1]),
         rows=[] if shared is None else _rows(shared[0], R if R <= 32 else 32),
         row_t=_uint_type(0 if shared is None else len(shared[1]) - 1),
     )
     if layout == "unrolled":
-        ctx.update(_plan_unrolled(sk, thr, used, f"{prefix}_proj_t"))
+        ctx.update(_plan_unrolled(b, thr, used, f"{prefix}_proj_t"))
     else:
-        ctx.update(_plan_compact(sk, thr, used, direct, structure["windows"], prefix))
+        ctx.update(_plan_compact(b, thr, used, direct, structure["windows"], prefix))
     return ctx
 
 
 NIBBLE_GROUP = 17   # tables a byte lane can sum: 17 * 15 = 255
 
 
-def _plan_nibbles(sk: Sketch) -> dict:
+def _plan_nibbles(b: Branch, C: int) -> dict:
     """4-bit counts: planes of packed nibbles (class c0 + i at bits 4i of a plane's word, stored as count + 8) and,
     per class, the C expression that reads its sum out of the byte-lane accumulators lo<j> / hi<j>."""
-    L, R, C = sk.n_tables, 1 << sk.n_bits, sk.n_outputs
-    u = (sk.counts.astype(np.int64) + 8).reshape(L * R, C)
+    L, R = b.counts.shape[0], 1 << b.n_bits
+    u = (b.counts.astype(np.int64) + 8).reshape(L * R, C)
     planes, c0 = [], 0
     while c0 < C:
         n = min(8, C - c0)
@@ -205,7 +250,7 @@ def _plan_nibbles(sk: Sketch) -> dict:
             n, width = 4, 16                      # then a byte plane for the last 1 or 2: ceil(C / 2) bytes a cell
         mask = {32: "0x0F0F0F0Fu", 16: "0x0F0Fu", 8: "0x0Fu"}[width]
         words = (u[:, c0:c0 + n] << (4 * np.arange(n))).sum(1)
-        planes.append(dict(j=len(planes), t=f"uint{width}_t", mask=mask,
+        planes.append(dict(j=len(planes), t=f"uint{width}_t", mask=mask, rd=f"U{width}",
                            rows=_rows([f"0x{int(w):0{width // 4}X}" for w in words], 8),
                            lanes=[(c0 + i, "hi" if i % 2 else "lo", i // 2) for i in range(n)]))
         c0 += n
@@ -216,10 +261,12 @@ def _plan_nibbles(sk: Sketch) -> dict:
                 flush_after=flush_after)
 
 
-def _plan_unrolled(sk: Sketch, thr, used, proj_t) -> dict:
-    P, L, K, C = sk.n_hyperplanes, sk.n_tables, sk.n_bits, sk.n_outputs
+def _plan_unrolled(b: Branch, thr, used, proj_t, offsets=None, xname: str = "x") -> dict:
+    """Straight-line hashing: each hyperplane one expression over xname[offset] (offsets: window element -> offset
+    from the position's base; None: the element itself), its bit written where tables read it."""
+    P, L, K, C = b.n_hyperplanes, b.n_tables, b.n_bits, b.counts.shape[-1]
     R = 1 << K
-    ptr, idx, sign = sk.tap_ptr, sk.tap_idx, sk.tap_sign
+    ptr, idx, sign = b.tap_ptr, b.tap_idx, b.tap_weight
     per = 32 // K                      # buckets per packed word; a bucket never straddles two words
     nbw = -(-L // per)
     unused = [p for p in range(P) if not used[p]]
@@ -227,7 +274,7 @@ def _plan_unrolled(sk: Sketch, thr, used, proj_t) -> dict:
     pos: dict[int, list[int]] = {p: [] for p in range(P)}   # flat bit positions (word * 32 + bit) of each hash bit
     for l in range(L):
         for k in range(K):
-            pos[int(sk.table_sel[l, k])].append((l // per) * 32 + (l % per) * K + k)
+            pos[int(b.table_sel[l, k])].append((l // per) * 32 + (l % per) * K + k)
     for j, p in enumerate(unused):
         pos[p].append(nbw * 32 + j)
 
@@ -235,7 +282,9 @@ def _plan_unrolled(sk: Sketch, thr, used, proj_t) -> dict:
         """threshold - (sum of sign * x): negative exactly when the hash bit is 1, so the bit is its sign bit."""
         terms = [f"({proj_t}){_c_int(thr[p])}"]
         for t in range(ptr[p], ptr[p + 1]):
-            terms.append(f"{'+' if sign[t] < 0 else '-'} x[{int(idx[t])}]")
+            at = int(idx[t]) if offsets is None else int(offsets[idx[t]])
+            mag = abs(int(sign[t]))
+            terms.append(f"{'+' if sign[t] < 0 else '-'} {f'{mag} * ' if mag > 1 else ''}{xname}[{at}]")
         return " ".join(terms)
 
     def planes(ps):
@@ -250,12 +299,12 @@ def _plan_unrolled(sk: Sketch, thr, used, proj_t) -> dict:
     )
 
 
-def _plan_compact(sk: Sketch, thr, used, direct: bool, windows: bool, prefix: str) -> dict:
+def _plan_compact(b: Branch, thr, used, direct: bool, windows: bool, prefix: str) -> dict:
     """direct: every hyperplane has the same (taps, negative taps); its positive taps come first and the C reads x
     itself (no negated copy). packed: table l reads the K consecutive hyperplanes start[l] .. start[l] + K - 1 within
     one 32-bit word (--selectors window): hash bits are packed into words and a bucket is one shift and mask."""
-    P, D, K = sk.n_hyperplanes, sk.n_inputs, sk.n_bits
-    ptr, idx, sign = sk.tap_ptr, sk.tap_idx, sk.tap_sign
+    P, D, K = b.n_hyperplanes, b.window.n_inputs, b.n_bits
+    ptr, idx, sign = b.tap_ptr, b.tap_idx, b.tap_weight
     nxw = -(-D // 4)   # words of x in the stack buffer; ~x starts at byte 4 * nxw
     order = [p for p in range(P) if used[p]] + [p for p in range(P) if not used[p]]  # used first
     rank = np.empty(P, np.int64)
@@ -270,7 +319,7 @@ def _plan_compact(sk: Sketch, thr, used, direct: bool, windows: bool, prefix: st
         thr_o.append(thr[p])
     uniform = len(set(ntap)) == 1
     permuted = order != list(range(P))
-    sel = sk.table_sel.astype(np.int64)
+    sel = b.table_sel.astype(np.int64)
     packed, one_word = windows and not permuted, P <= 32
     npos = int((sign[ptr[0]:ptr[1]] > 0).sum()) if direct and P else 0
     if packed:   # one word stays in a register; more are read through BUCKET_ (es_debug_q's bucket too)
@@ -289,6 +338,105 @@ def _plan_compact(sk: Sketch, thr, used, direct: bool, windows: bool, prefix: st
     )
 
 
+def _plan_general(sk: Sketch, layout: str, prefix: str) -> dict:
+    """Any sketch as a sum of branches (codegen_templates/branches.c.j2): per branch its const data, a hash function
+    for one position (straight-line over a base pointer, or loops over tap lists) and a loop over read-out positions.
+    Accumulator lanes (DSP 16-bit lanes, 4-bit byte lanes) are added into int32 scores often enough never to overflow."""
+    ctx = _common(sk, layout, prefix, flat=False)
+    C, nibble, count_t = sk.n_outputs, ctx["nibble"], ctx["count_t"]
+    if ctx["codebook"]:
+        raise UserError("shared rows (codebook) are generated for flat ternary sketches only; distil without --codebook")
+    per_readout = [int(readout_bounds(b).max(initial=0)) for b in sk.branches]
+    lane_bound = max(per_readout)
+    dsp = count_t == "int8_t" and lane_bound <= 32767
+    pbound, branches = 0, []
+    nib = _plan_nibbles(sk.branches[0], C) if nibble else {}
+    for j, b in enumerate(sk.branches):
+        w, L, K, P = b.window, b.n_tables, b.n_bits, b.n_hyperplanes
+        R = 1 << K
+        thr = _clamped_thresholds(b)
+        ptr, wt = b.tap_ptr.astype(np.int64), b.tap_weight.astype(np.int64)
+        absw = weight_sums(b)
+        pbound = max(pbound, max([abs(t) + 128 * int(a) for t, a in zip(thr, absw)], default=0), projection_bound(sk))
+        offsets = w.element_offsets()
+        pad = bool(any(w.padding))
+        name = f"{prefix}_b{j}"
+        base = w.position_base()
+        br = dict(j=j, name=name, NAME=name.upper(), desc=_describe(b), L=L, K=K, P=P, R=R, cells=b.n_cells,
+                  n_pos=w.n_positions, n_ro=w.n_readouts, pool=w.pool_size, regions=w.regions, ternary=b.ternary,
+                  base=_rows([int(v) for v in base]), base_t=_uint_type(int(base.max(initial=0))),
+                  base_rd=_rd(_uint_type(int(base.max(initial=0)))), pad=pad, padn=w.padded_inputs)
+        if w.regions > 1:
+            first = (w.readout_region * L * R).astype(np.int64)
+            br.update(region=_rows([int(v) for v in first]), region_t=_uint_type(int(first.max())), region_rd=_rd(_uint_type(int(first.max()))))
+        if pad:
+            fill = [int(v) for v in np.asarray(sk.in_zero)[:w.channels]]
+            runs = _copy_runs(w)
+            rt = _uint_type(max(max(r) for r in runs))
+            br.update(fill=fill, runs=runs, run_rows=_rows([v for r in runs for v in r], 12), run_t=rt, run_rd=_rd(rt))
+        if nibble:
+            planes = _plan_nibbles(b, C)["cplanes"]
+            br.update(cplanes=planes)
+        else:
+            counts = b.counts.astype(np.int64).reshape(-1)
+            br.update(counts=_rows(list(counts) + [0] * 4, C * max(1, 16 // C)), n_counts=counts.size + 4)
+        if nibble:
+            per_ro = NIBBLE_GROUP // L if L <= NIBBLE_GROUP else 1
+            br.update(flush_every=per_ro, flush_within=[g - 1 for g in range(NIBBLE_GROUP, L, NIBBLE_GROUP)] if L > NIBBLE_GROUP else [])
+        elif dsp:
+            br.update(flush_every=max(1, 32767 // max(1, per_readout[j])), flush_within=[])
+        else:
+            br.update(flush_every=0, flush_within=[])
+        used = np.zeros(P, bool)
+        used[b.table_sel.reshape(-1)] = True
+        if layout == "unrolled":
+            u = _plan_unrolled(b, thr, used, f"{prefix}_proj_t", offsets, xname="b")
+            br.update(planes=u["planes"], extra_planes=u["extra_planes"], bit_src=u["bit_src"], bit_src_t=u["bit_src_t"],
+                      bit_src_rd=_rd(u["bit_src_t"]), n_bw=u["n_bw"], n_xw=u["n_xw"], per_word=u["per_word"])
+        else:
+            off, npos, wts = [], [], []
+            for p in range(P):
+                taps = sorted(zip(wt[ptr[p]:ptr[p + 1]], b.tap_idx[ptr[p]:ptr[p + 1]]), key=lambda t: -int(t[0] > 0))
+                off += [int(offsets[i]) for _, i in taps]
+                wts += [int(v) for v, _ in taps]
+                npos.append(sum(1 for v, _ in taps if v > 0))
+            ot = _uint_type(max(off, default=0))
+            br.update(off=_rows(off or [0]), n_off=max(1, len(off)), off_t=ot, off_rd=_rd(ot), npos=_rows(npos), wt=_rows(wts or [0]),
+                      ntap=_rows([int(v) for v in np.diff(ptr)]), thr=_rows([_c_int(t) for t in thr]),
+                      thr_t=_int_type(min(thr, default=0), max(thr, default=0)),
+                      sel=_rows([int(v) for v in b.table_sel.reshape(-1)]), sel_t=_uint_type(P - 1), n_hw=-(-P // 32))
+            br.update(thr_rd=_rd(br["thr_t"]), sel_rd=_rd(br["sel_t"]))
+        branches.append(br)
+    proj_t, proj_max = _fast_type(pbound)
+    sbound = score_bound(sk)
+    score_t, score_max = _fast_type(sbound)
+    ctx.update(branches=branches, proj_t=proj_t, proj_max=proj_max, proj_bound=pbound, score_t=score_t, score_max=score_max,
+               score_bound=sbound, lane_bound=lane_bound, dsp=dsp, lane_every=min((b["flush_every"] for b in branches), default=1),
+               group=NIBBLE_GROUP, bias=8 * sum(b.window.n_readouts * b.n_tables for b in sk.branches),
+               **({k: nib[k] for k in ("cplanes", "extract")} if nibble else {}))
+    return ctx
+
+
+def _rd(ctype: str) -> str:
+    """The suffix of the program-memory read macro (ES_RD_<suffix>_) for a C integer type."""
+    return {"uint8_t": "U8", "uint16_t": "U16", "uint32_t": "U32", "int8_t": "I8", "int16_t": "I16", "int32_t": "I32"}[ctype]
+
+
+def _copy_runs(w) -> list[tuple[int, int, int]]:
+    """(padded offset, input offset, length) runs that copy the input into its padded grid: one per row of the last
+    spatial axis."""
+    sp, pad, Cn = w.spatial, w.padding, w.channels
+    padded = [s + 2 * p for s, p in zip(sp, pad)]
+    pstr = np.cumprod([1] + padded[::-1][:-1])[::-1] * Cn
+    istr = np.cumprod([1] + list(sp[::-1][:-1]))[::-1] * Cn
+    runs = []
+    for lead in np.ndindex(*sp[:-1]):
+        dst = sum((i + p) * s for i, p, s in zip(lead, pad[:-1], pstr[:-1])) + pad[-1] * Cn
+        src = sum(i * s for i, s in zip(lead, istr[:-1]))
+        runs.append((int(dst), int(src), int(sp[-1] * Cn)))
+    return runs
+
+
 # ---------------------------------------------------------------- public
 def generate(sketch: Sketch, layout: str = "unrolled", prefix: str = "es") -> dict[str, str]:
     """Render the model as C99: {f"{prefix}_model.h": ..., f"{prefix}_model.c": ...}.
@@ -301,7 +449,7 @@ def generate(sketch: Sketch, layout: str = "unrolled", prefix: str = "es") -> di
     if not re.fullmatch(r"[a-z][a-z0-9_]{0,30}", prefix):
         raise UserError(f"prefix {prefix!r} is not a lower-case C identifier (letters, digits, _; starts with a letter)")
     _check(sketch)
-    ctx = _plan(sketch, layout, prefix)
+    ctx = _plan(sketch, layout, prefix) if _flat_code(sketch) else _plan_general(sketch, layout, prefix)
     return {f"{prefix}_model.h": render("es_model.h.j2", **ctx),
             f"{prefix}_model.c": render("es_model.c.j2", **ctx)}
 

@@ -1,15 +1,17 @@
 """Distil a Keras teacher into a sketch. TensorFlow only here; the result is a numpy Sketch (float and integer).
 
 learned (default, beyond the paper)
-  P shared hyperplanes with s ternary taps each; table l reads K of them. Three phases on teacher-relabelled
-  augmented data: (1) relax: dense hyperplanes, soft bits sigmoid(beta*z) with beta annealed upward, tables learned
-  jointly; (2) keep each hyperplane's s largest weights as signs and refine signs and thresholds with a
-  straight-through estimator (hard bits forward, soft bits backward); (3) refit the count tables on the exact
-  integer hashes the device will compute.
-shared rows (--codebook R, either mode)
+  Every branch (a window over the input: the whole input for the flat sketch, or windows sliding over the time or
+  image axes) has P hyperplanes shared by its positions, with s taps each; its tables read K of their bits at every
+  read-out position and the scores add them up. Three phases on teacher-relabelled augmented data: (1) relax: dense
+  hyperplanes, soft bits sigmoid(beta*z) with beta annealed upward, tables learned jointly; (2) keep each
+  hyperplane's s largest weights (as signs, or small integers with `weights` > 1) and refine them, the thresholds
+  and the tables with a straight-through estimator (hard bits forward, soft bits backward); (3) refit the count
+  tables on the exact integer hashes the device will compute.
+shared rows (--codebook R, flat sketches)
   then cluster the L * 2^K cells into R rows (k-means, each cell weighted by how often training lands in it) and
   train the rows with every cell's row fixed: a row index per cell and R rows replace the tables.
-representer (the paper, arXiv 2106.11426)
+representer (the paper, arXiv 2106.11426; flat)
   fit f(x) = sum_j alpha_j (1 - theta(x, w_j)/pi)^K to the teacher, then build L count arrays with random sparse
   ternary K-bit hashes: cell h_l(w_j) += alpha_j / L.
 """
@@ -22,8 +24,9 @@ from typing import Callable
 import numpy as np
 
 from . import quantize
-from .sketch import (Sketch, csr_from_dense, int_cells, quantize_inputs, random_ternary, representer_counts,
-                     window_selectors)
+from .errors import ConfigError
+from .sketch import (Branch, Sketch, Window, csr_from_dense, int_cells, quantize_inputs, random_ternary,
+                     representer_counts, window_selectors)
 
 UNIT = 64.0  # hyperplanes are trained on (u - offset) / UNIT: int8 units brought to about unit scale
 
@@ -37,15 +40,26 @@ class Config:
     bits: int = 6             # K
     hyperplanes: int = 48     # P (learned mode)
     taps: int = 8             # s (learned mode)
+    window: tuple = ()        # window size per spatial axis of the teacher's input; () hashes the whole input (flat)
+    stride: tuple = (1,)      # per spatial axis (one value: every axis)
+    dilation: tuple = (1,)
+    padding: str = "same"     # "same" or "valid"
+    pool: tuple = (1,)        # OR-pool bits over this many positions per axis before the tables read them
+    regions: int = 1          # read-out positions cut into this many groups with tables of their own
+    flat_branch: tuple = ()   # (L, K, P, s) of a flat branch added to a windowed one; () none
+    weights: int = 1          # largest |tap weight|: 1 ternary (additions only), up to 7 (a multiply per tap)
     representers: int = 128   # M (representer mode)
     density: float = 1 / 3    # ternary density of random projections (representer mode)
-    augment: bool = True
+    augment: str = "mixup"    # "mixup", "signal" (shifts, amplitude, jitter along the time/image axes), "both", "none"
     aug_size: int = 0         # 0: max(40000, 10 * n_train)
     noise: float = 0.1        # Gaussian noise, in units of each feature's std
+    shift: int = 0            # signal augmentation: largest shift along each spatial axis (0: window size // 2)
     epochs: int = 30          # per phase (relax, STE); representer fit uses 2x
     refit_epochs: int = 15
     batch: int = 256
     lr: float = 0.01
+    ste_lr: float = 0.0       # 0: lr
+    refit_lr: float = 0.0     # 0: lr
     temperature: float = 1.0
     table_dropout: float = 0.0  # drop each table's vote with this probability while training (against co-adaptation)
     count_bits: int = 8
@@ -54,22 +68,146 @@ class Config:
     codebook: int = 0          # store the cells as at most this many shared rows (0: every cell its own)
     seed: int = 0
 
+    @property
+    def windowed(self) -> bool:
+        return bool(self.window)
 
-def augment(x: np.ndarray, cfg: Config, rng: np.random.Generator, transfer: np.ndarray | None = None) -> np.ndarray:
-    """The training set, then unlabelled transfer inputs if given, then mixup pairs (lambda ~ U(0,1), random partner)
-    with Gaussian noise up to the augmented size; the teacher relabels all of them, so the sketch learns the teacher's
-    function between and around training points. Transfer inputs take the place of mixup samples: on mnist1d, real
-    inputs taught more than mixup did (examples/levers.py)."""
+
+# The configuration of a windowed sketch when the caller gives none, by the number of spatial axes of the teacher's
+# input. Chosen on a validation split carved from the training data, never on the test set (examples/windowed_study.py).
+FAMILIES = {
+    1: dict(window=(9,), stride=(2,), hyperplanes=32, taps=6, tables=15, bits=6, augment="both", epochs=12,
+            refit_epochs=6, ste_lr=0.003, refit_lr=0.001),
+    2: dict(window=(3, 3), stride=(2, 2), hyperplanes=8, taps=6, tables=8, bits=4, flat_branch=(12, 6, 48, 8),
+            augment="mixup", epochs=20, refit_epochs=10, ste_lr=0.003, refit_lr=0.001),
+}
+
+
+def family_defaults(input_shape) -> dict:
+    """Config fields for a teacher's input shape: windows over its time axis ((T, C), T > 1) or image axes ((H, W, C));
+    {} (the flat sketch) for inputs with no such axis ((D,), or (1, C))."""
+    s = tuple(int(v) for v in input_shape)
+    spatial = [v for v in s[:-1]] if len(s) >= 2 else []
+    if not spatial or all(v == 1 for v in spatial):
+        return {}
+    return dict(FAMILIES.get(len(spatial), FAMILIES[2]))
+
+
+def check(cfg: Config, input_shape) -> None:
+    """ConfigError naming the argument if cfg cannot make a sketch for inputs of input_shape (the teacher's)."""
+    def need(ok, arg, msg):
+        if not ok:
+            raise ConfigError(msg, argument=arg)
+    need(cfg.mode in ("learned", "representer"), "mode", f"mode {cfg.mode!r}: use learned or representer")
+    for arg in ("tables", "bits", "hyperplanes", "taps", "representers", "epochs", "refit_epochs", "regions"):
+        need(getattr(cfg, arg) >= 1, arg, f"{arg} must be at least 1, got {getattr(cfg, arg)}")
+    need(cfg.bits <= 12, "bits", f"bits {cfg.bits} makes tables of 2^{cfg.bits} cells each; use 12 or fewer (6 is typical)")
+    need(cfg.mode == "representer" or cfg.bits <= cfg.hyperplanes, "bits",
+         f"bits {cfg.bits} needs at least that many hyperplanes (got {cfg.hyperplanes})")
+    need(cfg.count_bits in (4, 8, 16), "count_bits", f"count_bits {cfg.count_bits}: use 4, 8 or 16")
+    need(1 <= cfg.weights <= 7, "weights", f"weights {cfg.weights}: the largest tap weight is 1 (ternary) to 7")
+    need(cfg.augment in ("mixup", "signal", "both", "none"), "augment", f"augment {cfg.augment!r}: use mixup, signal, both or none")
+    if cfg.codebook:
+        need(not cfg.windowed, "codebook", "shared rows (codebook) are for flat sketches; drop codebook or window")
+        need(cfg.count_bits != 4, "codebook", "shared rows (codebook) hold int8 or int16 counts, not 4-bit ones; use count_bits 8")
+        cells = cfg.tables << cfg.bits
+        need(2 <= cfg.codebook < cells, "codebook", f"codebook {cfg.codebook}: use 2 to {cells - 1} shared rows "
+             f"({cfg.tables} tables of 2^{cfg.bits} cells), or 0 to store every cell")
+    if cfg.selectors == "window":
+        try:
+            window_selectors(cfg.hyperplanes, cfg.tables, cfg.bits)
+        except ValueError as e:
+            raise ConfigError("selectors window: " + str(e).replace("window selectors: ", ""), argument="selectors") from None
+    if cfg.windowed:
+        need(cfg.mode == "learned", "window", "windows are a learned-mode sketch; drop window or use mode learned")
+        need(cfg.weights == 1 or cfg.signs == "free", "signs", "balanced signs are for ternary taps (weights 1)")
+        for w in windows_of(cfg, input_shape):
+            for p in w.problems():
+                raise ConfigError(f"window: {p}", argument="window")
+        if cfg.flat_branch:
+            need(len(cfg.flat_branch) == 4 and min(cfg.flat_branch) >= 1 and cfg.flat_branch[1] <= cfg.flat_branch[2],
+                 "flat_branch", f"flat_branch {cfg.flat_branch}: give (tables, bits, hyperplanes, taps), bits <= hyperplanes")
+
+
+def grid_shape(input_shape) -> tuple:
+    """The teacher's input shape as spatial axes + channels: (T,) -> (T, 1); (T, C), (H, W, C) as they are."""
+    s = tuple(int(v) for v in input_shape)
+    return s + (1,) if len(s) == 1 else s
+
+
+def windows_of(cfg: Config, input_shape) -> list[Window]:
+    """The Window of every branch cfg describes over inputs of input_shape: the windowed branch, then the flat one."""
+    D = int(np.prod(input_shape))
+    if not cfg.windowed:
+        return [Window.flat(D)]
+    shape = grid_shape(input_shape)
+    n = len(shape) - 1
+    def axes(v, name):
+        v = tuple(v) if isinstance(v, (tuple, list)) else (v,)
+        if len(v) not in (1, n):
+            raise ConfigError(f"{name} {v}: give one value, or one per spatial axis of the input {shape[:-1]}", argument=name)
+        return v * n if len(v) == 1 else v
+    w = Window.over(shape, axes(cfg.window, "window"), axes(cfg.stride, "stride"), axes(cfg.dilation, "dilation"),
+                    cfg.padding, axes(cfg.pool, "pool"), cfg.regions)
+    return [w] + ([Window.flat(D)] if cfg.flat_branch else [])
+
+
+def branch_sizes(cfg: Config) -> list[tuple[int, int, int, int]]:
+    """(L, K, P, s) of every branch, in the order of windows_of."""
+    main = (cfg.tables, cfg.bits, cfg.hyperplanes, cfg.taps)
+    return [main] + ([tuple(int(v) for v in cfg.flat_branch)] if cfg.windowed and cfg.flat_branch else [])
+
+
+# ---------------------------------------------------------------- augmentation
+def augment(x: np.ndarray, cfg: Config, rng: np.random.Generator, transfer: np.ndarray | None = None,
+            shape: tuple | None = None) -> np.ndarray:
+    """The training set, then unlabelled transfer inputs if given, then made-up samples up to the augmented size; the
+    teacher relabels all of them, so the sketch learns the teacher's function between and around training points.
+    mixup: pairs (lambda ~ U(0,1), random partner) with Gaussian noise. signal: a training sample shifted along its
+    time or image axes (zero-filled, up to cfg.shift), scaled in amplitude (0.8 to 1.2) and jittered (Gaussian noise).
+    both: half of each. Transfer inputs take the place of made-up samples: on mnist1d, real inputs taught more than
+    mixup did (examples/levers.py). shape: the teacher's input shape (signal augmentation needs its axes)."""
     n = cfg.aug_size or max(40000, 10 * len(x))
     if transfer is not None and len(transfer):
         x = np.concatenate([x, np.asarray(transfer, np.float32).reshape(len(transfer), -1)])
-    if not cfg.augment or n <= len(x):
+    if cfg.augment == "none" or n <= len(x):
         return x.astype(np.float32)
     k = n - len(x)
-    i, j = rng.integers(0, len(x), k), rng.integers(0, len(x), k)
-    lam = rng.uniform(0, 1, (k, 1)).astype(np.float32)
-    noise = rng.normal(0, 1, (k, x.shape[1])).astype(np.float32) * (cfg.noise * x.std(0))
-    return np.concatenate([x, lam * x[i] + (1 - lam) * x[j] + noise]).astype(np.float32)
+    kinds = {"mixup": ["mixup"], "signal": ["signal"], "both": ["mixup", "signal"]}[cfg.augment]
+    parts = [x]
+    for j, kind in enumerate(kinds):
+        m = k // len(kinds) + (k % len(kinds) if j == 0 else 0)
+        i = rng.integers(0, len(x), m)
+        if kind == "mixup":
+            jj = rng.integers(0, len(x), m)
+            lam = rng.uniform(0, 1, (m, 1)).astype(np.float32)
+            noise = rng.normal(0, 1, (m, x.shape[1])).astype(np.float32) * (cfg.noise * x.std(0))
+            parts.append(lam * x[i] + (1 - lam) * x[jj] + noise)
+        else:
+            parts.append(_signal(x[i], grid_shape(shape or (x.shape[1],)), cfg, rng))
+    return np.concatenate(parts).astype(np.float32)
+
+
+def _signal(x: np.ndarray, shape: tuple, cfg: Config, rng) -> np.ndarray:
+    """Shift (zero fill), scale and jitter samples [m, D] along the spatial axes of shape."""
+    m, sp = len(x), shape[:-1]
+    g = x.reshape((m,) + shape).copy()
+    win = cfg.window if isinstance(cfg.window, (tuple, list)) else (cfg.window,)
+    for a, size in enumerate(sp):
+        most = cfg.shift or max(1, (win[min(a, len(win) - 1)] if win else size // 8) // 2)
+        sh = rng.integers(-most, most + 1, m)
+        for v in np.unique(sh):
+            if v == 0:
+                continue
+            sel = sh == v
+            moved = np.roll(g[sel], v, axis=a + 1)
+            cut = [slice(None)] * (len(shape) + 1)
+            cut[a + 1] = slice(0, v) if v > 0 else slice(v, None)
+            moved[tuple(cut)] = 0.0
+            g[sel] = moved
+    g *= rng.uniform(0.8, 1.2, (m,) + (1,) * len(shape)).astype(np.float32)
+    g += rng.normal(0, 1, g.shape).astype(np.float32) * (cfg.noise * 0.5 * x.std())
+    return g.reshape(m, -1)
 
 
 def targets(teacher, x: np.ndarray, cfg: Config) -> tuple[np.ndarray, dict]:
@@ -83,54 +221,97 @@ def targets(teacher, x: np.ndarray, cfg: Config) -> tuple[np.ndarray, dict]:
     return ((y - mu) / sd).astype(np.float32), {"mean": mu, "std": sd}
 
 
+# ---------------------------------------------------------------- the pipeline
 def distill(teacher, x_train: np.ndarray, cfg: Config, meta: dict, progress: Progress | None = None,
             transfer: np.ndarray | None = None) -> Sketch:
     """The sketch of `teacher` on x_train and unlabelled `transfer` inputs (relabelled by the teacher like the augmented
-    samples, and calibrating the input quantisation with the training set: both are real inputs)."""
-    if cfg.codebook and cfg.count_bits == 4:
-        raise ValueError("shared rows (codebook) hold int8 or int16 counts, not 4-bit ones")
+    samples, and calibrating the input quantisation with the training set: both are real inputs).
+    Seeds the global generators from cfg.seed and turns op determinism on for the call (see _deterministic)."""
+    shape = tuple(teacher.input_shape)
+    check(cfg, shape)
     from .teacher import tensorflow
     tf = tensorflow()
-    tf.keras.utils.set_random_seed(cfg.seed)
-    tf.config.experimental.enable_op_determinism()
-    progress = progress or (lambda *a: None)
-    rng = np.random.default_rng(cfg.seed)
+    with _deterministic(tf, cfg.seed):
+        return _distill(tf, teacher, x_train, cfg, meta, progress or (lambda *a: None), transfer, shape)
 
+
+class _deterministic:
+    """Seeds TensorFlow/NumPy/Python's global generators (keras.utils.set_random_seed) and enables op determinism;
+    on exit Python's and NumPy's generator states and the op-determinism setting are restored. TensorFlow's global
+    seed stays set to the distil seed (TensorFlow cannot read back the previous one)."""
+
+    def __init__(self, tf, seed):
+        self.tf, self.seed = tf, seed
+
+    def __enter__(self):
+        import random
+
+        from tensorflow.python.framework import config as tfconfig   # is/disable_op_determinism are not exported
+        self.cfg = tfconfig
+        self.py, self.np_ = random.getstate(), np.random.get_state()
+        self.det = tfconfig.is_op_determinism_enabled()
+        self.tf.keras.utils.set_random_seed(self.seed)
+        self.tf.config.experimental.enable_op_determinism()
+
+    def __exit__(self, *exc):
+        import random
+        random.setstate(self.py)
+        np.random.set_state(self.np_)
+        if not self.det:
+            self.cfg.disable_op_determinism()
+        return False
+
+
+def _distill(tf, teacher, x_train, cfg, meta, progress, transfer, shape) -> Sketch:
+    rng = np.random.default_rng(cfg.seed)
+    wins = windows_of(cfg, shape)
+    per_channel = not wins[0].is_flat
     x_train = np.asarray(x_train, np.float32).reshape(len(x_train), -1)
     progress("relabel", 0, 1, {})
-    xa = augment(x_train, cfg, rng, transfer)
+    xa = augment(x_train, cfg, rng, transfer, shape)
     real = xa[:len(x_train) + (0 if transfer is None else len(transfer))]   # augment puts the real inputs first
-    in_scale, in_zero = quantize.calibrate_inputs(real)
-    offset = (real / in_scale + in_zero).mean(0).astype(np.float32)
+    in_scale, in_zero = quantize.calibrate_inputs(real, wins[0].channels if per_channel else None)
+    Q = len(in_scale)
+    u_real = real / np.tile(in_scale, real.shape[1] // Q) + np.tile(in_zero, real.shape[1] // Q)
+    feat_off = (u_real.reshape(-1, Q).mean(0) if per_channel else u_real.mean(0)).astype(np.float32)
     y, ystat = targets(teacher, xa, cfg)
     progress("relabel", 1, 1, {"samples": len(xa)})
-    xc = ((xa / in_scale + in_zero - offset) / UNIT).astype(np.float32)
-
-    sk = Sketch(meta=dict(meta, task=teacher.task, mode=cfg.mode, config=asdict(cfg)), in_scale=in_scale,
-                in_zero=in_zero, offset=offset, tap_ptr=None, tap_idx=None, tap_sign=None, threshold_f=None,
-                threshold=None, table_sel=None, counts_f=None, counts=None, out_scale=None, out_bias=None)
-    fit = _Fit(tf, xc, y, teacher.task, cfg, rng, progress)
+    # centred units of every feature, then the pad value of each channel (float 0 -> in_zero) after them
+    off_feat = np.tile(feat_off, x_train.shape[1] // len(feat_off))
+    xc = ((xa / np.tile(in_scale, xa.shape[1] // Q) + np.tile(in_zero, xa.shape[1] // Q) - off_feat) / UNIT).astype(np.float32)
+    branches = []
+    for w, (L, K, P, s) in zip(wins, branch_sizes(cfg)):
+        eoff = np.tile(feat_off, w.n_elements // len(feat_off)) if per_channel else feat_off
+        branches.append(Branch(w, eoff.astype(np.float32), None, None, None, None, None, None, None, None))
+    sk = Sketch(meta=dict(meta, task=teacher.task, mode=cfg.mode, config=asdict(cfg)), in_scale=in_scale, in_zero=in_zero,
+                branches=branches, out_scale=None, out_bias=None)
+    pad = ((in_zero[:wins[0].channels] - feat_off[:wins[0].channels]) / UNIT).astype(np.float32) if per_channel else None
+    fit = _Fit(tf, xc, y, teacher.task, cfg, rng, progress, pad)
     if cfg.mode == "learned":
         fit.learned(sk, xa)
-    elif cfg.mode == "representer":
-        fit.representer(sk)
     else:
-        raise ValueError(cfg.mode)
+        fit.representer(sk)
     if cfg.codebook:
         fit.codebook(sk, _exact_cells(sk, xa))
     if ystat:  # regression: back to the teacher's units
-        sk.counts_f = sk.counts_f * ystat["std"].astype(np.float32)
+        for b in sk.branches:
+            b.counts_f = b.counts_f * ystat["std"].astype(np.float32)
         sk.out_bias = (sk.out_bias * ystat["std"] + ystat["mean"]).astype(np.float32)
-    sk.counts_f = sk.counts_f.astype(np.float32)
-    return quantize.finalize(sk, cfg.count_bits)
+    for b in sk.branches:
+        b.counts_f = b.counts_f.astype(np.float32)
+    sk = quantize.finalize(sk, cfg.count_bits)
+    from .esk import assign_id
+    assign_id(sk)
+    return sk
 
 
 class _Fit:
     """The TensorFlow training loops. Variables live on this object; each phase reports progress per epoch."""
 
-    def __init__(self, tf, xc, y, task, cfg: Config, rng, progress: Progress):
+    def __init__(self, tf, xc, y, task, cfg: Config, rng, progress: Progress, pad=None):
         self.tf, self.xc, self.y, self.task, self.cfg, self.rng, self.progress = tf, xc, y, task, cfg, rng, progress
         self.D, self.C = xc.shape[1], y.shape[1]
+        self.pad = pad     # centred value of a padded element per channel (windowed branches)
 
     # -- shared pieces
     def loss(self, out, y):
@@ -159,9 +340,9 @@ class _Fit:
         return tf.cast(tf.random.uniform((B, L, 1)) < keep, tf.float32) / keep
 
     def bucket_probs(self, bits, sel):
-        """bits [B, P] in [0, 1] -> probabilities of each table's 2^K buckets [B, L, 2^K]; bit k has weight 2^k."""
+        """bits [..., P] in [0, 1] -> probabilities of each table's 2^K buckets [..., L, 2^K]; bit k has weight 2^k."""
         tf = self.tf
-        g = tf.gather(bits, sel, axis=1)  # [B, L, K]
+        g = tf.gather(bits, sel, axis=-1)  # [..., L, K]
         probs = tf.stack([1 - g[..., 0], g[..., 0]], -1)
         for k in range(1, sel.shape[1]):
             gk = g[..., k:k + 1]
@@ -169,59 +350,98 @@ class _Fit:
         return probs
 
     # -- learned mode
+    def _branch_graph(self, b: Branch, L: int, K: int, P: int, s: int, sel):
+        """TensorFlow pieces of one branch: windows(x), scores(bits) [B, C] and the variables W, bias, T. A flat
+        branch hashes x [B, D] itself (bits [B, P]); a windowed one gathers its windows [B, n_pos, E] (bits
+        [B, n_pos, P]), OR-pools the bits and sums the cells of every read-out position."""
+        tf, C = self.tf, self.C
+        w = b.window
+        T = tf.Variable(np.zeros((w.regions * L, 1 << K, C), np.float32))
+        if w.is_flat:
+            windows = lambda x: x
+
+            def scores(bits):
+                return tf.einsum("blm,lmc->bc", self.bucket_probs(bits, sel) * self.table_mask(tf.shape(bits)[0], L), T)
+        else:
+            idx = tf.constant(w.element_index().astype(np.int32))
+            padv = tf.constant(self.pad)
+            windows = lambda x: tf.gather(tf.concat([x, tf.broadcast_to(padv[None], (tf.shape(x)[0], len(self.pad)))], 1), idx, axis=1)
+            q, Nr, R = w.pool_size, w.n_readouts, w.regions
+            onehot = tf.constant(np.eye(R, dtype=np.float32)[w.readout_region])          # [Nr, R]
+
+            def scores(bits):
+                if q > 1:   # OR over each pool block: 1 - prod(1 - b)
+                    bits = 1.0 - tf.reduce_prod(1.0 - tf.reshape(bits, (-1, Nr, q, P)), 2)
+                mask = self.table_mask(tf.shape(bits)[0], L)
+                probs = self.bucket_probs(bits, sel) * (mask if isinstance(mask, float) else mask[:, None])   # [B, Nr, L, M]
+                if R == 1:
+                    return tf.einsum("bnlm,lmc->bc", probs, T)
+                return tf.einsum("bnlm,nr,rlmc->bc", probs, onehot, tf.reshape(T, (R, L, 1 << K, C)))
+        W = tf.Variable(self.rng.normal(0, 1 / math.sqrt(w.n_elements), (w.n_elements, P)).astype(np.float32))
+        bias = tf.Variable(np.zeros(P, np.float32))
+        return windows, scores, W, bias, T
+
     def learned(self, sk: Sketch, xa: np.ndarray):
-        tf, cfg, D, C = self.tf, self.cfg, self.D, self.C
-        L, K, P, s = cfg.tables, cfg.bits, cfg.hyperplanes, min(cfg.taps, self.D)
-        sel = window_selectors(P, L, K) if cfg.selectors == "window" else _selectors(P, L, K, self.rng)
-        half = s // 2 if cfg.signs == "balanced" else None
-        W = tf.Variable(self.rng.normal(0, 1 / math.sqrt(D), (D, P)).astype(np.float32))
-        b = tf.Variable(np.zeros(P, np.float32))
-        T = tf.Variable(np.zeros((L, 1 << K, C), np.float32))
+        tf, cfg = self.tf, self.cfg
+        sizes = branch_sizes(cfg)
+        G = []
+        for b, (L, K, P, s) in zip(sk.branches, sizes):
+            sel = window_selectors(P, L, K) if cfg.selectors == "window" else _selectors(P, L, K, self.rng)
+            G.append((b, L, K, P, min(s, b.window.n_elements), sel) + self._branch_graph(b, L, K, P, s, sel))
+        half = lambda s: s // 2 if cfg.signs == "balanced" else None
         opt = tf.keras.optimizers.Adam(cfg.lr)
-        def out(bits):
-            probs = self.bucket_probs(bits, sel) * self.table_mask(tf.shape(bits)[0], L)
-            return tf.einsum("blm,lmc->bc", probs, T)
+        relax_vars = [v for g in G for v in g[8:11]]
 
         @tf.function
         def relax_step(x, y, beta):
             with tf.GradientTape() as t:
-                loss = self.loss(out(tf.sigmoid(beta * (x @ W + b))), y)
-            opt.apply_gradients(zip(t.gradient(loss, [W, b, T]), [W, b, T]))
+                out = sum(scores(tf.sigmoid(beta * (win(x) @ W + bias))) for _, _, _, _, _, _, win, scores, W, bias, _ in G)
+                loss = self.loss(out, y)
+            opt.apply_gradients(zip(t.gradient(loss, relax_vars), relax_vars))
             return loss
         betas = np.geomspace(1.0, 30.0, cfg.epochs).astype(np.float32)
         self.run("relax", cfg.epochs, relax_step, (self.xc, self.y), lambda e: (tf.constant(betas[e]),))
 
-        # keep the s largest weights of each hyperplane as signs; rescale thresholds to the ternary weights
-        top = np.sort(np.abs(W.numpy()), 0)[-s:].mean(0)
-        b.assign(b.numpy() / np.maximum(top, 1e-6))
-        Wl = tf.Variable(W.numpy() / np.maximum(top, 1e-6))
-        opt2 = tf.keras.optimizers.Adam(cfg.lr)
+        # keep the s largest weights of each hyperplane (signs, or integers up to cfg.weights); rescale the thresholds
+        latent = []
+        for b, L, K, P, s, sel, win, scores, W, bias, T in G:
+            top = np.sort(np.abs(W.numpy()), 0)[-s:]
+            norm = np.maximum(top.mean(0) if cfg.weights == 1 else top.max(0) / cfg.weights, 1e-6)
+            bias.assign(bias.numpy() / norm)
+            latent.append(tf.Variable(W.numpy() / norm))
+        opt2 = tf.keras.optimizers.Adam(cfg.ste_lr or cfg.lr)
+        ste_vars = [v for g, Wl in zip(G, latent) for v in (Wl, g[9], g[10])]
 
-        ternary = lambda w: self.ternary(w, s, half)
+        def hard_soft(z):
+            soft = tf.sigmoid(4.0 * z / tf.stop_gradient(tf.math.reduce_std(z, axis=list(range(len(z.shape) - 1))) + 1e-3))
+            return tf.cast(z > 0, tf.float32) + soft - tf.stop_gradient(soft)
 
         @tf.function
         def ste_step(x, y):
             with tf.GradientTape() as t:
-                w = Wl + tf.stop_gradient(ternary(Wl) - Wl)  # straight through to the latent weights
-                z = x @ w + b
-                soft = tf.sigmoid(4.0 * z / tf.stop_gradient(tf.math.reduce_std(z, 0) + 1e-3))
-                hard = tf.cast(z > 0, tf.float32)
-                loss = self.loss(out(hard + soft - tf.stop_gradient(soft)), y)
-            opt2.apply_gradients(zip(t.gradient(loss, [Wl, b, T]), [Wl, b, T]))
+                out = 0.0
+                for (b, L, K, P, s, sel, win, scores, W, bias, T), Wl in zip(G, latent):
+                    w = Wl + tf.stop_gradient(self.ternary(Wl, s, half(s)) - Wl)  # straight through to the latent weights
+                    out += scores(hard_soft(win(x) @ w + bias))
+                loss = self.loss(out, y)
+            opt2.apply_gradients(zip(t.gradient(loss, ste_vars), ste_vars))
             return loss
         self.run("ste", cfg.epochs, ste_step, (self.xc, self.y))
 
-        R = ternary(Wl).numpy().astype(np.int8)
-        sk.tap_ptr, sk.tap_idx, sk.tap_sign = csr_from_dense(R)
-        sk.threshold_f = (-UNIT * b.numpy()).astype(np.float32)  # sum sign*(u-o)/UNIT + b > 0
-        sk.table_sel = sel.astype(np.int32)
-        sk.out_bias = np.zeros(C, np.float32)
-        sk.counts_f = T.numpy()
+        for (b, L, K, P, s, sel, win, scores, W, bias, T), Wl in zip(G, latent):
+            R = self.ternary(Wl, s, half(s)).numpy().astype(np.int8)
+            b.tap_ptr, b.tap_idx, b.tap_weight = csr_from_dense(R)
+            b.threshold_f = (-UNIT * bias.numpy()).astype(np.float32)  # sum w*(u-o)/UNIT + b > 0
+            b.table_sel = sel.astype(np.int32)
+            b.counts_f = T.numpy()
+        sk.out_bias = np.zeros(self.C, np.float32)
         self.refit(sk, _exact_cells(sk, xa))   # phase 3 sees the device's exact hashes
 
     def ternary(self, w, s: int, half: int | None):
-        """Each hyperplane's (column's) s largest latent weights as signs, the rest 0; balanced (half = s // 2): the
-        s/2 largest positive weights as +1 and the s - s/2 most negative as -1."""
+        """Each hyperplane's (column's) s largest latent weights, the rest 0: as signs (cfg.weights 1), or rounded
+        to integers up to cfg.weights in magnitude (the latent weights are scaled so that the largest is about
+        cfg.weights); balanced (half = s // 2): the s/2 largest positive weights as +1 and the s - s/2 most negative
+        as -1."""
         tf = self.tf
         if half is not None:
             kn = tf.math.top_k(tf.transpose(-w), s - half).values[:, -1]
@@ -231,18 +451,25 @@ class _Fit:
             kp = tf.math.top_k(tf.transpose(w), half).values[:, -1]
             return tf.where(w >= kp[None, :], 1.0, 0.0) - neg
         kth = tf.math.top_k(tf.transpose(tf.abs(w)), s).values[:, -1]
-        return tf.where(tf.abs(w) >= kth[None, :], tf.sign(w), 0.0)
+        keep = tf.abs(w) >= kth[None, :]
+        if self.cfg.weights == 1:
+            return tf.where(keep, tf.sign(w), 0.0)
+        q = float(self.cfg.weights)
+        mag = tf.clip_by_value(tf.round(tf.abs(w)), 1.0, q)       # a kept tap is never 0
+        return tf.where(keep, tf.sign(w) * mag, 0.0)
 
     def refit(self, sk: Sketch, idx: np.ndarray):
-        """Phase 3: tables only, on exact integer buckets (flat cell index per table) [N, L]."""
+        """Phase 3: tables only, on exact integer cells (flat index into every branch's cells) [N, cells read]."""
         tf, cfg = self.tf, self.cfg
-        L, M, C = sk.counts_f.shape
-        T = tf.Variable(sk.counts_f.reshape(L * M, C))
-        opt = tf.keras.optimizers.Adam(cfg.lr)
+        shapes = [b.counts_f.shape for b in sk.branches]
+        C = self.C
+        T = tf.Variable(np.concatenate([b.counts_f.reshape(-1, C) for b in sk.branches]))
+        opt = tf.keras.optimizers.Adam(cfg.refit_lr or cfg.lr)
+        L = idx.shape[1]
         step_fn = lambda table: self.cell_step(T, table, opt, L)
         self.run("refit", cfg.refit_epochs, step_fn(lambda: T), (idx, self.y))
         if cfg.count_bits == 4:   # quantisation-aware: train through the 4-bit grid (straight-through), scale fixed
-            _, scale = quantize.quantize_counts(T.numpy().reshape(L, M, C), self.task, 4)
+            _, scale = quantize.quantize_counts(T.numpy()[None], self.task, 4)
             s = tf.constant(scale)
 
             def fake_quant():
@@ -250,10 +477,14 @@ class _Fit:
                 return Tc + tf.stop_gradient(tf.clip_by_value(tf.round(Tc / s), -7.0, 7.0) * s - Tc)
             self.run("refit int4", max(3, cfg.refit_epochs // 3), step_fn(fake_quant), (idx, self.y))
             sk.meta["count_scale"] = [float(v) for v in scale]
-        sk.counts_f = T.numpy().reshape(L, M, C)
+        flat, start = T.numpy(), 0
+        for b, shp in zip(sk.branches, shapes):
+            n = int(np.prod(shp[:2]))
+            b.counts_f = flat[start:start + n].reshape(shp)
+            start += n
 
     def cell_step(self, var, table, opt, L):
-        """One training step of `var` through table() [L * 2^K, C], on batches of flat cell indices [B, L]."""
+        """One training step of `var` through table() [cells, C], on batches of flat cell indices [B, L]."""
         tf = self.tf
 
         @tf.function
@@ -268,13 +499,14 @@ class _Fit:
         """Shared rows (--codebook R): k-means of the cells into R rows, weighted by how often the training inputs land
         in each cell (idx: flat cell indices [N, L]), then the rows are trained with every cell's row fixed."""
         tf, cfg = self.tf, self.cfg
-        L, M, C = sk.counts_f.shape
+        b = sk.branches[0]
+        L, M, C = b.counts_f.shape
         hits = np.bincount(idx.reshape(-1), minlength=L * M)
-        rows, book = quantize.cluster_rows(sk.counts_f.reshape(L * M, C), cfg.codebook, hits + 1.0, self.task, cfg.seed)
+        rows, book = quantize.cluster_rows(b.counts_f.reshape(L * M, C), cfg.codebook, hits + 1.0, self.task, cfg.seed)
         B, A = tf.Variable(book.astype(np.float32)), tf.constant(rows.astype(np.int32))
         self.run("codebook", cfg.refit_epochs, self.cell_step(B, lambda: tf.gather(B, A), tf.keras.optimizers.Adam(cfg.lr), L),
                  (idx, self.y))
-        sk.counts_f = B.numpy()[rows].reshape(L, M, C)
+        b.counts_f = B.numpy()[rows].reshape(L, M, C)
         sk.extras["cell_rows"] = rows.reshape(L, M).astype(np.uint8 if len(book) <= 256 else np.uint16)
 
     # -- representer mode
@@ -300,30 +532,34 @@ class _Fit:
 
         R = random_ternary(D, L * K, self.rng, cfg.density)
         w, alpha, c0 = Wr.numpy(), A.numpy().astype(np.float64), bias.numpy()
-        sk.tap_ptr, sk.tap_idx, sk.tap_sign = csr_from_dense(R)
-        sk.threshold_f = np.zeros(L * K, np.float32)
-        sk.table_sel = np.arange(L * K, dtype=np.int32).reshape(L, K)
+        b = sk.branches[0]
+        b.tap_ptr, b.tap_idx, b.tap_weight = csr_from_dense(R)
+        b.threshold_f = np.zeros(L * K, np.float32)
+        b.table_sel = np.arange(L * K, dtype=np.int32).reshape(L, K)
         counts = representer_counts(w @ R.astype(np.float64) > 0, alpha, L, K)
         if self.task == "classification":  # fold the bias into the cells: integer argmax must see it
             counts += c0 / L
             sk.out_bias = np.zeros(C, np.float32)
         else:
             sk.out_bias = c0.astype(np.float32)
-        sk.counts_f = counts.astype(np.float32)
+        b.counts_f = counts.astype(np.float32)
         sk.extras = {"representers": w.astype(np.float32), "alpha": alpha.astype(np.float32), "bias": c0.astype(np.float32)}
 
 
 def _exact_cells(sk: Sketch, x: np.ndarray) -> np.ndarray:
     """Fold the integer thresholds into sk (in place), then the cell each table reads for every row of the float
-    inputs x, exactly as the device hashes them: flat indices [N, L] (int32, for tf.gather)."""
+    inputs x, exactly as the device hashes them: flat indices [N, cells read] (int32, for tf.gather)."""
     quantize.fold_thresholds(sk)
-    return int_cells(sk, quantize_inputs(sk, x)).astype(np.int32)
+    out = []
+    for i in range(0, len(x), 8192):
+        out.append(int_cells(sk, quantize_inputs(sk, x[i:i + 8192])).astype(np.int32))
+    return np.concatenate(out)
 
 
 def _selectors(P: int, L: int, K: int, rng) -> np.ndarray:
     """Which K hyperplanes each table reads: distinct within a table, every hyperplane used about equally."""
     if K > P:
-        raise ValueError(f"--bits {K} needs at least {K} hyperplanes")
+        raise ConfigError(f"bits {K} needs at least {K} hyperplanes", argument="bits")
     use, sel = np.zeros(P), []
     for _ in range(L):
         row = np.lexsort((rng.random(P), use))[:K]  # least used first, random among equals

@@ -23,8 +23,11 @@ def footprint(sk: Sketch, layout: str) -> Footprint:
     """An upper estimate of the model's flash and RAM, from its shape (measured: unrolled code is about 11 bytes a
     tap and 16 a table on Thumb-2; the compact loop is under 600 bytes)."""
     code = 11 * sk.n_taps + 16 * sk.n_tables + 400 if layout == "unrolled" else 600
-    data = sk.table_bytes + sk.projection_bytes + 12 * sk.n_inputs + 8 * sk.n_outputs
-    stack = 2 * sk.n_inputs + 4 * sk.n_outputs + 256
+    data = sk.table_bytes + sk.projection_bytes + 12 * sk.n_inputs + 8 * sk.n_outputs + 2 * sum(
+        b.window.n_positions for b in sk.branches if not b.window.is_flat)
+    pad = max([b.window.padded_inputs for b in sk.branches if any(b.window.padding)], default=0)
+    debug = 0 if sk.is_flat else sk.n_debug_bits + 2 * sk.n_debug_buckets   # the firmware's DEBUG buffers
+    stack = 2 * sk.n_inputs + 4 * sk.n_outputs + 256 + pad + debug
     return Footprint(code + data, stack)
 
 

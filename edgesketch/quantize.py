@@ -7,11 +7,14 @@ import numpy as np
 from .sketch import int_thresholds, projection_bound, score_bound
 
 
-def calibrate_inputs(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-feature asymmetric int8 quantisation from calibration data, as TFLite computes a tensor's:
-    the range is widened to include 0, scale = (hi - lo) / 255, zero point maps lo to -128.
-    Per feature rather than per tensor, so that ternary taps see every feature on the same int8 scale."""
+def calibrate_inputs(x: np.ndarray, channels: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Asymmetric int8 quantisation from calibration data, as TFLite computes a tensor's: the range is widened to
+    include 0, scale = (hi - lo) / 255, zero point maps lo to -128. Per feature (channels None: every feature on
+    the same int8 scale for flat hyperplanes), or per channel of channels-last features (channels C: one scale per
+    channel over every position, so that hyperplanes shared by the positions of a window read the same units)."""
     x = np.asarray(x, np.float64).reshape(len(x), -1)
+    if channels:
+        x = x.reshape(-1, channels)
     lo, hi = np.minimum(x.min(0), 0.0), np.maximum(x.max(0), 0.0)
     scale = (hi - lo) / 255.0
     scale = np.where(scale > 0, scale, 1.0)
@@ -66,14 +69,22 @@ def cluster_rows(cells: np.ndarray, R: int, weight: np.ndarray, task: str, seed:
 
 
 def fold_thresholds(sk):
-    """Integer thresholds from the float ones, with the centring folded in (in place)."""
-    sk.threshold = int_thresholds(sk.threshold_f, sk.offset, sk.tap_ptr, sk.tap_idx, sk.tap_sign)
+    """Integer thresholds from the float ones, with the centring folded in (in place, every branch)."""
+    for b in sk.branches:
+        b.threshold = int_thresholds(b.threshold_f, b.offset, b.tap_ptr, b.tap_idx, b.tap_weight)
 
 
 def finalize(sk, count_bits: int = 8):
-    """Fill the integer half of a sketch from its float half (in place) and record the bounds; returns sk."""
+    """Fill the integer half of a sketch from its float half (in place) and record the bounds; returns sk. The
+    tables of every branch share their quantisation (one scale per output): their cells add up."""
     fold_thresholds(sk)
-    sk.counts, sk.out_scale = quantize_counts(sk.counts_f, sk.task, count_bits, sk.meta.get("count_scale") if count_bits == 4 else None)
+    cells = [b.counts_f.reshape(-1, b.counts_f.shape[-1]) for b in sk.branches]
+    q, sk.out_scale = quantize_counts(np.concatenate(cells)[None], sk.task, count_bits,
+                                      sk.meta.get("count_scale") if count_bits == 4 else None)
+    q, start = q[0], 0
+    for b, c in zip(sk.branches, cells):
+        b.counts = q[start:start + len(c)].reshape(b.counts_f.shape)
+        start += len(c)
     sk.meta["count_bits"] = count_bits
     sk.meta["bounds"] = {"projection": projection_bound(sk), "score": score_bound(sk), "int32_max": 2**31 - 1}
     return sk

@@ -1,57 +1,204 @@
-"""The sketch: numpy only. Hashing, building count arrays, float inference and THE integer reference.
+"""The sketch: numpy only. Geometry, hashing, building count arrays, float inference and THE integer reference.
 
-A sketch has P sparse ternary hyperplanes (CSR: tap_ptr, tap_idx, tap_sign) and L count tables of 2^K cells.
-Table l reads the K hash bits table_sel[l, :]; bit k of its bucket is hyperplane table_sel[l, k].
+A sketch is a sum of branches. A branch slides one window over the input (a Window: 1-D T x C or 2-D H x W x C, with
+size, stride, dilation and zero-point padding per spatial axis) and hashes every position with the same P sparse
+hyperplanes (CSR over the window's elements: tap_ptr, tap_idx, tap_weight) into P bits. Bits may be OR-pooled over
+neighbouring positions; at every read-out position, table l of the position's region reads the K bits table_sel[l, :]
+as its bucket. The scores add one cell per table per read-out position, over every branch. Today's flat sketch is the
+special case of one window covering the whole input (Window.flat: one position, one region).
 
   inputs      x (float) -> u = x / in_scale + in_zero            (float sketch, "quantised units")
                         -> xq = clip(rint(u), -128, 127) int8     (integer sketch)
-  hash bit p  float: sum_t sign * (u - offset)[idx] > threshold_f[p]
-              int:   sum_t sign * xq[idx]          > threshold[p]     (int32; offsets are folded in)
-  bucket l    sum_k bit[table_sel[l, k]] << k
-  scores      float: sum_l counts_f[l, bucket_l] + out_bias
-              int:   sum_l counts[l, bucket_l] (int32);  output = scores * out_scale + out_bias
+              in_scale / in_zero have Q entries and feature i uses entry i % Q: Q = D is per feature, Q = C (the
+              teacher's channels, features stored channels-last) per channel. Padding reads the zero point.
+  window      w[n, e] = xq at element e of position n (padding: in_zero of its channel)
+  hash bit p  float: sum_t weight * (w - offset)[idx] > threshold_f[p]
+              int:   sum_t weight * w[idx]            > threshold[p]     (int32; offsets are folded in)
+  pooling     bits of read-out position r = OR of the bits of its pool block of positions
+  bucket l    sum_k bit[table_sel[l, k]] << k;  cell = (region(r) * L + l) * 2^K + bucket
+  scores      float: sum counts_f[cells] + out_bias;  int: sum counts[cells] (int32); output = scores * out_scale + bias
 
-Tables may be stored as shared rows (distill --codebook R: a row index per cell, each distinct row once); the counts
-array is the same either way (shared_rows).
-
-Both learned mode (P shared hyperplanes with s taps) and representer mode (L*K random hyperplanes,
-table_sel[l] = l*K .. l*K+K-1) are this one structure, so codegen and the C loop have one shape.
+Tap weights are +-1 (ternary hyperplanes, additions only) unless a branch was distilled with integer weights
+(|w| <= 7: one multiply, or shifts and adds, per tap). Tables may be stored as shared rows (distill --codebook R,
+flat sketches: a row index per cell, each distinct row once); the counts array is the same either way (shared_rows).
+Learned mode (P shared hyperplanes with s taps) and representer mode (L*K random hyperplanes, table_sel[l] = l*K ..
+l*K+K-1) are this one structure, so codegen and the C loop have one shape.
 The C code in codegen_templates/ must equal int_scores() bit for bit; tests assert it on whole test sets.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import functools
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 TASKS = ("classification", "regression")
+MAX_WEIGHT = 7          # largest |tap weight| validate accepts
 
 
+# ---------------------------------------------------------------- geometry
+@dataclass(frozen=True)
+class Window:
+    """How a branch reads the input. `shape` is the input as a grid, spatial axes then channels (channels last, as Keras
+    stores them): (T, C) for sensor windows, (H, W, C) for images, (1, D) for the flat view. Per spatial axis: window
+    `size`, `stride`, `dilation`, `padding` (both sides, read as the channel's zero point) and `pool` (read-out
+    positions OR the bits of this many consecutive positions). Read-out positions, in row-major order, are cut into
+    `regions` contiguous groups with tables of their own (1: every position reads the same tables)."""
+    shape: tuple
+    size: tuple
+    stride: tuple
+    dilation: tuple
+    padding: tuple
+    pool: tuple
+    regions: int = 1
+
+    @staticmethod
+    def flat(d: int) -> "Window":
+        """One window covering the whole input: every feature is a channel of a single position."""
+        return Window((1, int(d)), (1,), (1,), (1,), (0,), (1,), 1)
+
+    @staticmethod
+    def over(shape, size, stride=1, dilation=1, padding="same", pool=1, regions=1) -> "Window":
+        """A window over `shape` (spatial axes + channels). Scalars apply to every spatial axis; padding "same" pads
+        half the dilated span on each side (every position of the input is a window centre), "valid" pads nothing."""
+        shape = tuple(int(v) for v in shape)
+        n = len(shape) - 1
+        tup = lambda v: tuple(int(e) for e in v) if isinstance(v, (tuple, list)) else (int(v),) * n
+        size, stride, dilation, pool = tup(size), tup(stride), tup(dilation), tup(pool)
+        if padding == "same":
+            padding = tuple(((k - 1) * d) // 2 for k, d in zip(size, dilation))
+        elif padding == "valid":
+            padding = (0,) * n
+        return Window(shape, size, stride, dilation, tup(padding), pool, int(regions))
+
+    def to_json(self) -> dict:
+        return {k: list(getattr(self, k)) if k != "regions" else self.regions
+                for k in ("shape", "size", "stride", "dilation", "padding", "pool", "regions")}
+
+    @staticmethod
+    def from_json(d: dict) -> "Window":
+        return Window(*(tuple(int(v) for v in d[k]) for k in ("shape", "size", "stride", "dilation", "padding", "pool")),
+                      int(d.get("regions", 1)))
+
+    # derived sizes
+    @property
+    def spatial(self) -> tuple: return self.shape[:-1]
+    @property
+    def channels(self) -> int: return int(self.shape[-1])
+    @property
+    def n_inputs(self) -> int: return int(np.prod(self.shape))
+    @property
+    def n_elements(self) -> int:
+        """Values one window reads (E): prod(size) * channels; hyperplane taps index these."""
+        return int(np.prod(self.size)) * self.channels
+    @property
+    def grid(self) -> tuple:
+        """Hashed positions per spatial axis (whole pool blocks only)."""
+        return tuple(((s + 2 * p - (k - 1) * d - 1) // st + 1) // q * q
+                     for s, k, st, d, p, q in zip(self.spatial, self.size, self.stride, self.dilation, self.padding, self.pool))
+    @property
+    def readout_grid(self) -> tuple: return tuple(g // q for g, q in zip(self.grid, self.pool))
+    @property
+    def n_positions(self) -> int: return int(np.prod(self.grid))
+    @property
+    def n_readouts(self) -> int: return int(np.prod(self.readout_grid))
+    @property
+    def pool_size(self) -> int: return int(np.prod(self.pool))
+    @property
+    def is_flat(self) -> bool: return self.n_positions == 1 and self.n_elements == self.n_inputs and not any(self.padding)
+
+    def problems(self) -> list[str]:
+        n = len(self.spatial)
+        if n < 1 or self.channels < 1 or min(self.shape) < 1:
+            return [f"window shape {self.shape} needs a spatial axis and channels"]
+        if any(len(v) != n for v in (self.size, self.stride, self.dilation, self.padding, self.pool)):
+            return [f"window size/stride/dilation/padding/pool need one value per spatial axis ({n})"]
+        if min(self.size + self.stride + self.dilation + self.pool) < 1 or min(self.padding) < 0:
+            return ["window size, stride, dilation and pool must be >= 1 and padding >= 0"]
+        if min(self.grid) < 1:
+            return [f"a window of {self.size} (dilation {self.dilation}, padding {self.padding}, pool {self.pool}) "
+                    f"does not fit the input {self.spatial}"]
+        if not 1 <= self.regions <= self.n_readouts:
+            return [f"{self.regions} regions for {self.n_readouts} read-out positions"]
+        return []
+
+    @property
+    def readout_region(self) -> np.ndarray:
+        """Region of each read-out position [n_readouts]."""
+        return (np.arange(self.n_readouts) * self.regions) // self.n_readouts
+
+    def element_index(self) -> np.ndarray:
+        """[n_positions, E] index of each window element in the input extended by its pads: i < D is feature i,
+        D + c is a padding value of channel c. Positions are ordered by read-out position (row-major), then by their
+        place in its pool block (row-major); elements row-major over the window, channels last."""
+        return _element_index(self)
+
+    def position_base(self) -> np.ndarray:
+        """[n_positions] flat offset of each position's first element in the input padded on every side (row-major,
+        channels last): what C adds to a base pointer. Element offsets are element_offsets()."""
+        return _position_base(self)
+
+    def element_offsets(self) -> np.ndarray:
+        """[E] offset of each window element from its position's base, in the padded input."""
+        padded = [s + 2 * p for s, p in zip(self.spatial, self.padding)]
+        strides = np.cumprod([1] + padded[::-1][:-1])[::-1] * self.channels    # elements per step along each axis
+        ks = np.stack(np.meshgrid(*[np.arange(k) * d for k, d in zip(self.size, self.dilation)], indexing="ij"), -1).reshape(-1, len(padded))
+        return ((ks @ strides)[:, None] + np.arange(self.channels)[None, :]).reshape(-1).astype(np.int64)
+
+    @property
+    def padded_inputs(self) -> int:
+        return int(np.prod([s + 2 * p for s, p in zip(self.spatial, self.padding)])) * self.channels
+
+
+def _positions(w: Window) -> np.ndarray:
+    """[n_positions, axes] coordinates (in positions) of every hashed position, in read-out then pool order."""
+    r = np.stack(np.meshgrid(*[np.arange(n) for n in w.readout_grid], indexing="ij"), -1).reshape(-1, len(w.grid))
+    q = np.stack(np.meshgrid(*[np.arange(n) for n in w.pool], indexing="ij"), -1).reshape(-1, len(w.grid))
+    return (r[:, None, :] * np.array(w.pool) + q[None, :, :]).reshape(-1, len(w.grid))
+
+
+@functools.lru_cache(maxsize=64)
+def _element_index(w: Window) -> np.ndarray:
+    pos = _positions(w)                                                            # [N, A]
+    ks = np.stack(np.meshgrid(*[np.arange(k) * d for k, d in zip(w.size, w.dilation)], indexing="ij"), -1).reshape(-1, len(w.grid))
+    coord = pos[:, None, :] * np.array(w.stride) - np.array(w.padding) + ks[None]  # [N, prod(size), A]
+    inside = ((coord >= 0) & (coord < np.array(w.spatial))).all(-1)
+    strides = np.cumprod([1] + list(w.spatial[::-1][:-1]))[::-1]
+    flat = (np.where(inside[..., None], coord, 0) @ strides)                      # [N, prod(size)]
+    c = np.arange(w.channels)
+    idx = np.where(inside[..., None], flat[..., None] * w.channels + c, w.n_inputs + c)
+    out = idx.reshape(len(pos), -1).astype(np.int64)
+    out.flags.writeable = False
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def _position_base(w: Window) -> np.ndarray:
+    padded = [s + 2 * p for s, p in zip(w.spatial, w.padding)]
+    strides = np.cumprod([1] + padded[::-1][:-1])[::-1] * w.channels
+    out = (_positions(w) * np.array(w.stride)) @ strides
+    out = out.astype(np.int64)
+    out.flags.writeable = False
+    return out
+
+
+# ---------------------------------------------------------------- the model
 @dataclass
-class Sketch:
-    meta: dict                 # task, mode, class_names, input_shape, source, metrics, ...
-    in_scale: np.ndarray       # float32[D]
-    in_zero: np.ndarray        # int32[D]
-    offset: np.ndarray         # float32[D], centring in quantised units
+class Branch:
+    """One hashing branch: a window, P hyperplanes over its E elements, and regions x L tables of 2^K cells."""
+    window: Window
+    offset: np.ndarray         # float32[E], centring of each window element in quantised units
     tap_ptr: np.ndarray        # int32[P+1]
-    tap_idx: np.ndarray        # int32[nnz]
-    tap_sign: np.ndarray       # int8[nnz], +1/-1
+    tap_idx: np.ndarray        # int32[nnz], window elements
+    tap_weight: np.ndarray     # int8[nnz], +-1 (or integers up to MAX_WEIGHT in magnitude)
     threshold_f: np.ndarray    # float32[P]
     threshold: np.ndarray      # int32[P]
     table_sel: np.ndarray      # int32[L, K]
-    counts_f: np.ndarray       # float32[L, 2^K, C], in output units
-    counts: np.ndarray         # int8 or int16 [L, 2^K, C]; 4-bit counts are int8 in [-8, 7] (meta count_bits = 4)
-    out_scale: np.ndarray      # float32[C]
-    out_bias: np.ndarray       # float32[C]
-    extras: dict = field(default_factory=dict)  # optional arrays (representers; cell_rows: see shared_rows), name -> ndarray
+    counts_f: np.ndarray       # float32[regions * L, 2^K, C], in output units
+    counts: np.ndarray         # int8 or int16 [regions * L, 2^K, C]; 4-bit counts are int8 in [-8, 7]
 
-    # dimensions
     @property
-    def n_inputs(self) -> int: return int(self.in_scale.shape[0])
-    @property
-    def n_outputs(self) -> int: return int(self.counts.shape[2])
-    @property
-    def n_tables(self) -> int: return int(self.table_sel.shape[0])
+    def n_tables(self) -> int: return int(self.table_sel.shape[0])       # L (per region)
     @property
     def n_bits(self) -> int: return int(self.table_sel.shape[1])
     @property
@@ -59,9 +206,55 @@ class Sketch:
     @property
     def n_taps(self) -> int: return int(self.tap_idx.shape[0])
     @property
+    def n_cells(self) -> int: return (self.window.regions * self.n_tables) << self.n_bits
+    @property
+    def ternary(self) -> bool: return bool(np.all(np.abs(self.tap_weight.astype(int)) == 1))
+
+    def dense_projection(self) -> np.ndarray:
+        """The hyperplanes as a dense integer [E, P] matrix (for vectorised numpy hashing)."""
+        R = np.zeros((self.window.n_elements, self.n_hyperplanes), np.int8)
+        cols = np.repeat(np.arange(self.n_hyperplanes), np.diff(self.tap_ptr))
+        R[self.tap_idx, cols] = self.tap_weight
+        return R
+
+
+@dataclass
+class Sketch:
+    meta: dict                 # task, mode, class_names, input_shape, source, metrics, ...
+    in_scale: np.ndarray       # float32[Q]: feature i uses entry i % Q (Q = D per feature, Q = channels per channel)
+    in_zero: np.ndarray        # int32[Q]
+    branches: list             # [Branch]: scores are the sum over branches
+    out_scale: np.ndarray      # float32[C]
+    out_bias: np.ndarray       # float32[C]
+    extras: dict = field(default_factory=dict)  # optional arrays (representers; cell_rows: see shared_rows)
+
+    # dimensions
+    @property
+    def n_inputs(self) -> int: return int(self.branches[0].window.n_inputs)
+    @property
+    def n_outputs(self) -> int: return int(self.branches[0].counts.shape[2])
+    @property
+    def n_tables(self) -> int: return sum(b.counts.shape[0] for b in self.branches)
+    @property
+    def n_bits(self) -> int: return max(b.n_bits for b in self.branches)
+    @property
+    def n_hyperplanes(self) -> int: return sum(b.n_hyperplanes for b in self.branches)
+    @property
+    def n_taps(self) -> int: return sum(b.n_taps for b in self.branches)
+    @property
     def task(self) -> str: return self.meta["task"]
     @property
-    def count_bits(self) -> int: return int(self.meta.get("count_bits", 8 * self.counts.itemsize))
+    def count_bits(self) -> int: return int(self.meta.get("count_bits", 8 * self.branches[0].counts.itemsize))
+    @property
+    def is_flat(self) -> bool: return len(self.branches) == 1 and self.branches[0].window.is_flat
+    @property
+    def n_debug_bits(self) -> int:
+        """Hash bits es_debug_q reports: every hyperplane at every position of every branch."""
+        return sum(b.window.n_positions * b.n_hyperplanes for b in self.branches)
+    @property
+    def n_debug_buckets(self) -> int:
+        """Buckets es_debug_q reports: every table at every read-out position of every branch."""
+        return sum(b.window.n_readouts * b.n_tables for b in self.branches)
 
     # costs
     @property
@@ -73,91 +266,130 @@ class Sketch:
             rows, book = shared
             return rows.size * (1 if len(book) <= 256 else 2) + int(book.nbytes)
         if self.count_bits == 4:
-            return self.n_tables * (1 << self.n_bits) * -(-self.n_outputs // 2)
-        return int(self.counts.nbytes)
+            return sum(b.n_cells for b in self.branches) * -(-self.n_outputs // 2)
+        return sum(int(b.counts.nbytes) for b in self.branches)
+
     @property
     def projection_bytes(self) -> int:
-        """Sparse storage: an index per tap (u8 if D <= 256, else u16), a sign bit per tap, an int32 threshold per
-        hyperplane and L*K bit selectors (u8 if P <= 256, else u16)."""
-        idx = 1 if self.n_inputs <= 256 else 2
-        sel = 1 if self.n_hyperplanes <= 256 else 2
-        return self.n_taps * idx + -(-self.n_taps // 8) + 4 * self.n_hyperplanes + sel * self.table_sel.size
-    @property
-    def ops_per_inference(self) -> int: return self.n_taps + self.n_tables * self.n_outputs
+        """Hashing parameters: per tap an index byte (u16 beyond 256 window elements) and a sign bit (4 bits for
+        integer weights), an int32 threshold per hyperplane and L*K selectors (u8 if P <= 256, else u16)."""
+        total = 0
+        for b in self.branches:
+            idx = 1 if b.window.n_elements <= 256 else 2
+            sel = 1 if b.n_hyperplanes <= 256 else 2
+            wbits = 1 if b.ternary else 4
+            total += b.n_taps * idx + -(-b.n_taps * wbits // 8) + 4 * b.n_hyperplanes + sel * b.table_sel.size
+        return total
 
-    def dense_projection(self) -> np.ndarray:
-        """The ternary projection as a dense int8 [D, P] matrix (for vectorised numpy hashing)."""
-        R = np.zeros((self.n_inputs, self.n_hyperplanes), np.int8)
-        cols = np.repeat(np.arange(self.n_hyperplanes), np.diff(self.tap_ptr))
-        R[self.tap_idx, cols] = self.tap_sign
-        return R
+    @property
+    def ops_per_inference(self) -> int:
+        """Tap additions over every hashed position plus lookup-adds over every read-out position."""
+        return sum(b.window.n_positions * b.n_taps + b.window.n_readouts * b.n_tables * self.n_outputs for b in self.branches)
+
+
+def flat_sketch(meta, in_scale, in_zero, offset, tap_ptr, tap_idx, tap_weight, threshold_f, threshold, table_sel,
+                counts_f, counts, out_scale, out_bias, extras=None) -> Sketch:
+    """A sketch of one flat branch (one window covering the whole input): today's sketch and format version 1."""
+    win = Window.flat(int(np.asarray(offset).shape[0]))
+    return Sketch(meta, in_scale, in_zero, [Branch(win, offset, tap_ptr, tap_idx, tap_weight, threshold_f, threshold,
+                                                   table_sel, counts_f, counts)], out_scale, out_bias, extras or {})
 
 
 def validate(sk: Sketch) -> list[str]:
     """What is structurally wrong with a sketch (empty when it is well formed): shapes, CSR taps, index ranges."""
-    D, C, P, (L, K) = sk.n_inputs, sk.counts.shape[-1], sk.tap_ptr.shape[0] - 1, sk.table_sel.shape
     problems = []
-    if D < 1 or C < 1 or L < 1 or K < 1:
-        problems.append(f"empty dimension (D={D}, C={C}, L={L}, K={K})")
-    if sk.counts.shape != (L, 1 << K, C) or sk.counts_f.shape != sk.counts.shape:
-        problems.append(f"counts shape {sk.counts.shape} != (L, 2^K, C) = {(L, 1 << K, C)}")
-    if P < 0 or sk.tap_ptr[0] != 0 or np.any(np.diff(sk.tap_ptr) < 0) or sk.tap_ptr[-1] != sk.tap_idx.size \
-            or sk.tap_sign.shape != sk.tap_idx.shape:
-        problems.append("malformed tap_ptr/tap_idx/tap_sign")
-    elif sk.tap_idx.size and (sk.tap_idx.min() < 0 or sk.tap_idx.max() >= D):
-        problems.append("a tap index lies outside the input")
-    if sk.tap_sign.size and not np.all(np.abs(sk.tap_sign.astype(int)) == 1):
-        problems.append("a tap sign is not +1/-1")
-    if sk.table_sel.size and (sk.table_sel.min() < 0 or sk.table_sel.max() >= P):
-        problems.append("a table selects a hyperplane that does not exist")
-    if sk.threshold.shape != (P,) or sk.threshold_f.shape != (P,):
-        problems.append("a threshold array has the wrong length")
-    for name in ("in_zero", "offset"):
-        if getattr(sk, name).shape != (D,):
-            problems.append(f"{name} has the wrong length")
+    if not sk.branches:
+        return ["the sketch has no branch"]
+    D, C = sk.branches[0].window.n_inputs, sk.branches[0].counts.shape[-1]
+    Q = int(np.asarray(sk.in_scale).shape[0]) if np.ndim(sk.in_scale) == 1 else -1
+    if Q < 1 or D % Q or np.asarray(sk.in_zero).shape != (Q,):
+        problems.append(f"in_scale/in_zero have {Q} entries: need D = {D} (per feature) or a divisor of it (per channel)")
+    bits = sk.count_bits
+    for j, b in enumerate(sk.branches):
+        tag = f"branch {j}: " if len(sk.branches) > 1 else ""
+        w = b.window
+        wp = w.problems()
+        if wp:
+            problems += [tag + p for p in wp]
+            continue
+        E, P, (L, K) = w.n_elements, b.tap_ptr.shape[0] - 1, b.table_sel.shape
+        if w.n_inputs != D:
+            problems.append(f"{tag}its window reads {w.n_inputs} inputs, the sketch has {D}")
+        if not w.is_flat and Q != w.channels:
+            problems.append(f"{tag}windows need per-channel input quantisation ({w.channels} channels), not {Q} entries")
+        if E < 1 or L < 1 or K < 1 or C < 1:
+            problems.append(f"{tag}empty dimension (E={E}, C={C}, L={L}, K={K})")
+        rows = w.regions * L
+        if b.counts.shape != (rows, 1 << K, C) or b.counts_f.shape != b.counts.shape:
+            problems.append(f"{tag}counts shape {b.counts.shape} != (regions * L, 2^K, C) = {(rows, 1 << K, C)}")
+        if P < 0 or b.tap_ptr[0] != 0 or np.any(np.diff(b.tap_ptr) < 0) or b.tap_ptr[-1] != b.tap_idx.size \
+                or b.tap_weight.shape != b.tap_idx.shape:
+            problems.append(f"{tag}malformed tap_ptr/tap_idx/tap_weight")
+        elif b.tap_idx.size and (b.tap_idx.min() < 0 or b.tap_idx.max() >= E):
+            problems.append(f"{tag}a tap index lies outside the window")
+        wt = np.abs(b.tap_weight.astype(int))
+        if wt.size and (wt.min() < 1 or wt.max() > MAX_WEIGHT):
+            problems.append(f"{tag}a tap weight is 0 or beyond +-{MAX_WEIGHT}")
+        if b.table_sel.size and (b.table_sel.min() < 0 or b.table_sel.max() >= P):
+            problems.append(f"{tag}a table selects a hyperplane that does not exist")
+        if b.threshold.shape != (P,) or b.threshold_f.shape != (P,):
+            problems.append(f"{tag}a threshold array has the wrong length")
+        if b.offset.shape != (E,):
+            problems.append(f"{tag}offset has the wrong length")
+        if bits not in (4, 8, 16) or b.counts.dtype != {4: np.int8, 8: np.int8, 16: np.int16}.get(bits):
+            problems.append(f"{tag}counts are {b.counts.dtype} with count_bits {bits}: expected int8 (4 or 8 bits) or int16 (16)")
+        elif bits == 4 and b.counts.size and (b.counts.min() < -8 or b.counts.max() > 7):
+            problems.append(f"{tag}a 4-bit count lies outside [-8, 7]")
+        if b.counts.shape[-1:] != (C,):
+            problems.append(f"{tag}{b.counts.shape[-1]} outputs, branch 0 has {C}")
     for name in ("out_scale", "out_bias"):
         if getattr(sk, name).shape != (C,):
             problems.append(f"{name} has the wrong length")
-    bits = sk.count_bits
-    if bits not in (4, 8, 16) or sk.counts.dtype != {4: np.int8, 8: np.int8, 16: np.int16}.get(bits):
-        problems.append(f"counts are {sk.counts.dtype} with count_bits {bits}: expected int8 (4 or 8 bits) or int16 (16)")
-    elif bits == 4 and sk.counts.size and (sk.counts.min() < -8 or sk.counts.max() > 7):
-        problems.append("a 4-bit count lies outside [-8, 7]")
     if sk.meta.get("task") not in TASKS:
         problems.append(f"unknown task {sk.meta.get('task')!r}")
     rows = sk.extras.get("cell_rows")
     if rows is not None and not problems:
+        b = sk.branches[0]
+        L, M = b.counts.shape[:2]
         rows = np.asarray(rows)
-        if rows.shape != (L, 1 << K) or not np.issubdtype(rows.dtype, np.integer) or rows.min(initial=0) < 0 \
+        if len(sk.branches) != 1:
+            problems.append("shared rows (cell_rows) in a sketch of several branches")
+        elif rows.shape != (L, M) or not np.issubdtype(rows.dtype, np.integer) or rows.min(initial=0) < 0 \
                 or rows.max(initial=0) >= 65536 or len(np.unique(rows)) != int(rows.max(initial=0)) + 1:
             problems.append("cell_rows is not an [L, 2^K] array of row numbers 0 .. R-1, each used")
         elif bits == 4:
             problems.append("shared rows (cell_rows) with 4-bit counts")
         else:
             book = shared_rows(sk)[1]
-            if not np.array_equal(book[rows.reshape(-1)], sk.counts.reshape(-1, C)):
+            if not np.array_equal(book[rows.reshape(-1)], b.counts.reshape(-1, C)):
                 problems.append("cells that share a row (cell_rows) hold different counts")
     return problems
 
 
 def shared_rows(sk: Sketch) -> tuple[np.ndarray, np.ndarray] | None:
-    """Cells stored as shared rows (distill --codebook R): (rows int64 [L * 2^K], book [R, C] of sk.counts' dtype) with
+    """Cells stored as shared rows (distill --codebook R): (rows int64 [L * 2^K], book [R, C] of the counts' dtype) with
     counts[l, b] == book[rows[l * 2^K + b]]; None when every cell is stored. The counts stay the integer reference;
     this is only how they are stored (in the .esk as extras["cell_rows"], in C as a row index per cell)."""
     r = sk.extras.get("cell_rows")
     if r is None:
         return None
+    counts = sk.branches[0].counts
     rows = np.asarray(r, np.int64).reshape(-1)
-    book = np.zeros((int(rows.max(initial=0)) + 1, sk.counts.shape[-1]), sk.counts.dtype)
-    book[rows] = sk.counts.reshape(len(rows), -1)
+    book = np.zeros((int(rows.max(initial=0)) + 1, counts.shape[-1]), counts.dtype)
+    book[rows] = counts.reshape(len(rows), -1)
     return rows, book
 
 
 # ---------------------------------------------------------------- inputs
+def _per_feature(a: np.ndarray, d: int) -> np.ndarray:
+    a = np.asarray(a)
+    return a if a.shape[0] == d else np.tile(a, d // a.shape[0])
+
+
 def input_units(sk: Sketch, x: np.ndarray) -> np.ndarray:
     """Float inputs [N, ...] -> quantised units u [N, D] (not rounded): what the float sketch hashes."""
     x = np.asarray(x, np.float32).reshape(len(x), -1)
-    return x / sk.in_scale + sk.in_zero
+    return x / _per_feature(sk.in_scale, x.shape[1]) + _per_feature(sk.in_zero, x.shape[1])
 
 
 def quantize_inputs(sk: Sketch, x: np.ndarray) -> np.ndarray:
@@ -165,53 +397,115 @@ def quantize_inputs(sk: Sketch, x: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(input_units(sk, x)), -128, 127).astype(np.int8)
 
 
+def windows(sk: Sketch, b: Branch, v: np.ndarray, dtype=np.float64) -> np.ndarray:
+    """Values [N, D] (int8 inputs or float units) -> what each position's window reads [N, n_positions, E]; padding
+    reads the zero point of its channel (float 0 in quantised units)."""
+    v = np.asarray(v).reshape(len(v), -1)
+    pad = np.broadcast_to(_per_feature(sk.in_zero, v.shape[1])[:b.window.channels], (len(v), b.window.channels))
+    ext = np.concatenate([v.astype(dtype), pad.astype(dtype)], 1)
+    return ext[:, b.window.element_index()]
+
+
 # ---------------------------------------------------------------- hashing
-def buckets_from_bits(sk: Sketch, bits: np.ndarray) -> np.ndarray:
-    """bits bool [N, P] -> buckets int64 [N, L]."""
-    return (bits[:, sk.table_sel].astype(np.int64) << np.arange(sk.n_bits)).sum(-1)
+def _pool(bits: np.ndarray, b: Branch) -> np.ndarray:
+    """Position bits [N, n_positions, P] -> read-out bits [N, n_readouts, P] (OR over each pool block)."""
+    q = b.window.pool_size
+    return bits if q == 1 else bits.reshape(len(bits), b.window.n_readouts, q, -1).any(2)
 
 
-def float_hash_bits(sk: Sketch, u: np.ndarray) -> np.ndarray:
-    z = (np.asarray(u, np.float64) - sk.offset) @ sk.dense_projection().astype(np.float64)
-    return z > sk.threshold_f
+def _buckets(bits: np.ndarray, b: Branch) -> np.ndarray:
+    """Read-out bits [N, R, P] -> buckets int64 [N, R, L]."""
+    return (bits[:, :, b.table_sel].astype(np.int64) << np.arange(b.n_bits)).sum(-1)
 
 
-def int_projections(sk: Sketch, xq: np.ndarray) -> np.ndarray:
-    """Exact int64 projection sums [N, P]. float64 matmul is exact here (|z| <= 128 * taps << 2^53)."""
-    z = np.asarray(xq, np.float64) @ sk.dense_projection().astype(np.float64)
-    return z.astype(np.int64)
+def branch_projections(sk: Sketch, b: Branch, xq: np.ndarray) -> np.ndarray:
+    """Exact int64 projection sums [N, n_positions, P]. float64 matmul is exact (|z| <= 128 * 7 * taps << 2^53)."""
+    return (windows(sk, b, xq) @ b.dense_projection().astype(np.float64)).astype(np.int64)
+
+
+def branch_bits(sk: Sketch, b: Branch, xq: np.ndarray) -> np.ndarray:
+    """Integer hash bits of every position [N, n_positions, P]."""
+    return branch_projections(sk, b, xq) > b.threshold
+
+
+def branch_cells(sk: Sketch, b: Branch, xq: np.ndarray) -> np.ndarray:
+    """The cell each (read-out position, table) reads, flat into b.counts.reshape(-1, C): [N, n_readouts * L]."""
+    bk = _buckets(_pool(branch_bits(sk, b, xq), b), b)
+    rows = b.window.readout_region[:, None] * b.n_tables + np.arange(b.n_tables)[None, :]
+    return (rows * (1 << b.n_bits) + bk).reshape(len(xq), -1)
+
+
+def _flat(xq) -> np.ndarray:
+    xq = np.asarray(xq)
+    return xq.reshape(len(xq), -1)
 
 
 def int_hash_bits(sk: Sketch, xq: np.ndarray) -> np.ndarray:
-    return int_projections(sk, xq) > sk.threshold
+    """Every hash bit, as es_debug_q reports them: branch by branch, position by position [N, n_debug_bits]."""
+    xq = _flat(xq)
+    return np.concatenate([branch_bits(sk, b, xq).reshape(len(xq), -1) for b in sk.branches], 1)
+
+
+def int_projections(sk: Sketch, xq: np.ndarray) -> np.ndarray:
+    """Exact projection sums of every hyperplane at every position, in int_hash_bits order [N, n_debug_bits] (int64)."""
+    xq = _flat(xq)
+    return np.concatenate([branch_projections(sk, b, xq).reshape(len(xq), -1) for b in sk.branches], 1)
+
+
+def float_hash_bits(sk: Sketch, u: np.ndarray) -> np.ndarray:
+    """The float sketch's hash bits of quantised units u [N, D] (not rounded), in int_hash_bits order."""
+    u = _flat(u)
+    return np.concatenate([(((windows(sk, b, u) - b.offset) @ b.dense_projection().astype(np.float64)) > b.threshold_f)
+                           .reshape(len(u), -1) for b in sk.branches], 1)
 
 
 def int_buckets(sk: Sketch, xq: np.ndarray) -> np.ndarray:
-    return buckets_from_bits(sk, int_hash_bits(sk, xq))
+    """Every bucket, as es_debug_q reports them: branch by branch, read-out position by position [N, n_debug_buckets]."""
+    xq = _flat(xq)
+    return np.concatenate([_buckets(_pool(branch_bits(sk, b, xq), b), b).reshape(len(xq), -1) for b in sk.branches], 1)
 
 
 def int_cells(sk: Sketch, xq: np.ndarray) -> np.ndarray:
-    """The cell each table reads, as a flat index l * 2^K + bucket into counts.reshape(-1, C) [N, L]."""
-    return int_buckets(sk, xq) + np.arange(sk.n_tables) * (1 << sk.n_bits)
+    """Every cell read, flat into all_counts(sk): [N, sum of n_readouts * L]."""
+    xq, base, out = _flat(xq), 0, []
+    for b in sk.branches:
+        out.append(branch_cells(sk, b, xq) + base)
+        base += b.n_cells
+    return np.concatenate(out, 1)
+
+
+def all_counts(sk: Sketch, which: str = "counts") -> np.ndarray:
+    """The cells of every branch, one after another: [cells, C]."""
+    return np.concatenate([getattr(b, which).reshape(-1, sk.n_outputs) for b in sk.branches])
 
 
 # ---------------------------------------------------------------- inference
-def lookup(tables: np.ndarray, buckets: np.ndarray) -> np.ndarray:
-    """Sum over l of tables[l, buckets[:, l]] -> [N, C] (int64 for integer tables)."""
-    acc = np.int64 if np.issubdtype(tables.dtype, np.integer) else np.float64
-    return tables[np.arange(tables.shape[0]), buckets].astype(acc).sum(1)
+def int_scores(sk: Sketch, xq: np.ndarray) -> np.ndarray:
+    """THE integer reference: int8 inputs [N, D] -> int32 scores [N, C]. The C code must equal this exactly."""
+    xq = _flat(xq)
+    s = _sum_cells(all_counts(sk).astype(np.int64), int_cells(sk, xq))
+    assert np.abs(s).max(initial=0) <= score_bound(sk), "score exceeds the recorded worst-case bound"
+    return s.astype(np.int32)
+
+
+def _sum_cells(table: np.ndarray, cells: np.ndarray) -> np.ndarray:
+    """sum over axis 1 of table[cells] [N, C], in chunks (cells can be many per sample)."""
+    out = np.empty((len(cells), table.shape[1]), table.dtype)
+    for i in range(0, len(cells), 2048):
+        out[i:i + 2048] = table[cells[i:i + 2048]].sum(1)
+    return out
 
 
 def float_outputs(sk: Sketch, x: np.ndarray) -> np.ndarray:
     """The float sketch: float hash of unrounded inputs, float tables. Returns outputs [N, C]."""
-    return lookup(sk.counts_f, buckets_from_bits(sk, float_hash_bits(sk, input_units(sk, x)))) + sk.out_bias
-
-
-def int_scores(sk: Sketch, xq: np.ndarray) -> np.ndarray:
-    """THE integer reference: int8 inputs [N, D] -> int32 scores [N, C]. The C code must equal this exactly."""
-    s = lookup(sk.counts, int_buckets(sk, np.asarray(xq).reshape(len(xq), -1)))
-    assert np.abs(s).max(initial=0) <= score_bound(sk), "score exceeds the recorded worst-case bound"
-    return s.astype(np.int32)
+    u, total = input_units(sk, x), 0.0
+    for b in sk.branches:
+        z = (windows(sk, b, u) - b.offset) @ b.dense_projection().astype(np.float64)
+        bk = _buckets(_pool(z > b.threshold_f, b), b)
+        rows = b.window.readout_region[:, None] * b.n_tables + np.arange(b.n_tables)[None, :]
+        cells = (rows * (1 << b.n_bits) + bk).reshape(len(u), -1)
+        total = total + _sum_cells(b.counts_f.reshape(-1, sk.n_outputs).astype(np.float64), cells)
+    return total + sk.out_bias
 
 
 def int_outputs(sk: Sketch, x: np.ndarray) -> np.ndarray:
@@ -224,20 +518,37 @@ def predict(outputs: np.ndarray, task: str) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- worst-case bounds
+def weight_sums(b: Branch) -> np.ndarray:
+    """sum of |tap weights| of every hyperplane [P] (its tap count when ternary)."""
+    P = b.n_hyperplanes
+    return np.bincount(np.repeat(np.arange(P), np.diff(b.tap_ptr)), weights=np.abs(b.tap_weight.astype(np.float64)),
+                       minlength=P).astype(np.int64)
+
+
 def projection_bound(sk: Sketch) -> int:
-    """max |sum of taps * xq| over all int8 inputs: 128 * the largest tap count."""
-    return 128 * int(np.diff(sk.tap_ptr).max(initial=0))
+    """max |sum of weight * xq| over all int8 inputs and hyperplanes: 128 * the largest sum of |weights|."""
+    return max(128 * int(weight_sums(b).max(initial=0)) for b in sk.branches)
+
+
+def readout_bounds(b: Branch) -> np.ndarray:
+    """Per region and class, the largest |sum over the L tables| one read-out position can add: [regions, C]."""
+    m = np.abs(b.counts.astype(np.int64)).max(1)                    # [regions * L, C]
+    return m.reshape(b.window.regions, b.n_tables, -1).sum(1)
 
 
 def score_bound(sk: Sketch) -> int:
-    """max |score| over all buckets: sum over tables of the largest |count| in that table, per class, maxed."""
-    return int(np.abs(sk.counts.astype(np.int64)).max(1).sum(0).max(initial=0))
+    """max |score| over all inputs: per class, the sum over branches and read-out positions of what the tables of the
+    position's region can add at most, maxed over classes."""
+    tot = 0
+    for b in sk.branches:
+        per = readout_bounds(b)                                      # [regions, C]
+        tot = tot + per[b.window.readout_region].sum(0)
+    return int(np.max(tot, initial=0))
 
 
 # ---------------------------------------------------------------- building blocks
 def csr_from_dense(R: np.ndarray):
-    """Dense ternary [D, P] -> (tap_ptr, tap_idx, tap_sign), taps of each hyperplane sorted by index (tap_sign keeps
-    the weight: the numpy functions here also take integer weights beyond +-1, which validate and the C do not)."""
+    """Dense integer [E, P] -> (tap_ptr, tap_idx, tap_weight), taps of each hyperplane sorted by index."""
     ptr, idx, sign = [0], [], []
     for p in range(R.shape[1]):
         nz = np.flatnonzero(R[:, p])
@@ -254,63 +565,85 @@ def random_ternary(D: int, P: int, rng: np.random.Generator, density: float = 1 
     return R
 
 
-def int_thresholds(threshold_f, offset, tap_ptr, tap_idx, tap_sign) -> np.ndarray:
-    """Fold centring into integer thresholds: sum sign*(u - o) > t  <=>  sum sign*u > t + sum sign*o, and for an
+def int_thresholds(threshold_f, offset, tap_ptr, tap_idx, tap_weight) -> np.ndarray:
+    """Fold centring into integer thresholds: sum w*(u - o) > t  <=>  sum w*u > t + sum w*o, and for an
     integer left side  z > T  <=>  z > floor(T)."""
     P = len(tap_ptr) - 1
-    so = np.bincount(np.repeat(np.arange(P), np.diff(tap_ptr)), weights=tap_sign * offset[tap_idx].astype(np.float64), minlength=P)
+    so = np.bincount(np.repeat(np.arange(P), np.diff(tap_ptr)), weights=tap_weight * offset[tap_idx].astype(np.float64), minlength=P)
     return np.floor(np.asarray(threshold_f, np.float64) + so).astype(np.int32)
+
+
+def random_branch(window: Window, C: int, L: int, K: int, P: int | None, taps: int | None, rng, count_dtype=np.int8,
+                  count_bits: int | None = None, selectors: str = "random", signs: str = "free", weights: int = 1) -> Branch:
+    """A well-formed branch with random hyperplanes and counts (see random_sketch)."""
+    E = window.n_elements
+    shared = P is not None
+    P = P if shared else L * K
+    if taps is None:
+        R = random_ternary(E, P, rng)
+    else:
+        R = np.zeros((E, P), np.int8)
+        for p in range(P):
+            n = min(taps, E)
+            R[rng.choice(E, n, replace=False), p] = (rng.permutation(np.arange(n) < n // 2) * 2 - 1 if signs == "balanced"
+                                                     else rng.choice(np.array([-1, 1], np.int8), n))
+    if weights > 1:
+        R = (R * rng.integers(1, weights + 1, R.shape)).astype(np.int8)
+    ptr, idx, w = csr_from_dense(R)
+    offset = rng.normal(0, 20, E).astype(np.float32)
+    thr_f = rng.normal(0, 30 * (weights + 1) / 2, P).astype(np.float32)
+    sel = (window_selectors(P, L, K) if shared and selectors == "window" else rng.integers(0, P, (L, K)) if shared
+           else np.arange(L * K).reshape(L, K)).astype(np.int32)
+    lo, hi = (-8, 7) if count_bits == 4 else (np.iinfo(count_dtype).min, np.iinfo(count_dtype).max)
+    counts = rng.integers(lo, hi, (window.regions * L, 1 << K, C), endpoint=True).astype(np.int8 if count_bits == 4 else count_dtype)
+    return Branch(window, offset, ptr, idx, w, thr_f, int_thresholds(thr_f, offset, ptr, idx, w), sel,
+                  (counts * 0.01).astype(np.float32), counts)
 
 
 def random_sketch(D: int = 64, C: int = 10, L: int = 16, K: int = 6, P: int | None = None, taps: int | None = None,
                   count_dtype=np.int8, seed: int = 0, task: str = "classification", count_bits: int | None = None,
-                  selectors: str = "random", signs: str = "free", codebook: int = 0) -> Sketch:
+                  selectors: str = "random", signs: str = "free", codebook: int = 0, windows=(), weights: int = 1) -> Sketch:
     """A well-formed sketch with random hyperplanes and random counts: for tests of codegen and firmware, which
     must be bit-exact on any sketch, trained or not. P=None gives representer layout (L*K private hyperplanes).
     selectors="window" and signs="balanced" give the structure of distill's --selectors window / --signs balanced;
-    codebook=R stores the cells as R shared rows (distill --codebook R)."""
+    codebook=R stores the cells as R shared rows (distill --codebook R). windows: (Window, L, K, P, taps) of windowed
+    branches; the flat branch is then left out unless L > 0 (its input shape is the windows' and quantisation is per
+    channel). weights > 1: integer tap weights up to that magnitude."""
     rng = np.random.default_rng(seed)
-    shared = P is not None
-    P = P if shared else L * K
-    if taps is None:
-        R = random_ternary(D, P, rng)
+    branches = []
+    if windows:
+        shape = windows[0][0].shape
+        D, Q = int(np.prod(shape)), int(shape[-1])
     else:
-        R = np.zeros((D, P), np.int8)
-        for p in range(P):
-            n = min(taps, D)
-            R[rng.choice(D, n, replace=False), p] = (rng.permutation(np.arange(n) < n // 2) * 2 - 1 if signs == "balanced"
-                                                     else rng.choice(np.array([-1, 1], np.int8), n))
-    ptr, idx, sign = csr_from_dense(R)
-    offset = rng.normal(0, 20, D).astype(np.float32)
-    thr_f = rng.normal(0, 30, P).astype(np.float32)
-    sel = (window_selectors(P, L, K) if shared and selectors == "window" else rng.integers(0, P, (L, K)) if shared
-           else np.arange(L * K).reshape(L, K)).astype(np.int32)
-    lo, hi = (-8, 7) if count_bits == 4 else (np.iinfo(count_dtype).min, np.iinfo(count_dtype).max)
-    counts = rng.integers(lo, hi, (L, 1 << K, C), endpoint=True).astype(np.int8 if count_bits == 4 else count_dtype)
+        Q = D
+    if L:
+        branches.append(random_branch(Window.flat(D), C, L, K, P, taps, rng, count_dtype, count_bits, selectors, signs, weights))
+    for win, wl, wk, wp, wt in windows:
+        branches.append(random_branch(win, C, wl, wk, wp, wt, rng, count_dtype, count_bits, "random", signs, weights))
     extras = {}
     if codebook:   # every row used: the first R cells take rows 0 .. R-1 in some order, the others any row
-        rows = np.concatenate([rng.permutation(codebook), rng.integers(0, codebook, L * (1 << K) - codebook)])
-        extras["cell_rows"] = rng.permutation(rows).reshape(L, 1 << K).astype(np.uint8 if codebook <= 256 else np.uint16)
-        counts = counts.reshape(-1, C)[:codebook][extras["cell_rows"]]
+        b = branches[0]
+        rows = np.concatenate([rng.permutation(codebook), rng.integers(0, codebook, b.n_cells - codebook)])
+        extras["cell_rows"] = rng.permutation(rows).reshape(b.counts.shape[:2]).astype(np.uint8 if codebook <= 256 else np.uint16)
+        b.counts = b.counts.reshape(-1, C)[:codebook][extras["cell_rows"]]
+        b.counts_f = (b.counts * 0.01).astype(np.float32)
     out_scale = np.full(C, 0.01, np.float32)
-    return Sketch(meta={"task": task, "mode": "learned" if shared else "representer", "class_names": [str(c) for c in range(C)],
-                        "input_shape": [D], "count_bits": count_bits or 8 * np.dtype(count_dtype).itemsize},
-                  in_scale=rng.uniform(0.05, 0.2, D).astype(np.float32), in_zero=rng.integers(-128, 0, D).astype(np.int32),
-                  offset=offset, tap_ptr=ptr, tap_idx=idx, tap_sign=sign, threshold_f=thr_f,
-                  threshold=int_thresholds(thr_f, offset, ptr, idx, sign), table_sel=sel,
-                  counts_f=counts * out_scale, counts=counts, out_scale=out_scale, out_bias=np.zeros(C, np.float32),
-                  extras=extras)
+    return Sketch(meta={"task": task, "mode": "learned" if P is not None or windows else "representer",
+                        "class_names": [str(c) for c in range(C)], "input_shape": list(windows[0][0].shape) if windows else [D],
+                        "count_bits": count_bits or 8 * np.dtype(count_dtype).itemsize},
+                  in_scale=rng.uniform(0.05, 0.2, Q).astype(np.float32), in_zero=rng.integers(-128, 0, Q).astype(np.int32),
+                  branches=branches, out_scale=out_scale, out_bias=np.zeros(C, np.float32), extras=extras)
 
 
-def hash_structure(sk: Sketch) -> dict:
-    """What compact C can exploit: "windows", every table reads K consecutive hyperplanes within one 32-bit word of
-    packed hash bits (window_selectors); "balanced", every hyperplane has the same numbers of positive and negative
-    taps (distill --signs balanced). Any sketch may have either; neither changes what it computes."""
-    ptr, sign, K = sk.tap_ptr, sk.tap_sign, sk.n_bits
-    kinds = {(int(ptr[p + 1] - ptr[p]), int((sign[ptr[p]:ptr[p + 1]] < 0).sum())) for p in range(sk.n_hyperplanes)}
-    sel = np.asarray(sk.table_sel, np.int64)
-    windows = all((row == row[0] + np.arange(K)).all() and row[0] // 32 == (row[0] + K - 1) // 32 for row in sel)
-    return {"windows": bool(windows), "balanced": len(kinds) == 1}
+def hash_structure(b: Branch) -> dict:
+    """What compact C can exploit in a branch: "windows", every table reads K consecutive hyperplanes within one
+    32-bit word of packed hash bits (window_selectors); "balanced", every hyperplane has the same numbers of positive
+    and negative taps (distill --signs balanced) and ternary weights. Neither changes what the branch computes."""
+    ptr, w, K = b.tap_ptr, b.tap_weight, b.n_bits
+    kinds = {(int(ptr[p + 1] - ptr[p]), int((w[ptr[p]:ptr[p + 1]] < 0).sum())) for p in range(b.n_hyperplanes)}
+    sel = np.asarray(b.table_sel, np.int64)
+    windows_ = all((row == row[0] + np.arange(K)).all() and row[0] // 32 == (row[0] + K - 1) // 32 for row in sel)
+    return {"windows": bool(windows_), "balanced": len(kinds) == 1 and b.ternary}
 
 
 def window_selectors(P: int, L: int, K: int) -> np.ndarray:

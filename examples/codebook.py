@@ -37,7 +37,7 @@ if __name__ == "__main__":
             t0 = time.time()
             sk = distill(t, ds.x_train, Config(seed=seed, **VARIANTS[name]), {"source": a.data})
             accs.append(evaluate.evaluate(sk, ds.x_test, ds.y_test, t)["int_accuracy"])
-            hit = np.zeros(sk.counts.shape[0] * sk.counts.shape[1], bool)   # cells the training inputs land in
+            hit = np.zeros(sk.branches[0].counts.shape[0] * sk.branches[0].counts.shape[1], bool)   # cells the training inputs land in
             hit[int_cells(sk, quantize_inputs(sk, ds.x_train)).reshape(-1)] = True
             print(f"{name} seed {seed}: {accs[-1]:.4f}, {sk.table_bytes:,} table bytes, {hit.sum():,} of {hit.size:,} cells hit "
                   f"by the training set ({time.time() - t0:.0f} s)", flush=True)

@@ -68,7 +68,7 @@ if __name__ == "__main__":
                            transfer=shifted(ds.x_train) if name == "shifted" else None)
             m = evaluate.evaluate(sk, ds.x_test, ds.y_test, t)
             fl.append(m["float_accuracy"]); it.append(m["int_accuracy"])
-            w = abs(sk.tap_sign.astype(int))
+            w = abs(sk.branches[0].tap_weight.astype(int))
             print(f"{name} seed {seed}: float {fl[-1]:.4f}, int {it[-1]:.4f}, {sk.table_bytes:,} table bytes, "
                   f"{sk.n_taps} taps ({(w > 1).sum()} of weight 2) ({time.time() - t0:.0f} s)", flush=True)
         rows.append(f"| {name} | {sk.table_bytes:,} | " + " | ".join(f"{f:.4f} / {i:.4f}" for f, i in zip(fl, it))

@@ -59,7 +59,7 @@ def median_of_means(sk, x, groups: int = 4) -> np.ndarray:
     """Class scores as the median over `groups` groups of tables of each group's summed counts (int tables)."""
     from edgesketch.sketch import int_buckets, quantize_inputs
     b = int_buckets(sk, quantize_inputs(sk, x))                      # [N, L]
-    cells = sk.counts[np.arange(sk.n_tables)[None, :], b].astype(np.int64)  # [N, L, C]
+    cells = sk.branches[0].counts[np.arange(sk.n_tables)[None, :], b].astype(np.int64)  # [N, L, C]
     return np.median(cells.reshape(len(x), groups, -1, cells.shape[-1]).sum(2), 1)
 
 

@@ -2,7 +2,7 @@
 
 The driver (C, written here) reads rows on stdin and writes binary records on stdout:
   mode q: int8 rows [D]    -> per row: int32 scores[C], int32 argmax, int32 rc_predict, int32 rc_debug,
-                              uint8 bits[P], uint16 buckets[L]
+                              uint8 bits[n_debug_bits], uint16 buckets[n_debug_buckets]
   mode f: float32 rows [D] -> per row: float32 out[C], int32 rc
   mode n: no input         -> the return codes of every API call given NULL pointers, as int32
 Main entry for tests (and for the lead's trained sketches): assert_c_matches_reference(sketch, xq, layout).
@@ -47,8 +47,8 @@ int main(int argc, char **argv)
         int8_t x[@P@_N_INPUTS];
         while (fread(x, 1, sizeof x, stdin) == sizeof x) {
             int32_t s[@P@_N_OUTPUTS], rec[3];
-            uint8_t bits[@P@_N_HASHBITS];
-            uint16_t buckets[@P@_N_TABLES];
+            uint8_t bits[@P@_N_DEBUG_BITS];
+            uint16_t buckets[@P@_N_DEBUG_BUCKETS];
             memset(s, 0x55, sizeof s); memset(bits, 0x55, sizeof bits); memset(buckets, 0x55, sizeof buckets);
             rec[1] = @p@_predict_q(x, s);
             rec[0] = @p@_argmax(s);
@@ -67,8 +67,8 @@ int main(int argc, char **argv)
         int8_t x[@P@_N_INPUTS] = {0};
         float xf[@P@_N_INPUTS] = {0}, out[@P@_N_OUTPUTS];
         int32_t s[@P@_N_OUTPUTS];
-        uint8_t bits[@P@_N_HASHBITS];
-        uint16_t buckets[@P@_N_TABLES];
+        uint8_t bits[@P@_N_DEBUG_BITS];
+        uint16_t buckets[@P@_N_DEBUG_BUCKETS];
         int32_t rc[9];
         rc[0] = @p@_predict_q(NULL, s);
         rc[1] = @p@_predict_q(x, NULL);
@@ -116,7 +116,7 @@ def build_host(sketch: Sketch, layout: str, workdir: Path, *, sanitize: bool = F
 
 def run_q(exe: Path, sketch: Sketch, xq: np.ndarray) -> dict:
     """Run mode q over int8 rows; returns scores [N, C], argmax, rc_predict, rc_debug [N], bits [N, P], buckets [N, L]."""
-    C, P, L = sketch.n_outputs, sketch.n_hyperplanes, sketch.n_tables
+    C, P, L = sketch.n_outputs, sketch.n_debug_bits, sketch.n_debug_buckets
     rec = np.dtype([("scores", "<i4", (C,)), ("argmax", "<i4"), ("rc_predict", "<i4"), ("rc_debug", "<i4"),
                     ("bits", "u1", (P,)), ("buckets", "<u2", (L,))])
     xq = np.ascontiguousarray(np.asarray(xq, np.int8).reshape(len(xq), -1))

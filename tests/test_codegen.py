@@ -58,13 +58,13 @@ for _c in (1, 2, 3, 6, 7, 8, 9, 16, 17):   # every plane mix of 4-bit counts (ui
 def _drop_taps(sk, planes):
     """Remove every tap of the given hyperplanes (a sum of nothing is 0; its bit is 0 > threshold)."""
     keep = np.ones(sk.n_taps, bool)
-    counts = np.diff(sk.tap_ptr)
+    counts = np.diff(sk.branches[0].tap_ptr)
     for p in planes:
-        keep[sk.tap_ptr[p]:sk.tap_ptr[p + 1]] = False
+        keep[sk.branches[0].tap_ptr[p]:sk.branches[0].tap_ptr[p + 1]] = False
         counts[p] = 0
-    sk.tap_idx, sk.tap_sign = sk.tap_idx[keep], sk.tap_sign[keep]
-    sk.tap_ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
-    sk.threshold[planes[0]], sk.threshold[planes[-1]] = -1, 0       # one always-on, one always-off
+    sk.branches[0].tap_idx, sk.branches[0].tap_weight = sk.branches[0].tap_idx[keep], sk.branches[0].tap_weight[keep]
+    sk.branches[0].tap_ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+    sk.branches[0].threshold[planes[0]], sk.branches[0].threshold[planes[-1]] = -1, 0       # one always-on, one always-off
     return sk
 
 
@@ -84,13 +84,13 @@ def rows_for(sk, n=3000, seed=0) -> np.ndarray:
     small = rng.integers(-6, 7, (n // 3, D))
     ties = []
     for p in rng.permutation(sk.n_hyperplanes)[: min(sk.n_hyperplanes, 200)]:
-        lo, hi = sk.tap_ptr[p], sk.tap_ptr[p + 1]
+        lo, hi = sk.branches[0].tap_ptr[p], sk.branches[0].tap_ptr[p + 1]
         if hi == lo:
             continue
         x = rng.integers(-20, 21, D)
-        i, s = int(sk.tap_idx[lo]), int(sk.tap_sign[lo])
-        z = int((sk.tap_sign[lo:hi].astype(np.int64) * x[sk.tap_idx[lo:hi]]).sum())
-        x[i] += s * (int(sk.threshold[p]) - z)           # now z_p == threshold[p] exactly
+        i, s = int(sk.branches[0].tap_idx[lo]), int(sk.branches[0].tap_weight[lo])
+        z = int((sk.branches[0].tap_weight[lo:hi].astype(np.int64) * x[sk.branches[0].tap_idx[lo:hi]]).sum())
+        x[i] += s * (int(sk.branches[0].threshold[p]) - z)           # now z_p == threshold[p] exactly
         if -128 <= x[i] <= 127:
             ties.append(x.copy())
             x[i] += s                                    # and one above it
@@ -102,7 +102,7 @@ def rows_for(sk, n=3000, seed=0) -> np.ndarray:
 
 def check_ties_present(sk, xq):
     z = int_projections(sk, xq)
-    assert (z == sk.threshold).any(), "the row set has no exact threshold ties"
+    assert (z == sk.branches[0].threshold).any(), "the row set has no exact threshold ties"
 
 
 # ---------------------------------------------------------------- host: bit-exact on every row
@@ -137,7 +137,7 @@ def test_null_pointers_and_argmax_ties(layout, tmp_path):
     assert cu.run_null(exe).tolist() == [-1] * 8 + [0]
     # a sketch whose counts are all equal: every score ties, argmax must be 0 (first on ties, as numpy)
     flat = make("learned-L8K4-int8")
-    flat.counts[:] = 3
+    flat.branches[0].counts[:] = 3
     got = cu.run_q(cu.build_host(flat, layout, tmp_path / "flat"), flat, rows_for(flat, n=50))
     assert np.all(got["argmax"] == 0) and np.all(got["scores"] == 3 * flat.n_tables)
 
@@ -147,8 +147,8 @@ def test_int8_count_extremes(tmp_path):
     (4 bits: 40 tables of 15 in a byte lane would carry into the next class without the flush every 17 tables)."""
     for dt, bits, (lo, hi) in ((np.int8, None, (-128, 127)), (np.int16, None, (-32768, 32767)), (np.int8, 4, (-8, 7))):
         sk = random_sketch(D=64, C=4, L=40, K=5, count_dtype=dt, count_bits=bits, seed=3)
-        sk.counts[:] = np.where(np.random.default_rng(0).random(sk.counts.shape) < 0.5, lo, hi)
-        sk.counts[:, :, 0], sk.counts[:, :, 1] = lo, hi
+        sk.branches[0].counts[:] = np.where(np.random.default_rng(0).random(sk.branches[0].counts.shape) < 0.5, lo, hi)
+        sk.branches[0].counts[:, :, 0], sk.branches[0].counts[:, :, 1] = lo, hi
         for layout in LAYOUTS:
             cu.assert_c_matches_reference(sk, rows_for(sk, n=300), layout, workdir=tmp_path / f"{dt.__name__}{bits}{layout}")
 
@@ -317,7 +317,7 @@ def test_unrolled_is_straight_line():
     body = c[c.index("static void es_hash_"):c.index("int es_predict_q")]
     assert "for (" not in body and "while" not in body
     p = 0
-    taps = [f"x[{i}]" for i in sk.tap_idx[sk.tap_ptr[p]:sk.tap_ptr[p + 1]]]
+    taps = [f"x[{i}]" for i in sk.branches[0].tap_idx[sk.branches[0].tap_ptr[p]:sk.branches[0].tap_ptr[p + 1]]]
     assert any(all(t in line for t in taps) for line in body.splitlines() if line.strip().startswith("z ="))
     c2 = codegen.generate(sk, "compact")["es_model.c"]
     assert "es_tap_idx_" in c2 and len(c2) < len(c)
@@ -334,6 +334,6 @@ def test_bad_arguments():
         codegen.generate(sk)
     sk.meta.pop("model_id")
     bad = make("learned-L8K4-int8")
-    bad.tap_idx[0] = 999
-    with pytest.raises(UserError, match="outside the input"):
+    bad.branches[0].tap_idx[0] = 999
+    with pytest.raises(UserError, match="outside the window"):
         codegen.generate(bad)

@@ -116,9 +116,9 @@ def test_cli_window_selectors_and_balanced_signs(tmp_path, digits_teacher):
     assert code == 0, err
     sk = esk.load(tmp_path / "w.esk")
     assert hash_structure(sk) == {"windows": True, "balanced": True}
-    assert (np.diff(sk.tap_ptr) == 8).all() and all((sk.tap_sign[sk.tap_ptr[p]:sk.tap_ptr[p + 1]] > 0).sum() == 4
+    assert (np.diff(sk.branches[0].tap_ptr) == 8).all() and all((sk.branches[0].tap_weight[sk.branches[0].tap_ptr[p]:sk.branches[0].tap_ptr[p + 1]] > 0).sum() == 4
                                                     for p in range(sk.n_hyperplanes))
-    assert sorted(set(sk.table_sel.ravel())) == list(range(40))            # every hyperplane read, two words of bits
+    assert sorted(set(sk.branches[0].table_sel.ravel())) == list(range(40))            # every hyperplane read, two words of bits
     code, out, _ = run_cli("info", tmp_path / "w.esk")
     assert "window selectors, balanced signs" in " ".join(out.split())
     c = codegen.generate(sk, "compact")["es_model.c"]
@@ -139,7 +139,7 @@ def test_cli_codebook_shares_rows_and_stays_bit_exact(tmp_path, digits_teacher):
     sk = esk.load(tmp_path / "c.esk")
     rows, book = shared_rows(sk)
     assert sk.extras["cell_rows"].dtype == np.uint8 and 2 <= len(book) <= 40 and not validate(sk)
-    assert len(np.unique(sk.counts.reshape(-1, 10), axis=0)) <= len(book) and sk.table_bytes == 8 * 32 + len(book) * 10
+    assert len(np.unique(sk.branches[0].counts.reshape(-1, 10), axis=0)) <= len(book) and sk.table_bytes == 8 * 32 + len(book) * 10
     assert sk.meta["metrics"]["int_accuracy"] > 0.8
     code, out, _ = run_cli("info", tmp_path / "c.esk")
     assert f"{len(book)} shared rows" in " ".join(out.replace("│", " ").split())   # wrapped cells joined

@@ -32,9 +32,8 @@ def test_roundtrip_preserves_everything_and_id(tmp_path):
     mid = esk.save(sk, tmp_path / "a.esk")
     back = esk.load(tmp_path / "a.esk")
     assert back.meta["model_id"] == mid and len(mid) == 32
-    for name in esk.ARRAYS:
-        a, b = getattr(sk, name), getattr(back, name)
-        assert a.dtype == b.dtype and np.array_equal(a, b), name
+    for (name, a), (name2, b) in zip(esk.arrays(sk), esk.arrays(back)):
+        assert name == name2 and a.dtype == b.dtype and np.array_equal(a, b), name
     assert np.array_equal(back.extras["representers"], sk.extras["representers"])
     xq = np.random.default_rng(0).integers(-128, 128, (100, 64)).astype(np.int8)
     assert np.array_equal(int_scores(sk, xq), int_scores(back, xq))
@@ -42,7 +41,7 @@ def test_roundtrip_preserves_everything_and_id(tmp_path):
 
 def test_id_changes_with_contents(tmp_path):
     a, b = random_sketch(seed=1), random_sketch(seed=1)
-    b.counts = b.counts.copy(); b.counts[0, 0, 0] ^= 1
+    b.branches[0].counts = b.branches[0].counts.copy(); b.branches[0].counts[0, 0, 0] ^= 1
     assert esk.model_id(a) != esk.model_id(b)
 
 
@@ -161,3 +160,81 @@ def _multi_input_teacher(tmp_path):
     p = tmp_path / "two.keras"
     m.save(p)
     return p
+
+
+FIXTURES = __import__("pathlib").Path(__file__).parent / "fixtures"
+
+
+@pytest.mark.parametrize("name,mid", [("v1_flat.esk", "41c88a70889f163b17f033fef030724c"),
+                                      ("v1_flat_int4.esk", "5ba5d268e530803d700a3ce97f3c224a")])
+def test_version1_files_still_load_with_their_ids(tmp_path, name, mid):
+    """Files written by edgesketch 0.1.0 (format 1: one flat sketch, arrays at the top level) load as one flat branch,
+    keep their model id, and re-save as format 2 under the same id."""
+    sk = esk.load(FIXTURES / name)
+    assert sk.meta["format_version"] == 1 and sk.meta["model_id"] == mid and esk.model_id(sk) == mid
+    assert len(sk.branches) == 1 and sk.branches[0].window.is_flat and sk.is_flat
+    xq = np.random.default_rng(0).integers(-128, 128, (200, sk.n_inputs)).astype(np.int8)
+    before = int_scores(sk, xq)
+    assert esk.save(sk, tmp_path / "v2.esk") == mid
+    back = esk.load(tmp_path / "v2.esk")
+    assert back.meta["format_version"] == esk.VERSION == 2 and back.meta["model_id"] == mid
+    assert np.array_equal(int_scores(back, xq), before)
+
+
+def test_windowed_sketch_roundtrip(tmp_path):
+    from edgesketch.sketch import Window
+    sk = random_sketch(L=8, K=5, P=24, taps=6, seed=4, windows=[(Window.over((40, 2), 7, 2, pool=2, regions=2), 8, 4, 12, 5)])
+    mid = esk.save(sk, tmp_path / "w.esk")
+    back = esk.load(tmp_path / "w.esk")
+    assert back.meta["model_id"] == mid and [b.window for b in back.branches] == [b.window for b in sk.branches]
+    for (n, a), (n2, b) in zip(esk.arrays(sk), esk.arrays(back)):
+        assert n == n2 and a.dtype == b.dtype and np.array_equal(a, b), n
+    xq = np.random.default_rng(1).integers(-128, 128, (100, 80)).astype(np.int8)
+    assert np.array_equal(int_scores(sk, xq), int_scores(back, xq))
+    other = random_sketch(L=8, K=5, P=24, taps=6, seed=4, windows=[(Window.over((40, 2), 7, 2, pool=1, regions=2), 8, 4, 12, 5)])
+    assert esk.model_id(other) != mid            # the geometry is part of the id
+
+
+def _rewrite(p, edit):
+    with zipfile.ZipFile(p) as z:
+        files = {n: z.read(n) for n in z.namelist()}
+    edit(files)
+    with zipfile.ZipFile(p, "w", zipfile.ZIP_DEFLATED) as z:
+        for n, b in files.items():
+            z.writestr(n, b)
+
+
+@pytest.mark.parametrize("attack,needle", [
+    ("bomb", "claims"),                  # a member that decompresses to far more than its array header says
+    ("huge_header", "claims"),           # an array header claiming 4 GB
+    ("path", "unexpected member"),       # a path-like member name
+    ("shape", "wrong"),                  # an array whose shape disagrees with the others / meta.json
+    ("object", "not numbers"),           # a pickled object array
+    ("branches", "missing or malformed"),  # meta.json's branch list mangled
+])
+def test_hostile_files_get_one_line_errors(tmp_path, attack, needle):
+    import io
+    p = tmp_path / "h.esk"
+    esk.save(random_sketch(), p)
+
+    def edit(files):
+        if attack == "bomb":
+            files["extra.pad.npy"] = files["in_scale.npy"][:128] + b"\0" * (64 << 20)
+        elif attack == "huge_header":
+            hdr = b"{'descr': '<f4', 'fortran_order': False, 'shape': (1073741824,), }"
+            hdr += b" " * (118 - len(hdr)) + b"\n"
+            files["in_scale.npy"] = b"\x93NUMPY\x01\x00" + len(hdr).to_bytes(2, "little") + hdr + b"\0" * 64
+        elif attack == "path":
+            files["../../etc/evil.npy"] = files["in_scale.npy"]
+        elif attack == "shape":
+            b = io.BytesIO(); np.save(b, np.zeros((3, 3), np.int32)); files["b0.threshold.npy"] = b.getvalue()
+        elif attack == "object":
+            files["in_scale.npy"] = b"\x93NUMPY\x01\x00v\x00{'descr': '|O', 'fortran_order': False, 'shape': (3,), }" + b" " * 50 + b"\n"
+        elif attack == "branches":
+            meta = json.loads(files["meta.json"]); meta["branches"] = [{"window": {"shape": "x"}}]
+            files["meta.json"] = json.dumps(meta).encode()
+    _rewrite(p, edit)
+    with pytest.raises(UserError) as e:
+        esk.load(p)
+    msg = str(e.value)
+    assert "\n" not in msg and needle in msg, msg

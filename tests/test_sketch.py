@@ -80,7 +80,7 @@ def test_scores_stay_inside_recorded_bounds_and_int16_counts_work():
     xq = np.random.default_rng(6).integers(-128, 128, (500, sk.n_inputs)).astype(np.int8)
     s = int_scores(sk, xq)
     assert s.dtype == np.int32 and np.abs(s).max() <= score_bound(sk) < 2**31
-    assert np.abs(int_projections(sk, xq)).max() <= 128 * np.diff(sk.tap_ptr).max()
+    assert np.abs(int_projections(sk, xq)).max() <= 128 * np.diff(sk.branches[0].tap_ptr).max()
 
 
 def test_calibration_maps_range_onto_int8():
@@ -114,6 +114,6 @@ def test_4bit_counts_centre_cells_clip_by_error_and_pack_two_a_byte(tmp_path):
     assert sk.count_bits == 4 and sk.table_bytes == 8 * 16 * 5 and not validate(sk)
     esk.save(sk, tmp_path / "a.esk")
     back = esk.load(tmp_path / "a.esk")
-    assert back.count_bits == 4 and back.table_bytes == sk.table_bytes and np.array_equal(back.counts, sk.counts)
-    sk.counts[0, 0, 0] = 9
+    assert back.count_bits == 4 and back.table_bytes == sk.table_bytes and np.array_equal(back.branches[0].counts, sk.branches[0].counts)
+    sk.branches[0].counts[0, 0, 0] = 9
     assert any("4-bit" in p for p in validate(sk))

@@ -45,7 +45,7 @@ def test_verify_detects_a_different_model(digits_esk, tmp_path):
     """A device running another model is a clear error, not wrong numbers."""
     other = tmp_path / "other.esk"
     sk = esk.load(digits_esk)
-    sk.counts = sk.counts.copy(); sk.counts[0, 0, 0] ^= 1
+    sk.branches[0].counts = sk.branches[0].counts.copy(); sk.branches[0].counts[0, 0, 0] ^= 1
     esk.save(sk, other)
     fw = tmp_path / "fw"
     code, _, err = run_cli("export", digits_esk, "--board", "qemu-m4", "-o", fw)
@@ -60,8 +60,8 @@ def test_verify_reports_a_mismatch_and_its_stage(digits_esk, tmp_path):
     from edgesketch import build, codegen
     sk = esk.load(digits_esk)
     wrong = esk.load(digits_esk)
-    wrong.counts = wrong.counts.copy()
-    wrong.counts[:, :, 0] = np.clip(wrong.counts[:, :, 0].astype(int) + 1, -127, 127)
+    wrong.branches[0].counts = wrong.branches[0].counts.copy()
+    wrong.branches[0].counts[:, :, 0] = np.clip(wrong.branches[0].counts[:, :, 0].astype(int) + 1, -127, 127)
     fw = build.write_project("qemu-m4", codegen.generate(wrong), tmp_path / "fw", model_id=sk.meta["model_id"])
     code, out, err = run_cli("verify", digits_esk, "--board", "qemu-m4", "--project", fw, "--limit", "20")
     assert code == 1, out + err
