@@ -68,6 +68,19 @@ class Config:
     codebook: int = 0          # store the cells as at most this many shared rows (0: every cell its own)
     seed: int = 0
 
+    def __post_init__(self):
+        if isinstance(self.augment, bool):       # format 1 configs and older callers: True = mixup, False = none
+            self.augment = "mixup" if self.augment else "none"
+        for name in ("window", "stride", "dilation", "pool", "flat_branch"):
+            v = getattr(self, name)
+            setattr(self, name, tuple(v) if isinstance(v, (tuple, list)) else (v,) if v else ())
+        if not self.stride:
+            self.stride = (1,)
+        if not self.dilation:
+            self.dilation = (1,)
+        if not self.pool:
+            self.pool = (1,)
+
     @property
     def windowed(self) -> bool:
         return bool(self.window)

@@ -304,18 +304,13 @@ class Device:
                               lambda b: P.unpack_batch_reply(b, self.info.n_outputs, n))
 
     def debug(self, xq) -> tuple[np.ndarray, np.ndarray]:
-        """One int8 input -> (bool hash bits [n_hashbits], uint16 buckets [n_tables])."""
+        """One int8 input -> (bool hash bits, uint16 buckets): the model's first hash bits and buckets, as many as the
+        device's reply holds (every one of a flat sketch; a prefix of a windowed one's, in es_debug_q's order)."""
         info = self._need_info()
         row = self._rows(xq, info)
         if len(row) != 1:
             raise UserError(f"debug takes one input, got {len(row)}")
-
-        def parse(body):
-            bits, buckets = P.unpack_debug_reply(body)
-            if len(bits) != self.info.n_hashbits or len(buckets) != self.info.n_tables:
-                raise P.ProtocolError("DEBUG reply sizes differ from HELLO")
-            return bits, buckets
-        return self._transact(P.ES_CMD_DEBUG, P.pack_debug(row[0]), parse)
+        return self._transact(P.ES_CMD_DEBUG, P.pack_debug(row[0]), P.unpack_debug_reply)
 
     def stack(self) -> P.StackInfo:
         """Peak stack of es_predict_q over every call since start-up (or RESET), measured by painting on the device."""

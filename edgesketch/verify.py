@@ -79,15 +79,36 @@ def diagnose(dev: harness.Device, sk: Sketch, xq_row: np.ndarray, expected: np.n
     bits, buckets = dev.debug(xq_row)
     ref_bits, ref_buckets = int_hash_bits(sk, xq_row[None])[0], int_buckets(sk, xq_row[None])[0]
     d = {"expected_scores": expected.tolist(), "device_scores": got.tolist()}
-    bad_bits = np.flatnonzero(np.asarray(bits, bool) != ref_bits)
-    bad_buckets = np.flatnonzero(np.asarray(buckets) != ref_buckets)
+    nb, nk = min(len(bits), len(ref_bits)), min(len(buckets), len(ref_buckets))   # the device may send a prefix
+    bad_bits = np.flatnonzero(np.asarray(bits[:nb], bool) != ref_bits[:nb])
+    bad_buckets = np.flatnonzero(np.asarray(buckets[:nk]) != ref_buckets[:nk])
+    seen = "" if (nb, nk) == (len(ref_bits), len(ref_buckets)) else f" (the device reported the first {nb} bits and {nk} buckets)"
     if len(bad_bits):
-        d["stage"] = f"hashing: hyperplanes {bad_bits[:8].tolist()} give other bits (projection sums or thresholds differ)"
+        d["stage"] = f"hashing: {_where(sk, bad_bits[:4], 'bits')} give other bits (projection sums or thresholds differ)"
     elif len(bad_buckets):
-        d["stage"] = f"bucket indices: tables {bad_buckets[:8].tolist()} (bit selection or packing differs)"
+        d["stage"] = f"bucket indices: {_where(sk, bad_buckets[:4], 'buckets')} (bit selection, pooling or packing differs)"
     else:
         d["stage"] = "lookup and sum: hashes and buckets agree, so the count tables or the accumulation differ"
+    d["stage"] += seen
     return d
+
+
+def _where(sk: Sketch, idx, kind: str) -> str:
+    """Debug-order indices as hyperplanes / tables, with their branch and position when the sketch has windows."""
+    if sk.is_flat:
+        return ("hyperplanes " if kind == "bits" else "tables ") + str([int(i) for i in idx])
+    out = []
+    for i in idx:
+        i = int(i)
+        for j, b in enumerate(sk.branches):
+            per = b.n_hyperplanes if kind == "bits" else b.n_tables
+            n = (b.window.n_positions if kind == "bits" else b.window.n_readouts) * per
+            if i < n:
+                out.append(f"branch {j} {'position' if kind == 'bits' else 'read-out'} {i // per} "
+                           f"{'hyperplane' if kind == 'bits' else 'table'} {i % per}")
+                break
+            i -= n
+    return ", ".join(out)
 
 
 def run(sk: Sketch, x: np.ndarray, labels, url: str, board_name: str, baud: int, teacher_accuracy, progress=None) -> Result:

@@ -12,9 +12,15 @@
 #if 4 + 4 * ES_N_OUTPUTS > ES_PROTO_MAX_BODY
 #error "an INFER reply (u32 cost, i32[ES_N_OUTPUTS]) must fit ES_PROTO_MAX_BODY"
 #endif
-#if 4 + (ES_N_HASHBITS + 7) / 8 + 2 * ES_N_TABLES > ES_PROTO_MAX_BODY
-#error "a DEBUG reply must fit ES_PROTO_MAX_BODY"
+/* DEBUG reports every hash bit and bucket of the model (es_debug_q), or as many of the first ones as fit a reply:
+ * models generated before windows define neither count, and then report one set of hyperplanes and tables. */
+#ifndef ES_N_DEBUG_BITS
+#define ES_N_DEBUG_BITS ES_N_HASHBITS
+#define ES_N_DEBUG_BUCKETS ES_N_TABLES
 #endif
+#define ES_DEBUG_BITS_SENT (ES_N_DEBUG_BITS < 8 * (ES_PROTO_MAX_BODY / 2) ? ES_N_DEBUG_BITS : 8 * (ES_PROTO_MAX_BODY / 2))
+#define ES_DEBUG_BUCKETS_ROOM ((ES_PROTO_MAX_BODY - 4 - (ES_DEBUG_BITS_SENT + 7) / 8) / 2)
+#define ES_DEBUG_BUCKETS_SENT (ES_N_DEBUG_BUCKETS < ES_DEBUG_BUCKETS_ROOM ? ES_N_DEBUG_BUCKETS : ES_DEBUG_BUCKETS_ROOM)
 
 #define ES_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define ES_REPLY_REC (4 + 4 * ES_N_OUTPUTS)   /* one result in an INFER or BATCH reply */
@@ -62,8 +68,8 @@ static es_rx_t es_rx;
 static uint8_t es_body[ES_PROTO_MAX_BODY];
 static uint8_t es_wire[ES_PROTO_MAX_WIRE];
 static int32_t es_scores[ES_N_OUTPUTS];
-static uint8_t es_bits[ES_N_HASHBITS];
-static uint16_t es_buckets[ES_N_TABLES];
+static uint8_t es_bits[ES_N_DEBUG_BITS];
+static uint16_t es_buckets[ES_N_DEBUG_BUCKETS];
 static uint32_t es_null_cost;              /* counter cost of calling es_null_predict, rounded like a real cost */
 static volatile es_predict_fn es_target;   /* volatile: the compiler can neither inline nor specialise the call */
 static uint32_t es_stack_peak;             /* deepest stack an es_predict_q call wrote, bytes below sp at the call */
@@ -222,23 +228,23 @@ static void es_infer_one(const int8_t *x, uint8_t *dst)
 
 static void es_do_debug(uint8_t seq, const int8_t *x)
 {
-    uint32_t i, nb = (ES_N_HASHBITS + 7) / 8;
+    uint32_t i, nb = (ES_DEBUG_BITS_SENT + 7) / 8;
     uint8_t *p = es_body;
 
     (void)es_debug_q(x, es_bits, es_buckets);
-    es_put_u16(p, ES_N_HASHBITS);
+    es_put_u16(p, ES_DEBUG_BITS_SENT);
     p += 2;
     for (i = 0; i < nb; i++)
         p[i] = 0;
-    for (i = 0; i < ES_N_HASHBITS; i++)
+    for (i = 0; i < ES_DEBUG_BITS_SENT; i++)
         if (es_bits[i])
             p[i / 8] |= (uint8_t)(1u << (i % 8));
     p += nb;
-    es_put_u16(p, ES_N_TABLES);
+    es_put_u16(p, ES_DEBUG_BUCKETS_SENT);
     p += 2;
-    for (i = 0; i < ES_N_TABLES; i++)
+    for (i = 0; i < ES_DEBUG_BUCKETS_SENT; i++)
         es_put_u16(p + 2 * i, es_buckets[i]);
-    p += 2 * ES_N_TABLES;
+    p += 2 * ES_DEBUG_BUCKETS_SENT;
     es_send(ES_CMD_DEBUG | ES_REPLY, seq, (uint16_t)(p - es_body));
 }
 
