@@ -235,6 +235,7 @@ def _plan(sk: Sketch, layout: str, prefix: str) -> dict:
 
 
 NIBBLE_GROUP = 17   # tables a byte lane can sum: 17 * 15 = 255
+PRELOAD_MAX = 16    # windows of at most this many values are read into locals once per position
 
 
 def _plan_nibbles(b: Branch, C: int) -> dict:
@@ -261,7 +262,7 @@ def _plan_nibbles(b: Branch, C: int) -> dict:
                 flush_after=flush_after)
 
 
-def _plan_unrolled(b: Branch, thr, used, proj_t, offsets=None, xname: str = "x") -> dict:
+def _plan_unrolled(b: Branch, thr, used, proj_t, offsets=None, xname: str = "x", preloaded: bool = False) -> dict:
     """Straight-line hashing: each hyperplane one expression over xname[offset] (offsets: window element -> offset
     from the position's base; None: the element itself), its bit written where tables read it."""
     P, L, K, C = b.n_hyperplanes, b.n_tables, b.n_bits, b.counts.shape[-1]
@@ -284,7 +285,7 @@ def _plan_unrolled(b: Branch, thr, used, proj_t, offsets=None, xname: str = "x")
         for t in range(ptr[p], ptr[p + 1]):
             at = int(idx[t]) if offsets is None else int(offsets[idx[t]])
             mag = abs(int(sign[t]))
-            terms.append(f"{'+' if sign[t] < 0 else '-'} {f'{mag} * ' if mag > 1 else ''}{xname}[{at}]")
+            terms.append(f"{'+' if sign[t] < 0 else '-'} {f'{mag} * ' if mag > 1 else ''}" + (f"v{at}" if preloaded else f"{xname}[{at}]"))
         return " ".join(terms)
 
     def planes(ps):
@@ -390,8 +391,10 @@ def _plan_general(sk: Sketch, layout: str, prefix: str) -> dict:
         used = np.zeros(P, bool)
         used[b.table_sel.reshape(-1)] = True
         if layout == "unrolled":
-            u = _plan_unrolled(b, thr, used, f"{prefix}_proj_t", offsets, xname="b")
-            br.update(planes=u["planes"], extra_planes=u["extra_planes"], bit_src=u["bit_src"], bit_src_t=u["bit_src_t"],
+            # small windows: every value read once into a local (registers on most cores), not once per tap
+            preload = sorted({int(offsets[i]) for i in b.tap_idx}) if w.n_elements <= PRELOAD_MAX else []
+            u = _plan_unrolled(b, thr, used, f"{prefix}_proj_t", offsets, xname="b", preloaded=bool(preload))
+            br.update(preload=preload, planes=u["planes"], extra_planes=u["extra_planes"], bit_src=u["bit_src"], bit_src_t=u["bit_src_t"],
                       bit_src_rd=_rd(u["bit_src_t"]), n_bw=u["n_bw"], n_xw=u["n_xw"], per_word=u["per_word"])
         else:
             off, npos, wts = [], [], []
