@@ -403,12 +403,19 @@ def _plan_general(sk: Sketch, layout: str, prefix: str) -> dict:
                 off += [int(offsets[i]) for _, i in taps]
                 wts += [int(v) for v, _ in taps]
                 npos.append(sum(1 for v, _ in taps if v > 0))
-            ot = _uint_type(max(off, default=0))
+            per = 32 // K
+            places = {p: [] for p in range(P)}        # flat bit positions (word * 32 + bit) where tables read bit p
+            for l in range(L):
+                for k in range(K):
+                    places[int(b.table_sel[l, k])].append((l // per) * 32 + (l % per) * K + k)
+            dst = [q for p in range(P) for q in places[p]]
+            ot, dt = _uint_type(max(off, default=0)), _uint_type(max(dst, default=0))
             br.update(off=_rows(off or [0]), n_off=max(1, len(off)), off_t=ot, off_rd=_rd(ot), npos=_rows(npos), wt=_rows(wts or [0]),
                       ntap=_rows([int(v) for v in np.diff(ptr)]), thr=_rows([_c_int(t) for t in thr]),
-                      thr_t=_int_type(min(thr, default=0), max(thr, default=0)),
-                      sel=_rows([int(v) for v in b.table_sel.reshape(-1)]), sel_t=_uint_type(P - 1), n_hw=-(-P // 32))
-            br.update(thr_rd=_rd(br["thr_t"]), sel_rd=_rd(br["sel_t"]))
+                      thr_t=_int_type(min(thr, default=0), max(thr, default=0)), n_hw=-(-P // 32), per_word=per,
+                      n_bw=-(-L // per), ndst=_rows([len(places[p]) for p in range(P)]), dst=_rows(dst or [0]),
+                      n_dst=max(1, len(dst)), dst_t=dt, dst_rd=_rd(dt))
+            br.update(thr_rd=_rd(br["thr_t"]))
         branches.append(br)
     proj_t, proj_max = _fast_type(pbound)
     sbound = score_bound(sk)

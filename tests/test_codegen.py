@@ -15,7 +15,7 @@ import pytest
 import ctest_util as cu
 from edgesketch import __version__, codegen
 from edgesketch.errors import UserError
-from edgesketch.sketch import int_outputs, int_projections, int_scores, quantize_inputs, random_sketch
+from edgesketch.sketch import Window, int_outputs, int_projections, int_scores, quantize_inputs, random_sketch
 
 LAYOUTS = codegen.LAYOUTS
 # name -> random_sketch arguments: learned (shared P hyperplanes, fixed taps) and representer (L*K private, random
@@ -48,6 +48,24 @@ SKETCHES["learned-window-balanced-codebook-int8"] = dict(D=64, C=10, P=48, taps=
 SKETCHES["learned-codebook-int16-u16rows-C3"] = dict(D=40, C=3, P=20, taps=5, L=60, K=7, seed=42, codebook=300,
                                                      count_dtype=np.int16)
 SKETCHES["representer-codebook-int8"] = dict(D=64, C=10, L=8, K=4, seed=43, codebook=50)
+# windowed branches (shift-invariant sketches): 1-D and 2-D windows, stride, dilation, padding, pooling, regions, a flat
+# branch beside a windowed one, integer tap weights, every count type; both layouts (straight-line hashing over a base
+# pointer, and tap lists), windows small enough to be read into locals and larger ones
+W1 = Window.over((40, 1), 9, 2)
+WINDOWED = {
+    "win1d-int8": dict(L=0, windows=[(W1, 15, 6, 32, 6)], seed=50),
+    "win1d-flat-branch-int8": dict(L=12, K=6, P=48, taps=8, windows=[(W1, 16, 6, 16, 6)], seed=51),
+    "win1d-pool-regions-C3": dict(L=0, C=3, windows=[(Window.over((40, 2), 5, 1, pool=2, regions=3), 8, 5, 20, 5)], seed=52),
+    "win2d-int8": dict(L=0, windows=[(Window.over((8, 8, 1), 3, 2), 8, 4, 8, 6)], seed=53),
+    "win2d-valid-dilated-wide": dict(L=0, windows=[(Window.over((8, 8, 3), (3, 2), (1, 2), (2, 1), "valid"), 6, 3, 40, 7)], seed=54),
+    "win1d-weights": dict(L=0, weights=5, windows=[(W1, 16, 6, 16, 6)], seed=55),
+    "win1d-int4": dict(L=0, count_bits=4, windows=[(W1, 20, 6, 16, 6)], seed=56),
+    "win1d-int4-L8": dict(L=0, count_bits=4, windows=[(W1, 8, 4, 16, 6)], seed=57),
+    "win1d-int16": dict(L=0, count_dtype=np.int16, windows=[(W1, 16, 6, 40, 6)], seed=58),
+    "win1d-multichannel-wide": dict(L=0, windows=[(Window.over((32, 3), 7, 3, padding=(2,)), 10, 6, 24, 9)], seed=59),
+    "flat-weights": dict(D=64, L=16, K=6, P=48, taps=8, weights=3, seed=60),
+}
+SKETCHES.update(WINDOWED)
 STRUCTURED = {"learned-window-balanced-int4": (True, True), "learned-window-balanced-P48-int8": (True, True),
               "learned-window-P48-int16": (False, True), "learned-balanced-odd-taps-C3": (True, False),
               "learned-window-balanced-wide-P300-int4": (True, True), "learned-L16K6-int8": (False, False)}
@@ -77,32 +95,39 @@ def make(name):
 
 def rows_for(sk, n=3000, seed=0) -> np.ndarray:
     """Edge rows, uniform int8 rows, small-valued rows (sums near the thresholds) and rows built so that some
-    hyperplane's sum equals its threshold exactly (catches > versus >=)."""
+    hyperplane's sum, at some position of its window, equals its threshold exactly (catches > versus >=)."""
+    from edgesketch.sketch import windows
     rng = np.random.default_rng(seed)
     D = sk.n_inputs
     uni = rng.integers(-128, 128, (n, D))
     small = rng.integers(-6, 7, (n // 3, D))
     ties = []
-    for p in rng.permutation(sk.n_hyperplanes)[: min(sk.n_hyperplanes, 200)]:
-        lo, hi = sk.branches[0].tap_ptr[p], sk.branches[0].tap_ptr[p + 1]
-        if hi == lo:
-            continue
-        x = rng.integers(-20, 21, D)
-        i, s = int(sk.branches[0].tap_idx[lo]), int(sk.branches[0].tap_weight[lo])
-        z = int((sk.branches[0].tap_weight[lo:hi].astype(np.int64) * x[sk.branches[0].tap_idx[lo:hi]]).sum())
-        x[i] += s * (int(sk.branches[0].threshold[p]) - z)           # now z_p == threshold[p] exactly
-        if -128 <= x[i] <= 127:
-            ties.append(x.copy())
-            x[i] += s                                    # and one above it
+    for b in sk.branches:
+        idx = b.window.element_index()
+        for p in rng.permutation(b.n_hyperplanes)[: min(b.n_hyperplanes, 200)]:
+            lo, hi = b.tap_ptr[p], b.tap_ptr[p + 1]
+            pos = int(rng.integers(0, b.window.n_positions))
+            unit = [t for t in range(lo, hi) if abs(int(b.tap_weight[t])) == 1 and idx[pos, b.tap_idx[t]] < D]
+            if not unit:
+                continue
+            x = rng.integers(-20, 21, D)
+            t = unit[0]
+            i, s_ = int(idx[pos, b.tap_idx[t]]), int(b.tap_weight[t])
+            z = int((windows(sk, b, x[None].astype(np.int8))[0, pos, b.tap_idx[lo:hi]] * b.tap_weight[lo:hi]).sum())
+            x[i] += s_ * (int(b.threshold[p]) - z)           # now z_p == threshold[p] exactly at that position
             if -128 <= x[i] <= 127:
-                ties.append(x)
+                ties.append(x.copy())
+                x[i] += s_                                    # and one above it
+                if -128 <= x[i] <= 127:
+                    ties.append(x)
     out = np.concatenate([cu.edge_rows(D), uni, small] + ([np.array(ties)] if ties else [])).astype(np.int8)
     return out
 
 
 def check_ties_present(sk, xq):
     z = int_projections(sk, xq)
-    assert (z == sk.branches[0].threshold).any(), "the row set has no exact threshold ties"
+    thr = np.concatenate([np.tile(b.threshold, b.window.n_positions) for b in sk.branches])
+    assert (z == thr).any(), "the row set has no exact threshold ties"
 
 
 # ---------------------------------------------------------------- host: bit-exact on every row
@@ -120,7 +145,7 @@ def test_host_matches_reference(name, layout, tmp_path):
 @pytest.mark.parametrize("name", [n for n in SKETCHES if n.endswith(("L16K6-int8", "L8K4-int16", "L16K6-int4"))]
                          + ["learned-odd-D40-C3", "representer-dense-C1-regression", "learned-empty-hyperplanes",
                             "learned-wide-D200-P300-int4", "learned-int4-C1", "learned-int4-C9"] + list(STRUCTURED)[:5]
-                         + [n for n in SKETCHES if "codebook" in n])
+                         + [n for n in SKETCHES if "codebook" in n] + list(WINDOWED))
 def test_sanitizers(name, layout, tmp_path):
     """-fsanitize=address,undefined over the same rows (out-of-bounds reads of the tables or x, signed overflow)."""
     sk = make(name)
@@ -190,7 +215,9 @@ def test_float_predict_matches_quantised_path(layout, tmp_path):
 @pytest.mark.parametrize("target", list(cu.CROSS))
 @pytest.mark.parametrize("name", ["learned-L16K6-int8", "representer-L8K4-int16", "representer-dense-C1-regression",
                                   "learned-L16K6-int4", "learned-int4-C9", "learned-window-balanced-int4",
-                                  "learned-window-P48-int16", "learned-codebook-int8", "learned-codebook-int16-u16rows-C3"])
+                                  "learned-window-P48-int16", "learned-codebook-int8", "learned-codebook-int16-u16rows-C3",
+                                  "win1d-int8", "win1d-flat-branch-int8", "win2d-valid-dilated-wide", "win1d-weights",
+                                  "win1d-int4", "win1d-pool-regions-C3"])
 def test_cross_compiles(name, target, tmp_path):
     sk = make(name)
     for layout in LAYOUTS:
@@ -202,7 +229,7 @@ def test_cross_compiles(name, target, tmp_path):
             assert size["text"] > sk.table_bytes
             heads = subprocess.run(["arm-none-eabi-objdump", "-h", str(obj)], capture_output=True, text=True,
                                    check=True).stdout
-            assert re.search(r"\.rodata\.es_(counts|cq0)_\s", heads), "count tables are not in .rodata"
+            assert re.search(r"\.rodata\.es_(b0_)?(counts|cq0)_\s", heads), "count tables are not in .rodata"
 
 
 @pytest.mark.parametrize("std", ["-std=c99", "-std=c11"])
@@ -227,17 +254,20 @@ def test_static_asserts_fire(std, tmp_path):
                                               ("cortex-m3", "unrolled", "int8"), ("cortex-m4", "unrolled", "int4"),
                                               ("cortex-m4", "compact", "int4"), ("cortex-m4", "compact", "window-int8"),
                                               ("cortex-m3", "compact", "window-int4"), ("cortex-m4", "compact", "codebook-int8"),
-                                              ("cortex-m4", "unrolled", "codebook-int8"), ("cortex-m3", "compact", "codebook-int8")])
+                                              ("cortex-m4", "unrolled", "codebook-int8"), ("cortex-m3", "compact", "codebook-int8"),
+                                              ("cortex-m4", "unrolled", "win1d-int8"), ("cortex-m4", "compact", "win1d-int8"),
+                                              ("cortex-m3", "unrolled", "win1d-flat-branch-int8"),
+                                              ("cortex-m4", "unrolled", "win1d-int4"), ("cortex-m4", "unrolled", "win1d-weights")])
 def test_cortex_m_under_qemu(cpu, layout, counts, tmp_path):
     sk = make({"window-int8": "learned-window-balanced-P48-int8", "window-int4": "learned-window-balanced-int4",
-               "codebook-int8": "learned-codebook-int8"}.get(counts, f"learned-L16K6-{counts}"))
-    assert ("ES_USE_DSP_ 1" in codegen.generate(sk, layout)["es_model.c"]) == counts.endswith("int8")
+               "codebook-int8": "learned-codebook-int8"}.get(counts, counts if counts.startswith("win") else f"learned-L16K6-{counts}"))
+    assert ("ES_USE_DSP_ 1" in codegen.generate(sk, layout)["es_model.c"]) == (sk.count_bits == 8)
     xq = rows_for(sk, n=150)[:300]
     scores, instr = cu.run_qemu_cortex_m(sk, layout, xq, tmp_path, cpu)
     want = int_scores(sk, xq)
     bad = np.flatnonzero((scores != want).any(1))
     assert bad.size == 0, f"{cpu} {layout}: {bad.size} rows differ, first {bad[0]}: {scores[bad[0]]} != {want[bad[0]]}"
-    assert 100 < instr < 20000
+    assert 100 < instr < (100000 if counts.startswith("win") else 20000)
 
 
 def test_two_models_link_together(tmp_path):
