@@ -9,14 +9,19 @@ Schema of one board file (all sizes in bytes):
     [platformio]  platform, board, framework     real: a standard platform (espressif32, ...) + arduino
                   toolchain, toolchain_apt       emulated: platform = "local" (firmware/platformio), the compiler
                                                  prefix on PATH and the Debian package(s) that provide it
+                  arduino_core, arduino_board    emulated with the Arduino entry: the Debian package holding the
+                                                 Arduino core (e.g. arduino-core-avr) and the board id in its boards.txt
     [serial]      baud, monitor_speed
     [counter]     kind: "cycles" | "instructions" | "none"
-                  source: "systick" | "dwt" | "minstret" | "mcycle" | "esp_cycle_count" | "none"
-                  clock_hz (SysTick boards), scale_num, scale_den: cost = round(ticks * num / den)
+                  source: "systick" | "dwt" | "minstret" | "mcycle" | "ccount" | "esp_cycle_count" | "timer1" | "none"
+                  clock_hz (SysTick, CCOUNT, Timer1), scale_num, scale_den: cost = round(ticks * num / den)
+                  note: what the costs mean when they are not exact counts (shown by `edgesketch boards` and verify)
     [firmware]    entry: "baremetal" | "arduino"; bsp (files under firmware/); startup; linker_script;
                   linker_includes; cpu_flags (CPU, ABI and C-library specs: used to compile, assemble and
-                  link), c_flags (C only), link_flags (lists); defines (table of strings)
-    [qemu]        binary, apt, machine, args (list), uart (text), icount_shift         emulated boards only
+                  link), c_flags (C only), link_flags, libs (linked after the objects) (lists); defines (table of
+                  strings, e.g. ES_PROTO_MAX_BODY for boards with little RAM)
+    [qemu]        binary, apt, machine, args (list), uart (text), load ("-kernel" or "-bios": how QEMU takes the
+                  ELF), icount_shift (absent: no -icount)                             emulated boards only
     [compile_check]  cc, flags, defines: an offline cross-compile check of the core     real boards only
 """
 from __future__ import annotations
@@ -32,7 +37,7 @@ from .paths import boards_dir
 KINDS = ("emulated", "real")
 ENTRIES = ("baremetal", "arduino")
 COUNTER_KINDS = {"none": 0, "cycles": 1, "instructions": 2}       # the HELLO counter-kind codes
-COUNTER_SOURCES = ("none", "systick", "dwt", "minstret", "mcycle", "esp_cycle_count")
+COUNTER_SOURCES = ("none", "systick", "dwt", "minstret", "mcycle", "ccount", "esp_cycle_count", "timer1")
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,8 @@ class PlatformIOEnv:
     framework: str | None = None
     toolchain: str | None = None   # compiler prefix on PATH, e.g. "arm-none-eabi-" (local platform)
     toolchain_apt: str | None = None
+    arduino_core: str | None = None   # local platform, Arduino entry: Debian package of the Arduino core
+    arduino_board: str | None = None  # ... and the board id in its boards.txt
 
     @property
     def local(self) -> bool:
@@ -61,6 +68,7 @@ class Counter:
     clock_hz: int | None = None    # the counter's clock (SysTick boards)
     scale_num: int = 1             # cost = round(ticks * scale_num / scale_den)
     scale_den: int = 1
+    note: str = ""                 # what the costs mean when they are not exact counts
 
     @property
     def kind_code(self) -> int:
@@ -81,6 +89,7 @@ class Firmware:
     cpu_flags: tuple[str, ...] = ()
     c_flags: tuple[str, ...] = ()
     link_flags: tuple[str, ...] = ()
+    libs: tuple[str, ...] = ()
     defines: dict[str, str] = field(default_factory=dict)
 
 
@@ -91,16 +100,18 @@ class Qemu:
     machine: str
     args: tuple[str, ...] = ()
     uart: str = ""
-    icount_shift: int = 0
+    icount_shift: int | None = 0   # None: no -icount (the virtual clock follows host time)
+    load: str = "-kernel"          # how QEMU takes the ELF: -kernel, or -bios (AVR)
 
     @property
-    def icount(self) -> str:
+    def icount(self) -> str | None:
         """-icount value: instructions << shift is the virtual time in ns; no sleeping, no host-time alignment."""
-        return f"shift={self.icount_shift},align=off,sleep=off"
+        return None if self.icount_shift is None else f"shift={self.icount_shift},align=off,sleep=off"
 
     def argv(self, elf: str | Path) -> list[str]:
         """QEMU command line without the -serial/-display/-monitor part (edgesketch.emulate adds it)."""
-        return [self.binary, "-M", self.machine, *self.args, "-icount", self.icount, "-kernel", str(elf)]
+        icount = [] if self.icount is None else ["-icount", self.icount]
+        return [self.binary, "-M", self.machine, *self.args, *icount, self.load, str(elf)]
 
 
 @dataclass(frozen=True)
@@ -222,7 +233,8 @@ def _parse(path: Path) -> Board:
     t = top.table("platformio")
     pio = PlatformIOEnv(platform=t.get("platform", str), board=t.get("board", str, None),
                         framework=t.get("framework", str, None), toolchain=t.get("toolchain", str, None),
-                        toolchain_apt=t.get("toolchain_apt", str, None))
+                        toolchain_apt=t.get("toolchain_apt", str, None), arduino_core=t.get("arduino_core", str, None),
+                        arduino_board=t.get("arduino_board", str, None))
     t.done()
     t = top.table("serial")
     serial = SerialSettings(baud=t.get("baud", int), monitor_speed=t.get("monitor_speed", int))
@@ -230,19 +242,20 @@ def _parse(path: Path) -> Board:
     t = top.table("counter")
     counter = Counter(kind=t.get("kind", str, choices=tuple(COUNTER_KINDS)), source=t.get("source", str, choices=COUNTER_SOURCES),
                       clock_hz=t.get("clock_hz", int, None), scale_num=t.get("scale_num", int, 1),
-                      scale_den=t.get("scale_den", int, 1))
+                      scale_den=t.get("scale_den", int, 1), note=t.get("note", str, ""))
     t.done()
     t = top.table("firmware")
     fw = Firmware(entry=t.get("entry", str, choices=ENTRIES), bsp=t.strings("bsp"), startup=t.get("startup", str, None),
                   linker_script=t.get("linker_script", str, None), linker_includes=t.strings("linker_includes"),
                   cpu_flags=t.strings("cpu_flags"), c_flags=t.strings("c_flags"), link_flags=t.strings("link_flags"),
-                  defines=t.mapping("defines"))
+                  libs=t.strings("libs"), defines=t.mapping("defines"))
     t.done()
     qemu = None
     t = top.table("qemu", required=False)
     if t is not None:
         qemu = Qemu(binary=t.get("binary", str), apt=t.get("apt", str), machine=t.get("machine", str),
-                    args=t.strings("args"), uart=t.get("uart", str, ""), icount_shift=t.get("icount_shift", int, 0))
+                    args=t.strings("args"), uart=t.get("uart", str, ""), icount_shift=t.get("icount_shift", int, None),
+                    load=t.get("load", str, "-kernel", choices=("-kernel", "-bios")))
         t.done()
     check = None
     t = top.table("compile_check", required=False)
@@ -267,8 +280,13 @@ def _validate(b: Board, top: _Table) -> None:
             fail("an emulated board needs a [qemu] table")
         if not (b.platformio.local and b.platformio.toolchain and b.platformio.toolchain_apt):
             fail('an emulated board builds with platform = "local", a toolchain prefix and its toolchain_apt')
-        if b.firmware.entry != "baremetal" or not (b.firmware.startup and b.firmware.linker_script):
-            fail("an emulated board needs entry = \"baremetal\", a startup file and a linker_script")
+        if b.firmware.entry == "arduino":
+            if not (b.platformio.arduino_core and b.platformio.arduino_board):
+                fail("an emulated board with the Arduino entry needs [platformio] arduino_core and arduino_board")
+        elif not (b.firmware.startup and b.firmware.linker_script):
+            fail("an emulated bare-metal board needs a startup file and a linker_script")
+        if b.counter.kind == "instructions" and b.qemu.icount_shift is None:
+            fail("instruction counts need -icount: set [qemu] icount_shift")
     else:
         if b.platformio.local or not (b.platformio.board and b.platformio.framework):
             fail("a real board needs a standard PlatformIO platform, board and framework")
@@ -276,21 +294,21 @@ def _validate(b: Board, top: _Table) -> None:
             fail('a real board uses entry = "arduino"')
     if b.counter.scale_num < 1 or b.counter.scale_den < 1:
         fail("counter scale_num and scale_den must be positive")
-    if b.counter.source == "systick" and b.emulated:
+    if b.counter.source in ("systick", "ccount") and b.emulated:
         # under -icount one instruction lasts 2^shift ns; the tick is 1e9/clock_hz ns. Rounding ticks*num/den to
         # the nearest integer is exact only if one instruction spans at least 2 ticks (a read is off by < 1 tick).
-        if not b.counter.clock_hz:
-            fail("a SysTick counter needs clock_hz")
+        if not b.counter.clock_hz or b.qemu.icount_shift is None:
+            fail(f"a {b.counter.source} counter under QEMU needs clock_hz and icount_shift")
         want = Fraction(10**9, b.counter.clock_hz * 2**b.qemu.icount_shift)
         if b.counter.scale != want:
             fail(f"counter scale {b.counter.scale_num}/{b.counter.scale_den} should be {want} "
                  f"(1e9 / (clock_hz * 2^icount_shift))")
         if want > Fraction(1, 2):
             fail(f"icount_shift {b.qemu.icount_shift} is too small for exact counts: an instruction must span "
-                 f">= 2 SysTick ticks")
+                 f">= 2 counter ticks")
     if b.counter.source in ("minstret", "mcycle") and b.emulated:
         # QEMU derives both from the virtual clock, instructions << icount_shift
-        if b.counter.scale != Fraction(1, 2**b.qemu.icount_shift):
+        if b.qemu.icount_shift is None or b.counter.scale != Fraction(1, 2**b.qemu.icount_shift):
             fail(f"counter scale should be 1/{2**b.qemu.icount_shift} (1 / 2^icount_shift)")
 
 

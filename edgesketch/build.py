@@ -43,8 +43,8 @@ PIO_TIMEOUT = 900                     # seconds for one `pio run`
 # Debian packages of the cross toolchains, by compiler prefix (for error messages)
 TOOLCHAIN_APT = {"arm-none-eabi-": "gcc-arm-none-eabi libnewlib-arm-none-eabi",
                  "riscv64-unknown-elf-": "gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf",
-                 "xtensa-lx106-elf-": "gcc-xtensa-lx106"}
-_ELF_MACHINE_PREFIX = {40: "arm-none-eabi-", 243: "riscv64-unknown-elf-", 94: "xtensa-lx106-elf-"}
+                 "xtensa-lx106-elf-": "gcc-xtensa-lx106", "avr-": "gcc-avr avr-libc binutils-avr"}
+_ELF_MACHINE_PREFIX = {40: "arm-none-eabi-", 243: "riscv64-unknown-elf-", 94: "xtensa-lx106-elf-", 83: "avr-"}
 
 
 # ---------------------------------------------------------------- PlatformIO core

@@ -14,7 +14,7 @@ from edgesketch.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 EMULATED = {"qemu-m4": "mps2-an386", "qemu-m3": "mps2-an385", "qemu-m7": "mps2-an500", "qemu-m55": "mps3-an547",
-            "qemu-m0": "microbit", "qemu-rv32": "virt"}
+            "qemu-m0": "microbit", "qemu-rv32": "virt", "qemu-lx106": "lx60"}
 REAL = {"esp32": ("espressif32", "esp32dev"), "esp32s3": ("espressif32", "esp32-s3-devkitc-1"),
         "esp32c3": ("espressif32", "esp32-c3-devkitm-1"), "nucleo_f401re": ("ststm32", "nucleo_f401re"),
         "nrf52840_dk": ("nordicnrf52", "nrf52840_dk"), "pico": ("raspberrypi", "pico"),
@@ -51,12 +51,13 @@ def test_emulated_board_facts(name):
     argv = b.qemu.argv("fw.elf")
     assert argv[:3] == [b.qemu.binary, "-M", b.qemu.machine] and argv[-2:] == ["-kernel", "fw.elf"]
     assert b.counter.kind == "instructions"
-    if b.counter.source == "systick":
+    if b.counter.source in ("systick", "ccount"):
         # QEMU: an instruction lasts 2^shift ns, a tick 1e9/clock ns. cost = round(ticks * num/den) is exact when an
-        # instruction spans at least 2 ticks (a SysTick read is off by less than one tick).
+        # instruction spans at least 2 ticks (a SysTick or CCOUNT read is off by less than one tick).
         ticks_per_insn = Fraction(2 ** b.qemu.icount_shift * b.counter.clock_hz, 10 ** 9)
         assert b.counter.scale == 1 / ticks_per_insn and ticks_per_insn >= 2
-        assert 2 ** 24 / ticks_per_insn > 1_000_000         # a call may run a million instructions before SysTick wraps
+        width = 24 if b.counter.source == "systick" else 32
+        assert 2 ** width / ticks_per_insn > 1_000_000      # a call may run a million instructions before it wraps
     else:
         assert b.counter.source == "minstret" and b.counter.scale == Fraction(1, 2 ** b.qemu.icount_shift)
 

@@ -21,7 +21,7 @@ STANDIN = FIXTURES / "standin_model"
 FIRMWARE = ROOT / "firmware"
 EMULATED = [b.name for b in boards.all_boards() if b.emulated]
 REAL = [b.name for b in boards.all_boards() if not b.emulated]
-ELF_MACHINE = {"arm-none-eabi-": 40, "riscv64-unknown-elf-": 243}
+ELF_MACHINE = {"arm-none-eabi-": 40, "riscv64-unknown-elf-": 243, "xtensa-lx106-elf-": 94, "avr-": 83}
 
 # Shared with tests/test_emulate.py (it imports this module): one core dir and one build per board per session.
 _SESSION: dict = {}

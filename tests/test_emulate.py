@@ -220,7 +220,7 @@ def _symbol_ranges(elf: Path, prefix: str) -> dict[str, tuple[int, int]]:
     return ranges
 
 
-@pytest.mark.parametrize("name", ["qemu-m4", "qemu-m0", "qemu-rv32"])
+@pytest.mark.parametrize("name", ["qemu-m4", "qemu-m0", "qemu-rv32", "qemu-lx106"])
 def test_cost_matches_qemu_instruction_trace(elfs, tmp_path, name):
     """Count the instructions independently: QEMU's own trace (-singlestep -d exec,nochain logs every executed
     instruction's PC). cost must equal (instructions inside es_predict_q) - (instructions inside the empty function
@@ -373,7 +373,8 @@ def test_pyserial_handshake(elfs):
     assert reply is not None and p.unpack_hello(reply.body).core == "cortex-m4"
 
 
-@pytest.mark.parametrize("name,layout", [("qemu-m4", "unrolled"), ("qemu-m0", "compact"), ("qemu-rv32", "unrolled")])
+@pytest.mark.parametrize("name,layout", [("qemu-m4", "unrolled"), ("qemu-m0", "compact"), ("qemu-rv32", "unrolled"),
+                                         ("qemu-lx106", "compact")])
 def test_generated_model_is_bit_exact_on_the_board(tmp_path_factory, name, layout):
     """A real generated model (edgesketch.codegen, random sketch) instead of the stand-in: INFER scores and DEBUG
     hash bits / buckets on the emulated board equal the integer reference of edgesketch.sketch."""
