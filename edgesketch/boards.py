@@ -13,7 +13,8 @@ Schema of one board file (all sizes in bytes):
                                                  Arduino core (e.g. arduino-core-avr) and the board id in its boards.txt
     [serial]      baud, monitor_speed
     [counter]     kind: "cycles" | "instructions" | "none"
-                  source: "systick" | "dwt" | "minstret" | "mcycle" | "ccount" | "esp_cycle_count" | "timer1" | "none"
+                  source: "systick" | "dwt" | "minstret" | "mcycle" | "ccount" | "esp_cycle_count" | "timer1" |
+                          "icount_plugin" (QEMU counts the instructions: [qemu] plugin) | "none"
                   clock_hz (SysTick, CCOUNT, Timer1), scale_num, scale_den: cost = round(ticks * num / den)
                   note: what the costs mean when they are not exact counts (shown by `edgesketch boards` and verify)
     [firmware]    entry: "baremetal" | "arduino"; bsp (files under firmware/); startup; linker_script;
@@ -21,7 +22,9 @@ Schema of one board file (all sizes in bytes):
                   link), c_flags (C only), link_flags, libs (linked after the objects) (lists); defines (table of
                   strings, e.g. ES_PROTO_MAX_BODY for boards with little RAM)
     [qemu]        binary, apt, machine, args (list), uart (text), load ("-kernel" or "-bios": how QEMU takes the
-                  ELF), icount_shift (absent: no -icount)                             emulated boards only
+                  ELF), icount_shift (absent: no -icount), plugin (a TCG plugin's C source under firmware/, built
+                  and loaded by edgesketch.emulate), idle_sleeps (default true: the waiting firmware sleeps and
+                  QEMU uses almost no host CPU)                                        emulated boards only
     [compile_check]  cc, flags, defines: an offline cross-compile check of the core     real boards only
 """
 from __future__ import annotations
@@ -37,7 +40,7 @@ from .paths import boards_dir
 KINDS = ("emulated", "real")
 ENTRIES = ("baremetal", "arduino")
 COUNTER_KINDS = {"none": 0, "cycles": 1, "instructions": 2}       # the HELLO counter-kind codes
-COUNTER_SOURCES = ("none", "systick", "dwt", "minstret", "mcycle", "ccount", "esp_cycle_count", "timer1")
+COUNTER_SOURCES = ("none", "systick", "dwt", "minstret", "mcycle", "ccount", "esp_cycle_count", "timer1", "icount_plugin")
 
 
 @dataclass(frozen=True)
@@ -102,16 +105,24 @@ class Qemu:
     uart: str = ""
     icount_shift: int | None = 0   # None: no -icount (the virtual clock follows host time)
     load: str = "-kernel"          # how QEMU takes the ELF: -kernel, or -bios (AVR)
+    plugin: str | None = None      # TCG plugin source under firmware/ (edgesketch.emulate builds and loads it)
+    idle_sleeps: bool = True       # the idle firmware sleeps (False: QEMU keeps a host core busy while it waits)
 
     @property
     def icount(self) -> str | None:
         """-icount value: instructions << shift is the virtual time in ns; no sleeping, no host-time alignment."""
         return None if self.icount_shift is None else f"shift={self.icount_shift},align=off,sleep=off"
 
-    def argv(self, elf: str | Path) -> list[str]:
-        """QEMU command line without the -serial/-display/-monitor part (edgesketch.emulate adds it)."""
+    def argv(self, elf: str | Path, plugin_so: str | Path | None = None) -> list[str]:
+        """QEMU command line without the -serial/-display/-monitor part (edgesketch.emulate adds it). plugin_so: the
+        built plugin (required when the board has one)."""
         icount = [] if self.icount is None else ["-icount", self.icount]
-        return [self.binary, "-M", self.machine, *self.args, *icount, self.load, str(elf)]
+        if self.plugin and plugin_so is None:
+            raise UserError(f"{self.binary} needs the plugin {self.plugin} built (edgesketch.emulate.plugin_library)")
+        if self.plugin and "," in f"{plugin_so}{elf}":
+            raise UserError(f"QEMU cannot take a plugin or firmware path with a comma: {plugin_so}, {elf}")
+        plugin = ["-plugin", f"{plugin_so},elf={elf}"] if self.plugin else []
+        return [self.binary, "-M", self.machine, *self.args, *icount, *plugin, self.load, str(elf)]
 
 
 @dataclass(frozen=True)
@@ -255,7 +266,8 @@ def _parse(path: Path) -> Board:
     if t is not None:
         qemu = Qemu(binary=t.get("binary", str), apt=t.get("apt", str), machine=t.get("machine", str),
                     args=t.strings("args"), uart=t.get("uart", str, ""), icount_shift=t.get("icount_shift", int, None),
-                    load=t.get("load", str, "-kernel", choices=("-kernel", "-bios")))
+                    load=t.get("load", str, "-kernel", choices=("-kernel", "-bios")), plugin=t.get("plugin", str, None),
+                    idle_sleeps=t.get("idle_sleeps", bool, True))
         t.done()
     check = None
     t = top.table("compile_check", required=False)
@@ -285,13 +297,17 @@ def _validate(b: Board, top: _Table) -> None:
                 fail("an emulated board with the Arduino entry needs [platformio] arduino_core and arduino_board")
         elif not (b.firmware.startup and b.firmware.linker_script):
             fail("an emulated bare-metal board needs a startup file and a linker_script")
-        if b.counter.kind == "instructions" and b.qemu.icount_shift is None:
+        if b.counter.kind == "instructions" and b.qemu.icount_shift is None and b.counter.source != "icount_plugin":
             fail("instruction counts need -icount: set [qemu] icount_shift")
     else:
         if b.platformio.local or not (b.platformio.board and b.platformio.framework):
             fail("a real board needs a standard PlatformIO platform, board and framework")
         if b.firmware.entry != "arduino":
             fail('a real board uses entry = "arduino"')
+    if b.counter.source == "icount_plugin":
+        if not (b.emulated and b.qemu.plugin) or b.counter.kind != "instructions" or b.counter.scale != 1:
+            fail('counter source "icount_plugin" is for emulated boards with a [qemu] plugin, kind "instructions", '
+                 'scale 1/1')
     if b.counter.scale_num < 1 or b.counter.scale_den < 1:
         fail("counter scale_num and scale_den must be positive")
     if b.counter.source in ("systick", "ccount") and b.emulated:

@@ -138,7 +138,6 @@ def configure_arduino(package, board):
         CFLAGS=[f for f in c if f not in common],
         CXXFLAGS=[f for f in cpp if f not in common],
         ASFLAGS=asm,
-        ASPPFLAGS=asm,
         CPPPATH=[core_src, variant],
         # gcc-avr 5.4's <float.h> defines DECIMAL_DIG for C99 only, not for C++11 (GCC 6 and later do both), and the
         # core's WString.cpp needs it: give C++ the value C gets
@@ -146,7 +145,11 @@ def configure_arduino(package, board):
         LINKFLAGS=link + ["-Wl,-Map,${BUILD_DIR}/firmware.map"],
         LIBS=["m"],
     )
-    env.Prepend(LIBS=[env.BuildLibrary(os.path.join("$BUILD_DIR", "ArduinoCore"), core_src)])
+    # one object per source named after the whole file name, as the Arduino IDE does (wiring_pulse.c and
+    # wiring_pulse.S would both be wiring_pulse.o)
+    objs = [env.Object(os.path.join("$BUILD_DIR", "ArduinoCore", name + ".o"), os.path.join(core_src, name))
+            for name in sorted(os.listdir(core_src)) if os.path.splitext(name)[1] in (".c", ".cpp", ".S")]
+    env.Prepend(LIBS=[env.StaticLibrary(os.path.join("$BUILD_DIR", "ArduinoCore"), objs)])
 
 
 core_package = opt("custom_arduino_core")
