@@ -16,7 +16,6 @@ Schema of one board file (all sizes in bytes):
                   source: "systick" | "dwt" | "minstret" | "mcycle" | "ccount" | "esp_cycle_count" | "timer1" |
                           "icount_plugin" (QEMU counts the instructions: [qemu] plugin) | "none"
                   clock_hz (SysTick, CCOUNT, Timer1), scale_num, scale_den: cost = round(ticks * num / den)
-                  note: what the costs mean when they are not exact counts (shown by `edgesketch boards` and verify)
     [firmware]    entry: "baremetal" | "arduino"; bsp (files under firmware/); startup; linker_script;
                   linker_includes; cpu_flags (CPU, ABI and C-library specs: used to compile, assemble and
                   link), c_flags (C only), link_flags, libs (linked after the objects) (lists); defines (table of
@@ -26,6 +25,10 @@ Schema of one board file (all sizes in bytes):
                   and loaded by edgesketch.emulate), idle_sleeps (default true: the waiting firmware sleeps and
                   QEMU uses almost no host CPU)                                        emulated boards only
     [compile_check]  cc, flags, defines: an offline cross-compile check of the core     real boards only
+    [footprint]   what `export` assumes around the model (edgesketch/export.py), all optional: firmware_flash and
+                  firmware_ram (bytes the firmware takes besides the model; default 16384 and 11264), and the
+                  model's code estimate: code_per_tap, code_per_table, code_per_table_output, code_base (unrolled
+                  layout) and code_compact (defaults 11, 16, 0, 400 and 600: Thumb-2, measured)
 """
 from __future__ import annotations
 
@@ -71,7 +74,6 @@ class Counter:
     clock_hz: int | None = None    # the counter's clock (SysTick boards)
     scale_num: int = 1             # cost = round(ticks * scale_num / scale_den)
     scale_den: int = 1
-    note: str = ""                 # what the costs mean when they are not exact counts
 
     @property
     def kind_code(self) -> int:
@@ -137,6 +139,24 @@ class CompileCheck:
 
 
 @dataclass(frozen=True)
+class FootprintModel:
+    """export's upper estimate of what a model needs on this board besides the firmware (edgesketch.export)."""
+    firmware_flash: int = 16 * 1024   # the firmware around the model: protocol, UART, start-up
+    firmware_ram: int = 11 * 1024     # its buffers and the stack it reserves
+    code_per_tap: int = 11            # unrolled code: bytes per tap, per table, per table and output, and the rest
+    code_per_table: int = 16
+    code_per_table_output: int = 0
+    code_base: int = 400
+    code_compact: int = 600           # the compact layout's loops
+
+    def code(self, n_taps: int, n_tables: int, n_outputs: int, layout: str) -> int:
+        if layout != "unrolled":
+            return self.code_compact
+        return (self.code_per_tap * n_taps + (self.code_per_table + self.code_per_table_output * n_outputs) * n_tables
+                + self.code_base)
+
+
+@dataclass(frozen=True)
 class Board:
     name: str
     description: str
@@ -150,6 +170,7 @@ class Board:
     firmware: Firmware
     qemu: Qemu | None = None
     compile_check: CompileCheck | None = None
+    footprint: FootprintModel = field(default_factory=FootprintModel)
     default: bool = False
     path: Path | None = None
 
@@ -253,7 +274,7 @@ def _parse(path: Path) -> Board:
     t = top.table("counter")
     counter = Counter(kind=t.get("kind", str, choices=tuple(COUNTER_KINDS)), source=t.get("source", str, choices=COUNTER_SOURCES),
                       clock_hz=t.get("clock_hz", int, None), scale_num=t.get("scale_num", int, 1),
-                      scale_den=t.get("scale_den", int, 1), note=t.get("note", str, ""))
+                      scale_den=t.get("scale_den", int, 1))
     t.done()
     t = top.table("firmware")
     fw = Firmware(entry=t.get("entry", str, choices=ENTRIES), bsp=t.strings("bsp"), startup=t.get("startup", str, None),
@@ -275,9 +296,15 @@ def _parse(path: Path) -> Board:
         check = CompileCheck(cc=t.get("cc", str), flags=t.strings("flags"), defines=t.mapping("defines"))
         t.done()
 
+    foot = FootprintModel()
+    t = top.table("footprint", required=False)
+    if t is not None:
+        foot = FootprintModel(**{f: t.get(f, int, getattr(foot, f)) for f in FootprintModel.__dataclass_fields__})
+        t.done()
+
     board = Board(name=name, description=top.get("description", str), kind=kind, core=top.get("core", str),
                   flash_bytes=top.get("flash_bytes", int), ram_bytes=top.get("ram_bytes", int), platformio=pio,
-                  serial=serial, counter=counter, firmware=fw, qemu=qemu, compile_check=check,
+                  serial=serial, counter=counter, firmware=fw, qemu=qemu, compile_check=check, footprint=foot,
                   default=top.get("default", bool, False), path=path)
     top.done()
     _validate(board, top)

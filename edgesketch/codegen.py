@@ -38,6 +38,9 @@ _env = None
 
 LAYOUTS = ("unrolled", "compact")
 INT32_MAX = 2**31 - 1
+# the read macro of each const array type (P_RD_<suffix>_: pgm_read_* on AVR, a plain dereference elsewhere)
+_RD = {"int8_t": "I8", "uint8_t": "U8", "int16_t": "I16", "uint16_t": "U16", "int32_t": "I32", "uint32_t": "U32",
+       "float": "F32"}
 
 
 def environment() -> jinja2.Environment:
@@ -158,7 +161,7 @@ def _plan(sk: Sketch, layout: str, prefix: str) -> dict:
     dsp = count_t == "int8_t" and sbound <= 32767
 
     ctx = dict(
-        p=prefix, P_=prefix.upper(), layout=layout,
+        p=prefix, P_=prefix.upper(), layout=layout, rd=_RD,
         model_id=mid, model_id_bytes=id_bytes,
         meta_lines=[f"mode {sk.meta.get('mode', '?')}, task {sk.task}, {D} inputs, {C} outputs",
                     f"P={P} hyperplanes, {sk.n_taps} taps (max {int(np.diff(ptr).max(initial=0))} per hyperplane), "
@@ -275,7 +278,8 @@ def _plan_compact(sk: Sketch, thr, used, direct: bool, windows: bool, prefix: st
     npos = int((sign[ptr[0]:ptr[1]] > 0).sum()) if direct and P else 0
     if packed:   # one word stays in a register; more are read through BUCKET_ (es_debug_q's bucket too)
         starts = [int(r[0]) for r in sel]
-        bucket = f"((w0 >> *sel) & {prefix.upper()}_MASK_)" if one_word else f"{prefix.upper()}_BUCKET_(w, *sel)"
+        rd_sel = f"{prefix.upper()}_RD_{_RD[_uint_type(P - 1)]}_(sel)"
+        bucket = f"((w0 >> {rd_sel}) & {prefix.upper()}_MASK_)" if one_word else f"{prefix.upper()}_BUCKET_(w, {rd_sel})"
     return dict(
         n_used=int(used.sum()), permuted=permuted, direct=direct, packed=packed,
         n_hw=-(-P // 32), one_word=one_word,
