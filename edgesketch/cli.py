@@ -323,7 +323,8 @@ def cmd_verify(a) -> int:
         ctx = contextlib.nullcontext(a.port)
     with ctx as url, report.count_progress(f"verifying {len(x)} samples") as progress:
         res = run(sk, x, y, url, board.name if board else a.port, a.baud, teacher_acc, progress)
-    unit = {"instructions": "instructions (QEMU -icount, exact)", "cycles": "cycles"}.get(res.counter, res.counter)
+    how = "QEMU plugin" if board is not None and board.counter.source == "icount_plugin" else "QEMU -icount"
+    unit = {"instructions": f"instructions ({how}, exact)", "cycles": "cycles"}.get(res.counter, res.counter)
     rows = [("device", f"{res.board} ({res.core}) on {res.port}"), ("samples", res.n),
             ("bit-exact agreements", f"{res.bit_exact} / {res.n}" + ("" if res.ok else "  MISMATCH")),
             ("on-device accuracy", res.device_accuracy), ("host integer accuracy", res.host_int_accuracy),

@@ -28,12 +28,16 @@ extern "C" void es_bsp_init(void)
 #endif
 }
 
+#if defined(__AVR__)
+static int es_rx_ring_empty(void) { return Serial.available() == 0; }
+#endif
+
 extern "C" int es_bsp_rx(uint8_t *byte)
 {
     int c = Serial.read();
 #if defined(__AVR__)
     if (c < 0)
-        c = es_avr_rx_stray();                // a byte QEMU did not raise the interrupt for (avr.h)
+        c = es_avr_rx_stray(es_rx_ring_empty);  // a byte QEMU did not raise the interrupt for (avr.h)
 #endif
     if (c < 0)
         return 0;

@@ -106,14 +106,15 @@ static inline int es_avr_counter_stop(void)
 
 /* A received byte whose interrupt never came: UDR0 holds it (RXC0 set) while Serial's ring is empty. On the chip this
  * does not happen (the interrupt is pending and runs at the next SEI); QEMU 7.2 at times loses the USART's receive
- * interrupt, and the byte would wait forever. With interrupts masked the handler cannot take the byte meanwhile, and
- * with the ring empty the byte in UDR0 is the next one in order. -1 if there is none. */
-static inline int es_avr_rx_stray(void)
+ * interrupt, and the byte would wait forever. With interrupts masked the handler cannot take a byte meanwhile, and
+ * ring_empty() is asked again under that mask: the byte in UDR0 is then the next one in order (had the handler run
+ * between the caller's Serial.read() and here, the ring would hold the earlier byte). -1 if there is none. */
+static inline int es_avr_rx_stray(int (*ring_empty)(void))
 {
     int c = -1;
     uint8_t sreg = SREG;
     cli();
-    if (UCSR0A & _BV(RXC0))
+    if ((UCSR0A & _BV(RXC0)) && ring_empty())
         c = UDR0;
     SREG = sreg;
     return c;
