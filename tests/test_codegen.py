@@ -310,7 +310,7 @@ def test_codebook_stores_each_row_once(tmp_path):
     full.extras = {}
     assert sk.table_bytes == 16 * 64 + 200 * 10 < full.table_bytes == 16 * 64 * 10
     c = codegen.generate(sk, "compact")["es_model.c"]
-    assert "static const int8_t es_counts_[2004]" in c and "static const uint8_t es_rows_[1024]" in c
+    assert "static const ES_ROM_ int8_t es_counts_[2004]" in c and "static const ES_ROM_ uint8_t es_rows_[1024]" in c
     assert "es_rows_" not in codegen.generate(full, "compact")["es_model.c"]
     size = {n: cu.arm_size(cu.cross_compile(k, "compact", "cortex-m4", tmp_path / n))["text"] for n, k in (("a", sk), ("b", full))}
     assert size["b"] - size["a"] > full.table_bytes - sk.table_bytes - 64

@@ -417,3 +417,27 @@ def test_generated_model_is_bit_exact_on_the_board(tmp_path_factory, name, layou
         link.close()
     print(f"\n{name} ({layout}): generated model bit-exact on 40 inputs, cost {min(costs)}..{max(costs)} "
           f"instructions, {build.elf_size(elf)}")
+
+
+def test_uno_timer1_counter_path_builds_and_runs(tmp_path_factory):
+    """The real Uno's counter (Timer1 at clk/1, bsp/avr.h) only runs on hardware; here the same firmware, built against
+    Arduino's core with qemu-uno's facts but the uno board's counter, must answer bit-exactly and never hang or reset.
+    Its costs follow QEMU's host-time clock (no -icount on AVR), so only their form is checked."""
+    board = boards.load("qemu-uno")
+    real = boards.load("uno")
+    board = dataclasses.replace(board, counter=real.counter)
+    proj = build.write_project(board, test_build.standin_model(), tmp_path_factory.mktemp("uno-timer1") / "proj")
+    elf = build.run_pio(proj, test_build.session_core(tmp_path_factory))
+    rng = np.random.default_rng(4)
+    with emulate.qemu(board, elf) as url:
+        link, boot = _boot(url)
+        link.send_raw(b"\x00")
+        assert boot.counter_kind == p.ES_COUNTER_CYCLES
+        costs = []
+        for i in range(50):
+            x = rng.integers(-128, 128, N_IN).astype(np.int8)
+            c, s = link.infer(x, seq=i + 1)
+            assert np.array_equal(s, standin_reference(x)[0]), i
+            costs.append(c)
+        link.close()
+    assert all(c < 65536 or c == 0xFFFFFFFF for c in costs), costs   # 16 bits, or void after an overflow
