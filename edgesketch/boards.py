@@ -9,15 +9,26 @@ Schema of one board file (all sizes in bytes):
     [platformio]  platform, board, framework     real: a standard platform (espressif32, ...) + arduino
                   toolchain, toolchain_apt       emulated: platform = "local" (firmware/platformio), the compiler
                                                  prefix on PATH and the Debian package(s) that provide it
+                  arduino_core, arduino_board    emulated with the Arduino entry: the Debian package holding the
+                                                 Arduino core (e.g. arduino-core-avr) and the board id in its boards.txt
     [serial]      baud, monitor_speed
     [counter]     kind: "cycles" | "instructions" | "none"
-                  source: "systick" | "dwt" | "minstret" | "mcycle" | "esp_cycle_count" | "none"
-                  clock_hz (SysTick boards), scale_num, scale_den: cost = round(ticks * num / den)
+                  source: "systick" | "dwt" | "minstret" | "mcycle" | "ccount" | "esp_cycle_count" | "timer1" |
+                          "icount_plugin" (QEMU counts the instructions: [qemu] plugin) | "none"
+                  clock_hz (SysTick, CCOUNT, Timer1), scale_num, scale_den: cost = round(ticks * num / den)
     [firmware]    entry: "baremetal" | "arduino"; bsp (files under firmware/); startup; linker_script;
                   linker_includes; cpu_flags (CPU, ABI and C-library specs: used to compile, assemble and
-                  link), c_flags (C only), link_flags (lists); defines (table of strings)
-    [qemu]        binary, apt, machine, args (list), uart (text), icount_shift         emulated boards only
+                  link), c_flags (C only), link_flags, libs (linked after the objects) (lists); defines (table of
+                  strings, e.g. ES_PROTO_MAX_BODY for boards with little RAM)
+    [qemu]        binary, apt, machine, args (list), uart (text), load ("-kernel" or "-bios": how QEMU takes the
+                  ELF), icount_shift (absent: no -icount), plugin (a TCG plugin's C source under firmware/, built
+                  and loaded by edgesketch.emulate), idle_sleeps (default true: the waiting firmware sleeps and
+                  QEMU uses almost no host CPU)                                        emulated boards only
     [compile_check]  cc, flags, defines: an offline cross-compile check of the core     real boards only
+    [footprint]   what `export` assumes around the model (edgesketch/export.py), all optional: firmware_flash and
+                  firmware_ram (bytes the firmware takes besides the model; default 16384 and 11264), and the
+                  model's code estimate: code_per_tap, code_per_table, code_per_table_output, code_base (unrolled
+                  layout) and code_compact (defaults 11, 16, 0, 400 and 600: Thumb-2, measured)
 """
 from __future__ import annotations
 
@@ -32,7 +43,7 @@ from .paths import boards_dir
 KINDS = ("emulated", "real")
 ENTRIES = ("baremetal", "arduino")
 COUNTER_KINDS = {"none": 0, "cycles": 1, "instructions": 2}       # the HELLO counter-kind codes
-COUNTER_SOURCES = ("none", "systick", "dwt", "minstret", "mcycle", "esp_cycle_count")
+COUNTER_SOURCES = ("none", "systick", "dwt", "minstret", "mcycle", "ccount", "esp_cycle_count", "timer1", "icount_plugin")
 
 
 @dataclass(frozen=True)
@@ -42,6 +53,8 @@ class PlatformIOEnv:
     framework: str | None = None
     toolchain: str | None = None   # compiler prefix on PATH, e.g. "arm-none-eabi-" (local platform)
     toolchain_apt: str | None = None
+    arduino_core: str | None = None   # local platform, Arduino entry: Debian package of the Arduino core
+    arduino_board: str | None = None  # ... and the board id in its boards.txt
 
     @property
     def local(self) -> bool:
@@ -81,6 +94,7 @@ class Firmware:
     cpu_flags: tuple[str, ...] = ()
     c_flags: tuple[str, ...] = ()
     link_flags: tuple[str, ...] = ()
+    libs: tuple[str, ...] = ()
     defines: dict[str, str] = field(default_factory=dict)
 
 
@@ -91,16 +105,26 @@ class Qemu:
     machine: str
     args: tuple[str, ...] = ()
     uart: str = ""
-    icount_shift: int = 0
+    icount_shift: int | None = 0   # None: no -icount (the virtual clock follows host time)
+    load: str = "-kernel"          # how QEMU takes the ELF: -kernel, or -bios (AVR)
+    plugin: str | None = None      # TCG plugin source under firmware/ (edgesketch.emulate builds and loads it)
+    idle_sleeps: bool = True       # the idle firmware sleeps (False: QEMU keeps a host core busy while it waits)
 
     @property
-    def icount(self) -> str:
+    def icount(self) -> str | None:
         """-icount value: instructions << shift is the virtual time in ns; no sleeping, no host-time alignment."""
-        return f"shift={self.icount_shift},align=off,sleep=off"
+        return None if self.icount_shift is None else f"shift={self.icount_shift},align=off,sleep=off"
 
-    def argv(self, elf: str | Path) -> list[str]:
-        """QEMU command line without the -serial/-display/-monitor part (edgesketch.emulate adds it)."""
-        return [self.binary, "-M", self.machine, *self.args, "-icount", self.icount, "-kernel", str(elf)]
+    def argv(self, elf: str | Path, plugin_so: str | Path | None = None) -> list[str]:
+        """QEMU command line without the -serial/-display/-monitor part (edgesketch.emulate adds it). plugin_so: the
+        built plugin (required when the board has one)."""
+        icount = [] if self.icount is None else ["-icount", self.icount]
+        if self.plugin and plugin_so is None:
+            raise UserError(f"{self.binary} needs the plugin {self.plugin} built (edgesketch.emulate.plugin_library)")
+        if self.plugin and "," in f"{plugin_so}{elf}":
+            raise UserError(f"QEMU cannot take a plugin or firmware path with a comma: {plugin_so}, {elf}")
+        plugin = ["-plugin", f"{plugin_so},elf={elf}"] if self.plugin else []
+        return [self.binary, "-M", self.machine, *self.args, *icount, *plugin, self.load, str(elf)]
 
 
 @dataclass(frozen=True)
@@ -112,6 +136,24 @@ class CompileCheck:
     @property
     def cxx(self) -> str:
         return self.cc[:-3] + "g++" if self.cc.endswith("gcc") else self.cc
+
+
+@dataclass(frozen=True)
+class FootprintModel:
+    """export's upper estimate of what a model needs on this board besides the firmware (edgesketch.export)."""
+    firmware_flash: int = 16 * 1024   # the firmware around the model: protocol, UART, start-up
+    firmware_ram: int = 11 * 1024     # its buffers and the stack it reserves
+    code_per_tap: int = 11            # unrolled code: bytes per tap, per table, per table and output, and the rest
+    code_per_table: int = 16
+    code_per_table_output: int = 0
+    code_base: int = 400
+    code_compact: int = 600           # the compact layout's loops
+
+    def code(self, n_taps: int, n_tables: int, n_outputs: int, layout: str) -> int:
+        if layout != "unrolled":
+            return self.code_compact
+        return (self.code_per_tap * n_taps + (self.code_per_table + self.code_per_table_output * n_outputs) * n_tables
+                + self.code_base)
 
 
 @dataclass(frozen=True)
@@ -128,6 +170,7 @@ class Board:
     firmware: Firmware
     qemu: Qemu | None = None
     compile_check: CompileCheck | None = None
+    footprint: FootprintModel = field(default_factory=FootprintModel)
     default: bool = False
     path: Path | None = None
 
@@ -222,7 +265,8 @@ def _parse(path: Path) -> Board:
     t = top.table("platformio")
     pio = PlatformIOEnv(platform=t.get("platform", str), board=t.get("board", str, None),
                         framework=t.get("framework", str, None), toolchain=t.get("toolchain", str, None),
-                        toolchain_apt=t.get("toolchain_apt", str, None))
+                        toolchain_apt=t.get("toolchain_apt", str, None), arduino_core=t.get("arduino_core", str, None),
+                        arduino_board=t.get("arduino_board", str, None))
     t.done()
     t = top.table("serial")
     serial = SerialSettings(baud=t.get("baud", int), monitor_speed=t.get("monitor_speed", int))
@@ -236,13 +280,15 @@ def _parse(path: Path) -> Board:
     fw = Firmware(entry=t.get("entry", str, choices=ENTRIES), bsp=t.strings("bsp"), startup=t.get("startup", str, None),
                   linker_script=t.get("linker_script", str, None), linker_includes=t.strings("linker_includes"),
                   cpu_flags=t.strings("cpu_flags"), c_flags=t.strings("c_flags"), link_flags=t.strings("link_flags"),
-                  defines=t.mapping("defines"))
+                  libs=t.strings("libs"), defines=t.mapping("defines"))
     t.done()
     qemu = None
     t = top.table("qemu", required=False)
     if t is not None:
         qemu = Qemu(binary=t.get("binary", str), apt=t.get("apt", str), machine=t.get("machine", str),
-                    args=t.strings("args"), uart=t.get("uart", str, ""), icount_shift=t.get("icount_shift", int, 0))
+                    args=t.strings("args"), uart=t.get("uart", str, ""), icount_shift=t.get("icount_shift", int, None),
+                    load=t.get("load", str, "-kernel", choices=("-kernel", "-bios")), plugin=t.get("plugin", str, None),
+                    idle_sleeps=t.get("idle_sleeps", bool, True))
         t.done()
     check = None
     t = top.table("compile_check", required=False)
@@ -250,9 +296,15 @@ def _parse(path: Path) -> Board:
         check = CompileCheck(cc=t.get("cc", str), flags=t.strings("flags"), defines=t.mapping("defines"))
         t.done()
 
+    foot = FootprintModel()
+    t = top.table("footprint", required=False)
+    if t is not None:
+        foot = FootprintModel(**{f: t.get(f, int, getattr(foot, f)) for f in FootprintModel.__dataclass_fields__})
+        t.done()
+
     board = Board(name=name, description=top.get("description", str), kind=kind, core=top.get("core", str),
                   flash_bytes=top.get("flash_bytes", int), ram_bytes=top.get("ram_bytes", int), platformio=pio,
-                  serial=serial, counter=counter, firmware=fw, qemu=qemu, compile_check=check,
+                  serial=serial, counter=counter, firmware=fw, qemu=qemu, compile_check=check, footprint=foot,
                   default=top.get("default", bool, False), path=path)
     top.done()
     _validate(board, top)
@@ -267,30 +319,39 @@ def _validate(b: Board, top: _Table) -> None:
             fail("an emulated board needs a [qemu] table")
         if not (b.platformio.local and b.platformio.toolchain and b.platformio.toolchain_apt):
             fail('an emulated board builds with platform = "local", a toolchain prefix and its toolchain_apt')
-        if b.firmware.entry != "baremetal" or not (b.firmware.startup and b.firmware.linker_script):
-            fail("an emulated board needs entry = \"baremetal\", a startup file and a linker_script")
+        if b.firmware.entry == "arduino":
+            if not (b.platformio.arduino_core and b.platformio.arduino_board):
+                fail("an emulated board with the Arduino entry needs [platformio] arduino_core and arduino_board")
+        elif not (b.firmware.startup and b.firmware.linker_script):
+            fail("an emulated bare-metal board needs a startup file and a linker_script")
+        if b.counter.kind == "instructions" and b.qemu.icount_shift is None and b.counter.source != "icount_plugin":
+            fail("instruction counts need -icount: set [qemu] icount_shift")
     else:
         if b.platformio.local or not (b.platformio.board and b.platformio.framework):
             fail("a real board needs a standard PlatformIO platform, board and framework")
         if b.firmware.entry != "arduino":
             fail('a real board uses entry = "arduino"')
+    if b.counter.source == "icount_plugin":
+        if not (b.emulated and b.qemu.plugin) or b.counter.kind != "instructions" or b.counter.scale != 1:
+            fail('counter source "icount_plugin" is for emulated boards with a [qemu] plugin, kind "instructions", '
+                 'scale 1/1')
     if b.counter.scale_num < 1 or b.counter.scale_den < 1:
         fail("counter scale_num and scale_den must be positive")
-    if b.counter.source == "systick" and b.emulated:
+    if b.counter.source in ("systick", "ccount") and b.emulated:
         # under -icount one instruction lasts 2^shift ns; the tick is 1e9/clock_hz ns. Rounding ticks*num/den to
         # the nearest integer is exact only if one instruction spans at least 2 ticks (a read is off by < 1 tick).
-        if not b.counter.clock_hz:
-            fail("a SysTick counter needs clock_hz")
+        if not b.counter.clock_hz or b.qemu.icount_shift is None:
+            fail(f"a {b.counter.source} counter under QEMU needs clock_hz and icount_shift")
         want = Fraction(10**9, b.counter.clock_hz * 2**b.qemu.icount_shift)
         if b.counter.scale != want:
             fail(f"counter scale {b.counter.scale_num}/{b.counter.scale_den} should be {want} "
                  f"(1e9 / (clock_hz * 2^icount_shift))")
         if want > Fraction(1, 2):
             fail(f"icount_shift {b.qemu.icount_shift} is too small for exact counts: an instruction must span "
-                 f">= 2 SysTick ticks")
+                 f">= 2 counter ticks")
     if b.counter.source in ("minstret", "mcycle") and b.emulated:
         # QEMU derives both from the virtual clock, instructions << icount_shift
-        if b.counter.scale != Fraction(1, 2**b.qemu.icount_shift):
+        if b.qemu.icount_shift is None or b.counter.scale != Fraction(1, 2**b.qemu.icount_shift):
             fail(f"counter scale should be 1/{2**b.qemu.icount_shift} (1 / 2^icount_shift)")
 
 

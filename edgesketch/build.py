@@ -43,8 +43,8 @@ PIO_TIMEOUT = 900                     # seconds for one `pio run`
 # Debian packages of the cross toolchains, by compiler prefix (for error messages)
 TOOLCHAIN_APT = {"arm-none-eabi-": "gcc-arm-none-eabi libnewlib-arm-none-eabi",
                  "riscv64-unknown-elf-": "gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf",
-                 "xtensa-lx106-elf-": "gcc-xtensa-lx106"}
-_ELF_MACHINE_PREFIX = {40: "arm-none-eabi-", 243: "riscv64-unknown-elf-", 94: "xtensa-lx106-elf-"}
+                 "xtensa-lx106-elf-": "gcc-xtensa-lx106", "avr-": "gcc-avr avr-libc binutils-avr"}
+_ELF_MACHINE_PREFIX = {40: "arm-none-eabi-", 243: "riscv64-unknown-elf-", 94: "xtensa-lx106-elf-", 83: "avr-"}
 
 
 # ---------------------------------------------------------------- PlatformIO core
@@ -180,7 +180,7 @@ def _ini_flag(flag: str) -> str:
 
 def _qemu_command(board: Board, env_name: str) -> str:
     q = board.qemu
-    argv = q.argv(f".pio/build/{env_name}/firmware.elf")
+    argv = q.argv(f".pio/build/{env_name}/firmware.elf", f".pio/{Path(q.plugin).stem}.so" if q.plugin else None)
     argv += ["-serial", "tcp:127.0.0.1:4444,server=on,wait=on,nodelay=on", "-display", "none", "-monitor", "none"]
     return " ".join(argv)
 
@@ -204,6 +204,8 @@ def project_files(board: Board) -> dict[str, str]:
         out[f"src/{Path(rel).name}"] = rel
     for rel in ((fw.linker_script,) if fw.linker_script else ()) + fw.linker_includes:
         out[f"ld/{Path(rel).name}"] = rel
+    if board.qemu is not None and board.qemu.plugin:
+        out[f"qemu/{Path(board.qemu.plugin).name}"] = board.qemu.plugin
     return out
 
 

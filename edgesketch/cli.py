@@ -261,10 +261,11 @@ FLAGS = {"tables": "--tables", "bits": "--bits", "hyperplanes": "--hyperplanes",
 
 
 def _flag_message(e) -> str:
-    """A library error in the command line's words: the argument it names becomes its flag."""
-    msg, arg = str(e), getattr(e, "argument", None)
-    if arg and msg.startswith(arg):
-        msg = FLAGS.get(arg, arg) + msg[len(arg):]
+    """A library error in the command line's words: every `name=value` of an argument becomes `--flag value`."""
+    import re
+    msg = str(e)
+    for arg, flag in FLAGS.items():
+        msg = re.sub(rf"\b{arg}=(\S+?)([,;:)]?(\s|$))", lambda m: f"{flag} {m.group(1).strip(chr(39))}{m.group(2)}", msg)
     return msg
 
 
@@ -413,7 +414,8 @@ def cmd_verify(a) -> int:
         ctx = contextlib.nullcontext(a.port)
     with ctx as url, report.count_progress(f"verifying {len(x)} samples") as progress:
         res = run(sk, x, y, url, board.name if board else a.port, a.baud, teacher_acc, progress)
-    unit = {"instructions": "instructions (QEMU -icount, exact)", "cycles": "cycles"}.get(res.counter, res.counter)
+    how = "QEMU plugin" if board is not None and board.counter.source == "icount_plugin" else "QEMU -icount"
+    unit = {"instructions": f"instructions ({how}, exact)", "cycles": "cycles"}.get(res.counter, res.counter)
     rows = [("device", f"{res.board} ({res.core}) on {res.port}"), ("samples", res.n),
             ("bit-exact agreements", f"{res.bit_exact} / {res.n}" + ("" if res.ok else "  MISMATCH")),
             ("on-device accuracy", res.device_accuracy), ("host integer accuracy", res.host_int_accuracy),

@@ -39,6 +39,9 @@ _env = None
 
 LAYOUTS = ("unrolled", "compact")
 INT32_MAX = 2**31 - 1
+# the read macro of each const array type (P_RD_<suffix>_: pgm_read_* on AVR, a plain dereference elsewhere)
+_RD = {"int8_t": "I8", "uint8_t": "U8", "int16_t": "I16", "uint16_t": "U16", "int32_t": "I32", "uint32_t": "U32",
+       "float": "F32"}
 
 
 def environment() -> jinja2.Environment:
@@ -154,7 +157,7 @@ def _common(sk: Sketch, layout: str, prefix: str, flat: bool) -> dict:
     count_t = "int4 (packed)" if nibble else "int8_t" if sk.branches[0].counts.dtype == np.int8 else "int16_t"
     geometry = [f"branch {j}: {_describe(b)}" for j, b in enumerate(sk.branches)] if not flat else []
     return dict(
-        p=prefix, P_=prefix.upper(), layout=layout, flat=flat,
+        p=prefix, P_=prefix.upper(), layout=layout, flat=flat, rd=_RD,
         model_id=mid, model_id_bytes=id_bytes,
         meta_lines=[f"mode {sk.meta.get('mode', '?')}, task {sk.task}, {D} inputs, {C} outputs",
                     f"P={sk.n_hyperplanes} hyperplanes, {sk.n_taps} taps (max {max(int(np.diff(b.tap_ptr).max(initial=0)) for b in sk.branches)} per hyperplane), "
@@ -325,7 +328,8 @@ def _plan_compact(b: Branch, thr, used, direct: bool, windows: bool, prefix: str
     npos = int((sign[ptr[0]:ptr[1]] > 0).sum()) if direct and P else 0
     if packed:   # one word stays in a register; more are read through BUCKET_ (es_debug_q's bucket too)
         starts = [int(r[0]) for r in sel]
-        bucket = f"((w0 >> *sel) & {prefix.upper()}_MASK_)" if one_word else f"{prefix.upper()}_BUCKET_(w, *sel)"
+        rd_sel = f"{prefix.upper()}_RD_{_RD[_uint_type(P - 1)]}_(sel)"
+        bucket = f"((w0 >> {rd_sel}) & {prefix.upper()}_MASK_)" if one_word else f"{prefix.upper()}_BUCKET_(w, {rd_sel})"
     return dict(
         n_used=int(used.sum()), permuted=permuted, direct=direct, packed=packed,
         n_hw=-(-P // 32), one_word=one_word,
@@ -428,8 +432,8 @@ def _plan_general(sk: Sketch, layout: str, prefix: str) -> dict:
 
 
 def _rd(ctype: str) -> str:
-    """The suffix of the program-memory read macro (ES_RD_<suffix>_) for a C integer type."""
-    return {"uint8_t": "U8", "uint16_t": "U16", "uint32_t": "U32", "int8_t": "I8", "int16_t": "I16", "int32_t": "I32"}[ctype]
+    """The suffix of the program-memory read macro (ES_RD_<suffix>_) for a C type."""
+    return _RD[ctype]
 
 
 def _copy_runs(w) -> list[tuple[int, int, int]]:

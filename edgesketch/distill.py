@@ -111,35 +111,35 @@ def check(cfg: Config, input_shape) -> None:
     def need(ok, arg, msg):
         if not ok:
             raise ConfigError(msg, argument=arg)
-    need(cfg.mode in ("learned", "representer"), "mode", f"mode {cfg.mode!r}: use learned or representer")
+    need(cfg.mode in ("learned", "representer"), "mode", f"mode={cfg.mode!r}: use mode=learned or mode=representer")
     for arg in ("tables", "bits", "hyperplanes", "taps", "representers", "epochs", "refit_epochs", "regions"):
-        need(getattr(cfg, arg) >= 1, arg, f"{arg} must be at least 1, got {getattr(cfg, arg)}")
-    need(cfg.bits <= 12, "bits", f"bits {cfg.bits} makes tables of 2^{cfg.bits} cells each; use 12 or fewer (6 is typical)")
+        need(getattr(cfg, arg) >= 1, arg, f"{arg}={getattr(cfg, arg)}: must be at least 1")
+    need(cfg.bits <= 12, "bits", f"bits={cfg.bits} makes tables of 2^{cfg.bits} cells each; use 12 or fewer (6 is typical)")
     need(cfg.mode == "representer" or cfg.bits <= cfg.hyperplanes, "bits",
-         f"bits {cfg.bits} needs at least that many hyperplanes (got {cfg.hyperplanes})")
-    need(cfg.count_bits in (4, 8, 16), "count_bits", f"count_bits {cfg.count_bits}: use 4, 8 or 16")
-    need(1 <= cfg.weights <= 7, "weights", f"weights {cfg.weights}: the largest tap weight is 1 (ternary) to 7")
-    need(cfg.augment in ("mixup", "signal", "both", "none"), "augment", f"augment {cfg.augment!r}: use mixup, signal, both or none")
+         f"bits={cfg.bits} needs at least that many hyperplanes (hyperplanes={cfg.hyperplanes})")
+    need(cfg.count_bits in (4, 8, 16), "count_bits", f"count_bits={cfg.count_bits}: use 4, 8 or 16")
+    need(1 <= cfg.weights <= 7, "weights", f"weights={cfg.weights}: the largest tap weight is 1 (ternary) to 7")
+    need(cfg.augment in ("mixup", "signal", "both", "none"), "augment", f"augment={cfg.augment!r}: use mixup, signal, both or none")
     if cfg.codebook:
-        need(not cfg.windowed, "codebook", "shared rows (codebook) are for flat sketches; drop codebook or window")
-        need(cfg.count_bits != 4, "codebook", "shared rows (codebook) hold int8 or int16 counts, not 4-bit ones; use count_bits 8")
+        need(not cfg.windowed, "codebook", "codebook=%d: shared rows are for flat sketches; use codebook=0 or no window" % cfg.codebook)
+        need(cfg.count_bits != 4, "codebook", "codebook=%d: shared rows hold int8 or int16 counts, not 4-bit ones; use count_bits=8 with it, or codebook=0" % cfg.codebook)
         cells = cfg.tables << cfg.bits
-        need(2 <= cfg.codebook < cells, "codebook", f"codebook {cfg.codebook}: use 2 to {cells - 1} shared rows "
+        need(2 <= cfg.codebook < cells, "codebook", f"codebook={cfg.codebook}: use 2 to {cells - 1} shared rows "
              f"({cfg.tables} tables of 2^{cfg.bits} cells), or 0 to store every cell")
     if cfg.selectors == "window":
         try:
             window_selectors(cfg.hyperplanes, cfg.tables, cfg.bits)
         except ValueError as e:
-            raise ConfigError("selectors window: " + str(e).replace("window selectors: ", ""), argument="selectors") from None
+            raise ConfigError("selectors='window': " + str(e).replace("window selectors: ", ""), argument="selectors") from None
     if cfg.windowed:
-        need(cfg.mode == "learned", "window", "windows are a learned-mode sketch; drop window or use mode learned")
-        need(cfg.weights == 1 or cfg.signs == "free", "signs", "balanced signs are for ternary taps (weights 1)")
+        need(cfg.mode == "learned", "window", "window=%s: windows are a learned-mode sketch; use mode='learned'" % (cfg.window,))
+        need(cfg.weights == 1 or cfg.signs == "free", "signs", "signs='balanced' is for ternary taps (weights=1)")
         for w in windows_of(cfg, input_shape):
             for p in w.problems():
-                raise ConfigError(f"window: {p}", argument="window")
+                raise ConfigError(f"window={'x'.join(map(str, cfg.window))}: {p}", argument="window")
         if cfg.flat_branch:
             need(len(cfg.flat_branch) == 4 and min(cfg.flat_branch) >= 1 and cfg.flat_branch[1] <= cfg.flat_branch[2],
-                 "flat_branch", f"flat_branch {cfg.flat_branch}: give (tables, bits, hyperplanes, taps), bits <= hyperplanes")
+                 "flat_branch", f"flat_branch={cfg.flat_branch}: give (tables, bits, hyperplanes, taps) with bits <= hyperplanes")
 
 
 def grid_shape(input_shape) -> tuple:
@@ -158,7 +158,7 @@ def windows_of(cfg: Config, input_shape) -> list[Window]:
     def axes(v, name):
         v = tuple(v) if isinstance(v, (tuple, list)) else (v,)
         if len(v) not in (1, n):
-            raise ConfigError(f"{name} {v}: give one value, or one per spatial axis of the input {shape[:-1]}", argument=name)
+            raise ConfigError(f"{name}={v}: give one value, or one per spatial axis of the input {shape[:-1]}", argument=name)
         return v * n if len(v) == 1 else v
     w = Window.over(shape, axes(cfg.window, "window"), axes(cfg.stride, "stride"), axes(cfg.dilation, "dilation"),
                     cfg.padding, axes(cfg.pool, "pool"), cfg.regions)
@@ -572,7 +572,7 @@ def _exact_cells(sk: Sketch, x: np.ndarray) -> np.ndarray:
 def _selectors(P: int, L: int, K: int, rng) -> np.ndarray:
     """Which K hyperplanes each table reads: distinct within a table, every hyperplane used about equally."""
     if K > P:
-        raise ConfigError(f"bits {K} needs at least {K} hyperplanes", argument="bits")
+        raise ConfigError(f"bits={K} needs at least {K} hyperplanes", argument="bits")
     use, sel = np.zeros(P), []
     for _ in range(L):
         row = np.lexsort((rng.random(P), use))[:K]  # least used first, random among equals

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import hashlib
 import os
 import shutil
 import signal
@@ -32,6 +33,7 @@ from typing import Iterator
 
 from .boards import Board, load
 from .errors import UserError
+from .paths import firmware_dir
 
 START_TIMEOUT = 10.0       # seconds for QEMU to listen on its port
 STOP_TIMEOUT = 3.0         # seconds between SIGTERM and SIGKILL
@@ -67,12 +69,41 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def plugin_library(board: Board) -> Path | None:
+    """The board's QEMU TCG plugin ([qemu] plugin, a C file under firmware/) built with the host gcc into edgesketch's
+    cache (once per source content); None if the board has none."""
+    if board.qemu is None or not board.qemu.plugin:
+        return None
+    src = firmware_dir() / board.qemu.plugin
+    if not src.is_file():
+        raise UserError(f"QEMU plugin source {board.qemu.plugin} is missing from {firmware_dir()}")
+    text = src.read_bytes()
+    out_dir = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edgesketch" / "qemu-plugins"
+    so = out_dir / f"{src.stem}-{hashlib.sha256(text).hexdigest()[:12]}.so"
+    if so.is_file():
+        return so
+    cc = shutil.which("gcc")
+    if cc is None:
+        raise UserError(f"gcc is not on PATH, and {board.name} needs it to build its QEMU plugin: apt-get install gcc")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir / f".{so.name}.{os.getpid()}.tmp"
+    proc = subprocess.run([cc, "-O2", "-shared", "-fPIC", "-o", str(tmp), str(src)], capture_output=True, text=True,
+                          timeout=120)
+    if proc.returncode != 0:
+        tmp.unlink(missing_ok=True)
+        first = next((ln for ln in proc.stderr.splitlines() if "error" in ln), proc.stderr.strip()[:200])
+        raise UserError(f"could not build the QEMU plugin {board.qemu.plugin}: {first}")
+    tmp.replace(so)
+    return so
+
+
 def qemu_argv(board: Board, elf: str | os.PathLike, port: int, extra_args: tuple[str, ...] | list[str] = ()) -> list[str]:
-    """The full QEMU command line for this board, ELF and port."""
+    """The full QEMU command line for this board, ELF and port (its plugin built first, if it has one)."""
     if board.qemu is None:
         raise UserError(f"board {board.name} is a real board, not an emulated one: upload it with `pio run -t upload`")
-    return board.qemu.argv(elf) + ["-serial", f"tcp:127.0.0.1:{port},server=on,wait=on,nodelay=on",
-                                   "-display", "none", "-monitor", "none", *extra_args]
+    return board.qemu.argv(elf, plugin_library(board)) + [
+        "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on,nodelay=on", "-display", "none", "-monitor", "none",
+        *extra_args]
 
 
 try:                                            # resolved here, not in the forked child (no dlopen after fork)

@@ -115,7 +115,9 @@ def _read_array(z: zipfile.ZipFile, info: zipfile.ZipInfo, bad: str) -> np.ndarr
             raise UserError(f"{bad}: member {info.filename} claims {n:,} bytes in a {info.file_size:,}-byte entry; "
                             f"distil it again")
         data = f.read(n + 1)
-        if len(data) != n:
+        if len(data) > n:
+            raise UserError(f"{bad}: member {info.filename} holds more bytes than its header claims ({n:,}); distil it again")
+        if len(data) < n:
             raise UserError(f"{bad}: member {info.filename} is truncated; distil it again")
         a = np.frombuffer(data, dtype).reshape(shape, order="F" if fortran else "C")
         return np.ascontiguousarray(a)

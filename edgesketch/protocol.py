@@ -19,6 +19,16 @@ ES_PROTO_MAX_BODY = 1024
 ES_PROTO_MAX_RAW = ES_PROTO_MAX_BODY + 6                          # cmd, seq, body, crc16, 2 spare
 ES_PROTO_MAX_WIRE = ES_PROTO_MAX_RAW + ES_PROTO_MAX_RAW // 254 + 2  # COBS overhead + delimiter
 
+
+def max_raw(max_body: int = ES_PROTO_MAX_BODY) -> int:
+    """ES_PROTO_MAX_RAW of a receiver built with this ES_PROTO_MAX_BODY (boards with little RAM set a smaller one)."""
+    return max_body + 6
+
+
+def max_wire(max_body: int = ES_PROTO_MAX_BODY) -> int:
+    """ES_PROTO_MAX_WIRE of a receiver built with this ES_PROTO_MAX_BODY."""
+    return max_raw(max_body) + max_raw(max_body) // 254 + 2
+
 ES_CMD_HELLO = 0x01
 ES_CMD_INFER = 0x02
 ES_CMD_BATCH = 0x03
@@ -168,8 +178,10 @@ class FrameDecoder:
     ES_PROTO_MAX_WIRE bytes is ES_NAK_TOO_LONG; then bad COBS, decoded length > ES_PROTO_MAX_RAW (TOO_LONG),
     under 4 bytes (SHORT), bad CRC. One error per malformed frame, then the next frame is read normally."""
 
-    def __init__(self, synced: bool = False):
+    def __init__(self, synced: bool = False, max_body: int = ES_PROTO_MAX_BODY):
+        """max_body: the receiver's ES_PROTO_MAX_BODY (a device built with a smaller one, for the twin tests)."""
         self.synced = synced
+        self.max_raw, self.max_wire = max_raw(max_body), max_wire(max_body)
         self._wire = bytearray()
         self._overflow = False
 
@@ -179,7 +191,7 @@ class FrameDecoder:
         self._overflow = False
 
     def _append(self, chunk: bytes) -> None:
-        room = ES_PROTO_MAX_WIRE - len(self._wire)
+        room = self.max_wire - len(self._wire)
         if len(chunk) > room:
             self._wire += chunk[:room]
             self._overflow = True
@@ -197,7 +209,7 @@ class FrameDecoder:
         n = cobs_decoded_len(wire)
         if n is None:
             return FrameError(ES_NAK_COBS, 0)
-        if n > ES_PROTO_MAX_RAW:
+        if n > self.max_raw:
             return FrameError(ES_NAK_TOO_LONG, 0)
         raw = cobs_decode(wire)
         seq = raw[1] if len(raw) >= 2 else 0
@@ -252,6 +264,8 @@ class HelloInfo:
     counter_kind: int       # ES_COUNTER_NONE / CYCLES / INSTRUCTIONS
     max_batch: int
     core: str               # e.g. "cortex-m4"
+    max_body: int = 1024    # the most body bytes a frame may carry (ES_PROTO_MAX_BODY); firmware before it was
+                            # reported sends no such field and has 1024
 
     @property
     def model_id_hex(self) -> str:
@@ -275,32 +289,40 @@ def model_id_bytes(model_id: bytes | str) -> bytes:
     return model_id[:MODEL_ID_BYTES]
 
 
-def pack_hello(info: HelloInfo) -> bytes:
+def pack_hello(info: HelloInfo, with_max_body: bool = True) -> bytes:
+    """The HELLO body; with_max_body=False gives the body of firmware from before max_body was reported."""
     core = info.core.encode("ascii")
     if len(core) > 255:
         raise ProtocolError("core name longer than 255 bytes")
+    if not 1 <= info.max_body <= ES_PROTO_MAX_BODY:
+        raise ProtocolError(f"max_body {info.max_body} is outside 1..{ES_PROTO_MAX_BODY}")
     return _HELLO_FIXED.pack(info.version, model_id_bytes(info.model_id), info.n_inputs, info.n_outputs,
                              info.n_tables, info.n_bits, info.n_hashbits, info.counter_kind, info.max_batch) \
-        + bytes((len(core),)) + core
+        + bytes((len(core),)) + core + (struct.pack("<H", info.max_body) if with_max_body else b"")
 
 
 def unpack_hello(body: bytes) -> HelloInfo:
+    """The HELLO (or BOOT) body, with or without the trailing max_body (docs/protocol.md)."""
     body = bytes(body)
     k = _HELLO_FIXED.size
-    if len(body) < k + 1 or len(body) != k + 1 + body[k]:
+    if len(body) < k + 1 or len(body) not in (k + 1 + body[k], k + 3 + body[k]):
         raise ProtocolError(f"HELLO body of {len(body)} bytes does not match its layout")
     f = _HELLO_FIXED.unpack_from(body)
+    end = k + 1 + body[k]
     try:
-        core = body[k + 1:].decode("ascii")
+        core = body[k + 1:end].decode("ascii")
     except UnicodeDecodeError:
         raise ProtocolError("HELLO core name is not ASCII") from None
-    return HelloInfo(f[0], f[1], *f[2:], core=core)
+    max_body = struct.unpack_from("<H", body, end)[0] if len(body) > end else ES_PROTO_MAX_BODY
+    if not 1 <= max_body <= ES_PROTO_MAX_BODY:
+        raise ProtocolError(f"HELLO max_body {max_body} is outside 1..{ES_PROTO_MAX_BODY}")
+    return HelloInfo(f[0], f[1], *f[2:], core=core, max_body=max_body)
 
 
 def batch_limit(info: HelloInfo) -> int:
-    """Most inputs one BATCH may carry: max_batch, and both the request and its reply must fit ES_PROTO_MAX_BODY."""
-    by_req = (ES_PROTO_MAX_BODY - 1) // max(info.n_inputs, 1)
-    by_reply = (ES_PROTO_MAX_BODY - 1) // (4 + 4 * info.n_outputs)
+    """Most inputs one BATCH may carry: max_batch, and both the request and its reply must fit the device's max_body."""
+    by_req = (info.max_body - 1) // max(info.n_inputs, 1)
+    by_reply = (info.max_body - 1) // (4 + 4 * info.n_outputs)
     return max(0, min(info.max_batch, by_req, by_reply, 255))
 
 

@@ -31,6 +31,7 @@ CROSS = {
     "cortex-m3-os": ["arm-none-eabi-gcc", "-mcpu=cortex-m3", "-mthumb", "-Os"],
     "rv32imc": ["riscv64-unknown-elf-gcc", "-march=rv32imc", "-mabi=ilp32", "-ffreestanding", "-O2"],
     "xtensa-lx106": ["xtensa-lx106-elf-gcc", "-ffreestanding", "-O2"],
+    "avr5": ["avr-gcc", "-mmcu=atmega328p", "-Os"],        # the Uno: const arrays in program memory (PROGMEM)
 }
 
 DRIVER = r"""

@@ -66,6 +66,10 @@ def test_quick_accuracies_and_instruction_counts_are_sane(quick):
             assert 0.5 < r["accuracy"] <= 1.0, r
     sk = rows["sketch L16 K6 P48 s8 (unrolled)"]
     assert 300 < sk["m4"] < 10_000 and 300 < sk["m0"] < 20_000 and 300 < sk["rv32"] < 20_000, sk
+    assert 300 < sk["lx106"] < 20_000 and 1_000 < sk["uno"] < 40_000, sk      # Xtensa lx106; the Uno's 8-bit AVR
+    assert rows["sketch L16 K6 P48 s8 (compact)"]["uno"] is None                # compact layouts: M4 and M0 only
+    dm = next(r for c, r in rows.items() if c.startswith("distilled int8 MLP"))
+    assert dm["lx106"] and dm["uno"] is None, dm                                 # MLP weights would sit in AVR's RAM
     assert 1_000 < sk["bytes"] < 40_000, sk
     # goal (a)'s model bytes: int8 tables, an index byte and a sign bit per tap, int32 thresholds, L*K selectors
     assert sk["params"] == 16 * 64 * 10 + 384 + 384 // 8 + 4 * 48 + 16 * 6 < sk["bytes"], sk

@@ -14,11 +14,12 @@ from edgesketch.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 EMULATED = {"qemu-m4": "mps2-an386", "qemu-m3": "mps2-an385", "qemu-m7": "mps2-an500", "qemu-m55": "mps3-an547",
-            "qemu-m0": "microbit", "qemu-rv32": "virt"}
+            "qemu-m0": "microbit", "qemu-rv32": "virt", "qemu-lx106": "lx60", "qemu-uno": "uno"}
 REAL = {"esp32": ("espressif32", "esp32dev"), "esp32s3": ("espressif32", "esp32-s3-devkitc-1"),
         "esp32c3": ("espressif32", "esp32-c3-devkitm-1"), "nucleo_f401re": ("ststm32", "nucleo_f401re"),
         "nrf52840_dk": ("nordicnrf52", "nrf52840_dk"), "pico": ("raspberrypi", "pico"),
-        "bluepill_f103c8": ("ststm32", "bluepill_f103c8"), "teensy41": ("teensy", "teensy41")}
+        "bluepill_f103c8": ("ststm32", "bluepill_f103c8"), "teensy41": ("teensy", "teensy41"),
+        "esp8266": ("espressif8266", "d1_mini"), "uno": ("atmelavr", "uno")}
 
 
 @pytest.fixture
@@ -45,18 +46,26 @@ def test_all_boards_load():
 @pytest.mark.parametrize("name", sorted(EMULATED))
 def test_emulated_board_facts(name):
     b = boards.load(name)
-    assert b.emulated and b.qemu.machine == EMULATED[name] and b.platformio.local
-    assert b.firmware.entry == "baremetal" and b.platformio.toolchain_apt
+    assert b.emulated and b.qemu.machine == EMULATED[name] and b.platformio.local and b.platformio.toolchain_apt
+    assert b.counter.kind == "instructions"
+    if b.firmware.entry == "arduino":        # qemu-uno: Arduino's own core from a Debian package, QEMU counts
+        assert b.platformio.arduino_core and b.platformio.arduino_board and not b.firmware.startup
+        assert b.qemu.icount is None and b.counter.source == "icount_plugin" and b.qemu.plugin
+        argv = b.qemu.argv("fw.elf", "p.so")
+        assert argv[:3] == [b.qemu.binary, "-M", b.qemu.machine] and "-icount" not in argv
+        assert argv[-2:] == [b.qemu.load, "fw.elf"] and argv[argv.index("-plugin") + 1] == "p.so,elf=fw.elf"
+        return
+    assert b.firmware.entry == "baremetal" and b.firmware.startup and b.firmware.linker_script
     assert b.qemu.icount == f"shift={b.qemu.icount_shift},align=off,sleep=off"
     argv = b.qemu.argv("fw.elf")
     assert argv[:3] == [b.qemu.binary, "-M", b.qemu.machine] and argv[-2:] == ["-kernel", "fw.elf"]
-    assert b.counter.kind == "instructions"
-    if b.counter.source == "systick":
+    if b.counter.source in ("systick", "ccount"):
         # QEMU: an instruction lasts 2^shift ns, a tick 1e9/clock ns. cost = round(ticks * num/den) is exact when an
-        # instruction spans at least 2 ticks (a SysTick read is off by less than one tick).
+        # instruction spans at least 2 ticks (a SysTick or CCOUNT read is off by less than one tick).
         ticks_per_insn = Fraction(2 ** b.qemu.icount_shift * b.counter.clock_hz, 10 ** 9)
         assert b.counter.scale == 1 / ticks_per_insn and ticks_per_insn >= 2
-        assert 2 ** 24 / ticks_per_insn > 1_000_000         # a call may run a million instructions before SysTick wraps
+        width = 24 if b.counter.source == "systick" else 32
+        assert 2 ** width / ticks_per_insn > 1_000_000      # a call may run a million instructions before it wraps
     else:
         assert b.counter.source == "minstret" and b.counter.scale == Fraction(1, 2 ** b.qemu.icount_shift)
 
@@ -70,8 +79,10 @@ def test_real_board_facts(name):
     assert b.counter.kind in ("cycles", "none")
     if b.core.startswith("cortex-m") and b.core != "cortex-m0plus":
         assert b.counter.source == "dwt"
-    if name.startswith("esp32"):
+    if name.startswith("esp"):
         assert b.counter.source == "esp_cycle_count"
+    if b.core == "avr5":
+        assert b.counter.source == "timer1" and int(b.build_defines()["ES_PROTO_MAX_BODY"]) <= 256
 
 
 @pytest.mark.parametrize("name", sorted(EMULATED) + sorted(REAL))

@@ -21,7 +21,7 @@ STANDIN = FIXTURES / "standin_model"
 FIRMWARE = ROOT / "firmware"
 EMULATED = [b.name for b in boards.all_boards() if b.emulated]
 REAL = [b.name for b in boards.all_boards() if not b.emulated]
-ELF_MACHINE = {"arm-none-eabi-": 40, "riscv64-unknown-elf-": 243}
+ELF_MACHINE = {"arm-none-eabi-": 40, "riscv64-unknown-elf-": 243, "xtensa-lx106-elf-": 94, "avr-": 83}
 
 # Shared with tests/test_emulate.py (it imports this module): one core dir and one build per board per session.
 _SESSION: dict = {}
@@ -256,3 +256,47 @@ def test_real_board_core_compiles_without_division_helpers_on_xtensa(tmp_path):
              FIRMWARE / "core" / "es_app.c", obj, ["-std=c99"])
     nm = subprocess.run(["xtensa-lx106-elf-nm", "-u", str(obj)], capture_output=True, text=True, timeout=60).stdout
     assert not any(h in nm for h in ("__udivdi3", "__divsi3", "__udivsi3", "__umoddi3")), nm
+
+
+def test_xtensa_runtime_helpers_compute_what_libgcc_would(tmp_path):
+    """firmware/bsp/xtensa_rt.c (division, 64-bit multiply, mem*: what Debian's lx106 libgcc and the missing libc do not
+    provide), built for the host under other names, against C's own operators on random and edge values."""
+    names = ["__udivsi3", "__umodsi3", "__divsi3", "__umulsidi3", "__muldi3", "memcpy", "memmove", "memset", "memcmp"]
+    renames = [f"-D{n}=es_t_{n.strip('_')}" for n in names]
+    (tmp_path / "drv.c").write_text(r"""
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+uint32_t es_t_udivsi3(uint32_t, uint32_t); uint32_t es_t_umodsi3(uint32_t, uint32_t); int32_t es_t_divsi3(int32_t, int32_t);
+uint64_t es_t_umulsidi3(uint32_t, uint32_t); uint64_t es_t_muldi3(uint64_t, uint64_t);
+void *es_t_memmove(void *, const void *, size_t); int es_t_memcmp(const void *, const void *, size_t);
+static uint64_t s = 88172645463325252ull;
+static uint64_t rnd(void) { s ^= s << 13; s ^= s >> 7; s ^= s << 17; return s; }
+int main(void)
+{
+    static const uint32_t edge[] = {0, 1, 2, 3, 5, 7, 0x7fffffffu, 0x80000000u, 0x80000001u, 0xffffffffu, 0xfffffffeu, 10};
+    char buf[64], ref[64];
+    long i;
+    for (i = 0; i < 2000000; i++) {
+        uint32_t a = i < 144 ? edge[i % 12] : (uint32_t)rnd() >> (rnd() & 31);
+        uint32_t b = i < 144 ? edge[i / 12] : (uint32_t)rnd() >> (rnd() & 31);
+        uint64_t x = rnd(), y = rnd();
+        if (b && (es_t_udivsi3(a, b) != a / b || es_t_umodsi3(a, b) != a % b)) return 1;
+        if (b && !((int32_t)a == INT32_MIN && (int32_t)b == -1) && es_t_divsi3((int32_t)a, (int32_t)b) != (int32_t)a / (int32_t)b) return 2;
+        if (es_t_umulsidi3(a, b) != (uint64_t)a * b || es_t_muldi3(x, y) != x * y) return 3;
+    }
+    for (i = 0; i < 64; i++) buf[i] = ref[i] = (char)i;
+    es_t_memmove(buf + 3, buf, 40); memmove(ref + 3, ref, 40);
+    es_t_memmove(buf, buf + 5, 40); memmove(ref, ref + 5, 40);
+    if (memcmp(buf, ref, 64) || es_t_memcmp("ab", "ac", 2) >= 0 || es_t_memcmp("ab", "ab", 2)) return 4;
+    puts("ok");
+    return 0;
+}
+""")
+    exe, rt = tmp_path / "drv", tmp_path / "rt.o"
+    subprocess.run(["gcc", "-O1", "-fno-builtin", *renames, "-c", str(FIRMWARE / "bsp" / "xtensa_rt.c"), "-o", str(rt)],
+                   check=True, capture_output=True, text=True)
+    subprocess.run(["gcc", "-O1", str(tmp_path / "drv.c"), str(rt), "-o", str(exe)], check=True, capture_output=True,
+                   text=True)
+    r = subprocess.run([str(exe)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", (r.returncode, r.stdout)

@@ -230,6 +230,13 @@ def test_cross_compiles(name, target, tmp_path):
             heads = subprocess.run(["arm-none-eabi-objdump", "-h", str(obj)], capture_output=True, text=True,
                                    check=True).stdout
             assert re.search(r"\.rodata\.es_(b0_)?(counts|cq0)_\s", heads), "count tables are not in .rodata"
+        if target == "avr5":                 # every const model array in program memory, none copied into RAM
+            size = subprocess.run(["avr-size", str(obj)], capture_output=True, text=True, check=True).stdout
+            text, data, bss = (int(v) for v in size.splitlines()[1].split()[:3])
+            assert data == 0 and bss == 0 and text > sk.table_bytes, size
+            heads = subprocess.run(["avr-objdump", "-h", str(obj)], capture_output=True, text=True, check=True).stdout
+            assert re.search(r"\.progmem\.data\.es_(b0_)?(counts|cq0)_\s", heads), "count tables are not in PROGMEM"
+            assert re.search(r"\.progmem\.data\.es_in_scale\s", heads), "es_in_scale is not in PROGMEM"
 
 
 @pytest.mark.parametrize("std", ["-std=c99", "-std=c11"])
@@ -308,7 +315,7 @@ def test_header_banner_and_api():
                   "int es_debug_q(const int8_t *x, uint8_t *bits, uint16_t *buckets);"):
         assert proto in h
     assert "#define ES_OK 0" in h and "#define ES_ERR_NULL (-1)" in h
-    assert "static const int8_t es_counts_[" in c
+    assert "static const ES_ROM_ int8_t es_counts_[" in c and "const ES_ROM_ float es_in_scale[" in c
     assert "malloc" not in c and "float" not in c[c.index("int es_predict_q"):c.index("int es_debug_q")]
     # no model id yet
     del sk.meta["model_id"]
@@ -333,7 +340,7 @@ def test_codebook_stores_each_row_once(tmp_path):
     full.extras = {}
     assert sk.table_bytes == 16 * 64 + 200 * 10 < full.table_bytes == 16 * 64 * 10
     c = codegen.generate(sk, "compact")["es_model.c"]
-    assert "static const int8_t es_counts_[2004]" in c and "static const uint8_t es_rows_[1024]" in c
+    assert "static const ES_ROM_ int8_t es_counts_[2004]" in c and "static const ES_ROM_ uint8_t es_rows_[1024]" in c
     assert "es_rows_" not in codegen.generate(full, "compact")["es_model.c"]
     size = {n: cu.arm_size(cu.cross_compile(k, "compact", "cortex-m4", tmp_path / n))["text"] for n, k in (("a", sk), ("b", full))}
     assert size["b"] - size["a"] > full.table_bytes - sk.table_bytes - 64

@@ -229,7 +229,8 @@ def test_hostile_files_get_one_line_errors(tmp_path, attack, needle):
         elif attack == "shape":
             b = io.BytesIO(); np.save(b, np.zeros((3, 3), np.int32)); files["b0.threshold.npy"] = b.getvalue()
         elif attack == "object":
-            files["in_scale.npy"] = b"\x93NUMPY\x01\x00v\x00{'descr': '|O', 'fortran_order': False, 'shape': (3,), }" + b" " * 50 + b"\n"
+            b = io.BytesIO(); np.save(b, np.array([{"a": 1}, None], dtype=object), allow_pickle=True)
+            files["in_scale.npy"] = b.getvalue()
         elif attack == "branches":
             meta = json.loads(files["meta.json"]); meta["branches"] = [{"window": {"shape": "x"}}]
             files["meta.json"] = json.dumps(meta).encode()

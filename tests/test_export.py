@@ -37,11 +37,19 @@ def test_export_bad_inputs(digits_esk, tmp_path):
     existing = tmp_path / "exists"
     existing.mkdir()
     (existing / "mine.txt").write_text("user data")
+    uno_flash = tmp_path / "uno-flash.esk"              # fits qemu-m0, not the Uno's 32 KB unrolled (tables in flash)
+    esk.save(random_sketch(D=64, C=10, L=32, K=6, P=96, taps=16, seed=2), uno_flash)
+    uno_ram = tmp_path / "uno-ram.esk"                  # 700 inputs: the stack the model needs outgrows 2 KB of RAM
+    esk.save(random_sketch(D=700, C=4, L=4, K=3, P=8, taps=4, seed=3), uno_ram)
     corrupt = tmp_path / "c.esk"
     corrupt.write_bytes(digits_esk.read_bytes()[:300])
     for args, needles in [
         (["export", digits_esk, "--board", "arduino-uno", "-o", tmp_path / "u"], ["unknown board", "qemu-m4", "esp32"]),
         (["export", big, "--board", "qemu-m0", "-o", tmp_path / "b"], ["flash", "262,144", "--tables", "--bits"]),
+        (["export", uno_flash, "--board", "qemu-uno", "-o", tmp_path / "b"],
+         ["bytes of flash plus 4,096 for the firmware", "qemu-uno has 32,768", "--layout compact"]),
+        (["export", uno_ram, "--board", "uno", "-o", tmp_path / "b", "--layout", "compact"],
+         ["bytes of RAM plus 1,088 for the firmware", "uno has 2,048"]),
         (["export", digits_esk, "--board", "qemu-m4", "-o", existing], ["already exists", "--force"]),
         (["export", corrupt, "--board", "qemu-m4", "-o", tmp_path / "c"], ["corrupt or truncated"]),
     ]:

@@ -119,17 +119,29 @@ class CReceiver:
         return out
 
 
-@pytest.fixture(scope="module")
-def c(tmp_path_factory) -> CProto:
+def _build_cproto(d: Path, *defines: str) -> CProto:
     if shutil.which("gcc") is None:
         pytest.fail("gcc is needed for the host build of es_proto.c: run bash .ci/setup")
-    d = tmp_path_factory.mktemp("es_proto")
     (d / "driver.c").write_text(DRIVER)
     so = d / "libes_proto.so"
-    cmd = ["gcc", "-shared", "-fPIC", "-O1", "-g", "-Wall", "-Wextra", "-Werror", "-std=c99", "-pedantic",
+    cmd = ["gcc", "-shared", "-fPIC", "-O1", "-g", "-Wall", "-Wextra", "-Werror", "-std=c99", "-pedantic", *defines,
            f"-I{CORE}", str(CORE / "es_proto.c"), str(d / "driver.c"), "-o", str(so)]
     subprocess.run(cmd, check=True, capture_output=True, text=True)
     return CProto(so)
+
+
+@pytest.fixture(scope="module")
+def c(tmp_path_factory) -> CProto:
+    return _build_cproto(tmp_path_factory.mktemp("es_proto"))
+
+
+SMALL_BODY = 160       # qemu-uno's and uno's ES_PROTO_MAX_BODY (2 KB of RAM)
+
+
+@pytest.fixture(scope="module")
+def c_small(tmp_path_factory) -> CProto:
+    """es_proto.c built as for a board with little RAM (-DES_PROTO_MAX_BODY=160)."""
+    return _build_cproto(tmp_path_factory.mktemp("es_proto_small"), f"-DES_PROTO_MAX_BODY={SMALL_BODY}")
 
 
 # ---------------------------------------------------------------- random frames and streams
@@ -141,8 +153,9 @@ def rand_body(rng: np.random.Generator, max_len: int = p.ES_PROTO_MAX_BODY) -> b
     return b.tobytes()
 
 
-def rand_stream(rng: np.random.Generator) -> bytes:
-    """Valid frames, mutated frames, noise, overlong runs, frames decoding past ES_PROTO_MAX_RAW and delimiters."""
+def rand_stream(rng: np.random.Generator, max_body: int = p.ES_PROTO_MAX_BODY) -> bytes:
+    """Valid frames, mutated frames, noise, overlong runs, frames decoding past ES_PROTO_MAX_RAW and delimiters (of a
+    receiver built with this ES_PROTO_MAX_BODY)."""
     out = bytearray(rng.integers(0, 256, int(rng.integers(0, 8)), dtype=np.uint8).tobytes())  # noise first
     for _ in range(int(rng.integers(1, 12))):
         k = rng.random()
@@ -166,10 +179,10 @@ def rand_stream(rng: np.random.Generator) -> bytes:
         elif k < 0.6:
             out += rng.integers(0, 256, int(rng.integers(0, 30)), dtype=np.uint8).tobytes()
         elif k < 0.65:
-            n = p.ES_PROTO_MAX_WIRE + int(rng.integers(-3, 6))
+            n = p.max_wire(max_body) + int(rng.integers(-3, 6))
             out += rng.integers(1, 256, n, dtype=np.uint8).tobytes()
         elif k < 0.7:
-            raw = rng.integers(1, 256, p.ES_PROTO_MAX_RAW + int(rng.integers(-2, 5)), dtype=np.uint8).tobytes()
+            raw = rng.integers(1, 256, p.max_raw(max_body) + int(rng.integers(-2, 5)), dtype=np.uint8).tobytes()
             out += p.cobs_encode(raw) + b"\x00"
         elif k < 0.8:
             raw = rng.integers(0, 256, int(rng.integers(0, 6)), dtype=np.uint8).tobytes()
@@ -243,6 +256,32 @@ def test_random_streams_same_events(c):
         kinds.update("frame" if isinstance(e, p.Frame) else p.NAK_NAMES[e.reason] for e in got_py)
     print(f"random streams: {n_streams}, events compared: {sum(kinds.values())}, {dict(kinds)}")
     for k in ("frame", "bad CRC", "frame too long", "bad COBS encoding", "frame too short"):
+        assert kinds[k] > 20, k
+
+
+def test_small_body_receiver_same_events(c_small):
+    """A receiver built with ES_PROTO_MAX_BODY 160 (the Uno) and FrameDecoder(max_body=160) agree on random streams,
+    at and around its limits."""
+    assert c_small.consts[1:4] == [SMALL_BODY, p.max_raw(SMALL_BODY), p.max_wire(SMALL_BODY)]
+    rng = np.random.default_rng(14)
+    kinds = Counter()
+    for _ in range(2000):
+        s = rand_stream(rng, SMALL_BODY)
+        rx = c_small.receiver()
+        rx.feed(b"\x00")
+        got_py = p.FrameDecoder(synced=True, max_body=SMALL_BODY).feed(s)
+        assert rx.feed(s) == got_py
+        kinds.update("frame" if isinstance(e, p.Frame) else p.NAK_NAMES[e.reason] for e in got_py)
+    for body, want in ((bytes(SMALL_BODY), p.Frame(1, 2, bytes(SMALL_BODY))),
+                       (b"\x07" * (SMALL_BODY + 2), p.Frame(1, 2, b"\x07" * (SMALL_BODY + 2))),   # 2 spare bytes
+                       (b"\x07" * (SMALL_BODY + 3), p.FrameError(p.ES_NAK_TOO_LONG, 0))):
+        wire = p.cobs_encode(bytes([1, 2]) + body + p.crc16(bytes([1, 2]) + body).to_bytes(2, "little")) + b"\x00"
+        rx = c_small.receiver()
+        rx.feed(b"\x00")
+        assert rx.feed(wire) == p.FrameDecoder(True, SMALL_BODY).feed(wire) == [want]
+    assert c_small.encode(1, 2, bytes(SMALL_BODY + 1)) is None and c_small.encode(1, 2, bytes(SMALL_BODY)) is not None
+    print(f"small-body receivers: {dict(kinds)}")
+    for k in ("frame", "bad CRC", "frame too long", "bad COBS encoding"):
         assert kinds[k] > 20, k
 
 
@@ -350,9 +389,16 @@ INFO = p.HelloInfo(version=1, model_id=bytes.fromhex("0123456789abcdef"), n_inpu
 
 def test_hello_body():
     b = p.pack_hello(INFO)
-    assert len(b) == 1 + 8 + 2 + 2 + 2 + 1 + 2 + 1 + 2 + 1 + 9
+    assert len(b) == 1 + 8 + 2 + 2 + 2 + 1 + 2 + 1 + 2 + 1 + 9 + 2 and b[-2:] == b"\x00\x04"   # max_body last
     assert b[:9] == b"\x01\x01\x23\x45\x67\x89\xab\xcd\xef"
-    assert p.unpack_hello(b) == INFO
+    assert p.unpack_hello(b) == INFO and INFO.max_body == p.ES_PROTO_MAX_BODY
+    # firmware from before max_body was reported: no trailing field, read as 1024
+    assert p.unpack_hello(p.pack_hello(INFO, with_max_body=False)) == INFO
+    small = p.HelloInfo(**{**INFO.__dict__, "max_body": 160, "max_batch": 2})
+    assert p.unpack_hello(p.pack_hello(small)).max_body == 160 and p.batch_limit(small) == 2
+    for bad in (b[:-2] + b"\x00\x00", b[:-2] + b"\x01\x04"):                  # max_body 0 or above 1024
+        with pytest.raises(p.ProtocolError):
+            p.unpack_hello(bad)
     assert INFO.model_id_hex == "0123456789abcdef"
     for bad in (b[:-1], b + b"x", b"", b[:21]):
         with pytest.raises(p.ProtocolError):
@@ -410,19 +456,24 @@ def test_batch_limit():
     assert p.batch_limit(INFO) == 8
     big = p.HelloInfo(**{**INFO.__dict__, "max_batch": 1000})
     assert p.batch_limit(big) == min(1023 // 64, 1023 // 44)
+    assert p.batch_limit(p.HelloInfo(**{**big.__dict__, "max_body": 160})) == min(159 // 64, 159 // 44)   # the Uno
     for n in range(1, p.batch_limit(big) + 1):
         assert len(p.pack_batch(np.zeros((n, 64), np.int8))) <= p.ES_PROTO_MAX_BODY
         assert len(p.pack_batch_reply(np.zeros(n), np.zeros((n, 10)))) <= p.ES_PROTO_MAX_BODY
 
 
 # ---------------------------------------------------------------- fuzzing (short run for CI)
-def test_fuzz_short_run(tmp_path):
-    """firmware/fuzz/run.sh for 3 s per target (receiver alone, then the firmware core with a generated model)."""
+@pytest.mark.parametrize("max_body,seconds", [(None, 3), (SMALL_BODY, 2)])
+def test_fuzz_short_run(tmp_path, max_body, seconds):
+    """firmware/fuzz/run.sh for a few seconds per target (receiver alone, then the firmware core with a generated
+    model), with the default ES_PROTO_MAX_BODY and with the Uno's 160."""
     if shutil.which("gcc") is None and shutil.which("clang") is None and shutil.which("clang-14") is None:
         pytest.fail("no C compiler: run bash .ci/setup")
     env = {**os.environ, "ES_FUZZ_OUT": str(tmp_path), "PYTHON": sys.executable}
-    r = subprocess.run([str(ROOT / "firmware" / "fuzz" / "run.sh"), "3"], env=env, capture_output=True, text=True,
-                       timeout=300)
+    if max_body is not None:
+        env["ES_FUZZ_MAX_BODY"] = str(max_body)
+    r = subprocess.run([str(ROOT / "firmware" / "fuzz" / "run.sh"), str(seconds)], env=env, capture_output=True,
+                       text=True, timeout=300)
     lines = [l for l in r.stdout.splitlines() if l.startswith("fuzz:")]
     assert r.returncode == 0 and lines, r.stdout + r.stderr
     print("\n".join(lines))

@@ -14,6 +14,7 @@ import numpy as np
 
 from .. import build, codegen, emulate, harness
 from ..boards import load
+from ..errors import UserError
 
 _trivial: dict = {}
 
@@ -35,10 +36,22 @@ class DeviceRun:
         return None if self.costs is None else int(np.median(self.costs))
 
 
+class DoesNotFit(Exception):
+    """The model's firmware is too big for the board: the linker reported a region overflow."""
+
+
 def build_elf(board: str, files: dict[str, str], workdir: Path, tag: str) -> Path:
+    """Build the firmware; DoesNotFit if the linker finds it too big for the board's memory."""
     proj = Path(workdir) / f"{tag}-{board}"
     build.write_project(load(board), files, proj, force=True)
-    return build.run_pio(proj, build.default_core_dir())
+    try:
+        return build.run_pio(proj, build.default_core_dir())
+    except UserError:
+        log = proj / ".pio" / "edgesketch-pio.log"
+        text = log.read_text(errors="replace") if log.is_file() else ""
+        if "overflowed by" in text or "will not fit in region" in text:
+            raise DoesNotFit(f"{tag} does not fit {board}") from None
+        raise
 
 
 def trivial_files(n_inputs: int, n_outputs: int) -> dict[str, str]:

@@ -10,8 +10,10 @@ own Dense layers as an int8 C model (MLP teachers: the int8 cost of the teacher 
 distilled int8 MLP (one hidden layer) that reaches each goal sketch's accuracy; edgesketch: the goal sketches
 (learned default with int8 counts, the same with 4-bit counts, and a small 4-bit one; both code layouts) for every teacher, plus the 20 KB
 configuration and representer mode for the digits wide MLP. Teachers run in parallel processes (--jobs). Device numbers are exact instruction counts under
-QEMU -icount (not cycles), from the firmware's counter around es_predict_q; every integer C model is checked bit
-for bit against its numpy reference on the whole test set. Wall time is used only for the host throughput ratio.
+QEMU -icount (not cycles; qemu-uno: counted by the QEMU plugin), from the firmware's counter around es_predict_q, on
+qemu-m4, qemu-m0, qemu-rv32, qemu-lx106 (Xtensa) and qemu-uno (AVR: sketches only, where they fit); every integer C
+model is checked bit for bit against its numpy reference on the whole test set. Wall time is used only for the host
+throughput ratio.
 """
 from __future__ import annotations
 
@@ -37,7 +39,9 @@ from ..paths import templates_dir  # noqa: E402
 from . import device, mlp  # noqa: E402
 
 ROOT = templates_dir().parent
-BOARDS = ("qemu-m4", "qemu-m0", "qemu-rv32")
+BOARDS = ("qemu-m4", "qemu-m0", "qemu-rv32", "qemu-lx106", "qemu-uno")
+# the int8 MLP C keeps its weights in plain const arrays, which AVR copies into its 2 KB of RAM: not run on qemu-uno
+MLP_BOARDS = ("qemu-m4", "qemu-m0", "qemu-rv32", "qemu-lx106")
 TEACHERS = {"sklearn:digits": ("digits-small", "digits-mlp", "digits-cnn"),
             "mnist1d": ("mnist1d-small", "mnist1d-mlp", "mnist1d-cnn")}
 SKETCHES = [  # (label, mode, config, layouts); the first three are the goal sketches of every teacher
@@ -79,11 +83,18 @@ def _acc(scores, y) -> float:
 
 def _device_all(files, xq, ref, D, C, workdir, tag, boards=BOARDS, xq_sub=None):
     """Run `files` on each board over xq (or xq_sub for boards after the first); assert scores == ref where given.
-    Returns {board: DeviceRun}."""
+    Returns {board: DeviceRun, or None for a board after the first whose memory the firmware outgrows}."""
     out = {}
     for i, b in enumerate(boards):
         rows = xq if (i == 0 or xq_sub is None) else xq[:xq_sub]
-        r = device.run(b, files, rows, D, C, workdir, f"{tag}")
+        try:
+            r = device.run(b, files, rows, D, C, workdir, f"{tag}")
+        except device.DoesNotFit:
+            if i == 0:
+                raise
+            log(f"{tag}: does not fit {b}")
+            out[b] = None
+            continue
         if ref is not None:
             rep = harness.verify_report(ref[:len(rows)], r.scores)
             assert rep.bit_exact, f"{tag} on {b}: {rep.n_mismatch} of {rep.n} samples differ from the numpy reference"
@@ -123,7 +134,7 @@ def host_throughput(files: dict[str, str], xq: np.ndarray, n_outputs: int, repea
 
 def _row(task, tname, contender, **kw):
     r = dict(task=task, teacher=tname, contender=contender, accuracy=None, bytes=None, bytes_kind="", ram=None,
-             ram_kind="", m4=None, m0=None, rv32=None, notes="")
+             ram_kind="", m4=None, m0=None, rv32=None, lx106=None, uno=None, notes="")
     r.update(kw)
     return r
 
@@ -137,7 +148,12 @@ def _ram(r) -> dict:
 
 
 def _dev_fields(runs: dict) -> dict:
-    return {b.split("-")[1]: runs[b].instructions for b in runs}
+    return {b.split("-")[1]: runs[b].instructions if runs[b] is not None else None for b in runs}
+
+
+def _ran(runs: dict) -> int:
+    """How many boards ran the model (the others could not hold it)."""
+    return sum(r is not None for r in runs.values())
 
 
 # ---------------------------------------------------------------- kernel check
@@ -225,7 +241,8 @@ def bench_teacher(task: str, tname: str, quick: bool, teacher_dir: str, workdir:
         ref = net.forward(xq)
         files = mlp.generate(net)
         assert (device.host_check(files, xq, C, workdir) == ref).all(), "teacher int8 C (host gcc) != numpy reference"
-        runs = _device_all(files, xq, ref, D, C, workdir, f"tint8-{tname}", xq_sub=None if not quick else 60)
+        runs = _device_all(files, xq, ref, D, C, workdir, f"tint8-{tname}", boards=MLP_BOARDS,
+                           xq_sub=None if not quick else 60)
         teacher_int8_m4 = runs["qemu-m4"].instructions
         rows.append(_row(task, tname, f"teacher int8 C {net.shape_str} (SMLAD kernel)", accuracy=_acc(ref, y),
                          bytes=runs["qemu-m4"].flash, bytes_kind="flash (fw delta)", **_ram(runs["qemu-m4"]), **_dev_fields(runs), notes="bit-exact vs numpy on the whole test set"))
@@ -259,7 +276,7 @@ def bench_teacher(task: str, tname: str, quick: bool, teacher_dir: str, workdir:
             r = _row(task, tname, f"{label} ({layout})", accuracy=_acc(runs["qemu-m4"].scores, y), bytes=runs["qemu-m4"].flash,
                      bytes_kind="flash (fw delta)", **_ram(runs["qemu-m4"]),
                      **_dev_fields(runs), params=sk.table_bytes + sk.projection_bytes,
-                     notes=f"bit-exact on {len(xq)} x {len(boards)} boards; distil {secs:.0f} s; "
+                     notes=f"bit-exact on {len(xq)} x {_ran(runs)} boards; distil {secs:.0f} s; "
                      f"tables {sk.table_bytes:,} B + hashing {sk.projection_bytes:,} B")
             rows.append(r)
             if k < N_GOAL_SKETCHES:
@@ -287,12 +304,12 @@ def bench_teacher(task: str, tname: str, quick: bool, teacher_dir: str, workdir:
             ref = net.forward(xq)
             files = mlp.generate(net)
             assert (device.host_check(files, xq, C, workdir) == ref).all(), "distilled MLP C (host gcc) != numpy reference"
-            runs = _device_all(files, xq, ref, D, C, workdir, f"dmlp{h}-{tname}")
+            runs = _device_all(files, xq, ref, D, C, workdir, f"dmlp{h}-{tname}", boards=MLP_BOARDS)
             mlp_rows[h] = _row(task, tname, f"distilled int8 MLP {net.shape_str}", accuracy=acc, bytes=runs["qemu-m4"].flash,
                                bytes_kind="flash (fw delta)", **_ram(runs["qemu-m4"]), **_dev_fields(runs),
                                notes=f"smallest width reaching {'' if acc >= g['accuracy'] else 'NOT reaching '}"
                                f"{g['accuracy']:.4f} ({g['contender']}); widths tried {widths}; "
-                               "bit-exact vs numpy on the whole test set, 3 boards")
+                               f"bit-exact vs numpy on the whole test set, {_ran(runs)} boards")
             rows.append(mlp_rows[h])
         pairs.append((g, mlp_rows[h]))
     extra["mlp_bit_exact_n"] = int(len(xq))
@@ -399,13 +416,15 @@ def _fmt(v, kind="int"):
 
 def table(rows: list[dict]) -> str:
     head = ("| task | teacher | contender | accuracy | model bytes | RAM | M4 instr | M0 instr | RV32 instr | "
-            "x fewer bytes vs teacher f32 | x fewer M4 instr vs teacher int8 | notes |\n|" + "---|" * 12)
+            "LX106 instr | Uno instr | x fewer bytes vs teacher f32 | x fewer M4 instr vs teacher int8 | notes |\n|"
+            + "---|" * 14)
     lines = [head]
     for r in rows:
         b = f"{_fmt(r['bytes'])} ({r['bytes_kind']})" if r["bytes"] else "-"
         ram = f"{_fmt(r['ram'])} ({r['ram_kind']})" if r["ram"] is not None else "-"
         lines.append(f"| {r['task']} | {r['teacher']} | {r['contender']} | {_fmt(r['accuracy'], 'acc')} | {b} | {ram} | "
-                     f"{_fmt(r['m4'])} | {_fmt(r['m0'])} | {_fmt(r['rv32'])} | {_fmt(r.get('x_bytes_vs_f32'), 'x')} | "
+                     f"{_fmt(r['m4'])} | {_fmt(r['m0'])} | {_fmt(r['rv32'])} | {_fmt(r.get('lx106'))} | "
+                     f"{_fmt(r.get('uno'))} | {_fmt(r.get('x_bytes_vs_f32'), 'x')} | "
                      f"{_fmt(r.get('x_instr_vs_int8'), 'x')} | {r['notes']} |")
     return "\n".join(lines)
 
@@ -474,7 +493,11 @@ def write_doc(out: Path, rows, kernel, goal_lines, extras, quick, total):
 
 **Generated by `{cmd}`; do not edit by hand** ({'quick run: digits, wide MLP teacher, short training' if quick else 'full run'};
 {total / 60:.1f} min on this machine). Fixed seeds. Device columns are exact instruction counts per inference under QEMU
-`-icount` (not cycles), read by the edgesketch firmware's counter around `es_predict_q` (median over the test set).
+`-icount` (not cycles; on qemu-uno, whose AVR cannot run under `-icount`, counted by edgesketch's QEMU plugin), read
+by the edgesketch firmware's counter around `es_predict_q` (median over the test set). qemu-lx106 is the ESP8266's
+Xtensa core; qemu-uno is the Arduino Uno (32 KB flash, 2 KB RAM) running the Arduino entry on Arduino's AVR core: a
+"-" there means the firmware did not fit its flash, and the int8 MLP rows are not run on it (their weights are plain
+const arrays, which AVR copies into RAM).
 Flash of on-device contenders is the firmware's text+data minus the same firmware built around a model that does
 nothing; RAM is data+bss the same way plus the peak stack of `es_predict_q` on qemu-m4 (the firmware paints 1 KB below
 the stack pointer before each call and finds the deepest overwritten word after it). Every integer C model

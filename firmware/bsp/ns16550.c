@@ -1,5 +1,6 @@
-/* UART half of the bare-metal BSP: NS16550A (QEMU riscv virt), FIFO on, RX-data interrupt.
- * From the board's toml: ES_UART_BASE, ES_UART_IRQ, ES_UART_CLOCK_HZ, ES_BAUD. */
+/* UART half of the bare-metal BSP: NS16550A (QEMU riscv virt; xtfpga lx60 for Xtensa), FIFO on, RX-data interrupt.
+ * From the board's toml: ES_UART_BASE, ES_UART_IRQ, ES_UART_CLOCK_HZ, ES_BAUD, and ES_UART_REG_SHIFT (registers
+ * 1 << shift bytes apart: 0 on riscv virt, 2 on xtfpga; default 0). */
 #include "es_bsp.h"
 #include "es_cpu.h"
 #include "es_ring.h"
@@ -8,15 +9,19 @@
 #error "ES_UART_BASE, ES_UART_CLOCK_HZ and ES_BAUD come from the board's toml"
 #endif
 
-#define UART_RBR ES_REG8(ES_UART_BASE + 0u)   /* read, DLAB=0 */
-#define UART_THR ES_REG8(ES_UART_BASE + 0u)   /* write, DLAB=0 */
-#define UART_DLL ES_REG8(ES_UART_BASE + 0u)   /* DLAB=1 */
-#define UART_IER ES_REG8(ES_UART_BASE + 1u)
-#define UART_DLM ES_REG8(ES_UART_BASE + 1u)   /* DLAB=1 */
-#define UART_FCR ES_REG8(ES_UART_BASE + 2u)
-#define UART_LCR ES_REG8(ES_UART_BASE + 3u)
-#define UART_MCR ES_REG8(ES_UART_BASE + 4u)
-#define UART_LSR ES_REG8(ES_UART_BASE + 5u)
+#ifndef ES_UART_REG_SHIFT
+#define ES_UART_REG_SHIFT 0
+#endif
+#define UART_REG(n) ES_REG8(ES_UART_BASE + ((n) << ES_UART_REG_SHIFT))
+#define UART_RBR UART_REG(0u)   /* read, DLAB=0 */
+#define UART_THR UART_REG(0u)   /* write, DLAB=0 */
+#define UART_DLL UART_REG(0u)   /* DLAB=1 */
+#define UART_IER UART_REG(1u)
+#define UART_DLM UART_REG(1u)   /* DLAB=1 */
+#define UART_FCR UART_REG(2u)
+#define UART_LCR UART_REG(3u)
+#define UART_MCR UART_REG(4u)
+#define UART_LSR UART_REG(5u)
 
 #define LSR_DR   0x01u
 #define LSR_THRE 0x20u

@@ -54,6 +54,8 @@
 #define ES_SP(v) __asm__ volatile("mov %%esp, %0" : "=r"(v))
 #elif defined(__GNUC__) && defined(__XTENSA__)
 #define ES_SP(v) __asm__ volatile("mov %0, a1" : "=r"(v))
+#elif defined(__GNUC__) && defined(__AVR__)
+#define ES_SP(v) __asm__ volatile("in %A0, __SP_L__\n\tin %B0, __SP_H__" : "=r"(v))
 #else
 #define ES_SP(v) ((v) = es_sp_below())   /* portable: a local of a callee, a few bytes below the caller's sp */
 #define ES_SP_PORTABLE 1
@@ -110,11 +112,19 @@ static int es_null_predict(const int8_t *x, int32_t *scores)
     return ES_OK;
 }
 
-/* Counter units -> cost units, rounded to nearest (exact when one instruction spans >= 2 counter units). */
+/* Counter units -> cost units, rounded to nearest (exact when one instruction spans >= 2 counter units). When DEN is
+ * a power of two, delta = q * DEN + r is scaled in two 32-bit parts, the same value modulo 2^32 as the 64-bit form
+ * without its helpers (__muldi3 and __udivdi3 are missing from Debian's xtensa-lx106 libgcc, and large on AVR). */
+#if ES_COUNTER_SCALE_NUM > 0xFFFFFFFF / ES_COUNTER_SCALE_DEN
+#error "ES_COUNTER_SCALE_NUM * ES_COUNTER_SCALE_DEN must fit 32 bits"
+#endif
 static uint32_t es_scale(uint32_t delta)
 {
 #if ES_COUNTER_SCALE_NUM == 1 && ES_COUNTER_SCALE_DEN == 1
     return delta;
+#elif (ES_COUNTER_SCALE_DEN & (ES_COUNTER_SCALE_DEN - 1)) == 0
+    const uint32_t den = ES_COUNTER_SCALE_DEN, num = ES_COUNTER_SCALE_NUM;
+    return (delta / den) * num + ((delta % den) * num + den / 2u) / den;
 #else
     return (uint32_t)(((uint64_t)delta * ES_COUNTER_SCALE_NUM + ES_COUNTER_SCALE_DEN / 2) / ES_COUNTER_SCALE_DEN);
 #endif
@@ -200,6 +210,8 @@ static uint16_t es_hello_body(void)
 
     if (n > 255)
         n = 255;
+    if (n > ES_PROTO_MAX_BODY - 16u)   /* the fixed fields, the name's length byte and max_body take 16 bytes */
+        n = ES_PROTO_MAX_BODY - 16u;
     *p++ = ES_PROTO_VERSION;
     for (i = 0; i < sizeof id; i++)
         *p++ = id[i];
@@ -214,6 +226,8 @@ static uint16_t es_hello_body(void)
     p += 13;
     for (i = 0; i < n; i++)
         *p++ = (uint8_t)core[i];
+    es_put_u16(p, ES_PROTO_MAX_BODY);
+    p += 2;
     return (uint16_t)(p - es_body);
 }
 

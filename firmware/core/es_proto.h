@@ -6,7 +6,15 @@
 #include <stdint.h>
 
 #define ES_PROTO_VERSION   2
+/* The most body bytes one frame may carry, either way: 1024 unless the board's toml sets less (boards with little RAM:
+ * the receiver, the reply body and the wire buffer below are about 2 x ES_PROTO_MAX_BODY + 350 bytes of .bss). HELLO
+ * reports it (docs/protocol.md). */
+#ifndef ES_PROTO_MAX_BODY
 #define ES_PROTO_MAX_BODY  1024
+#endif
+#if ES_PROTO_MAX_BODY < 32 || ES_PROTO_MAX_BODY > 1024
+#error "ES_PROTO_MAX_BODY must be 32..1024 (1024 is the host's limit)"
+#endif
 #define ES_PROTO_MAX_RAW   (ES_PROTO_MAX_BODY + 6)               /* cmd, seq, body, crc16, 2 spare */
 #define ES_PROTO_MAX_WIRE  (ES_PROTO_MAX_RAW + ES_PROTO_MAX_RAW / 254 + 2)  /* COBS overhead + delimiter */
 

@@ -5,7 +5,8 @@
  *   - the firmware sends only well-formed frames (no COBS/CRC/length error at the host end);
  *   - only BOOT, NAK (reasons 1..7) and replies 0x81..0x86, each with the body size docs/protocol.md gives;
  *   - at most one reply per 0x00 received (every frame, good or bad, gets at most one answer);
- *   - BOOT and HELLO bodies carry ES_PROTO_VERSION and the model's sizes; a BATCH reply's count is at least 1;
+ *   - BOOT and HELLO bodies carry ES_PROTO_VERSION, the model's sizes and ES_PROTO_MAX_BODY; a BATCH reply's count is
+ *     at least 1;
  *   - a STACK reply's peak is within its window (painting below sp really runs here, on the host's stack).
  * Build (run.sh does it): clang -fsanitize=fuzzer,address,undefined -DES_CORE_NAME='"fuzz-host"' -I<model dir> ... */
 #include <setjmp.h>
@@ -47,7 +48,8 @@ static void check_reply(const es_frame_t *f)
     switch (f->cmd) {
     case ES_MSG_BOOT:
     case ES_CMD_HELLO | ES_REPLY:
-        CHECK(f->len >= 22 && f->len == 22 + f->body[21] && f->body[0] == ES_PROTO_VERSION);
+        CHECK(f->len >= 24 && f->len == 24 + f->body[21] && f->body[0] == ES_PROTO_VERSION);
+        CHECK((f->body[f->len - 2] | f->body[f->len - 1] << 8) == ES_PROTO_MAX_BODY);   /* max_body, last */
         CHECK((f->body[9] | f->body[10] << 8) == ES_N_INPUTS && (f->body[16] | f->body[17] << 8) == ES_N_HASHBITS);
         if (f->cmd == ES_MSG_BOOT) { CHECK(f->seq == 0); boots++; return; }
         break;

@@ -10,7 +10,8 @@
 # on any crash. Needs clang with libFuzzer (Debian: apt-get install -y --no-install-recommends clang-14
 # libclang-rt-14-dev); without it falls back to gcc + fuzz_main.c (random mutations, same targets and sanitizers).
 # Env: ES_FUZZ_OUT (work dir, default /tmp/edgesketch-fuzz), CC_FUZZ (compiler to try first),
-#      ES_FUZZ_NO_LIBFUZZER=1 (use the gcc fallback even if clang is there).
+#      ES_FUZZ_NO_LIBFUZZER=1 (use the gcc fallback even if clang is there),
+#      ES_FUZZ_MAX_BODY=N (build both targets with -DES_PROTO_MAX_BODY=N, as for a board with little RAM: 160 on the Uno).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
@@ -29,6 +30,7 @@ esac
 mkdir -p "$OUT"
 
 WARN=(-Wall -Wextra -Werror -std=c99 -I"$CORE")
+[[ -n "${ES_FUZZ_MAX_BODY:-}" ]] && WARN+=(-DES_PROTO_MAX_BODY="$ES_FUZZ_MAX_BODY")
 SAN=(-g -O1 -fno-sanitize-recover=undefined)
 LIBFUZZER_CC=""
 CANDIDATES=(${CC_FUZZ:-} clang clang-18 clang-17 clang-16 clang-15 clang-14)
