@@ -28,7 +28,11 @@ def footprint(sk: Sketch, layout: str, board: Board | None = None) -> Footprint:
         b.window.n_positions for b in sk.branches if not b.window.is_flat)
     pad = max([b.window.padded_inputs for b in sk.branches if any(b.window.padding)], default=0)
     stack = 2 * sk.n_inputs + 4 * sk.n_outputs + 256 + pad
-    return Footprint(code + data, stack + sk.n_debug_bits + 2 * sk.n_debug_buckets + 4 * sk.n_outputs)
+    debug = sk.n_debug_bits + 2 * sk.n_debug_buckets        # the firmware's DEBUG arrays, unless the board caps them
+    cap = (board.firmware.defines or {}).get("ES_DEBUG_RAM") if board is not None else None
+    if cap is not None and debug > int(str(cap).rstrip("uU")):
+        debug = 0
+    return Footprint(code + data, stack + debug + 4 * sk.n_outputs)
 
 
 def check_fits(sk: Sketch, board: Board, layout: str) -> Footprint:

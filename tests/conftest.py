@@ -64,6 +64,24 @@ def quick_distill(teacher_path, source, mode="learned", **kw):
 
 
 @pytest.fixture(scope="session")
+def mnist1d_cnn_teacher(workdir) -> Path:
+    """A small Conv1D teacher of mnist1d (input 40 x 1): what the windowed sketch is for."""
+    return train_small_teacher("mnist1d", workdir / "mnist1d-cnn.keras", epochs=15, cnn=True)
+
+
+@pytest.fixture(scope="session")
+def windowed_esk(workdir, mnist1d_cnn_teacher) -> Path:
+    """A quick windowed sketch of the Conv1D teacher (window 9, stride 2, padding same: 20 positions) saved as a file."""
+    from edgesketch import esk
+    sk, _ = quick_distill(mnist1d_cnn_teacher, "mnist1d", window=(9,), stride=(2,), hyperplanes=16, taps=6, tables=8,
+                          bits=5, epochs=3, aug_size=4000)
+    sk.meta["teacher"] = str(mnist1d_cnn_teacher)
+    path = workdir / "mnist1d-windowed-quick.esk"
+    esk.save(sk, path, force=True)
+    return path
+
+
+@pytest.fixture(scope="session")
 def quick_sketches(digits_teacher, mnist1d_teacher):
     """{(source, mode, L, K): (sketch, dataset)} for both data sets, both modes and three (L, K) sizes."""
     out = {}

@@ -24,9 +24,9 @@ def test_all_emulated_boards_are_covered():
 
 
 @pytest.mark.parametrize("board", EMULATED)
-@pytest.mark.parametrize("which", ["digits", "mnist1d"])
-def test_verify_whole_test_set_bit_exact(board, which, digits_esk, mnist1d_esk, tmp_path):
-    path = digits_esk if which == "digits" else mnist1d_esk
+@pytest.mark.parametrize("which", ["digits", "mnist1d", "mnist1d-windowed"])
+def test_verify_whole_test_set_bit_exact(board, which, digits_esk, mnist1d_esk, windowed_esk, tmp_path):
+    path = {"digits": digits_esk, "mnist1d": mnist1d_esk, "mnist1d-windowed": windowed_esk}[which]
     report = tmp_path / "verify.json"
     code, out, err = run_cli("verify", path, "--board", board, "--json", report)
     assert code == 0, out + err
@@ -35,7 +35,7 @@ def test_verify_whole_test_set_bit_exact(board, which, digits_esk, mnist1d_esk, 
     assert r["n"] == n and r["bit_exact"] == n
     assert r["device_accuracy"] == r["host_int_accuracy"] and r["device_accuracy"] > 0.2  # quick sketches: well above chance (0.1)
     assert r["counter"] == "instructions" and r["cost_min"] > 100
-    assert r["cost_max"] - r["cost_min"] <= 0.05 * r["cost_median"]  # straight-line code: nearly constant
+    assert r["cost_max"] - r["cost_min"] <= 0.05 * r["cost_median"]  # straight-line code and fixed loops: nearly constant
     assert "bit-exact agreements" in out and f"{n} / {n}" in out
     window = int(boards.load(board).build_defines().get("ES_STACK_PAINT", "1024u").rstrip("u"))
     assert 0 < r["stack_peak"] < window and not r["stack_full"]  # painted, inside the window (1024 bytes by default)

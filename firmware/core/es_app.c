@@ -21,6 +21,12 @@
 #define ES_DEBUG_BITS_SENT (ES_N_DEBUG_BITS < 8 * (ES_PROTO_MAX_BODY / 2) ? ES_N_DEBUG_BITS : 8 * (ES_PROTO_MAX_BODY / 2))
 #define ES_DEBUG_BUCKETS_ROOM ((ES_PROTO_MAX_BODY - 4 - (ES_DEBUG_BITS_SENT + 7) / 8) / 2)
 #define ES_DEBUG_BUCKETS_SENT (ES_N_DEBUG_BUCKETS < ES_DEBUG_BUCKETS_ROOM ? ES_N_DEBUG_BUCKETS : ES_DEBUG_BUCKETS_ROOM)
+/* The RAM DEBUG may take for es_debug_q's arrays (a board setting: the Uno's 2 KB cannot hold a windowed model's every
+ * position); beyond it the firmware has no DEBUG and answers it with NAK "unknown command". */
+#ifndef ES_DEBUG_RAM
+#define ES_DEBUG_RAM 65535
+#endif
+#define ES_HAS_DEBUG (ES_N_DEBUG_BITS + 2 * ES_N_DEBUG_BUCKETS <= ES_DEBUG_RAM)
 
 #define ES_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define ES_REPLY_REC (4 + 4 * ES_N_OUTPUTS)   /* one result in an INFER or BATCH reply */
@@ -70,8 +76,10 @@ static es_rx_t es_rx;
 static uint8_t es_body[ES_PROTO_MAX_BODY];
 static uint8_t es_wire[ES_PROTO_MAX_WIRE];
 static int32_t es_scores[ES_N_OUTPUTS];
+#if ES_HAS_DEBUG
 static uint8_t es_bits[ES_N_DEBUG_BITS];
 static uint16_t es_buckets[ES_N_DEBUG_BUCKETS];
+#endif
 static uint32_t es_null_cost;              /* counter cost of calling es_null_predict, rounded like a real cost */
 static volatile es_predict_fn es_target;   /* volatile: the compiler can neither inline nor specialise the call */
 static uint32_t es_stack_peak;             /* deepest stack an es_predict_q call wrote, bytes below sp at the call */
@@ -240,6 +248,7 @@ static void es_infer_one(const int8_t *x, uint8_t *dst)
         es_put_u32(dst + 4 + 4 * i, (uint32_t)es_scores[i]);
 }
 
+#if ES_HAS_DEBUG
 static void es_do_debug(uint8_t seq, const int8_t *x)
 {
     uint32_t i, nb = (ES_DEBUG_BITS_SENT + 7) / 8;
@@ -261,6 +270,7 @@ static void es_do_debug(uint8_t seq, const int8_t *x)
     p += 2 * ES_DEBUG_BUCKETS_SENT;
     es_send(ES_CMD_DEBUG | ES_REPLY, seq, (uint16_t)(p - es_body));
 }
+#endif
 
 /* STACK reply: u16 peak, u16 window, u8 full (docs/protocol.md) */
 static uint16_t es_stack_body(void)
@@ -311,9 +321,13 @@ static void es_dispatch(const es_frame_t *f)
         es_do_batch(f->seq, f->body, f->len);
         return;
     case ES_CMD_DEBUG:
+#if ES_HAS_DEBUG
         if (f->len != ES_N_INPUTS)
             break;
         es_do_debug(f->seq, (const int8_t *)f->body);
+#else
+        es_nak(f->seq, ES_NAK_UNKNOWN);
+#endif
         return;
     case ES_CMD_STACK:
         if (f->len != 0)
