@@ -112,8 +112,14 @@ def _model_id(sk: Sketch) -> tuple[str, list[str]]:
 
 def _flat_code(sk: Sketch) -> bool:
     """Flat ternary sketches get the specialised flat code (codegen_templates/flat.c.j2); every other sketch the
-    general loop over branches and positions (branches.c.j2), which computes the same for a flat one."""
-    return sk.is_flat and sk.branches[0].ternary
+    general loop over branches and positions (branches.c.j2), which computes the same for a flat one and computes a
+    sum shared by several thresholds once."""
+    b = sk.branches[0]
+    shared = any(b.tap_ptr[p + 1] > b.tap_ptr[p] and np.array_equal(b.tap_idx[b.tap_ptr[p]:b.tap_ptr[p + 1]],
+                 b.tap_idx[b.tap_ptr[p + 1]:b.tap_ptr[p + 2]]) and np.array_equal(
+                 b.tap_weight[b.tap_ptr[p]:b.tap_ptr[p + 1]], b.tap_weight[b.tap_ptr[p + 1]:b.tap_ptr[p + 2]])
+                 for p in range(b.n_hyperplanes - 1))
+    return sk.is_flat and b.ternary and not shared
 
 
 def _check(sk: Sketch) -> None:
@@ -265,7 +271,13 @@ def _plan_nibbles(b: Branch, C: int) -> dict:
                 flush_after=flush_after)
 
 
-def _plan_unrolled(b: Branch, thr, used, proj_t, offsets=None, xname: str = "x", preloaded: bool = False) -> dict:
+def _negate(terms: str) -> str:
+    """'- x[1] + 2 * x[3]' (threshold minus the sum) -> '+ x[1] - 2 * x[3]' (the sum itself)."""
+    return " ".join({"-": "+", "+": "-"}.get(t, t) for t in terms.split(" "))
+
+
+def _plan_unrolled(b: Branch, thr, used, proj_t, offsets=None, xname: str = "x", preloaded: bool = False,
+                   share: bool = False) -> dict:
     """Straight-line hashing: each hyperplane one expression over xname[offset] (offsets: window element -> offset
     from the position's base; None: the element itself), its bit written where tables read it."""
     P, L, K, C = b.n_hyperplanes, b.n_tables, b.n_bits, b.counts.shape[-1]
@@ -291,8 +303,21 @@ def _plan_unrolled(b: Branch, thr, used, proj_t, offsets=None, xname: str = "x",
             terms.append(f"{'+' if sign[t] < 0 else '-'} {f'{mag} * ' if mag > 1 else ''}" + (f"v{at}" if preloaded else f"{xname}[{at}]"))
         return " ".join(terms)
 
+    # consecutive hyperplanes with the same taps (distill's thresholds > 1) share one sum: the first computes it into q,
+    # the next ones only compare it with their own thresholds (windowed branches: `share`)
+    key = lambda p: (tuple(idx[ptr[p]:ptr[p + 1]]), tuple(sign[ptr[p]:ptr[p + 1]]))
+
     def planes(ps):
-        return [dict(p=p, expr=expr(p), sets=[(q // 32, q % 32) for q in pos[p]]) for p in ps]
+        out, prev = [], None
+        for p in ps:
+            e, pre = expr(p), None
+            if share and ptr[p + 1] > ptr[p]:
+                if prev != key(p):
+                    pre = f"q = ({proj_t})0 {_negate(e.split(' ', 1)[1])};"
+                e = f"({proj_t}){_c_int(thr[p])} - q"
+            prev = key(p) if share else None
+            out.append(dict(p=p, expr=e, pre=pre, sets=[(q // 32, q % 32) for q in pos[p]]))
+        return out
 
     src = [pos[p][0] for p in range(P)]
     return dict(
@@ -397,8 +422,8 @@ def _plan_general(sk: Sketch, layout: str, prefix: str) -> dict:
         if layout == "unrolled":
             # small windows: every value read once into a local (registers on most cores), not once per tap
             preload = sorted({int(offsets[i]) for i in b.tap_idx}) if w.n_elements <= PRELOAD_MAX else []
-            u = _plan_unrolled(b, thr, used, f"{prefix}_proj_t", offsets, xname="b", preloaded=bool(preload))
-            br.update(preload=preload, planes=u["planes"], extra_planes=u["extra_planes"], bit_src=u["bit_src"], bit_src_t=u["bit_src_t"],
+            u = _plan_unrolled(b, thr, used, f"{prefix}_proj_t", offsets, xname="b", preloaded=bool(preload), share=True)
+            br.update(shared_sums=any(h["pre"] for h in u["planes"] + u["extra_planes"]), preload=preload, planes=u["planes"], extra_planes=u["extra_planes"], bit_src=u["bit_src"], bit_src_t=u["bit_src_t"],
                       bit_src_rd=_rd(u["bit_src_t"]), n_bw=u["n_bw"], n_xw=u["n_xw"], per_word=u["per_word"])
         else:
             off, npos, wts = [], [], []

@@ -48,6 +48,8 @@ class Config:
     regions: int = 1          # read-out positions cut into this many groups with tables of their own
     flat_branch: tuple = ()   # (L, K, P, s) of a flat branch added to a windowed one; () none
     weights: int = 1          # largest |tap weight|: 1 ternary (additions only), up to 7 (a multiply per tap)
+    thresholds: int = 1       # hash bits per projection: hyperplanes / thresholds distinct tap sets, each sum compared
+                              # with this many thresholds (the C computes each sum once)
     representers: int = 128   # M (representer mode)
     density: float = 1 / 3    # ternary density of random projections (representer mode)
     augment: str = "mixup"    # "mixup", "signal" (shifts, amplitude, jitter along the time/image axes), "both", "none"
@@ -120,6 +122,9 @@ def check(cfg: Config, input_shape) -> None:
     need(cfg.count_bits in (4, 8, 16), "count_bits", f"count_bits={cfg.count_bits}: use 4, 8 or 16")
     need(1 <= cfg.weights <= 7, "weights", f"weights={cfg.weights}: the largest tap weight is 1 (ternary) to 7")
     need(cfg.augment in ("mixup", "signal", "both", "none"), "augment", f"augment={cfg.augment!r}: use mixup, signal, both or none")
+    need(cfg.thresholds >= 1 and cfg.hyperplanes % cfg.thresholds == 0, "thresholds",
+         f"thresholds={cfg.thresholds}: must divide hyperplanes={cfg.hyperplanes} (projections x thresholds hash bits)")
+    need(cfg.thresholds == 1 or cfg.mode == "learned", "thresholds", f"thresholds={cfg.thresholds}: learned mode only")
     if cfg.codebook:
         need(not cfg.windowed, "codebook", "codebook=%d: shared rows are for flat sketches; use codebook=0 or no window" % cfg.codebook)
         need(cfg.count_bits != 4, "codebook", "codebook=%d: shared rows hold int8 or int16 counts, not 4-bit ones; use count_bits=8 with it, or codebook=0" % cfg.codebook)
@@ -362,11 +367,23 @@ class _Fit:
             probs = tf.concat([probs * (1 - gk), probs * gk], -1)
         return probs
 
+    def split_bucket_probs(self, bits, sel):
+        """bucket_probs built from its two halves of bits (an outer product of 2^(K/2) probabilities each): the same
+        values, with smaller intermediates (windowed branches, where there are many positions)."""
+        tf, K = self.tf, sel.shape[1]
+        if K < 4:
+            return self.bucket_probs(bits, sel)
+        h = K // 2
+        lo, hi = self.bucket_probs(bits, sel[:, :h]), self.bucket_probs(bits, sel[:, h:])
+        shape = tf.concat([tf.shape(lo)[:-1], [1 << K]], 0)
+        return tf.reshape(hi[..., :, None] * lo[..., None, :], shape)   # bucket = lo + 2^h * hi
+
     # -- learned mode
-    def _branch_graph(self, b: Branch, L: int, K: int, P: int, s: int, sel):
-        """TensorFlow pieces of one branch: windows(x), scores(bits) [B, C] and the variables W, bias, T. A flat
-        branch hashes x [B, D] itself (bits [B, P]); a windowed one gathers its windows [B, n_pos, E] (bits
-        [B, n_pos, P]), OR-pools the bits and sums the cells of every read-out position."""
+    def _branch_graph(self, b: Branch, L: int, K: int, P: int, s: int, sel, Tn: int = 1):
+        """TensorFlow pieces of one branch: project(x, W) (every hash bit's sum, Tn bits sharing each projection),
+        scores(bits) [B, C] and the variables W, bias, T. A flat branch hashes x [B, D] itself (bits [B, P]); a
+        windowed one gathers its windows [B, n_pos, E] (bits [B, n_pos, P]), OR-pools the bits and sums the cells of
+        every read-out position."""
         tf, C = self.tf, self.C
         w = b.window
         T = tf.Variable(np.zeros((w.regions * L, 1 << K, C), np.float32))
@@ -386,21 +403,24 @@ class _Fit:
                 if q > 1:   # OR over each pool block: 1 - prod(1 - b)
                     bits = 1.0 - tf.reduce_prod(1.0 - tf.reshape(bits, (-1, Nr, q, P)), 2)
                 mask = self.table_mask(tf.shape(bits)[0], L)
-                probs = self.bucket_probs(bits, sel) * (mask if isinstance(mask, float) else mask[:, None])   # [B, Nr, L, M]
-                if R == 1:
-                    return tf.einsum("bnlm,lmc->bc", probs, T)
-                return tf.einsum("bnlm,nr,rlmc->bc", probs, onehot, tf.reshape(T, (R, L, 1 << K, C)))
-        W = tf.Variable(self.rng.normal(0, 1 / math.sqrt(w.n_elements), (w.n_elements, P)).astype(np.float32))
-        bias = tf.Variable(np.zeros(P, np.float32))
-        return windows, scores, W, bias, T
+                probs = self.split_bucket_probs(bits, sel) * (mask if isinstance(mask, float) else mask[:, None])   # [B, Nr, L, M]
+                if R == 1:   # the positions share the tables: add their bucket probabilities first
+                    return tf.einsum("blm,lmc->bc", tf.reduce_sum(probs, 1), T)
+                return tf.einsum("brlm,rlmc->bc", tf.einsum("bnlm,nr->brlm", probs, onehot), tf.reshape(T, (R, L, 1 << K, C)))
+        rep = (lambda z: z) if Tn == 1 else (lambda z: tf.repeat(z, Tn, axis=-1))   # each sum to its thresholds
+        project = lambda x, W: rep(windows(x) @ W)
+        W = tf.Variable(self.rng.normal(0, 1 / math.sqrt(w.n_elements), (w.n_elements, P // Tn)).astype(np.float32))
+        # several thresholds per projection start spread out (equal ones would stay equal)
+        bias = tf.Variable((np.zeros(P) if Tn == 1 else np.tile(np.linspace(-0.5, 0.5, Tn), P // Tn)).astype(np.float32))
+        return project, scores, W, bias, T
 
     def learned(self, sk: Sketch, xa: np.ndarray):
         tf, cfg = self.tf, self.cfg
         sizes = branch_sizes(cfg)
-        G = []
-        for b, (L, K, P, s) in zip(sk.branches, sizes):
+        G, thresholds = [], [cfg.thresholds] + [1] * (len(sizes) - 1)     # a flat branch beside windows: one each
+        for b, (L, K, P, s), Tn in zip(sk.branches, sizes, thresholds):
             sel = window_selectors(P, L, K) if cfg.selectors == "window" else _selectors(P, L, K, self.rng)
-            G.append((b, L, K, P, min(s, b.window.n_elements), sel) + self._branch_graph(b, L, K, P, s, sel))
+            G.append((b, L, K, P, min(s, b.window.n_elements), sel) + self._branch_graph(b, L, K, P, s, sel, Tn))
         half = lambda s: s // 2 if cfg.signs == "balanced" else None
         opt = tf.keras.optimizers.Adam(cfg.lr)
         relax_vars = [v for g in G for v in g[8:11]]
@@ -408,7 +428,7 @@ class _Fit:
         @tf.function
         def relax_step(x, y, beta):
             with tf.GradientTape() as t:
-                out = sum(scores(tf.sigmoid(beta * (win(x) @ W + bias))) for _, _, _, _, _, _, win, scores, W, bias, _ in G)
+                out = sum(scores(tf.sigmoid(beta * (project(x, W) + bias))) for _, _, _, _, _, _, project, scores, W, bias, _ in G)
                 loss = self.loss(out, y)
             opt.apply_gradients(zip(t.gradient(loss, relax_vars), relax_vars))
             return loss
@@ -417,10 +437,10 @@ class _Fit:
 
         # keep the s largest weights of each hyperplane (signs, or integers up to cfg.weights); rescale the thresholds
         latent = []
-        for b, L, K, P, s, sel, win, scores, W, bias, T in G:
+        for (b, L, K, P, s, sel, project, scores, W, bias, T), Tn in zip(G, thresholds):
             top = np.sort(np.abs(W.numpy()), 0)[-s:]
             norm = np.maximum(top.mean(0) if cfg.weights == 1 else top.max(0) / cfg.weights, 1e-6)
-            bias.assign(bias.numpy() / norm)
+            bias.assign(bias.numpy() / np.repeat(norm, Tn))
             latent.append(tf.Variable(W.numpy() / norm))
         opt2 = tf.keras.optimizers.Adam(cfg.ste_lr or cfg.lr)
         ste_vars = [v for g, Wl in zip(G, latent) for v in (Wl, g[9], g[10])]
@@ -433,16 +453,16 @@ class _Fit:
         def ste_step(x, y):
             with tf.GradientTape() as t:
                 out = 0.0
-                for (b, L, K, P, s, sel, win, scores, W, bias, T), Wl in zip(G, latent):
+                for (b, L, K, P, s, sel, project, scores, W, bias, T), Wl in zip(G, latent):
                     w = Wl + tf.stop_gradient(self.ternary(Wl, s, half(s)) - Wl)  # straight through to the latent weights
-                    out += scores(hard_soft(win(x) @ w + bias))
+                    out += scores(hard_soft(project(x, w) + bias))
                 loss = self.loss(out, y)
             opt2.apply_gradients(zip(t.gradient(loss, ste_vars), ste_vars))
             return loss
         self.run("ste", cfg.epochs, ste_step, (self.xc, self.y))
 
-        for (b, L, K, P, s, sel, win, scores, W, bias, T), Wl in zip(G, latent):
-            R = self.ternary(Wl, s, half(s)).numpy().astype(np.int8)
+        for (b, L, K, P, s, sel, project, scores, W, bias, T), Wl, Tn in zip(G, latent, thresholds):
+            R = np.repeat(self.ternary(Wl, s, half(s)).numpy().astype(np.int8), Tn, axis=1)
             b.tap_ptr, b.tap_idx, b.tap_weight = csr_from_dense(R)
             b.threshold_f = (-UNIT * bias.numpy()).astype(np.float32)  # sum w*(u-o)/UNIT + b > 0
             b.table_sel = sel.astype(np.int32)

@@ -574,11 +574,13 @@ def int_thresholds(threshold_f, offset, tap_ptr, tap_idx, tap_weight) -> np.ndar
 
 
 def random_branch(window: Window, C: int, L: int, K: int, P: int | None, taps: int | None, rng, count_dtype=np.int8,
-                  count_bits: int | None = None, selectors: str = "random", signs: str = "free", weights: int = 1) -> Branch:
-    """A well-formed branch with random hyperplanes and counts (see random_sketch)."""
+                  count_bits: int | None = None, selectors: str = "random", signs: str = "free", weights: int = 1,
+                  thresholds: int = 1) -> Branch:
+    """A well-formed branch with random hyperplanes and counts (see random_sketch); thresholds > 1: every tap set is
+    repeated that many times (consecutive hyperplanes sharing a sum, each with its own threshold)."""
     E = window.n_elements
     shared = P is not None
-    P = P if shared else L * K
+    P = (P if shared else L * K) // thresholds
     if taps is None:
         R = random_ternary(E, P, rng)
     else:
@@ -589,6 +591,8 @@ def random_branch(window: Window, C: int, L: int, K: int, P: int | None, taps: i
                                                      else rng.choice(np.array([-1, 1], np.int8), n))
     if weights > 1:
         R = (R * rng.integers(1, weights + 1, R.shape)).astype(np.int8)
+    R = np.repeat(R, thresholds, axis=1)
+    P *= thresholds
     ptr, idx, w = csr_from_dense(R)
     offset = rng.normal(0, 20, E).astype(np.float32)
     thr_f = rng.normal(0, 30 * (weights + 1) / 2, P).astype(np.float32)
@@ -602,7 +606,8 @@ def random_branch(window: Window, C: int, L: int, K: int, P: int | None, taps: i
 
 def random_sketch(D: int = 64, C: int = 10, L: int = 16, K: int = 6, P: int | None = None, taps: int | None = None,
                   count_dtype=np.int8, seed: int = 0, task: str = "classification", count_bits: int | None = None,
-                  selectors: str = "random", signs: str = "free", codebook: int = 0, windows=(), weights: int = 1) -> Sketch:
+                  selectors: str = "random", signs: str = "free", codebook: int = 0, windows=(), weights: int = 1,
+                  thresholds: int = 1) -> Sketch:
     """A well-formed sketch with random hyperplanes and random counts: for tests of codegen and firmware, which
     must be bit-exact on any sketch, trained or not. P=None gives representer layout (L*K private hyperplanes).
     selectors="window" and signs="balanced" give the structure of distill's --selectors window / --signs balanced;
@@ -619,7 +624,8 @@ def random_sketch(D: int = 64, C: int = 10, L: int = 16, K: int = 6, P: int | No
     if L:
         branches.append(random_branch(Window.flat(D), C, L, K, P, taps, rng, count_dtype, count_bits, selectors, signs, weights))
     for win, wl, wk, wp, wt in windows:
-        branches.append(random_branch(win, C, wl, wk, wp, wt, rng, count_dtype, count_bits, "random", signs, weights))
+        branches.append(random_branch(win, C, wl, wk, wp, wt, rng, count_dtype, count_bits, "random", signs, weights,
+                                      thresholds))
     extras = {}
     if codebook:   # every row used: the first R cells take rows 0 .. R-1 in some order, the others any row
         b = branches[0]

@@ -64,6 +64,8 @@ WINDOWED = {
     "win1d-int16": dict(L=0, count_dtype=np.int16, windows=[(W1, 16, 6, 40, 6)], seed=58),
     "win1d-multichannel-wide": dict(L=0, windows=[(Window.over((32, 3), 7, 3, padding=(2,)), 10, 6, 24, 9)], seed=59),
     "flat-weights": dict(D=64, L=16, K=6, P=48, taps=8, weights=3, seed=60),
+    "win1d-thresholds": dict(L=0, thresholds=2, windows=[(W1, 15, 6, 32, 6)], seed=61),
+    "win1d-thresholds-weights-int4": dict(L=0, thresholds=3, weights=3, count_bits=4, windows=[(W1, 12, 6, 24, 9)], seed=62),
 }
 SKETCHES.update(WINDOWED)
 STRUCTURED = {"learned-window-balanced-int4": (True, True), "learned-window-balanced-P48-int8": (True, True),

@@ -1,0 +1,119 @@
+"""Choose the windowed sketch's configuration honestly: candidates are distilled on 80% of the training set and scored
+on the other 20% (a stratified validation split with a fixed seed), never on the test set; over several seeds. The
+chosen configuration is then distilled on the whole training set and reported once on the test set (--final).
+
+    python examples/windowed_study.py --data mnist1d --teacher build/teachers/mnist1d-cnn.keras --seeds 0 1 2
+    python examples/windowed_study.py ... --only "P16x2 s6" "P32 s6"          # some candidates
+    python examples/windowed_study.py ... --final "P16x2 s6"                  # the chosen one, on the test set
+    python examples/windowed_study.py ... --device qemu-m4 qemu-m0            # also measure instructions per inference
+
+Every candidate keeps its tables and hashing parameters within --budget bytes (10,240 by default). Prints a markdown
+table (mean and spread over seeds of the integer validation accuracy, bytes, ops, distil time) and writes --json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+from edgesketch import data as esdata, evaluate, teacher as T  # noqa: E402
+from edgesketch.distill import Config, distill, family_defaults  # noqa: E402
+
+BASE = dict(window=(9,), stride=(2,), tables=15, bits=6, ste_lr=0.003, refit_lr=0.001)
+CANDIDATES = {   # name: Config fields over BASE (1-D windows; table bytes 15 * 64 * 10 = 9,600 int8)
+    "P32 s6": dict(hyperplanes=32, taps=6),
+    "P16x2 s6": dict(hyperplanes=32, thresholds=2, taps=6),
+    "P32x2 s6": dict(hyperplanes=64, thresholds=2, taps=6),
+    "P16x2 s9 w7": dict(hyperplanes=32, thresholds=2, taps=9, weights=7),
+    "P32 s9 w7": dict(hyperplanes=32, taps=9, weights=7),
+    "P16x2 s6 both": dict(hyperplanes=32, thresholds=2, taps=6, augment="both"),
+    "P16x2 s6 int4 L30": dict(hyperplanes=32, thresholds=2, taps=6, tables=30, count_bits=4),
+    "P16x2 s6 stride 3": dict(hyperplanes=32, thresholds=2, taps=6, stride=(3,)),
+}
+
+
+def split(x, y, fraction=0.2, seed=0):
+    """Stratified train/validation split of the training set (fixed seed)."""
+    from sklearn.model_selection import train_test_split
+    return train_test_split(x, y, test_size=fraction, random_state=seed, stratify=y)
+
+
+def device_costs(sk, x, boards, workdir):
+    from edgesketch import codegen
+    from edgesketch.bench import device
+    from edgesketch.sketch import quantize_inputs
+    xq = quantize_inputs(sk, x)
+    out = {}
+    for b in boards:
+        r = device.run(b, codegen.generate(sk), xq, sk.n_inputs, sk.n_outputs, workdir, f"study-{b}")
+        out[b] = r.instructions
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default="mnist1d")
+    ap.add_argument("--teacher", default="build/teachers/mnist1d-cnn.keras")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--only", nargs="+", help="candidate names")
+    ap.add_argument("--final", help="distil this candidate on the whole training set and report the test set")
+    ap.add_argument("--epochs", type=int, help="epochs per phase for every candidate (default: the family's)")
+    ap.add_argument("--budget", type=int, default=10240, help="table + hashing bytes allowed")
+    ap.add_argument("--device", nargs="*", default=[], help="emulated boards to measure instructions on (seed 0)")
+    ap.add_argument("--json", default="build/study/windowed_study.json")
+    a = ap.parse_args(argv)
+    ds = esdata.load(a.data)
+    teacher = T.load(a.teacher)
+    fam = family_defaults(teacher.input_shape)
+    names = [a.final] if a.final else (a.only or list(CANDIDATES))
+    unknown = [n for n in names if n not in CANDIDATES]
+    if unknown:
+        sys.exit(f"unknown candidates {unknown}; choose from {list(CANDIDATES)}")
+    if a.final:
+        xfit, yfit, xev, yev, what = ds.x_train, ds.y_train, ds.x_test, ds.y_test, "test"
+    else:
+        xfit, xev, yfit, yev = split(ds.x_train, ds.y_train)
+        what = "validation"
+    rows = []
+    for name in names:
+        kw = dict(fam, **BASE, **CANDIDATES[name])
+        if a.epochs:
+            kw.update(epochs=a.epochs, refit_epochs=max(1, a.epochs // 2))
+        accs, flts, secs, sk = [], [], [], None
+        for seed in a.seeds:
+            t0 = time.time()
+            sk = distill(teacher, xfit, Config(seed=seed, **kw), {"source": a.data, "input_shape": list(teacher.input_shape)})
+            secs.append(time.time() - t0)
+            m = evaluate.evaluate(sk, xev, yev)
+            accs.append(m["int_accuracy"]); flts.append(m["float_accuracy"])
+            print(f"{name} seed {seed}: {what} int {accs[-1]:.4f} float {flts[-1]:.4f} ({secs[-1]:.0f} s)", flush=True)
+        nbytes = sk.table_bytes + sk.projection_bytes
+        row = dict(name=name, config=kw, what=what, seeds=a.seeds, int=accs, float=flts, mean=float(np.mean(accs)),
+                   spread=float(np.max(accs) - np.min(accs)), float_mean=float(np.mean(flts)), table_bytes=sk.table_bytes,
+                   hash_bytes=sk.projection_bytes, over_budget=nbytes > a.budget, ops=sk.ops_per_inference,
+                   seconds=float(np.mean(secs)))
+        if a.device:
+            row["instructions"] = device_costs(sk, xev[:100], a.device, Path("build/study/fw"))
+        rows.append(row)
+        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.json).write_text(json.dumps(rows, indent=1, default=str))
+    boards = a.device
+    print(f"\n| candidate | {what} int accuracy, mean (min-max) over seeds {a.seeds} | float | table + hashing bytes | "
+          f"ops | " + "".join(f"{b} instr | " for b in boards) + "distil s |")
+    print("|---|---|---|---|---|" + "---|" * len(boards) + "---|")
+    for r in rows:
+        print(f"| {r['name']} | {r['mean']:.4f} ({min(r['int']):.4f}-{max(r['int']):.4f}) | {r['float_mean']:.4f} | "
+              f"{r['table_bytes']:,} + {r['hash_bytes']:,}{' (over budget)' if r['over_budget'] else ''} | {r['ops']:,} | "
+              + "".join(f"{r.get('instructions', {}).get(b, 0):,} | " for b in boards) + f"{r['seconds']:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
