@@ -193,14 +193,10 @@ def _axes(text, flag):
     return v
 
 
-def distill_config(a, input_shape):
-    """The Config the command line asks for: the family's defaults for the teacher's input shape (windows when it has
-    a time or image axis, unless --window flat), then every option given."""
-    from .distill import Config, family_defaults
-    kw = {} if a.window == "flat" or a.mode == "representer" else dict(family_defaults(input_shape))
-    if a.window not in ("auto", "flat"):
-        kw.update(family_defaults((16,) * len(_axes(a.window, "--window")) + (1,)) if not kw else {})
-        kw["window"] = _axes(a.window, "--window")
+def distill_options(a) -> dict:
+    """The library options (distill.Config fields) the command line asks for; the family's defaults fill the rest."""
+    kw = dict(mode=a.mode, representers=a.representers, count_bits=a.count_bits, seed=a.seed, selectors=a.selectors,
+              signs=a.signs, codebook=a.codebook)
     for name in ("stride", "dilation", "pool"):
         if getattr(a, name) is not None:
             kw[name] = _axes(getattr(a, name), f"--{name}")
@@ -208,48 +204,39 @@ def distill_config(a, input_shape):
         kw["flat_branch"] = () if a.flat_branch == "none" else _axes(a.flat_branch, "--flat-branch")
         if len(kw["flat_branch"]) not in (0, 4):
             raise UserError(f"--flat-branch {a.flat_branch!r}: give L,K,P,S (tables, bits, hyperplanes, taps), e.g. 12,6,48,8")
-    for name in ("padding", "regions", "tables", "bits", "hyperplanes", "taps", "weights", "epochs", "shift", "augment"):
-        if getattr(a, name) is not None:
+    for name in ("padding", "regions", "tables", "bits", "hyperplanes", "taps", "weights", "thresholds", "epochs", "shift",
+                 "augment"):
+        if getattr(a, name, None) is not None:
             kw[name] = getattr(a, name)
     if a.no_augment:
         kw["augment"] = "none"
-    if kw.get("window") is not None and not kw.get("window"):
-        kw.pop("window")
-    return Config(mode=a.mode, representers=a.representers, count_bits=a.count_bits, seed=a.seed, selectors=a.selectors,
-                  signs=a.signs, codebook=a.codebook, **kw)
+    return kw
 
 
 def cmd_distill(a) -> int:
-    from . import data, esk, evaluate, report, teacher as tmod
-    from .distill import check, distill
-    from .errors import ConfigError
+    from . import api, data, report, teacher as tmod
     out = Path(a.out)
     if out.exists() and not a.force:
         raise UserError(f"{out} already exists; pass --force to replace it or choose another -o")
+    window = a.window if a.window in ("auto", "flat") else _axes(a.window, "--window")
+    options = distill_options(a)
     ds = data.load(a.data)
     t = tmod.load(a.teacher, a.task, ds.y_train)
     t.check_data(ds.x_train, a.data)
-    cfg = distill_config(a, t.input_shape)
-    try:
-        check(cfg, t.input_shape)
-    except ConfigError as e:
-        raise UserError(_flag_message(e)) from None
+    cfg = api.config(t.input_shape, window, **options)          # a bad combination fails here, before training
     xt = data.load_transfer(a.transfer, int(ds.x_train[0].size)) if a.transfer else None
     report.console.print(f"teacher {a.teacher}: input {t.input_shape}, {t.n_outputs} outputs, {t.task}; "
                          f"data {ds.source}: {len(ds.x_train)} train / {len(ds.x_test)} test"
                          + (f"; transfer {a.transfer}: {len(xt)} unlabelled" if xt is not None else ""))
     report.console.print("sketch: " + _family_text(cfg))
-    names = ds.class_names or [str(c) for c in range(t.n_outputs)]
-    meta = {"source": ds.source, "split": ds.split, "teacher": str(Path(a.teacher).resolve()), "input_shape": list(t.input_shape),
-            "class_names": names if t.task == "classification" else [f"y{c}" for c in range(t.n_outputs)]}
+    meta = {"split": ds.split}
     if xt is not None:
         meta["transfer"] = {"file": str(Path(a.transfer).resolve()), "samples": len(xt)}
-    with report.phase_progress() as cb:
-        sk = distill(t, ds.x_train, cfg, meta, cb, transfer=xt)
-    m = evaluate.evaluate(sk, ds.x_test, ds.y_test, t)
-    sk.meta["metrics"] = m
-    mid = esk.save(sk, out, force=a.force)
-    report.out.print(report.metrics_table(m, f"{out} (model id {mid[:16]})"))
+    m = api.distill(t, ds.x_train, ds.y_train, x_test=ds.x_test, y_test=ds.y_test,
+                    window=window, task=a.task, transfer=xt, source=ds.source, class_names=ds.class_names, meta=meta,
+                    **options)
+    m.save(out, force=a.force)
+    report.out.print(report.metrics_table(m.sketch.meta["metrics"], f"{out} (model id {m.model_id[:16]})"))
     return 0
 
 
@@ -257,7 +244,8 @@ FLAGS = {"tables": "--tables", "bits": "--bits", "hyperplanes": "--hyperplanes",
          "stride": "--stride", "dilation": "--dilation", "pool": "--pool", "regions": "--regions", "padding": "--padding",
          "flat_branch": "--flat-branch", "weights": "--weights", "count_bits": "--count-bits", "codebook": "--codebook",
          "selectors": "--selectors", "signs": "--signs", "augment": "--augment", "epochs": "--epochs", "mode": "--mode",
-         "representers": "--representers", "refit_epochs": "--epochs", "force": "--force"}
+         "representers": "--representers", "refit_epochs": "--epochs", "force": "--force", "task": "--task",
+         "thresholds": "--thresholds", "shift": "--shift", "seed": "--seed", "layout": "--layout", "board": "--board"}
 
 
 def _flag_message(e) -> str:
@@ -284,8 +272,8 @@ def _sketch_and_test_data(a):
     from . import data, esk
     sk = esk.load(a.sketch)
     source = a.data or sk.meta.get("source")
-    if not source:
-        raise UserError(f"{a.sketch} records no data source; pass --data DATA")
+    if not source or source == "<arrays>":
+        raise UserError(f"{a.sketch} records no data source (it was distilled from arrays); pass --data DATA")
     ds = data.load(source)
     if int(ds.x_test[0].size) != sk.n_inputs:
         raise UserError(f"{source} has {ds.x_test[0].size} values per sample but the sketch expects {sk.n_inputs}; pass the data it was distilled on")
@@ -474,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[a.command](a)
     except UserError as e:
         from .report import error
-        error(str(e))
+        error(_flag_message(e))
         return e.exit_code
     except KeyboardInterrupt:
         print("edgesketch: interrupted", file=sys.stderr)

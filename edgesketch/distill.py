@@ -599,3 +599,15 @@ def _selectors(P: int, L: int, K: int, rng) -> np.ndarray:
         use[row] += 1
         sel.append(row)
     return np.array(sel, np.int64)
+
+
+class _Callable(__import__("types").ModuleType):
+    """`edgesketch.distill` is both this module and the library's one-call entry: edgesketch.distill(model, x_train,
+    ...) runs edgesketch.api.distill (a submodule attribute cannot be a function, as importing the module rebinds it)."""
+
+    def __call__(self, *args, **kwargs):
+        from .api import distill as entry
+        return entry(*args, **kwargs)
+
+
+__import__("sys").modules[__name__].__class__ = _Callable

@@ -62,9 +62,11 @@ class Teacher:
 
 
 def load(path: str, task: str | None = None, labels: np.ndarray | None = None) -> Teacher:
+    """A teacher from a file: .keras, .h5 or a SavedModel folder."""
     p = Path(path)
     if not p.exists():
-        raise UserError(f"teacher {path} not found; give a Keras model file (.keras or .h5) or a SavedModel folder")
+        raise UserError(f"teacher {path} not found; give a Keras model file (.keras or .h5) or a SavedModel folder",
+                        argument="teacher")
     tensorflow()
     import keras
     try:
@@ -76,7 +78,17 @@ def load(path: str, task: str | None = None, labels: np.ndarray | None = None) -
         raise
     except Exception as e:
         first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
-        raise UserError(f"cannot load teacher {path} ({first}); save it with model.save('teacher.keras') in Keras 3") from None
+        raise UserError(f"cannot load teacher {path} ({first}); save it with model.save('teacher.keras') in Keras 3",
+                        argument="teacher") from None
+    return from_model(model, str(p), task, labels)
+
+
+def from_model(model, path: str = "<in-memory model>", task: str | None = None, labels: np.ndarray | None = None) -> Teacher:
+    """A teacher from a Keras model object already in memory (a notebook's `model`)."""
+    tensorflow()
+    if not hasattr(model, "inputs") or not callable(model):
+        raise UserError(f"the teacher is a {type(model).__name__}, not a Keras model; pass a keras.Model or a path to one",
+                        argument="teacher")
     inputs = getattr(model, "inputs", None) or []
     if len(inputs) != 1:
         raise UserError(f"teacher {path} has {len(inputs)} inputs; edgesketch needs a model with exactly one input tensor")
@@ -91,10 +103,10 @@ def load(path: str, task: str | None = None, labels: np.ndarray | None = None) -
     detected = "classification" if softmax else _guess_task(n_out, labels)
     task = task or detected
     if task not in ("classification", "regression"):
-        raise UserError(f"unknown task {task!r}; use classification or regression")
+        raise UserError(f"task={task!r}: use classification or regression", argument="task")
     if task == "classification" and n_out < 2:
-        raise UserError(f"teacher {path} has one output, too few for classification; pass --task regression")
-    return Teacher(str(p), model, tuple(int(d) for d in shape), n_out, task, softmax)
+        raise UserError(f"teacher {path} has one output, too few for classification; use task='regression'", argument="task")
+    return Teacher(str(path), model, tuple(int(d) for d in shape), n_out, task, softmax)
 
 
 def _final_activation(model) -> str | None:

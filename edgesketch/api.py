@@ -1,0 +1,272 @@
+"""The library API: the whole day from Python, over the pipeline's layers. The CLI is a thin layer over this.
+
+    import edgesketch as es
+    sk = es.distill(model, x_train, y_train, x_test=x_test, y_test=y_test)     # a keras.Model or a path
+    sk.evaluate()                      # teacher / float / integer figures on the test data given (a Metrics)
+    sk.save("m.esk"); sk = es.load("m.esk")
+    sk.predict(x); sk.predict_int(xq)  # dequantised outputs of the integer sketch; THE integer reference
+    sk.generate_c("out/")              # es_model.h, es_model.c
+    sk.export("fw/", board="qemu-m4")  # a PlatformIO project (format="c" / "arduino" / "cmake" / "espidf")
+    sk.verify(board="qemu-m4")         # or port="/dev/ttyUSB0": bit-exact check on a device (a verify.Result)
+
+Errors are typed (edgesketch.errors: UserError, ConfigError, DataError) and name the argument at fault.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+from . import esk, sketch as S
+from .errors import ConfigError, DataError, UserError
+
+
+@dataclass
+class Metrics:
+    """What `edgesketch eval` prints: accuracy (classification) or RMSE (regression) of the teacher, the float sketch
+    and the integer sketch (what the device computes) on a test set, and the sketch's size and cost."""
+    n_test: int
+    task: str
+    mode: str | None
+    tables: int
+    bits: int
+    hyperplanes: int
+    taps: int
+    table_bytes: int
+    projection_bytes: int
+    ops_per_inference: int
+    teacher_accuracy: float | None = None
+    float_accuracy: float | None = None
+    int_accuracy: float | None = None
+    teacher_agreement: float | None = None
+    teacher_rmse: float | None = None
+    float_rmse: float | None = None
+    int_rmse: float | None = None
+    teacher_agreement_rmse: float | None = None
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None or k.endswith(("accuracy", "rmse", "agreement"))}
+
+    def __getitem__(self, key):                 # metrics["int_accuracy"], as the CLI's JSON
+        return getattr(self, key)
+
+
+class Model:
+    """A distilled sketch with what it was made from: the numpy Sketch (`.sketch`), its teacher (when known) and the
+    test data it was distilled with, so that evaluate/verify need no arguments in a notebook."""
+
+    def __init__(self, sketch: S.Sketch, teacher=None, x_test=None, y_test=None):
+        self.sketch, self.teacher = sketch, teacher
+        self.x_test, self.y_test = x_test, y_test
+        if not sketch.meta.get("model_id"):
+            esk.assign_id(sketch)
+
+    def __repr__(self) -> str:
+        sk = self.sketch
+        kind = "flat" if sk.is_flat else f"{len(sk.branches)} branch(es), windowed"
+        return (f"<edgesketch.Model {sk.meta.get('model_id', '')[:16]}: {sk.task}, {sk.n_inputs} inputs, {sk.n_outputs} "
+                f"outputs, {kind}, {sk.table_bytes + sk.projection_bytes:,} model bytes>")
+
+    @property
+    def model_id(self) -> str:
+        return self.sketch.meta["model_id"]
+
+    # -- host inference
+    def quantize(self, x) -> np.ndarray:
+        """Float inputs [N, ...] -> the int8 inputs [N, D] the device takes."""
+        return S.quantize_inputs(self.sketch, _array(x, self.sketch.n_inputs, "x"))
+
+    def predict(self, x) -> np.ndarray:
+        """Float inputs -> the integer sketch's dequantised outputs [N, C] (what es_predict returns on the device)."""
+        return S.int_outputs(self.sketch, _array(x, self.sketch.n_inputs, "x"))
+
+    def predict_float(self, x) -> np.ndarray:
+        """Float inputs -> the float sketch's outputs [N, C] (float hashing of unrounded inputs, float tables)."""
+        return S.float_outputs(self.sketch, _array(x, self.sketch.n_inputs, "x"))
+
+    def predict_int(self, xq) -> np.ndarray:
+        """int8 inputs [N, D] -> int32 scores [N, C]: THE integer reference the generated C equals bit for bit."""
+        xq = np.asarray(xq)
+        if not np.issubdtype(xq.dtype, np.integer) or xq.size and (xq.min() < -128 or xq.max() > 127):
+            raise DataError("xq must be int8 values (-128..127); quantise float inputs with Model.quantize(x)", argument="xq")
+        return S.int_scores(self.sketch, _array(xq, self.sketch.n_inputs, "xq").astype(np.int8))
+
+    def evaluate(self, x=None, y=None, teacher=None) -> Metrics:
+        """Teacher, float and integer figures on x, y (default: the test data given to distill, else the data source
+        recorded in the sketch). The teacher is scored when one is known (the distilling one, or `teacher`)."""
+        from . import evaluate
+        x, y = self._test_data(x, y)
+        t = _teacher(teacher, self.sketch.task) if teacher is not None else self.teacher
+        return Metrics(**evaluate.evaluate(self.sketch, x, y, t))
+
+    # -- files and code
+    def save(self, path, force: bool = False) -> Path:
+        """Write the .esk file atomically; refuses to replace an existing file unless force=True."""
+        esk.save(self.sketch, path, force=force)
+        return Path(path)
+
+    def generate_c(self, out_dir, layout: str = "unrolled", prefix: str = "es", force: bool = False) -> list[Path]:
+        """Write {prefix}_model.h and {prefix}_model.c into out_dir (created if missing); refuses to replace them
+        unless force=True."""
+        from . import codegen
+        files = codegen.generate(self.sketch, layout, prefix)
+        out = Path(out_dir)
+        clash = [n for n in files if (out / n).exists()]
+        if clash and not force:
+            raise UserError(f"{out / clash[0]} already exists; use force=True to replace it or another out_dir", argument="force")
+        out.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for name, text in files.items():
+            tmp = out / f".{name}.tmp"
+            tmp.write_text(text)
+            tmp.replace(out / name)
+            paths.append(out / name)
+        return paths
+
+    def export(self, out_dir, board: str | None = None, format: str = "platformio", layout: str = "unrolled",
+               force: bool = False, **options) -> Path:
+        """Write a project for `board` (default: the emulated Cortex-M4) in `format`: platformio (a PlatformIO project),
+        or c / arduino / cmake / espidf where the export module offers them. Checks the model fits the board first."""
+        from . import boards, export
+        b = boards.load(board) if board else boards.default_board()
+        if format == "platformio" and not options:
+            return export.export(self.sketch, b, out_dir, layout, force)[0]
+        try:
+            return export.export(self.sketch, b, out_dir, layout, force, format=format, **options)[0]
+        except TypeError:
+            raise ConfigError(f"format={format!r}: this edgesketch exports platformio projects only", argument="format") from None
+
+    def verify(self, board: str | None = None, port: str | None = None, x=None, y=None, layout: str = "unrolled",
+               project=None, baud: int = 115200, limit: int | None = None, progress=True):
+        """Run the test data through a device and compare every score with the integer reference: an emulated board
+        (built and started here) or a flashed one on `port` (a serial port or pyserial URL). Returns verify.Result;
+        `.ok` is True when every sample agrees bit for bit."""
+        from . import boards, report, verify
+        if (board is None) == (port is None):
+            raise ConfigError("give board= (an emulated board, built and run here) or port= (a flashed device), not both",
+                              argument="board")
+        x, y = self._test_data(x, y)
+        if limit:
+            x, y = x[:limit], (None if y is None else y[:limit])
+        teacher_acc = self.sketch.meta.get("metrics", {}).get("teacher_accuracy") if limit is None else None
+        if board is not None:
+            b = boards.load(board)
+            if not b.emulated:
+                raise ConfigError(f"board={board!r} is a real board: flash it, then verify with port=", argument="board")
+            ctx = verify.open_emulated(self.sketch, b, project, layout, log=(report.console.print if progress else _quiet))
+            name = b.name
+        else:
+            ctx, name = contextlib.nullcontext(port), port
+        with ctx as url, (report.count_progress(f"verifying {len(x)} samples") if progress is True
+                          else contextlib.nullcontext(progress or None)) as cb:
+            return verify.run(self.sketch, x, y, url, name, baud, teacher_acc, cb)
+
+    def _test_data(self, x, y):
+        if x is not None:
+            return _array(x, self.sketch.n_inputs, "x"), (None if y is None else np.asarray(y))
+        if self.x_test is not None:
+            return self.x_test, self.y_test
+        source = self.sketch.meta.get("source")
+        if not source or source == "<arrays>":
+            raise DataError("no test data: pass x= (and y=), or distil with x_test=", argument="x")
+        from . import data
+        ds = data.load(source)
+        return ds.x_test, ds.y_test
+
+
+def _quiet(*a, **k):
+    return None
+
+
+def _array(x, n_inputs: int, name: str) -> np.ndarray:
+    try:
+        a = np.asarray(x)
+    except Exception:
+        raise DataError(f"{name} is not an array of numbers", argument=name) from None
+    if a.ndim == 0 or not np.issubdtype(a.dtype, np.number):
+        raise DataError(f"{name} must be a numeric array with one sample per row, got {a.dtype} {a.shape}", argument=name)
+    if a.ndim == 1:
+        a = a[None]
+    if int(np.prod(a.shape[1:])) != n_inputs:
+        raise DataError(f"{name} has {int(np.prod(a.shape[1:]))} values per sample {a.shape[1:]}; the model takes {n_inputs}",
+                        argument=name)
+    if np.issubdtype(a.dtype, np.floating) and not np.all(np.isfinite(a)):
+        raise DataError(f"{name} holds NaN or Inf values; clean them first", argument=name)
+    return a
+
+
+def _teacher(model, task=None, labels=None):
+    from . import teacher as T
+    if isinstance(model, T.Teacher):
+        return model
+    if isinstance(model, (str, Path)):
+        return T.load(str(model), task, labels)
+    return T.from_model(model, task=task, labels=labels)
+
+
+def config(input_shape, window="auto", **options):
+    """The distill.Config for a teacher input shape: the family's defaults (windows over a time or image axis unless
+    window="flat"), then `options` (any Config field). ConfigError names an unknown option."""
+    from .distill import Config, check, family_defaults
+    known = {f.name for f in fields(Config)}
+    bad = [k for k in options if k not in known]
+    if bad:
+        raise ConfigError(f"{bad[0]}=...: no such option; use one of {', '.join(sorted(known))}", argument=bad[0])
+    kw = {} if window == "flat" or options.get("mode") == "representer" else dict(family_defaults(input_shape))
+    if window not in ("auto", "flat"):
+        win = tuple(window) if isinstance(window, (tuple, list)) else (int(window),)
+        if not kw:
+            kw = dict(family_defaults((16,) * len(win) + (1,)))
+        kw["window"] = win
+    kw.update(options)
+    cfg = Config(**kw)
+    check(cfg, input_shape)
+    return cfg
+
+
+def distill(model, x_train, y_train=None, x_test=None, y_test=None, *, window="auto", task=None, transfer=None,
+            progress=True, source: str | None = None, class_names=None, meta: dict | None = None, **options) -> Model:
+    """Distil a Keras teacher (a keras.Model in memory, or a path to .keras/.h5/SavedModel) into a sketch.
+
+    x_train: the training inputs (the teacher labels them and made-up samples around them); y_train: labels, used
+    only to detect the task when the teacher does not say. x_test, y_test: kept for evaluate()/verify(). window:
+    "auto" (windows over the time or image axes when the teacher's input has them), "flat", or a size per axis.
+    options: any distill.Config field (tables, bits, hyperplanes, taps, stride, count_bits, epochs, seed, ...).
+    progress: True (bars in a terminal or a notebook), False, or a callback(phase, done, total, info).
+    source, class_names, meta: provenance recorded in the .esk (the data source's name lets `edgesketch eval/verify`
+    find the test set again).
+    Seeds TensorFlow's global generators for the run and restores Python's and NumPy's (distill._deterministic);
+    sets TF_CPP_MIN_LOG_LEVEL=3 and KERAS_HOME (if unset) when it first imports TensorFlow."""
+    from . import distill as D, report
+    t = _teacher(model, task, y_train)
+    xtr = _array(x_train, t.n_inputs, "x_train")
+    if x_test is not None:
+        x_test = _array(x_test, t.n_inputs, "x_test")
+        if y_test is not None and len(y_test) != len(x_test):
+            raise DataError(f"x_test has {len(x_test)} samples but y_test {len(y_test)}", argument="y_test")
+    xt = None if transfer is None else _array(transfer, t.n_inputs, "transfer").reshape(len(transfer), -1)
+    cfg = config(t.input_shape, window, **options)
+    if t.task == "classification":
+        classes = [str(c) for c in (class_names if class_names is not None else range(t.n_outputs))]
+        if len(classes) != t.n_outputs:
+            raise DataError(f"{len(classes)} class_names for a teacher of {t.n_outputs} outputs", argument="class_names")
+    else:
+        classes = [f"y{c}" for c in range(t.n_outputs)]
+    meta = dict({"source": source or "<arrays>", "teacher": str(Path(t.path).resolve()) if t.path != "<in-memory model>" else None,
+                 "input_shape": list(t.input_shape), "class_names": classes}, **(meta or {}))
+    if xt is not None:
+        meta.setdefault("transfer", {"file": "<array>", "samples": len(xt)})
+    ctx = report.phase_progress() if progress is True else contextlib.nullcontext(progress or None)
+    with ctx as cb:
+        sk = D.distill(t, xtr.reshape(len(xtr), -1), cfg, meta, cb, transfer=xt)
+    m = Model(sk, t, x_test, None if y_test is None else np.asarray(y_test))
+    if x_test is not None:
+        sk.meta["metrics"] = m.evaluate().to_dict()
+    return m
+
+
+def load(path) -> Model:
+    """Open a .esk file (checked as untrusted: sizes, shapes and the model id)."""
+    return Model(esk.load(path))
