@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UserError
+from .safezip import read_npz
 
 SKLEARN = ("digits", "wine", "breast_cancer", "diabetes", "iris")
 SPLIT = {"test_fraction": 0.2, "seed": 0, "stratified": True}
@@ -71,15 +72,12 @@ def load_transfer(path: str, n_features: int) -> np.ndarray:
     p = Path(path)
     if not p.exists():
         raise UserError(f"transfer file {path} not found; give an .npz with an array x of unlabelled inputs")
-    try:
-        with np.load(p, allow_pickle=False) as z:
-            if "x" not in z.files:
-                raise UserError(f"{path} has no array x (it has {', '.join(sorted(z.files)) or 'nothing'}); save it with numpy.savez(path, x=inputs)")
-            x = z["x"]
-    except UserError:
-        raise
-    except Exception as e:
-        raise UserError(f"{path} is not a readable .npz ({type(e).__name__}); save it with numpy.savez(path, x=inputs)") from None
+    if p.is_dir():
+        raise UserError(f"transfer file {path} is a folder; give an .npz with an array x of unlabelled inputs")
+    z = read_npz(p, f"{path} is not a usable .npz", "; save it with numpy.savez(path, x=inputs)")
+    if "x" not in z:
+        raise UserError(f"{path} has no array x (it has {', '.join(sorted(z)) or 'nothing'}); save it with numpy.savez(path, x=inputs)")
+    x = z["x"]
     if not np.issubdtype(x.dtype, np.number) or x.ndim < 1 or len(x) == 0:
         raise UserError(f"{path}: x must be a non-empty numeric array, one sample per row (got dtype {x.dtype}, shape {x.shape})")
     x = x.astype(np.float32).reshape(len(x), -1)
@@ -118,11 +116,9 @@ def _npz(source: str) -> Dataset:
     p = Path(source)
     if not p.exists():
         raise UserError(f"data file {source} not found; give an existing path or one of: {describe_sources()}")
-    try:
-        with np.load(p, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except Exception as e:  # zip, pickle or format errors: all mean "not a usable npz"
-        raise UserError(f"{source} is not a readable .npz ({type(e).__name__}); save it with numpy.savez(x_train=..., x_test=...)") from None
+    if p.is_dir():
+        raise UserError(f"data file {source} is a folder; give an .npz file or one of: {describe_sources()}")
+    arrays = read_npz(p, f"{source} is not a usable .npz", "; save it with numpy.savez(path, x_train=..., x_test=...)")
     missing = [k for k in ("x_train", "x_test") if k not in arrays]
     if missing:
         raise UserError(f"{source} lacks {', '.join(missing)} (it has {', '.join(sorted(arrays)) or 'nothing'}); save x_train and x_test, and optionally y_train, y_test")

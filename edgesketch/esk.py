@@ -25,6 +25,7 @@ import numpy as np
 
 from . import __version__
 from .errors import UserError
+from .safezip import check_members, read_array
 from .sketch import Branch, Sketch, Window, validate
 
 FORMAT = "edgesketch-sketch"
@@ -34,10 +35,8 @@ BRANCH = ("offset", "tap_ptr", "tap_idx", "tap_weight", "threshold_f", "threshol
 V1_ARRAYS = ("in_scale", "in_zero", "offset", "tap_ptr", "tap_idx", "tap_sign", "threshold_f", "threshold", "table_sel",
              "counts_f", "counts", "out_scale", "out_bias")
 HASHED_META = ("task", "class_names", "input_shape")
-MAX_MEMBER = 256 << 20        # bytes one array may take uncompressed
-MAX_TOTAL = 1 << 30           # bytes all members may take uncompressed
 MAX_META = 4 << 20
-MAX_MEMBERS = 256
+FIX = "; give a file written by `edgesketch distill`"
 
 
 def _v1_compatible(sk: Sketch) -> bool:
@@ -102,27 +101,6 @@ def save(sk: Sketch, path: str | Path, force: bool = False) -> str:
     return sk.meta["model_id"]
 
 
-def _read_array(z: zipfile.ZipFile, info: zipfile.ZipInfo, bad: str) -> np.ndarray:
-    """One .npy member, its header checked against the bytes it claims before the data is read."""
-    with z.open(info) as f:
-        version = np.lib.format.read_magic(f)
-        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape, fortran, dtype = read(f)
-        if dtype.hasobject or dtype.kind not in "biuf":
-            raise UserError(f"{bad}: member {info.filename} holds {dtype}, not numbers; distil it again")
-        n = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-        if n > MAX_MEMBER or n > info.file_size:
-            raise UserError(f"{bad}: member {info.filename} claims {n:,} bytes in a {info.file_size:,}-byte entry; "
-                            f"distil it again")
-        data = f.read(n + 1)
-        if len(data) > n:
-            raise UserError(f"{bad}: member {info.filename} holds more bytes than its header claims ({n:,}); distil it again")
-        if len(data) < n:
-            raise UserError(f"{bad}: member {info.filename} is truncated; distil it again")
-        a = np.frombuffer(data, dtype).reshape(shape, order="F" if fortran else "C")
-        return np.ascontiguousarray(a)
-
-
 def load(path: str | Path) -> Sketch:
     path = Path(path)
     if not path.exists():
@@ -132,16 +110,7 @@ def load(path: str | Path) -> Sketch:
     bad = f"{path} is not a valid edgesketch sketch"
     try:
         with zipfile.ZipFile(path) as z:
-            infos = z.infolist()
-            names = {i.filename: i for i in infos}
-            if len(infos) > MAX_MEMBERS or len(names) != len(infos):
-                raise UserError(f"{bad} ({len(infos)} members, some repeated or too many); give a file written by `edgesketch distill`")
-            for i in infos:
-                if "/" in i.filename or "\\" in i.filename or i.filename.startswith(".") or not (
-                        i.filename == "meta.json" or i.filename.endswith(".npy")):
-                    raise UserError(f"{bad} (unexpected member {i.filename[:60]!r}); give a file written by `edgesketch distill`")
-            if sum(i.file_size for i in infos) > MAX_TOTAL:
-                raise UserError(f"{bad} (its members claim {sum(i.file_size for i in infos):,} bytes); give a file written by `edgesketch distill`")
+            names = check_members(z, bad, extra=("meta.json",), fix=FIX)
             if "meta.json" not in names:
                 raise UserError(f"{bad} (no meta.json); give a file written by `edgesketch distill`")
             if names["meta.json"].file_size > MAX_META:
@@ -152,7 +121,7 @@ def load(path: str | Path) -> Sketch:
             ver = meta.get("format_version")
             if not isinstance(ver, int) or ver > VERSION or ver < 1:
                 raise UserError(f"{path} has sketch format version {ver}, newer than this edgesketch reads ({VERSION}); upgrade edgesketch")
-            arrays_ = {n[:-4]: _read_array(z, i, bad) for n, i in names.items() if n.endswith(".npy")}
+            arrays_ = {n[:-4]: read_array(z, i, bad, FIX) for n, i in names.items() if n.endswith(".npy")}
     except UserError:
         raise
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError, KeyError, TypeError) as e:

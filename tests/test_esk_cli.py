@@ -239,3 +239,35 @@ def test_hostile_files_get_one_line_errors(tmp_path, attack, needle):
         esk.load(p)
     msg = str(e.value)
     assert "\n" not in msg and needle in msg, msg
+
+
+@pytest.mark.parametrize("attack,needle", [("bomb", "claims"), ("huge_header", "claims"), ("path", "unexpected member"),
+                                           ("object", "not numbers or text"), ("not_zip", "corrupt")])
+def test_hostile_data_files_get_one_line_errors(tmp_path, attack, needle):
+    """Data .npz files (--data, --transfer) are read with the same bounded checks as sketch files."""
+    import io
+    from edgesketch import data
+    p = tmp_path / "d.npz"
+    np.savez(p, x_train=np.zeros((4, 3), np.float32), x_test=np.zeros((2, 3), np.float32))
+    if attack == "not_zip":
+        p.write_text("a,b\n1,2\n")
+    else:
+        def edit(files):
+            if attack == "bomb":
+                files["x_test.npy"] = files["x_test.npy"] + b"\0" * (32 << 20)
+            elif attack == "huge_header":
+                hdr = b"{'descr': '<f4', 'fortran_order': False, 'shape': (1073741824, 4), }"
+                hdr += b" " * (118 - len(hdr)) + b"\n"
+                files["x_train.npy"] = b"\x93NUMPY\x01\x00" + len(hdr).to_bytes(2, "little") + hdr
+            elif attack == "path":
+                files["../x.npy"] = files["x_test.npy"]
+            elif attack == "object":
+                b = io.BytesIO(); np.save(b, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+                files["x_train.npy"] = b.getvalue()
+        _rewrite(p, edit)
+    for load in (lambda: data.load(str(p)), lambda: data.load_transfer(str(p), 3)):
+        with pytest.raises(UserError) as e:
+            load()
+        assert "\n" not in str(e.value) and needle in str(e.value) and "numpy.savez" in str(e.value), str(e.value)
+    code, out, err = run_cli("eval", FIXTURES / "v1_flat.esk", "--data", p)
+    assert_user_error(code, err, needle)
