@@ -43,6 +43,13 @@ def build_parser() -> argparse.ArgumentParser:
   edgesketch distill teacher.keras --data sklearn:digits -o s.esk -K 4 -P 32 --count-bits 4 --selectors window --signs balanced
                                                        (small and fast; check its accuracy: the structure can cost some)
   edgesketch distill teacher.keras --data sklearn:digits -o c.esk --codebook 256   (int8 tables in about a third of the bytes)
+  edgesketch distill conv1d.keras --data accel.npz -o a.esk                         (a (T, C) input: windows over time)
+  edgesketch distill conv1d.keras --data mnist1d -o m.esk --window 9 --stride 3     (fewer positions: faster, less accurate)
+  edgesketch distill cnn.keras --data sklearn:digits -o d.esk --window flat         (the flat sketch of an image teacher)
+
+shapes: a teacher input with a time axis (T x C, T > 1) or image axes (H x W x C) gets windows by default: every
+position of a window hashes with the same hyperplanes and the same tables, so a pattern is recognised wherever it
+is (a shift-invariant sketch); inputs with no such axis get the flat sketch. `edgesketch info` shows the geometry.
 
 sizes: tables take L * 2^K * C bytes (int8 counts; half that with --count-bits 4; L * 2^K + R * C with
 --codebook R <= 256); hashing costs P * taps
@@ -71,8 +78,10 @@ data: """ + _data_help())
     g.add_argument("--bits", "-K", type=int, metavar="K", help="hash bits per table: 2^K cells (default 6)")
     g.add_argument("--hyperplanes", "-P", type=int, metavar="P", help="hyperplanes (flat default 48, windowed %s)" % _fam("hyperplanes"))
     g.add_argument("--taps", "-s", type=int, metavar="S", help="taps per hyperplane (flat default 8, windowed %s)" % _fam("taps"))
-    g.add_argument("--weights", type=int, metavar="W", help="largest tap weight: 1 (ternary, additions only: default) up "
-                   "to 7 (a multiply per tap)")
+    g.add_argument("--weights", type=int, metavar="W", help="largest tap weight: 1 (ternary, additions only) up "
+                   "to 7 (a multiply per tap) (flat default 1, windowed %s)" % _fam("weights"))
+    g.add_argument("--thresholds", type=int, metavar="T", help="hash bits per projection sum: the P hyperplanes are P/T tap "
+                   "sets, each sum compared with T thresholds and computed once (windowed default %s)" % _fam("thresholds"))
     g.add_argument("--selectors", choices=["random", "window"], default="random",
                    help="which hyperplanes a table reads: random, or window (K consecutive ones: the compact C reads a "
                    "bucket with one shift) (default random)")
@@ -172,8 +181,8 @@ data: """ + _data_help())
 def _fam(key: str, ndim: int = 2):
     """A windowed-family default for the help text (ndim 2: T x C inputs, 3: H x W x C)."""
     from .distill import family_defaults
-    v = family_defaults((16,) * (ndim - 1) + (1,)).get(key)
-    return "x".join(map(str, v)) if isinstance(v, (tuple, list)) else v
+    v = family_defaults((16,) * (ndim - 1) + (1,)).get(key, 1 if key in ("weights", "thresholds") else None)
+    return ("," if key == "flat_branch" else "x").join(map(str, v)) if isinstance(v, (tuple, list)) else v
 
 
 def _data_help() -> str:
@@ -319,7 +328,9 @@ def cmd_info(a) -> int:
                   + (f" ({w.regions} regions of {b.n_tables})" if w.regions > 1 else "") + f": {cells:,} cells"),
                  (f"{tag}hyperplanes P", f"{b.n_hyperplanes}, {b.n_taps} {'ternary' if b.ternary else 'integer-weight'} taps "
                   f"over {w.n_elements} window values"),
-                 (f"{tag}hash structure", _structure(b))]
+                 (f"{tag}hash structure", _structure(b) if w.is_flat else "every position: straight-line sums over the "
+                  "window (unrolled) or tap lists (compact); " + (f"{_shared(b)} thresholds per sum" if _shared(b) > 1 else
+                                                                  "one threshold per sum"))]
     rows += [("table bytes", f"{sk.table_bytes:,}" + (f" ({len(shared[1])} shared rows and a row number per cell)" if shared is not None else "")),
              ("hashing bytes", f"{sk.projection_bytes:,}"),
              ("ops per inference", f"{sk.ops_per_inference:,} ({sum(b.window.n_positions * b.n_taps for b in sk.branches):,} adds to hash, "
@@ -333,6 +344,13 @@ def cmd_info(a) -> int:
             rows.append((k.replace("_", " ") + " (at distil time)", m["metrics"][k]))
     report.out.print(report.kv_table(rows, str(a.sketch)))
     return 0
+
+
+def _shared(b) -> int:
+    """How many hash bits share each projection sum (distill's thresholds)."""
+    keys = [(tuple(b.tap_idx[b.tap_ptr[p]:b.tap_ptr[p + 1]]), tuple(b.tap_weight[b.tap_ptr[p]:b.tap_ptr[p + 1]]))
+            for p in range(b.n_hyperplanes)]
+    return max(1, round(len(keys) / max(1, len(set(keys)))))
 
 
 def _x(v) -> str:

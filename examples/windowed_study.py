@@ -28,6 +28,18 @@ from edgesketch import data as esdata, evaluate, teacher as T  # noqa: E402
 from edgesketch.distill import Config, distill, family_defaults  # noqa: E402
 
 BASE = dict(window=(9,), stride=(2,), tables=15, bits=6, ste_lr=0.003, refit_lr=0.001)
+BASE2 = dict(window=(3, 3), ste_lr=0.003, refit_lr=0.001)
+CANDIDATES2 = {  # 2-D windows (8 x 8 digits), with or without a flat branch; table bytes in the names
+    "flat L16 K6 P48 s8 (10,240)": dict(window=(), tables=16, bits=6, hyperplanes=48, taps=8),
+    "3x3 s2 P8x2 w7 L8 K4 + flat L12 K6 P48 (8,960)": dict(stride=(2, 2), hyperplanes=16, thresholds=2, taps=9, weights=7,
+                                                          tables=8, bits=4, flat_branch=(12, 6, 48, 8)),
+    "3x3 s2 P8 s6 L8 K4 + flat L12 K6 P48 (8,960)": dict(stride=(2, 2), hyperplanes=8, taps=6, tables=8, bits=4,
+                                                        flat_branch=(12, 6, 48, 8)),
+    "3x3 s1 P16x2 w7 L10 K6 (6,400)": dict(stride=(1, 1), hyperplanes=32, thresholds=2, taps=9, weights=7, tables=10, bits=6),
+    "3x3 s2 P16x2 w7 L15 K6 (9,600)": dict(stride=(2, 2), hyperplanes=32, thresholds=2, taps=9, weights=7, tables=15, bits=6),
+    "3x3 s2 P16x2 w7 L8 K6 + flat L8 K6 P48 (10,240)": dict(stride=(2, 2), hyperplanes=32, thresholds=2, taps=9, weights=7,
+                                                           tables=8, bits=6, flat_branch=(8, 6, 48, 8)),
+}
 CANDIDATES = {   # name: Config fields over BASE (1-D windows; table bytes 15 * 64 * 10 = 9,600 int8)
     "P32 s6": dict(hyperplanes=32, taps=6),
     "P16x2 s6": dict(hyperplanes=32, thresholds=2, taps=6),
@@ -37,6 +49,11 @@ CANDIDATES = {   # name: Config fields over BASE (1-D windows; table bytes 15 * 
     "P16x2 s6 both": dict(hyperplanes=32, thresholds=2, taps=6, augment="both"),
     "P16x2 s6 int4 L30": dict(hyperplanes=32, thresholds=2, taps=6, tables=30, count_bits=4),
     "P16x2 s6 stride 3": dict(hyperplanes=32, thresholds=2, taps=6, stride=(3,)),
+    "P16x2 s9 w3": dict(hyperplanes=32, thresholds=2, taps=9, weights=3),
+    "P32x2 s9 w7": dict(hyperplanes=64, thresholds=2, taps=9, weights=7),
+    "P16x2 s9 w7 L7 K7": dict(hyperplanes=32, thresholds=2, taps=9, weights=7, tables=7, bits=7),
+    "P16x2 s9 w7 stride 3": dict(hyperplanes=32, thresholds=2, taps=9, weights=7, stride=(3,)),
+    "P16x2 s9 w7 both": dict(hyperplanes=32, thresholds=2, taps=9, weights=7, augment="both"),
 }
 
 
@@ -73,10 +90,12 @@ def main(argv=None):
     ds = esdata.load(a.data)
     teacher = T.load(a.teacher)
     fam = family_defaults(teacher.input_shape)
-    names = [a.final] if a.final else (a.only or list(CANDIDATES))
-    unknown = [n for n in names if n not in CANDIDATES]
+    two_d = len(teacher.input_shape) == 3
+    cands, base = (CANDIDATES2, BASE2) if two_d else (CANDIDATES, BASE)
+    names = [a.final] if a.final else (a.only or list(cands))
+    unknown = [n for n in names if n not in cands]
     if unknown:
-        sys.exit(f"unknown candidates {unknown}; choose from {list(CANDIDATES)}")
+        sys.exit(f"unknown candidates {unknown}; choose from {list(cands)}")
     if a.final:
         xfit, yfit, xev, yev, what = ds.x_train, ds.y_train, ds.x_test, ds.y_test, "test"
     else:
@@ -84,7 +103,9 @@ def main(argv=None):
         what = "validation"
     rows = []
     for name in names:
-        kw = dict(fam, **BASE, **CANDIDATES[name])
+        kw = dict(fam, **base, **cands[name])
+        if not kw.get("window"):
+            kw = {k: v for k, v in kw.items() if k not in ("window", "stride", "flat_branch", "ste_lr", "refit_lr", "augment")}
         if a.epochs:
             kw.update(epochs=a.epochs, refit_epochs=max(1, a.epochs // 2))
         accs, flts, secs, sk = [], [], [], None
