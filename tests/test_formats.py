@@ -73,6 +73,24 @@ def test_c_format_readme_example_builds_and_runs(model, tmp_path):
     assert "exported" in stdout and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
+def test_c_and_arduino_formats_of_a_regression_sketch(tmp_path):
+    """Regression sketches print outputs, not classes: the README example and the Arduino example both compile."""
+    sk = random_sketch(D=13, C=2, L=8, K=4, P=16, taps=4, seed=4, task="regression")
+    export.export(sk, None, tmp_path / "c", format="c")
+    readme = (tmp_path / "c" / "README.md").read_text()
+    (tmp_path / "main.c").write_text(re.search(r"## Usage\n+```c\n(.*?)```", readme, re.S).group(1))
+    exe = tmp_path / "main"
+    _run(["gcc", "-std=c99", "-O1", "-Wall", "-Wextra", "-Werror", f"-I{tmp_path / 'c'}", tmp_path / "main.c",
+          tmp_path / "c" / "es_model.c", "-o", exe])
+    q = int_scores(sk, np.zeros((1, 13), np.int8))[0] * sk.out_scale + sk.out_bias
+    lines = _run([exe]).strip().splitlines()
+    assert len(lines) == 2 and all(f"{q[c]:.6f} (int8 input)" in lines[c] for c in range(2)), lines
+    export.export(sk, None, tmp_path / "lib", format="arduino", sample=np.arange(13, dtype=np.int8))
+    ino = (tmp_path / "lib" / "examples" / "classify" / "classify.ino").read_text()
+    assert f"kExpected = {int_scores(sk, np.arange(13, dtype=np.int8)[None])[0][0]};" in ino and "score[0]" in ino
+    _stub_compile("arm-none-eabi-g++", ["-mcpu=cortex-m4", "-mthumb"], tmp_path / "lib", tmp_path, "m4")
+
+
 # ---------------------------------------------------------------- cmake / espidf
 CMAKE_PROJECT = """cmake_minimum_required(VERSION 3.13)
 project(es_component_test C)
@@ -160,23 +178,25 @@ int main(void)
 
 
 # ---------------------------------------------------------------- arduino
-def _arduino_export(model, tmp_path) -> tuple[Path, object]:
+@pytest.fixture(scope="module")
+def arduino_lib(model, tmp_path_factory) -> tuple[Path, object]:
+    """The library exported once by the command line, with --zip (tests only read it)."""
     path, sk = model
-    out = tmp_path / "digits_sketch"
+    out = tmp_path_factory.mktemp("arduino") / "digits_sketch"
     code, stdout, err = run_cli("export", path, "--format", "arduino", "-o", out, "--zip")
     assert code == 0, err
     assert "test sample 0 of sklearn:digits" in stdout
     return out, sk
 
 
-def test_arduino_library_layout_and_zip(model, tmp_path):
-    out, sk = _arduino_export(model, tmp_path)
+def test_arduino_library_layout_and_zip(arduino_lib):
+    out, sk = arduino_lib
     ex = "examples/classify/classify.ino"
     assert _files(out) == {"library.properties", "README.md", "src/es_model.h", "src/es_model.c", ex}
     props = dict(line.split("=", 1) for line in (out / "library.properties").read_text().splitlines())
     assert props["name"] == "digits_sketch" and props["includes"] == "es_model.h" and props["architectures"] == "*"
     assert {"version", "author", "maintainer", "sentence", "paragraph", "category"} <= set(props)
-    with zipfile.ZipFile(tmp_path / "digits_sketch.zip") as z:     # one top folder, the library, as the IDE wants
+    with zipfile.ZipFile(out.with_name("digits_sketch.zip")) as z:     # one top folder, the library, as the IDE wants
         names = [n for n in z.namelist() if not n.endswith("/")]
         assert sorted(names) == sorted(f"digits_sketch/{f}" for f in _files(out))
         assert z.read(f"digits_sketch/{ex}") == (out / ex).read_bytes()
@@ -201,8 +221,8 @@ def _stub_compile(cxx: str, flags: list[str], lib: Path, tmp_path: Path, tag: st
     return _run([cxx[:-3] + "nm", obj])
 
 
-def test_arduino_example_compiles_for_cortex_m_and_esp_against_the_standin(model, tmp_path):
-    out, _ = _arduino_export(model, tmp_path)
+def test_arduino_example_compiles_for_cortex_m_and_esp_against_the_standin(arduino_lib, tmp_path):
+    out, _ = arduino_lib
     m4 = _stub_compile("arm-none-eabi-g++", ["-mcpu=cortex-m4", "-mthumb"], out, tmp_path, "m4")
     m0 = _stub_compile("arm-none-eabi-g++", ["-mcpu=cortex-m0plus", "-mthumb"], out, tmp_path, "m0")
     # the ESP32-C3 (RISC-V; the lx106 compiler here has no C library headers)
@@ -217,10 +237,10 @@ def test_arduino_example_compiles_for_cortex_m_and_esp_against_the_standin(model
     assert b" cycles" not in (tmp_path / "m0-classify.o").read_bytes()
 
 
-def test_arduino_example_on_the_real_avr_core_runs_on_qemu_uno(model, tmp_path, tmp_path_factory):
+def test_arduino_example_on_the_real_avr_core_runs_on_qemu_uno(arduino_lib, tmp_path, tmp_path_factory):
     """The example, as the Arduino IDE would build it for an Uno: Arduino's AVR core (Debian arduino-core-avr) with
     the flags of its platform.txt, the library under lib/. Then it runs under qemu-system-avr and prints the class."""
-    out, sk = _arduino_export(model, tmp_path)
+    out, sk = arduino_lib
     proj = build.write_project("qemu-uno", {"es_model.h": "", "es_model.c": ""}, tmp_path / "uno")
     shutil.rmtree(proj / "src")
     shutil.rmtree(proj / "lib" / "es_model")
