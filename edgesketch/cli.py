@@ -402,6 +402,7 @@ def cmd_boards(a) -> int:
 
 def cmd_export(a) -> int:
     from . import boards, esk, report
+    from .build import refuse_existing
     from .export import export, first_test_sample
     from .formats import library_name, zip_path
     if a.zip and a.format != "arduino":
@@ -409,10 +410,12 @@ def cmd_export(a) -> int:
     sk = esk.load(a.sketch)
     board = boards.load(a.board) if a.board else boards.default_board() if a.format == "platformio" else None
     out = Path(a.out or f"{Path(a.sketch).stem}-{board.name if a.format == 'platformio' else a.format}")
-    sample, note = first_test_sample(sk) if a.format == "arduino" else (None, None)
-    if a.format == "arduino" and sample is None:
-        note = f"zeros: {note}; replace them with a real input, quantised"
     try:
+        sample, note = None, None
+        if a.format == "arduino":      # the example's input: loading the data can take seconds, so refuse first
+            refuse_existing(out, a.force)
+            sample, note = first_test_sample(sk)
+            note = note if sample is not None else f"zeros: {note}; replace them with a real input, quantised"
         path, fp = export(sk, board, out, a.layout, a.force, a.format, sample=sample, sample_note=note, zip=a.zip)
     except UserError as e:
         if e.argument == "force":
