@@ -240,6 +240,8 @@ def distill(model, x_train, y_train=None, x_test=None, y_test=None, *, window="a
     Seeds TensorFlow's global generators for the run and restores Python's and NumPy's (distill._deterministic);
     sets TF_CPP_MIN_LOG_LEVEL=3 and KERAS_HOME (if unset) when it first imports TensorFlow."""
     from . import distill as D, report
+    from .errors import require
+    require("edgesketch.distill", "tensorflow", "keras")
     t = _teacher(model, task, y_train)
     xtr = _array(x_train, t.n_inputs, "x_train")
     if x_test is not None:

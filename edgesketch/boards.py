@@ -32,10 +32,14 @@ Schema of one board file (all sizes in bytes):
 """
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+
+try:
+    import tomllib
+except ModuleNotFoundError:   # Python 3.10: the same parser, from PyPI (tomli)
+    import tomli as tomllib
 
 from .errors import UserError
 from .paths import boards_dir

@@ -27,6 +27,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from . import codegen
 from .boards import Board, load
@@ -209,6 +210,36 @@ def project_files(board: Board) -> dict[str, str]:
     return out
 
 
+def refuse_existing(path: str | os.PathLike, force: bool) -> Path:
+    """path, resolved; an existing path without force -> UserError naming the argument `force` (the CLI: --force)."""
+    p = Path(path).resolve()
+    if p.exists() and not force:
+        raise UserError(f"{p} already exists: choose another path or pass force=True to replace it", argument="force")
+    return p
+
+
+@contextmanager
+def atomic_dir(out_dir: str | os.PathLike, force: bool = False) -> Iterator[Path]:
+    """Yield an empty temporary folder next to out_dir; when the block ends without an error it replaces out_dir whole
+    (rename), else it is removed and out_dir is left as it was. An existing out_dir -> UserError unless force."""
+    out = refuse_existing(out_dir, force)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o755)
+        old = None
+        if out.exists():
+            old = out.parent / f".{out.name}.old-{os.getpid()}-{time.monotonic_ns()}"
+            out.rename(old)
+        tmp.rename(out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def write_project(board: Board | str, model_files: dict[str, str], out_dir: str | os.PathLike,
                   force: bool = False, model_id: str | None = None) -> Path:
     """Write a complete PlatformIO project for `board` with the generated model into out_dir; return out_dir.
@@ -223,12 +254,7 @@ def write_project(board: Board | str, model_files: dict[str, str], out_dir: str 
     for name in model_files:
         if not name or Path(name).name != name or name.startswith("."):
             raise UserError(f"model file name {name!r} must be a plain file name")
-    if out.exists() and not force:
-        raise UserError(f"{out} already exists: choose another folder or pass force (--force) to replace it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    with atomic_dir(out, force) as tmp:
         seen: dict[str, str] = {}
         for dst, src in project_files(board).items():
             _copy(src, tmp / dst, seen)
@@ -254,18 +280,6 @@ def write_project(board: Board | str, model_files: dict[str, str], out_dir: str 
         (tmp / "platformio.ini").write_text(codegen.render("project/platformio.ini.j2", **ctx), encoding="utf-8")
         (tmp / "README.md").write_text(codegen.render("project/README.md.j2", **ctx), encoding="utf-8")
         (tmp / ".gitignore").write_text(".pio/\n")
-        os.chmod(tmp, 0o755)
-
-        old = None
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{os.getpid()}-{time.monotonic_ns()}"
-            out.rename(old)
-        tmp.rename(out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 

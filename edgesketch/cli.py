@@ -120,21 +120,43 @@ data: """ + _data_help())
                                    "emulated ones build offline and run under QEMU here.")
     b.add_argument("--json", action="store_true")
 
-    x = sub.add_parser("export", help="generate C and a PlatformIO project for a board", formatter_class=_fmt,
-                       description="Generate the model's C (es_model.h/.c) and a complete PlatformIO project for a board. "
-                                   "Checks flash and RAM first; writes into a temporary folder and renames it into place.",
-                       epilog="""examples:
-  edgesketch export digits.esk --board qemu-m4 -o fw-m4        (emulated; then: edgesketch verify digits.esk --board qemu-m4)
-  edgesketch export digits.esk --board esp32 -o fw-esp32       (then: cd fw-esp32 && pio run -t upload)
-  edgesketch export digits.esk --board pico --layout compact   (smaller code, a loop over tap lists)
+    x = sub.add_parser("export", help="write the model as a PlatformIO project, plain C, an Arduino library or a CMake/ESP-IDF component",
+                       formatter_class=_fmt,
+                       description="Generate the model's C (es_model.h/.c) and write it in one of the formats below. Checks "
+                                   "the model fits the board's flash and RAM first (when there is a board); writes into a "
+                                   "temporary folder and renames it into place.",
+                       epilog="""formats (--format):
+  platformio  (default) a complete PlatformIO project for --board (default qemu-m4): firmware that speaks edgesketch's
+              serial protocol, so `edgesketch verify` checks the model on the device
+                edgesketch export digits.esk --board qemu-m4 -o fw-m4      (then: edgesketch verify digits.esk --board qemu-m4 --project fw-m4)
+                edgesketch export digits.esk --board esp32 -o fw-esp32     (then: cd fw-esp32 && pio run -t upload)
+  c           es_model.h, es_model.c and a README.md (the API and a usage example): add them to any C or C++ build
+                edgesketch export digits.esk --format c -o model
+  arduino     an Arduino library: library.properties, src/es_model.h/.c and examples/classify/classify.ino, which
+              classifies the first test sample of the sketch's data (zeros if that data cannot be loaded) and prints
+              the class, the microseconds and the cycles; --zip also writes DIR.zip for the IDE's Add .ZIP Library
+                edgesketch export digits.esk --format arduino -o ~/Arduino/libraries/digits
+                edgesketch export digits.esk --format arduino -o digits --zip
+  cmake       a component folder: its CMakeLists.txt registers an ESP-IDF component under IDF and is a static library
+              target es_model elsewhere (Zephyr, any CMake build: add_subdirectory(DIR), then
+              target_link_libraries(app PRIVATE es_model))
+                edgesketch export digits.esk --format cmake -o app/es_model
+  espidf      the same folder as cmake, to copy into an ESP-IDF project's components/
+                edgesketch export digits.esk --format espidf -o components/digits --board esp32
 
-list boards with: edgesketch boards""")
+--board picks the board of a platformio project; with the other formats it is optional and only checks that the
+model fits that board. --layout compact: smaller code, a loop over tap lists. List boards with: edgesketch boards""")
     x.add_argument("sketch", metavar="MODEL.esk")
-    x.add_argument("--board", default=None, help="board name (default: the emulated Cortex-M4, qemu-m4)")
-    x.add_argument("-o", "--out", metavar="DIR", help="project folder to write (default: <model>-<board>)")
+    x.add_argument("--format", "-f", choices=["platformio", "c", "arduino", "cmake", "espidf"], default="platformio",
+                   help="what to write (default platformio; see below)")
+    x.add_argument("--board", default=None, help="board name: platformio's target (default qemu-m4); other formats: "
+                   "check the model fits it")
+    x.add_argument("-o", "--out", metavar="DIR", help="folder to write (default: <model>-<board> for platformio, "
+                   "<model>-<format> otherwise)")
     x.add_argument("--layout", choices=["unrolled", "compact"], default="unrolled",
                    help="unrolled: straight-line code per hyperplane, fastest (default); compact: loops over tap lists, least flash")
-    x.add_argument("--force", action="store_true", help="replace DIR if it exists")
+    x.add_argument("--zip", action="store_true", help="arduino: also write DIR.zip (the library for Add .ZIP Library)")
+    x.add_argument("--force", action="store_true", help="replace DIR (and DIR.zip) if it exists")
 
     v = sub.add_parser("verify", help="run the test set on a device and check it agrees bit for bit", formatter_class=_fmt,
                        description="Stream the whole test set through a device over serial and compare every score with the "
@@ -262,7 +284,8 @@ def _flag_message(e) -> str:
     import re
     msg = str(e)
     for arg, flag in FLAGS.items():
-        msg = re.sub(rf"\b{arg}=(\S+?)([,;:)]?(\s|$))", lambda m: f"{flag} {m.group(1).strip(chr(39))}{m.group(2)}", msg)
+        msg = re.sub(rf"\b{arg}=(\S+?)([,;:)]?(\s|$))",
+                     lambda m: (flag if m.group(1) == "True" else f"{flag} {m.group(1).strip(chr(39))}") + m.group(2), msg)
     return msg
 
 
@@ -386,18 +409,50 @@ def cmd_boards(a) -> int:
 
 def cmd_export(a) -> int:
     from . import boards, esk, report
-    from .export import export
+    from .build import refuse_existing
+    from .export import export, first_test_sample
+    from .formats import library_name, zip_path
+    if a.zip and a.format != "arduino":
+        raise UserError(f"--zip is for --format arduino (a zipped Arduino library), not --format {a.format}")
     sk = esk.load(a.sketch)
-    board = boards.load(a.board) if a.board else boards.default_board()
-    out = Path(a.out or f"{Path(a.sketch).stem}-{board.name}")
-    path, fp = export(sk, board, out, a.layout, a.force)
-    nxt = (f"edgesketch verify {a.sketch} --board {board.name} --project {out}" if board.emulated
-           else f"cd {out} && pio run -t upload && edgesketch verify {a.sketch} --port /dev/ttyUSB0")
-    report.out.print(report.kv_table([("project", str(path)), ("board", f"{board.name}: {board.description}"),
-                                      ("model id", sk.meta.get("model_id")), ("layout", a.layout),
-                                      ("model flash (estimate)", f"{fp.flash:,} of {board.flash_bytes:,} bytes"),
-                                      ("model RAM (estimate)", f"{fp.ram:,} of {board.ram_bytes:,} bytes"),
-                                      ("next", nxt)], "exported"))
+    board = boards.load(a.board) if a.board else boards.default_board() if a.format == "platformio" else None
+    out = Path(a.out or f"{Path(a.sketch).stem}-{board.name if a.format == 'platformio' else a.format}")
+    try:
+        sample, note = None, None
+        if a.format == "arduino":      # the example's input: loading the data can take seconds, so refuse first
+            refuse_existing(out, a.force)
+            sample, note = first_test_sample(sk)
+            note = note if sample is not None else f"zeros: {note}; replace them with a real input, quantised"
+        path, fp = export(sk, board, out, a.layout, a.force, a.format, sample=sample, sample_note=note, zip=a.zip)
+    except UserError as e:
+        if e.argument == "force":
+            raise UserError(str(e).replace("force=True", "--force"), e.argument) from None
+        raise
+    rows = [("folder" if a.format != "platformio" else "project", str(path)), ("format", a.format)]
+    if board is not None:
+        rows.append(("board", f"{board.name}: {board.description}"))
+    rows += [("model id", sk.meta.get("model_id")), ("layout", a.layout)]
+    if board is not None:
+        rows += [("model flash (estimate)", f"{fp.flash:,} of {board.flash_bytes:,} bytes"),
+                 ("model RAM (estimate)", f"{fp.ram:,} of {board.ram_bytes:,} bytes")]
+    else:
+        rows.append(("model flash (estimate)", f"{fp.flash:,} bytes (Cortex-M; AVR about twice the code)"))
+    if a.format == "platformio":
+        nxt = (f"edgesketch verify {a.sketch} --board {board.name} --project {out}" if board.emulated
+               else f"cd {out} && pio run -t upload && edgesketch verify {a.sketch} --port /dev/ttyUSB0")
+    elif a.format == "c":
+        nxt = f"add {out}/es_model.h and es_model.c to your build; API and example: {out}/README.md"
+    elif a.format == "arduino":
+        rows.append(("example input", note))
+        if a.zip:
+            rows.append(("zip", str(zip_path(path))))
+        nxt = (f"copy {out} into ~/Arduino/libraries/ (or Add .ZIP Library), then File > Examples > "
+               f"{library_name(path)} > classify")
+    else:
+        nxt = (f"ESP-IDF: copy {out} into your project's components/; other CMake builds: add_subdirectory({out}) and "
+               f"target_link_libraries(app PRIVATE es_model)")
+    rows.append(("next", nxt))
+    report.out.print(report.kv_table(rows, "exported"))
     return 0
 
 
@@ -482,6 +537,14 @@ def main(argv: list[str] | None = None) -> int:
         from .report import error
         error(_flag_message(e))
         return e.exit_code
+    except ModuleNotFoundError as e:   # an optional dependency of a lean install: name the extra that installs it
+        from .errors import missing_extra
+        from .report import error
+        err = missing_extra(e.name or "", f"edgesketch {a.command}")
+        if err is None:
+            raise
+        error(str(err))
+        return err.exit_code
     except KeyboardInterrupt:
         print("edgesketch: interrupted", file=sys.stderr)
         return 130

@@ -19,3 +19,35 @@ class ConfigError(UserError, ValueError):
 
 class DataError(UserError, ValueError):
     """Input data (arrays, .npz files, a teacher) that cannot be used as given."""
+
+
+class MissingExtra(UserError):
+    """An optional dependency is not installed; the message names the extra that installs it, on one line."""
+
+
+# top-level module -> the extra of edgesketch that installs it (pyproject.toml [project.optional-dependencies])
+EXTRA_OF = {"tensorflow": "train", "keras": "train", "absl": "train", "sklearn": "train", "mnist1d": "train",
+            "ai_edge_litert": "bench", "tflite_micro": "bench", "emlearn": "bench", "matplotlib": "bench"}
+
+
+def missing_extra(module: str, what: str, extra: str | None = None) -> MissingExtra | None:
+    """The error for `what` (e.g. "edgesketch distill") failing to import `module`: install `extra` (default: the one
+    that provides the module), or None for a module no extra provides (a real bug, not a lean install)."""
+    root = (module or "").split(".")[0]
+    extra = extra or EXTRA_OF.get(root)
+    if extra is None:
+        return None
+    return MissingExtra(f"{what} needs the Python module {root}, which is not installed: pip install 'edgesketch[{extra}]'")
+
+
+def require(what: str, *modules: str, extra: str | None = None) -> None:
+    """Raise MissingExtra unless every module can be imported (looked up with find_spec: nothing is imported); the
+    message names `extra`, or the extra that provides the first missing module."""
+    from importlib.util import find_spec
+    for m in modules:
+        try:
+            found = find_spec(m) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            raise missing_extra(m, what, extra) or UserError(f"{what} needs the Python module {m}, which is not installed")

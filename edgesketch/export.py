@@ -1,12 +1,14 @@
-"""Export: check a sketch fits a board, generate its C, and write a PlatformIO project (atomically)."""
+"""Export: check a sketch fits a board, generate its C, and write it in one of the formats (atomically): a PlatformIO
+project for a board (build.write_project), plain C, an Arduino library, or a CMake / ESP-IDF component
+(edgesketch.formats)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import build, codegen
-from .boards import Board, FootprintModel
-from .errors import UserError
+from . import build, codegen, formats
+from .boards import Board, FootprintModel, default_board, load
+from .errors import ConfigError, UserError, missing_extra
 from .sketch import Sketch
 
 
@@ -49,7 +51,55 @@ def check_fits(sk: Sketch, board: Board, layout: str) -> Footprint:
     return fp
 
 
-def export(sk: Sketch, board: Board, out_dir: str | Path, layout: str = "unrolled", force: bool = False) -> tuple[Path, Footprint]:
-    fp = check_fits(sk, board, layout)
-    files = codegen.generate(sk, layout)
-    return build.write_project(board, files, out_dir, force=force, model_id=sk.meta.get("model_id")), fp
+def first_test_sample(sk: Sketch) -> tuple[object, str]:
+    """The first test sample of the data the sketch was distilled on, quantised to int8, and a note saying what it is;
+    (None, why) when that data cannot be loaded here (no recorded source, the file is gone, or the [train] extra that
+    loads sklearn and mnist1d sources is not installed)."""
+    from . import data
+    from .sketch import quantize_inputs
+    source = sk.meta.get("source")
+    if not source:
+        return None, "the sketch records no data source"
+    try:
+        ds = data.load(source)
+    except ModuleNotFoundError as e:
+        return None, str(missing_extra(e.name or "", f"loading {source}") or f"{source} could not be loaded ({e})")
+    except (UserError, ImportError, OSError, ValueError) as e:
+        return None, f"{source} could not be loaded ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+    if int(ds.x_test[0].size) != sk.n_inputs:
+        return None, f"{source} has {ds.x_test[0].size} values per sample, the sketch {sk.n_inputs}"
+    label = f", label {ds.y_test[0]}" if ds.y_test is not None and sk.task == "classification" else ""
+    return quantize_inputs(sk, ds.x_test[:1])[0], f"test sample 0 of {source}{label}, quantised"
+
+
+def export(sk: Sketch, board: Board | str | None, out_dir: str | Path, layout: str = "unrolled", force: bool = False,
+           format: str = "platformio", *, sample=None, sample_note: str | None = None,
+           zip: bool = False) -> tuple[Path, Footprint]:
+    """Write the sketch in `format` into out_dir (replaced whole with force; else an existing one is an error) and
+    return (out_dir, the model's footprint estimate).
+
+    platformio: a PlatformIO project for `board` (None: the default board, qemu-m4). c, arduino, cmake, espidf: the
+    model for any build; a board is optional there, and when given the model must fit its flash and RAM.
+    arduino: `sample` (int8 [n_inputs]) is the example's input (None: zeros; first_test_sample(sk) gives the sketch's first
+    test sample), `zip` also writes <out_dir>.zip."""
+    if format not in formats.FORMATS:
+        raise ConfigError(f"unknown format {format!r}: use one of {', '.join(formats.FORMATS)}", argument="format")
+    if zip and format != "arduino":
+        raise ConfigError(f"zip is for the arduino format, not {format}", argument="zip")
+    if sample is not None and format != "arduino":
+        raise ConfigError(f"sample is for the arduino format's example, not {format}", argument="sample")
+    if layout not in codegen.LAYOUTS:
+        raise ConfigError(f"unknown layout {layout!r}: use one of {', '.join(codegen.LAYOUTS)}", argument="layout")
+    if isinstance(board, str):
+        board = load(board)
+    if format == "platformio":
+        board = board or default_board()
+    fp = check_fits(sk, board, layout) if board is not None else footprint(sk, layout)
+    if format == "platformio":
+        return build.write_project(board, codegen.generate(sk, layout), out_dir, force=force,
+                                   model_id=sk.meta.get("model_id")), fp
+    if format == "c":
+        return formats.write_c(sk, out_dir, layout, force), fp
+    if format == "arduino":
+        return formats.write_arduino(sk, out_dir, layout, force, sample, sample_note, zip), fp
+    return formats.write_cmake(sk, out_dir, layout, force), fp

@@ -5,6 +5,7 @@ import contextlib
 import sys
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -90,7 +91,7 @@ def kv_table(rows: list[tuple[str, object]], title: str) -> Table:
     t = Table(title=title, show_header=False)
     t.add_column(style="bold"); t.add_column()
     for k, v in rows:
-        t.add_row(k, fmt(v))
+        t.add_row(k, escape(fmt(v)))   # values are text, not markup: "pip install 'edgesketch[train]'" keeps [train]
     return t
 
 

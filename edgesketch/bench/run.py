@@ -35,10 +35,12 @@ import numpy as np  # noqa: E402
 from .. import codegen, data, esk, harness, sketch as S, teacher as T  # noqa: E402
 from ..distill import Config, distill  # noqa: E402
 from ..quantize import calibrate_inputs  # noqa: E402
-from ..paths import templates_dir  # noqa: E402
+from ..errors import require  # noqa: E402
 from . import device, mlp  # noqa: E402
 
-ROOT = templates_dir().parent
+# what the bench imports beyond the core: the [train] and [bench] extras (pyproject.toml)
+BENCH_MODULES = ("tensorflow", "keras", "sklearn", "mnist1d", "ai_edge_litert", "tflite_micro", "emlearn", "matplotlib")
+
 BOARDS = ("qemu-m4", "qemu-m0", "qemu-rv32", "qemu-lx106", "qemu-uno")
 # the int8 MLP C keeps its weights in plain const arrays, which AVR copies into its 2 KB of RAM: not run on qemu-uno
 MLP_BOARDS = ("qemu-m4", "qemu-m0", "qemu-rv32", "qemu-lx106")
@@ -180,8 +182,7 @@ def kernel_check(workdir: Path, quick: bool) -> list[dict]:
 
 # ---------------------------------------------------------------- one teacher
 def bench_teacher(task: str, tname: str, quick: bool, teacher_dir: str, workdir: Path) -> tuple[list[dict], dict]:
-    sys.path[:0] = [str(ROOT / "examples")]
-    import teachers  # examples/teachers.py
+    from . import teachers
     workdir.mkdir(parents=True, exist_ok=True)
     from . import tflite
     t_start = time.time()
@@ -566,6 +567,7 @@ def main(argv=None) -> int:
     ap.add_argument("--jobs", "-j", type=int, default=2, help="teachers benchmarked in parallel (default 2: CI's cores)")
     ap.add_argument("--work", default=None, help="folder for the firmware projects (default: a temporary folder)")
     a = ap.parse_args(argv)
+    require("edgesketch bench", *BENCH_MODULES, extra="bench")
     t0 = time.time()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)

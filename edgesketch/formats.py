@@ -1,0 +1,124 @@
+"""Export formats besides the PlatformIO project (build.write_project): plain C, an Arduino library, and a component
+folder for CMake builds (ESP-IDF, Zephyr, any CMake project). One writer per format; each renders
+codegen_templates/formats/ around the generated model (codegen.generate) into a temporary folder that replaces out_dir
+whole (build.atomic_dir), and refuses an existing out_dir unless force.
+
+    c        es_model.h, es_model.c, README.md (the API and a usage example)
+    arduino  library.properties, README.md, src/es_model.h, src/es_model.c, examples/classify/classify.ino
+             (and <out_dir>.zip, the same folder zipped for the IDE's "Add .ZIP Library", when zip=True)
+    cmake    CMakeLists.txt (an ESP-IDF component under IDF, else a static library target es_model), es_model.h,
+             es_model.c, README.md; `espidf` writes the same folder
+"""
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from . import codegen
+from .build import atomic_dir, refuse_existing
+from .errors import ConfigError
+from .sketch import Sketch, int_scores
+
+FORMATS = ("platformio", "c", "arduino", "cmake", "espidf")
+EXAMPLE = "classify"          # the Arduino library's example: examples/classify/classify.ino
+
+
+def _context(sk: Sketch, files: dict[str, str], layout: str) -> dict:
+    names = [str(n) for n in sk.meta.get("class_names") or []]
+    return dict(model_id=sk.meta.get("model_id") or "unsaved", task=sk.task, D=sk.n_inputs, C=sk.n_outputs,
+                L=sk.n_tables, layout=layout, class_names=names if len(names) == sk.n_outputs else [],
+                table_bytes=sk.table_bytes, projection_bytes=sk.projection_bytes,
+                source=sk.meta.get("source"), files=sorted(files))
+
+
+def _write(folder: Path, files: dict[str, str]) -> None:
+    for rel, text in files.items():
+        p = folder / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text, encoding="utf-8")
+
+
+def write_c(sk: Sketch, out_dir: str | os.PathLike, layout: str = "unrolled", force: bool = False) -> Path:
+    """es_model.h, es_model.c and a README.md with the C API and a usage example; nothing else."""
+    files = codegen.generate(sk, layout)
+    readme = codegen.render("formats/c_README.md.j2", **_context(sk, files, layout))
+    with atomic_dir(out_dir, force) as tmp:
+        _write(tmp, {**files, "README.md": readme})
+    return Path(out_dir).resolve()
+
+
+def write_cmake(sk: Sketch, out_dir: str | os.PathLike, layout: str = "unrolled", force: bool = False) -> Path:
+    """A component folder: CMakeLists.txt (idf_component_register under ESP-IDF, else add_library(es_model STATIC)),
+    es_model.h, es_model.c and README.md. The `espidf` format writes the same folder."""
+    files = codegen.generate(sk, layout)
+    ctx = _context(sk, files, layout)
+    with atomic_dir(out_dir, force) as tmp:
+        _write(tmp, {**files, "CMakeLists.txt": codegen.render("formats/CMakeLists.txt.j2", **ctx),
+                     "README.md": codegen.render("formats/cmake_README.md.j2", component=Path(out_dir).resolve().name,
+                                                 **ctx)})
+    return Path(out_dir).resolve()
+
+
+def library_name(out_dir: str | os.PathLike) -> str:
+    """The Arduino library name for a folder: its name, every character outside [A-Za-z0-9_.-] an underscore (the
+    library specification's rule: those characters, starting with a letter or digit, at least one letter)."""
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(out_dir).resolve().name).lstrip("._-")
+    return name if re.search(r"[A-Za-z]", name) else f"es_model{name and '_' + name}"
+
+
+def zip_path(out_dir: str | os.PathLike) -> Path:
+    """Where write_arduino(zip=True) puts the zipped library: next to the folder, <folder>.zip."""
+    out = Path(out_dir).resolve()
+    return out.with_name(out.name + ".zip")
+
+
+def check_sample(sk: Sketch, sample) -> np.ndarray:
+    """sample as int8 [ES_N_INPUTS] (any shape of that many int8 values is accepted); else ConfigError (`sample`)."""
+    a = np.asarray(sample)
+    if a.dtype != np.int8 or a.size != sk.n_inputs:
+        raise ConfigError(f"sample must be {sk.n_inputs} int8 values (quantised: edgesketch.sketch.quantize_inputs), "
+                          f"got {a.size} of {a.dtype}", argument="sample")
+    return a.reshape(-1)
+
+
+def write_arduino(sk: Sketch, out_dir: str | os.PathLike, layout: str = "unrolled", force: bool = False,
+                  sample=None, sample_note: str | None = None, zip: bool = False) -> Path:
+    """An Arduino library: library.properties, README.md, src/es_model.{h,c} and examples/classify/classify.ino, which
+    classifies `sample` (int8 [ES_N_INPUTS]; None: zeros) and prints the class, the microseconds and, where the core
+    has a cycle counter (ESP32/ESP8266, Cortex-M3 and up), the cycles. zip: also write <out_dir>.zip (the library
+    folder inside, for the IDE's Add .ZIP Library); it too is refused if it exists, unless force."""
+    out = refuse_existing(out_dir, force)
+    zpath = refuse_existing(zip_path(out), force) if zip else None
+    xq = np.zeros(sk.n_inputs, np.int8) if sample is None else check_sample(sk, sample)
+    note = sample_note or ("a sample given to the exporter" if sample is not None else
+                           "zeros (no test sample was given): replace them with a real input, quantised")
+    files = codegen.generate(sk, layout)
+    name = library_name(out)
+    scores = [int(s) for s in int_scores(sk, xq[None])[0]]
+    ctx = dict(_context(sk, files, layout), name=name, example=EXAMPLE, sample_rows=codegen._rows([int(v) for v in xq]),
+               sample_note=note, scores=scores, expected=int(np.argmax(scores)))
+    tmpzip = None
+    try:
+        with atomic_dir(out, force) as tmp:
+            _write(tmp, {"library.properties": codegen.render("formats/library.properties.j2", **ctx),
+                         "README.md": codegen.render("formats/arduino_README.md.j2", **ctx),
+                         **{f"src/{n}": t for n, t in files.items()},
+                         f"examples/{EXAMPLE}/{EXAMPLE}.ino": codegen.render("formats/example.ino.j2", **ctx)})
+            if zpath is not None:   # zipped from the temporary folder, renamed into place after it
+                fd, tmpzip = tempfile.mkstemp(prefix=f".{zpath.name}.tmp-", dir=out.parent)
+                with os.fdopen(fd, "wb") as fh, zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED) as z:
+                    z.write(tmp, f"{name}/")
+                    for p in sorted(tmp.rglob("*")):
+                        z.write(p, f"{name}/{p.relative_to(tmp).as_posix()}" + ("/" if p.is_dir() else ""))
+                os.chmod(tmpzip, 0o644)
+        if tmpzip is not None:
+            os.replace(tmpzip, zpath)
+    finally:
+        if tmpzip is not None and Path(tmpzip).exists():
+            Path(tmpzip).unlink()
+    return out
