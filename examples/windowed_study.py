@@ -103,7 +103,7 @@ def main(argv=None):
         what = "validation"
     rows = []
     for name in names:
-        kw = dict(fam, **base, **cands[name])
+        kw = {**fam, **base, **cands[name]}
         if not kw.get("window"):
             kw = {k: v for k, v in kw.items() if k not in ("window", "stride", "flat_branch", "ste_lr", "refit_lr", "augment")}
         if a.epochs:
