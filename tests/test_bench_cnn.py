@@ -1,5 +1,5 @@
 """The int8 Conv1D baseline (edgesketch.bench.cnn): generated C equal to Int8CNN.forward bit for bit on the host
-(ASan/UBSan), clean under the cross compilers, and on emulated M4 (SMLAD path) and M0 (plain path); a short distil
+(ASan/UBSan), clean under the cross compilers, and on emulated M4 (SMLAD path), M3 and M0 (plain path); a short distil
 on mnist1d loses little to int8. Needs the cross toolchains and QEMU, as the other bench tests."""
 from __future__ import annotations
 
@@ -125,15 +125,14 @@ def test_cross_compiles_without_warnings(target, tmp_path):
         _run([*cc, *WARN, "-c", str(d / "es_model.c"), "-o", str(d / "m.o")])
 
 
-def test_qemu_m4_dsp_and_m0_plain_equal_forward(tmp_path):
+def test_qemu_m4_dsp_m3_and_m0_plain_equal_forward(tmp_path):
     net, x = random_net("c8k5s1-c16k5s2-flatten", 40, 3, 10, seed=2)
     net.convs[1].shift[::3] = 30        # the 64-bit requantisation branch on the devices too
     xq = rows(net, x, 60)
     ref = net.forward(xq)
     files = cnn.generate(net)
-    m4 = device.run("qemu-m4", files, xq, net.n_inputs, 10, tmp_path, "cnn")
-    m0 = device.run("qemu-m0", files, xq, net.n_inputs, 10, tmp_path, "cnn")
-    assert (m4.scores == ref).all() and (m0.scores == ref).all()
+    m4, m3, m0 = (device.run(b, files, xq, net.n_inputs, 10, tmp_path, "cnn") for b in ("qemu-m4", "qemu-m3", "qemu-m0"))
+    assert (m4.scores == ref).all() and (m3.scores == ref).all() and (m0.scores == ref).all()   # M3: USAT, no DSP
     # 20,800 MACs: the SMLAD kernel ~2.6 instructions a MAC with requantisation, the plain loop ~8 on M0
     assert 25_000 < m4.instructions < 80_000 < m0.instructions < 300_000, (m4.instructions, m0.instructions)
     assert m4.flash > net.weight_bytes
