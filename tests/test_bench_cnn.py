@@ -165,3 +165,43 @@ def test_distil_mnist1d_int8_within_2_points_of_float(tmp_path):
     acc_t = float(np.mean(tch.outputs(ds.x_test).argmax(1) == ds.y_test))
     assert acc_f > max(0.3, acc_t - 0.1) and abs(acc_f - acc_i) <= 0.02, (acc_t, acc_f, acc_i)   # short run; chance 0.1
     assert (device.host_check(cnn.generate(net), xq[:200], 10, tmp_path) == net.forward(xq[:200])).all()
+
+
+@pytest.fixture(scope="module")
+def two_channel_teacher(tmp_path_factory):
+    """A tiny Conv1D teacher of (20, 2) inputs and 3 classes, and random data for it (accuracy does not matter)."""
+    import keras
+
+    from edgesketch import teacher
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x = (rng.normal(0, 1, (400, 40)) * np.tile([1.0, 20.0], 20) + np.tile([0.0, 5.0], 20)).astype(np.float32)
+    y = (x[:, ::2].sum(1) > 0).astype(int) + (x[:, 1::2].mean(1) > 5)
+    m = keras.Sequential([keras.Input((20, 2)), keras.layers.Conv1D(4, 3, activation="relu"), keras.layers.Flatten(),
+                          keras.layers.Dense(3, activation="softmax")])
+    m.compile("adam", "sparse_categorical_crossentropy")
+    m.fit(x.reshape(-1, 20, 2), y, epochs=2, verbose=0)
+    path = tmp_path_factory.mktemp("t2") / "t2.keras"
+    m.save(path)
+    return teacher.load(str(path)), x, y
+
+
+def test_distil_two_channels_with_transfer(two_channel_teacher, tmp_path):
+    from edgesketch.distill import Config
+    tch, x, y = two_channel_teacher
+    transfer = x[300:] * 1.5
+    net, f = cnn.build(tch, x[:300], "c4k3s2-c6k3s1-flatten", epochs=1, transfer=transfer, cfg=Config(aug_size=1000))
+    s, z = cnn.calibrate_channels(np.concatenate([x[:300], transfer]), 2)      # calibrated on training + transfer
+    assert net.c_in == 2 and net.T == 20 and np.array_equal(net.in_scale, s) and np.array_equal(net.in_zero, z)
+    xq = np.concatenate([net.quantize_inputs(x), edge_rows(40)])
+    assert (device.host_check(cnn.generate(net), xq, 3, tmp_path) == net.forward(xq)).all()
+
+
+def test_smallest_cnn_stops_at_the_first_that_reaches(two_channel_teacher):
+    from edgesketch.distill import Config
+    tch, x, y = two_channel_teacher
+    kw = dict(epochs=1, cfg=Config(aug_size=600))
+    net, tried = cnn.smallest_cnn(0.0, tch, x[:300], x[300:], y[300:], archs=("c2k3s2-gap", "c4k3s1-flatten"), **kw)
+    assert [str(t[0]) for t in tried] == ["c2k3s2-gap"] and net is tried[0][2]
+    net, tried = cnn.smallest_cnn(1.01, tch, x[:300], x[300:], y[300:], archs=("c2k3s2-gap", "c4k3s1-flatten"), **kw)
+    assert [str(t[0]) for t in tried] == ["c2k3s2-gap", "c4k3s1-flatten"] and net is tried[1][2]

@@ -306,13 +306,13 @@ def distill_cnn(teacher, x_train, arch: Arch | str, epochs: int = 30, seed: int 
     T, c_in = (shape[0], 1) if len(shape) == 1 else shape
     if len(shape) > 2:
         raise ConfigError(f"teacher input {shape}: the int8 Conv1D baseline takes (T,) or (T, C) inputs", argument="teacher")
-    cfg = cfg or Config(seed=seed)
+    cfg = cfg or Config(seed=seed)     # cfg.seed draws the augmentation, seed the network's initialisation and batches
     with _deterministic(tf, seed):
         rng = np.random.default_rng(cfg.seed)
         x = np.asarray(x_train, np.float32).reshape(len(x_train), -1)
         xa = augment(x, cfg, rng, transfer, shape)
         y, _ = targets(teacher, xa, cfg)
-        k = 1.0 / max(float(x.std()), 1e-6)          # unit-variance inputs (the scale is folded into conv 0)
+        k = 1.0 / np.maximum(x.reshape(-1, c_in).std(0), 1e-6)   # unit variance per channel (folded into conv 0)
         body = []
         for c, kk, s in arch.convs:   # Conv1D -> BatchNormalization (folded into the conv after training) -> ReLU
             body += ([keras.layers.Conv1D(c, kk, strides=s, padding=arch.padding, use_bias=False),
@@ -323,7 +323,8 @@ def distill_cnn(teacher, x_train, arch: Arch | str, epochs: int = 30, seed: int 
         steps = epochs * math.ceil(len(xa) / batch)
         m.compile(optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(lr, steps)),
                   loss=keras.losses.CategoricalCrossentropy(from_logits=True))
-        m.fit((xa * k).reshape(-1, T, c_in), y, epochs=epochs, batch_size=batch, verbose=verbose, shuffle=True)
+        m.fit((xa.reshape(-1, T, c_in) * k).astype(np.float32), y, epochs=epochs, batch_size=batch, verbose=verbose,
+              shuffle=True)
     convs = []
     layers = [l for l in m.layers if type(l).__name__ == "Conv1D"]
     norms = [l for l in m.layers if type(l).__name__ == "BatchNormalization"] or [None] * len(layers)
@@ -336,39 +337,38 @@ def distill_cnn(teacher, x_train, arch: Arch | str, epochs: int = 30, seed: int 
             g = gamma / np.sqrt(var + norm.epsilon)
             W, b = W * g, beta - mean * g
         convs.append([W, b, layer.strides[0], (pl, pr)])
-    convs[0][0] = convs[0][0] * k
+    convs[0][0] = convs[0][0] * k[None, :, None]
     head = tuple(np.asarray(v, np.float64) for v in m.layers[-1].get_weights())
     f = FloatCNN(T, c_in, [tuple(c) for c in convs], arch.pool, head, arch)
     probe = xa[:256]
-    want = np.asarray(m((probe * k).reshape(-1, T, c_in), training=False), np.float64)
+    want = np.asarray(m((probe.reshape(-1, T, c_in) * k).astype(np.float32), training=False), np.float64)
     assert np.allclose(f.forward(probe), want, rtol=1e-3, atol=1e-3 * max(1.0, np.abs(want).max())), "float layers != Keras"
     return f
 
 
-def build(teacher, x_train, arch: Arch | str, seed: int = 0, transfer=None, name: str | None = None, **kw) -> tuple[Int8CNN, FloatCNN]:
+def build(teacher, x_train, arch: Arch | str, seed: int = 0, transfer=None, name: str | None = None,
+          **kw) -> tuple[Int8CNN, FloatCNN]:
     """distill_cnn, then quantise, calibrated on the real inputs (training set and transfer inputs)."""
     f = distill_cnn(teacher, x_train, arch, seed=seed, transfer=transfer, **kw)
-    x = np.asarray(x_train, np.float32).reshape(len(x_train), -1)
-    real = x if transfer is None or not len(transfer) else np.concatenate([x, np.asarray(transfer, np.float32).reshape(len(transfer), -1)])
+    real = np.asarray(x_train, np.float32).reshape(len(x_train), -1)
+    if transfer is not None and len(transfer):
+        real = np.concatenate([real, np.asarray(transfer, np.float32).reshape(len(transfer), -1)])
     s, z = calibrate_channels(real, f.c_in)
     return quantize(f, s, z, real, name or f"distilled {f.arch}"), f
 
 
-# the search space of smallest_cnn, cheapest first by MACs on mnist1d (40 x 1 inputs, 10 classes)
+# the search space of smallest_cnn, cheapest first by qemu-m4 instructions on mnist1d (40 x 1 inputs, 10 classes)
 SEARCH = ("c4k5s2-gap", "c8k5s2-gap", "c4k9s2-c8k5s2-gap", "c8k9s2-gap", "c8k5s2-c8k5s2-gap", "c8k5s2-c16k5s2-gap",
           "c8k9s2-c16k5s2-gap", "c16k9s2-c16k5s2-gap", "c8k5s1-c16k5s2-gap", "c16k9s2-c32k5s2-gap", "c16k5s1-c32k5s2-gap",
           "c32k9s2-c32k5s2-gap")
 
 
 def smallest_cnn(target_accuracy: float, teacher, x_train, x_test, y_test, archs=SEARCH, seed: int = 0, log=None, **kw):
-    """Distil the architectures of `archs` cheapest first (by MACs), stop at the first whose int8 test accuracy reaches
-    target_accuracy, as the bench searches MLP widths. Returns (net or the last tried, tried [(arch, accuracy, net)])."""
-    shape = tuple(int(v) for v in teacher.input_shape)
-    T, c_in = (shape[0], 1) if len(shape) == 1 else shape
-    C = int(teacher.n_outputs)
-    order = sorted((Arch.parse(a) if isinstance(a, str) else a for a in archs), key=lambda a: a.macs(T, c_in, C))
+    """Distil the architectures of `archs` in their order (cheapest first) and stop at the first whose int8 test accuracy
+    reaches target_accuracy, as the bench searches MLP widths. kw: build's (epochs, lr, transfer, cfg...).
+    Returns (the net that reached it, or the last one tried; tried [(Arch, int8 accuracy, Int8CNN)])."""
     tried = []
-    for a in order:
+    for a in (Arch.parse(a) if isinstance(a, str) else a for a in archs):
         net, _ = build(teacher, x_train, a, seed=seed, **kw)
         acc = float(np.mean(net.forward(net.quantize_inputs(x_test)).argmax(1) == np.asarray(y_test)))
         tried.append((a, acc, net))
