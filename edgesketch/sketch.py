@@ -210,6 +210,18 @@ class Branch:
     @property
     def ternary(self) -> bool: return bool(np.all(np.abs(self.tap_weight.astype(int)) == 1))
 
+    @property
+    def sum_taps(self) -> int:
+        """Taps of the distinct sums: consecutive hyperplanes with the same taps (distill's thresholds > 1) compare one
+        sum with their own thresholds, so their taps are added (and need storing) once."""
+        ptr, n = self.tap_ptr.astype(np.int64), 0
+        for p in range(self.n_hyperplanes):
+            a = slice(ptr[p], ptr[p + 1])
+            if not (p and ptr[p + 1] - ptr[p] == ptr[p] - ptr[p - 1] and np.array_equal(self.tap_idx[a], self.tap_idx[ptr[p - 1]:ptr[p]])
+                    and np.array_equal(self.tap_weight[a], self.tap_weight[ptr[p - 1]:ptr[p]])):
+                n += int(ptr[p + 1] - ptr[p])
+        return n
+
     def dense_projection(self) -> np.ndarray:
         """The hyperplanes as a dense integer [E, P] matrix (for vectorised numpy hashing)."""
         R = np.zeros((self.window.n_elements, self.n_hyperplanes), np.int8)
@@ -271,20 +283,21 @@ class Sketch:
 
     @property
     def projection_bytes(self) -> int:
-        """Hashing parameters: per tap an index byte (u16 beyond 256 window elements) and a sign bit (4 bits for
-        integer weights), an int32 threshold per hyperplane and L*K selectors (u8 if P <= 256, else u16)."""
+        """Hashing parameters: per tap of a distinct sum (Branch.sum_taps) an index byte (u16 beyond 256 window
+        elements) and a sign bit (4 bits for integer weights), an int32 threshold per hyperplane and L*K selectors (u8
+        if P <= 256, else u16)."""
         total = 0
         for b in self.branches:
             idx = 1 if b.window.n_elements <= 256 else 2
             sel = 1 if b.n_hyperplanes <= 256 else 2
             wbits = 1 if b.ternary else 4
-            total += b.n_taps * idx + -(-b.n_taps * wbits // 8) + 4 * b.n_hyperplanes + sel * b.table_sel.size
+            total += b.sum_taps * idx + -(-b.sum_taps * wbits // 8) + 4 * b.n_hyperplanes + sel * b.table_sel.size
         return total
 
     @property
     def ops_per_inference(self) -> int:
-        """Tap additions over every hashed position plus lookup-adds over every read-out position."""
-        return sum(b.window.n_positions * b.n_taps + b.window.n_readouts * b.n_tables * self.n_outputs for b in self.branches)
+        """Tap additions (a shared sum once) over every hashed position plus lookup-adds over every read-out position."""
+        return sum(b.window.n_positions * b.sum_taps + b.window.n_readouts * b.n_tables * self.n_outputs for b in self.branches)
 
 
 def flat_sketch(meta, in_scale, in_zero, offset, tap_ptr, tap_idx, tap_weight, threshold_f, threshold, table_sel,

@@ -6,6 +6,7 @@ chosen configuration is then distilled on the whole training set and reported on
     python examples/windowed_study.py ... --only "P16x2 s6" "P32 s6"          # some candidates
     python examples/windowed_study.py ... --final "P16x2 s6"                  # the chosen one, on the test set
     python examples/windowed_study.py ... --device qemu-m4 qemu-m0            # also measure instructions per inference
+    python examples/windowed_study.py ... --transfer build/mnist1d-transfer.npz  # with unlabelled generator inputs
 
 Every candidate keeps its tables and hashing parameters within --budget bytes (10,240 by default). Prints a markdown
 table (mean and spread over seeds of the integer validation accuracy, bytes, ops, distil time) and writes --json.
@@ -85,10 +86,12 @@ def main(argv=None):
     ap.add_argument("--epochs", type=int, help="epochs per phase for every candidate (default: the family's)")
     ap.add_argument("--budget", type=int, default=10240, help="table + hashing bytes allowed")
     ap.add_argument("--device", nargs="*", default=[], help="emulated boards to measure instructions on (seed 0)")
+    ap.add_argument("--transfer", help="an .npz of unlabelled inputs (x) for every candidate (examples/mnist1d_transfer.py)")
     ap.add_argument("--json", default="build/study/windowed_study.json")
     a = ap.parse_args(argv)
     ds = esdata.load(a.data)
     teacher = T.load(a.teacher)
+    transfer = None if not a.transfer else np.load(a.transfer)["x"].astype(np.float32).reshape(-1, int(np.prod(teacher.input_shape)))
     fam = family_defaults(teacher.input_shape)
     two_d = len(teacher.input_shape) == 3
     cands, base = (CANDIDATES2, BASE2) if two_d else (CANDIDATES, BASE)
@@ -111,13 +114,14 @@ def main(argv=None):
         accs, flts, secs, sk = [], [], [], None
         for seed in a.seeds:
             t0 = time.time()
-            sk = distill(teacher, xfit, Config(seed=seed, **kw), {"source": a.data, "input_shape": list(teacher.input_shape)})
+            sk = distill(teacher, xfit, Config(seed=seed, **kw), {"source": a.data, "input_shape": list(teacher.input_shape)},
+                         transfer=transfer)
             secs.append(time.time() - t0)
             m = evaluate.evaluate(sk, xev, yev)
             accs.append(m["int_accuracy"]); flts.append(m["float_accuracy"])
             print(f"{name} seed {seed}: {what} int {accs[-1]:.4f} float {flts[-1]:.4f} ({secs[-1]:.0f} s)", flush=True)
         nbytes = sk.table_bytes + sk.projection_bytes
-        row = dict(name=name, config=kw, what=what, seeds=a.seeds, int=accs, float=flts, mean=float(np.mean(accs)),
+        row = dict(name=name, config=kw, what=what, transfer=a.transfer, seeds=a.seeds, int=accs, float=flts, mean=float(np.mean(accs)),
                    spread=float(np.max(accs) - np.min(accs)), float_mean=float(np.mean(flts)), table_bytes=sk.table_bytes,
                    hash_bytes=sk.projection_bytes, over_budget=nbytes > a.budget, ops=sk.ops_per_inference,
                    seconds=float(np.mean(secs)))

@@ -33,7 +33,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 
 from .. import codegen, data, esk, harness, sketch as S, teacher as T  # noqa: E402
-from ..distill import Config, distill  # noqa: E402
+from ..distill import Config, distill, family_defaults  # noqa: E402
 from ..quantize import calibrate_inputs  # noqa: E402
 from ..errors import require  # noqa: E402
 from . import device, mlp  # noqa: E402
@@ -251,15 +251,19 @@ def bench_teacher(task: str, tname: str, quick: bool, teacher_dir: str, workdir:
     else:
         macs = _conv_macs(model)
         extra["teacher_macs"] = macs
-        rows.append(_row(task, tname, "teacher int8 on device", notes=f"not measured (no int8 conv kernel here); "
+        rows.append(_row(task, tname, "teacher int8 on device", notes=f"not measured (its pooling and Dense layers are not mapped to the int8 CNN C); "
                          f"{macs:,} MACs per inference"))
 
-    # 6. sketches
+    # 6. sketches: for a teacher with a time or image axis, first the windowed sketch distill chooses for it
     goal_rows, host_models = [], []
     tmeta = {"source": task, "class_names": [], "input_shape": list(tch.input_shape)}
+    fam = family_defaults(tch.input_shape)
+    plan = SKETCHES if (not quick and tname in EXTRA_SKETCH_TEACHERS) else SKETCHES[:N_GOAL_SKETCHES]
+    n_goal = N_GOAL_SKETCHES + bool(fam)
+    if fam:
+        plan = [(f"sketch windowed {_geometry(fam)}", "learned", fam, ("unrolled", "compact"))] + plan
     # the 20 KB, representer and codebook configurations only for EXTRA_SKETCH_TEACHERS (keeps the full run under 20 min)
-    for k, (label, mode, cfg_kw, layouts) in enumerate(SKETCHES if (not quick and tname in EXTRA_SKETCH_TEACHERS)
-                                                       else SKETCHES[:N_GOAL_SKETCHES]):
+    for k, (label, mode, cfg_kw, layouts) in enumerate(plan):
         structure = STRUCTURE.get((task, label), {})
         label += "".join(f" {v}" for v in structure.values())
         cfg = Config(mode=mode, **{**cfg_kw, **structure, **(QUICK_SKETCH if quick else {})})
@@ -267,23 +271,25 @@ def bench_teacher(task: str, tname: str, quick: bool, teacher_dir: str, workdir:
         sk = distill(tch, x_tr, cfg, dict(tmeta))
         sk.meta["model_id"] = esk.model_id(sk)
         secs = time.time() - t0
-        ref = S.int_scores(sk, S.quantize_inputs(sk, x_te))
-        assert (S.quantize_inputs(sk, x_te) == xq).all()
+        xs = S.quantize_inputs(sk, x_te)   # windowed sketches quantise per channel, flat ones per feature as the MLPs
+        ref = S.int_scores(sk, xs)
+        assert not sk.is_flat or (xs == xq).all()
         for layout in layouts:
             files = codegen.generate(sk, layout)
-            assert (device.host_check(files, xq, C, workdir) == ref).all(), "sketch C (host gcc) != int_scores"
+            assert (device.host_check(files, xs, C, workdir) == ref).all(), "sketch C (host gcc) != int_scores"
             boards = BOARDS if layout == "unrolled" else ("qemu-m4", "qemu-m0")
-            runs = _device_all(files, xq, ref, D, C, workdir, f"sk-{tname}-{layout}", boards=boards)
+            runs = _device_all(files, xs, ref, D, C, workdir, f"sk-{tname}-{layout}", boards=boards)
             r = _row(task, tname, f"{label} ({layout})", accuracy=_acc(runs["qemu-m4"].scores, y), bytes=runs["qemu-m4"].flash,
                      bytes_kind="flash (fw delta)", **_ram(runs["qemu-m4"]),
-                     **_dev_fields(runs), params=sk.table_bytes + sk.projection_bytes,
-                     notes=f"bit-exact on {len(xq)} x {_ran(runs)} boards; distil {secs:.0f} s; "
-                     f"tables {sk.table_bytes:,} B + hashing {sk.projection_bytes:,} B")
+                     **_dev_fields(runs), params=sk.table_bytes + sk.projection_bytes, ops=sk.ops_per_inference,
+                     float_accuracy=_acc(S.float_outputs(sk, x_te), y),
+                     notes=f"bit-exact on {len(xs)} x {_ran(runs)} boards; distil {secs:.0f} s; "
+                     f"tables {sk.table_bytes:,} B + hashing {sk.projection_bytes:,} B; {sk.ops_per_inference:,} ops")
             rows.append(r)
-            if k < N_GOAL_SKETCHES:
+            if k < n_goal:
                 goal_rows.append(r)
-            if k < N_GOAL_SKETCHES and layout == "unrolled":
-                host_models.append((label, sk, files))
+            if k < n_goal and layout == "unrolled":
+                host_models.append((label, sk, files, xs))
             log(f"[{tname}] {r['contender']}: {r['accuracy']:.4f}, flash {r['bytes']:,} B, M4 {r['m4']:,} M0 {r['m0']:,}")
 
     # 5b. for each goal sketch, the smallest distilled int8 MLP reaching its accuracy (widths searched upward)
@@ -315,14 +321,38 @@ def bench_teacher(task: str, tname: str, quick: bool, teacher_dir: str, workdir:
         pairs.append((g, mlp_rows[h]))
     extra["mlp_bit_exact_n"] = int(len(xq))
 
+    # 5c. Conv1D teachers: the smallest int8 Conv1D (edgesketch.bench.cnn, cheapest first) reaching the windowed sketch
+    cnn_pairs = []
+    if fam and len(tch.input_shape) == 2:
+        from . import cnn
+        wrows = [g for g in goal_rows if g["contender"].startswith("sketch windowed")]
+        target = max(g["accuracy"] for g in wrows)
+        net, tried = cnn.smallest_cnn(target, tch, x_tr, x_te, y, epochs=8 if quick else 30, log=lambda m: log(f"[{tname}] {m}"))
+        cx = net.quantize_inputs(x_te)
+        ref = net.forward(cx)
+        files = cnn.generate(net)
+        assert (device.host_check(files, cx, C, workdir) == ref).all(), "int8 CNN C (host gcc) != numpy reference"
+        runs = _device_all(files, cx, ref, D, C, workdir, f"cnn-{tname}", boards=MLP_BOARDS)
+        acc = _acc(ref, y)
+        tried_s = ", ".join(f"{a}:{v:.3f}" for a, v, _ in tried)
+        crow = _row(task, tname, f"distilled int8 CNN {net.shape_str}", accuracy=acc, bytes=runs["qemu-m4"].flash,
+                    bytes_kind="flash (fw delta)", **_ram(runs["qemu-m4"]), **_dev_fields(runs),
+                    notes=f"smallest (by M4 instructions) reaching {'' if acc >= target else 'NOT reaching '}{target:.4f}; "
+                    f"{net.macs:,} MACs, {net.weight_bytes:,} weight bytes; tried {tried_s}; bit-exact vs numpy on the "
+                    f"whole test set, {_ran(runs)} boards")
+        rows.append(crow)
+        cnn_pairs = [(g, crow) for g in wrows]
+        log(f"[{tname}] {crow['contender']}: {acc:.4f}, flash {crow['bytes']:,} B, M4 {crow['m4']:,}")
+    extra["cnn_pairs"] = cnn_pairs
+
     # 7. host throughput: generated sketch C (gcc -O2) vs ai-edge-litert on the int8 teacher, both one sample per call
     #    and litert with the whole test set in one call (its best case)
     reps = 20 if quick else 200
     lat_b = tflite.litert_batched(tfl, x_te)
     extra.update(litert_batched_s_per_sample=lat_b, host=[])
-    for label, sk, files in host_models:
-        sec, host_scores = host_throughput(files, xq, C, reps, workdir)
-        assert (host_scores == S.int_scores(sk, xq)).all()
+    for label, sk, files, xs in host_models:
+        sec, host_scores = host_throughput(files, xs, C, reps, workdir)
+        assert (host_scores == S.int_scores(sk, xs)).all()
         extra["host"].append(dict(sketch=label, s_per_sample=sec, ratio=extra["litert_s_per_sample"] / sec,
                                   ratio_batched=lat_b / sec))
         log(f"[{tname}] host: {label} C {sec * 1e9:.0f} ns/sample, litert {extra['litert_s_per_sample'] * 1e9:.0f} ns "
@@ -335,6 +365,16 @@ def bench_teacher(task: str, tname: str, quick: bool, teacher_dir: str, workdir:
     extra.update(teacher_acc=t_acc, teacher_f32=f32, teacher_int8_m4=teacher_int8_m4, seconds=time.time() - t_start,
                  goal_sketches=goal_rows, pairs=pairs, is_mlp=is_mlp)
     return rows, extra
+
+
+def _geometry(f: dict) -> str:
+    """A windowed Config's shape in a few words: window/stride, tables, hyperplanes x thresholds, taps, weights."""
+    w = "x".join(map(str, f["window"])) + "/" + "x".join(map(str, f.get("stride", (1,))))
+    p = f"P{f['hyperplanes'] // f.get('thresholds', 1)}" + (f"x{f['thresholds']}" if f.get("thresholds", 1) > 1 else "")
+    out = f"{w} L{f['tables']} K{f['bits']} {p} s{f['taps']}" + (f" w{f['weights']}" if f.get("weights", 1) > 1 else "")
+    if f.get("flat_branch"):
+        out += " + flat L{} K{} P{} s{}".format(*f["flat_branch"])
+    return out
 
 
 def _conv_macs(model) -> int:
@@ -393,6 +433,12 @@ def goals(all_extra: dict, rows: list[dict], total_seconds: float, quick: bool, 
             out.append(f"(b) {tname}, {sk['contender']} ({sk['accuracy']:.4f}) vs {m['contender']} ({m['accuracy']:.4f}): "
                        f"M4 {r4:.2f}x ({sk['m4']:,}/{m['m4']:,}) {ok(r4 <= 0.6)}; M0 {r0:.2f}x ({sk['m0']:,}/{m['m0']:,}) "
                        f"{ok(r0 <= 0.5)}; flash {rf:.2f}x ({sk['bytes']:,}/{m['bytes']:,}) {ok(rf <= 1.5)}")
+    for (task, tname), e in all_extra.items():
+        for sk, m in e.get("cnn_pairs", []):
+            r4, r0, rf = sk["m4"] / m["m4"], sk["m0"] / m["m0"], sk["bytes"] / m["bytes"]
+            out.append(f"(e) {tname}, {sk['contender']} ({sk['accuracy']:.4f}) vs {m['contender']} ({m['accuracy']:.4f}): "
+                       f"M4 {r4:.2f}x ({sk['m4']:,}/{m['m4']:,}) {ok(r4 <= 0.5)}; M0 {r0:.2f}x ({sk['m0']:,}/{m['m0']:,}); "
+                       f"flash {rf:.2f}x ({sk['bytes']:,}/{m['bytes']:,}) {ok(rf <= 1.0)}")
     for (task, tname), e in all_extra.items():
         for h in e["host"]:
             out.append(f"(c) {tname}, {h['sketch']}: C {h['s_per_sample'] * 1e9:.0f} ns/sample vs ai-edge-litert "
@@ -535,11 +581,20 @@ otherwise; requantisation with one 64-bit multiply per hidden unit; the last lay
 - The host-throughput ratio (goal c) is wall time: the sketch's generated C built with gcc -O2, whole test set x
   repeats, against ai-edge-litert on the int8 teacher, both one sample per call and (litert's best case) batched.
   Teachers run two at a time (--jobs 2), so both sides of a ratio share the machine with the other teacher's run.
+- "sketch windowed" rows (teachers with a time or image axis) are the sketch `edgesketch distill` picks by default
+  for that input shape (distill.FAMILIES, chosen on a validation split of the training set: docs/algorithm-notes.md).
+  They quantise inputs per channel (the flat rows per feature); "ops" counts tap additions (a sum shared by several
+  thresholds once) and lookup-adds over every position.
+- "distilled int8 CNN" (Conv1D teachers) is edgesketch.bench.cnn: Conv1D layers (batch norm folded), global average
+  pooling or flatten, Dense; TFLite-style int8 with SMLAD on DSP cores; distilled from the same teacher on the same
+  training set (mixup augmentation, its recipe's); the cheapest architecture (by M4 instructions) of cnn.SEARCH that
+  reaches the windowed sketch's accuracy on the test set. The teacher's own int8 cost is not measured: its max
+  pooling and hidden Dense layers are not mapped to that kernel.
 - "int4" sketches store 4-bit counts two to a byte (distilled with --count-bits 4: the table refit ends with a few
   epochs through the 4-bit grid) and add them 8 classes a word in byte lanes, on every core (no DSP needed).
 
 ```json
-{json.dumps({f'{t}|{n}': {k: v for k, v in e.items() if k not in ('goal_sketches', 'pairs')} for (t, n), e in extras.items()}, indent=1, default=float)}
+{json.dumps({f'{t}|{n}': {k: v for k, v in e.items() if k not in ('goal_sketches', 'pairs', 'cnn_pairs')} for (t, n), e in extras.items()}, indent=1, default=float)}
 ```
 """
     (out / "benchmarks.md").write_text(text)
