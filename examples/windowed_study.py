@@ -55,6 +55,15 @@ CANDIDATES = {   # name: Config fields over BASE (1-D windows; table bytes 15 * 
     "P16x2 s9 w7 L7 K7": dict(hyperplanes=32, thresholds=2, taps=9, weights=7, tables=7, bits=7),
     "P16x2 s9 w7 stride 3": dict(hyperplanes=32, thresholds=2, taps=9, weights=7, stride=(3,)),
     "P16x2 s9 w7 both": dict(hyperplanes=32, thresholds=2, taps=9, weights=7, augment="both"),
+    # levers of the issue on the chosen configuration: 2 regions, OR-pooling of bits over 2 positions, dilation 2,
+    # a flat branch beside the window (10 tables + a flat L4 K6), mixup only; and today's flat sketch
+    "P16x2 s9 w7 regions 2 L7": dict(hyperplanes=32, thresholds=2, taps=9, weights=7, regions=2, tables=7),
+    "P16x2 s9 w7 pool 2": dict(hyperplanes=32, thresholds=2, taps=9, weights=7, pool=(2,), stride=(1,)),
+    "P16x2 s9 w7 dilation 2": dict(hyperplanes=32, thresholds=2, taps=9, weights=7, dilation=(2,)),
+    "P16x2 s9 w7 L11 + flat L4 K6 P24 s8": dict(hyperplanes=32, thresholds=2, taps=9, weights=7, tables=11,
+                                                 flat_branch=(4, 6, 24, 8)),
+    "P16x2 s9 w7 mixup": dict(hyperplanes=32, thresholds=2, taps=9, weights=7, augment="mixup"),
+    "flat L16 K6 P48 s8 (today)": dict(window=(), tables=16, bits=6, hyperplanes=48, taps=8),
 }
 
 
@@ -107,8 +116,8 @@ def main(argv=None):
     rows = []
     for name in names:
         kw = {**fam, **base, **cands[name]}
-        if not kw.get("window"):
-            kw = {k: v for k, v in kw.items() if k not in ("window", "stride", "flat_branch", "ste_lr", "refit_lr", "augment")}
+        if not kw.get("window"):   # today's flat sketch: distill's defaults but for the candidate's own fields
+            kw = dict(cands[name])
         if a.epochs:
             kw.update(epochs=a.epochs, refit_epochs=max(1, a.epochs // 2))
         accs, flts, secs, sk = [], [], [], None

@@ -189,8 +189,9 @@ def test_idle_qemu_sleeps(elfs, name):
     print(f"\n{name}: idle QEMU uses {100 * used:.1f}% of a host core")
     if boards.load(name).qemu.idle_sleeps:
         assert used < 0.05
-    else:                                # the board file says so (qemu-uno: QEMU 7.2's AVR SLEEP never wakes)
-        assert used > 0.5
+    else:   # the board file says so (qemu-uno: QEMU 7.2's AVR SLEEP never wakes): it spins, taking what share of a
+            # core the machine's load leaves it (0.11 with four busy processes on 2 cores; a sleeping QEMU stays < 0.05)
+        assert used > 0.05
 
 
 # ---------------------------------------------------------------- exact instruction counts
