@@ -566,7 +566,9 @@ def cmd_bench(a) -> int:
 
 def cmd_tune(a) -> int:
     from . import data, report, teacher as tmod
+    from .errors import require
     from .tune import describe, tune
+    require("edgesketch tune", "optuna", "tensorflow", "sklearn", extra="tune")   # a lean install: name the extra first
     out = Path(a.out)
     side = [out, out.with_suffix(".trials.json"), out.with_suffix(".pareto.png")]
     clash = [p for p in side if p.exists()]

@@ -270,7 +270,8 @@ def run_trial(job: dict, teacher_path: str, data: dict) -> dict:
     t0, accs = time.time(), []
     t = _teacher(teacher_path, job["task"])
     layout, window = p.pop("layout"), p.pop("window")
-    out = {"number": job["number"], "config": _jsonable(dict(p, layout=layout, window=window)), "accs": accs}
+    out = {"number": job["number"], "config": _jsonable(dict(p, layout=layout, window=window)), "accs": accs,
+           "worker": f"{__import__('socket').gethostname()}:{os.getpid()}"}
     try:
         api.config(t.input_shape, window, **p)
     except ConfigError as e:
@@ -653,8 +654,10 @@ def _storage_url(storage, wd: Path) -> str:
 
 def _study(optuna, url, spec, hard, resume, sampler_seed):
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    sampler = optuna.samplers.TPESampler(seed=sampler_seed, constraints_func=lambda ft: [ft.user_attrs.get("over", 1.0)],
-                                         n_startup_trials=10, multivariate=True, group=True)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        sampler = optuna.samplers.TPESampler(seed=sampler_seed, n_startup_trials=10, multivariate=True, group=True)
     directions = ["maximize"] if hard else ["maximize", "minimize", "minimize"]
     try:
         names = optuna.study.get_all_study_names(url)
@@ -714,7 +717,7 @@ def _reference(study) -> list[dict]:
 
 def _tell(optuna, study, tr, res, bud):
     from optuna.trial import TrialState
-    for k in ("state", "accs", "cost", "config", "seconds", "reason", "model_bytes"):
+    for k in ("state", "accs", "cost", "config", "seconds", "reason", "model_bytes", "worker"):
         if k in res:
             tr.set_user_attr(k, res[k])
     cost = res.get("cost")
@@ -725,6 +728,7 @@ def _tell(optuna, study, tr, res, bud):
         over = over if res["state"] != "complete" else min(over, 0.0)
         over = max(over, 1e-6) if res["state"] == "infeasible" else over
     tr.set_user_attr("over", float(over))
+    tr.set_constraint("budget", float(over))           # > 0: over the budget (TPE samples away from it)
     if res["state"] in ("invalid", "pruned"):
         study.tell(tr, state=TrialState.PRUNED)
         return
@@ -738,8 +742,8 @@ def _tell(optuna, study, tr, res, bud):
 def _line(study, res, n, total) -> dict:
     c = res.get("cost") or {}
     what = {"complete": "fits", "infeasible": "over budget", "pruned": "pruned", "invalid": "invalid"}[res["state"]]
-    acc = f"validation {np.mean(res['accs']):.4f}" if res["accs"] else "not distilled"
-    cost = (f"flash {c['flash']:,} RAM {c['ram']:,}" + (f" instr {c['instructions']:,}" if c.get("instructions") else "")) if c else ""
+    acc = f"validation {np.mean(res['accs']):.4f}" if res["accs"] else "not distilled:"
+    cost = _cost_text(c) if c else res.get("reason", "")
     best = [r for r in _rows(study) if r["state"] == "complete"]
     b = max(best, key=lambda r: r["mean"]) if best else None
     tail = f"; best so far: trial {b['number']} {b['mean']:.4f}" if b else "; nothing fits yet"
@@ -757,7 +761,7 @@ def _rows(study) -> list[dict]:
         rows.append({"number": ft.number, "state": a["state"], "config": a.get("config"), "accs": accs,
                      "mean": float(np.mean(accs)) if accs else None, "spread": float(np.std(accs)) if accs else None,
                      "cost": a.get("cost"), "seconds": a.get("seconds"), "reason": a.get("reason"),
-                     "model_bytes": a.get("model_bytes")})
+                     "model_bytes": a.get("model_bytes"), "worker": a.get("worker")})
     return rows
 
 
@@ -767,11 +771,18 @@ def _nothing_fits(rows, bud) -> UserError:
     if not sized:
         return ConfigError(f"no sketch of {len(rows)} trials could be made for {bud.board}; widen the search", argument="board")
     s = min(sized, key=lambda r: (r["cost"]["flash"], r["cost"]["ram"]))
-    c = s["cost"]
     return ConfigError(f"no sketch fits {where} on {bud.board}: the smallest of {len(rows)} tried, trial {s['number']} "
-                       f"({describe(s['config'])}), needs {c['flash']:,} bytes of flash and {c['ram']:,} of RAM"
-                       + (f" and {c['instructions']:,} instructions" if c.get("instructions") else "")
-                       + f" ({c['how']}); raise the budget, narrow the search to smaller sketches or pick a bigger board", argument="flash")
+                       f"({describe(s['config'])}), needs {_cost_text(s['cost'], True)}; raise the budget, narrow the "
+                       "search to smaller sketches or pick a bigger board", argument="flash")
+
+
+def _cost_text(c: dict, long: bool = False) -> str:
+    if not c.get("ram"):       # the tables alone, never distilled
+        return f"{c['flash']:,} bytes of flash for its tables alone" if long else f"tables {c['flash']:,} B"
+    if not long:
+        return f"flash {c['flash']:,} RAM {c['ram']:,}" + (f" instr {c['instructions']:,}" if c.get("instructions") else "")
+    return (f"{c['flash']:,} bytes of flash and {c['ram']:,} of RAM" + (f" and {c['instructions']:,} instructions"
+            if c.get("instructions") else "") + f" ({c['how']})")
 
 
 def _final(t, xtr, ytr, x_test, y_test, best, bud, seeds, samples, source, class_names):

@@ -1,0 +1,105 @@
+"""edgesketch tune (issue 21): honest validation, measured budgets, resume, errors, and the Ray path on a real local
+cluster. Small on purpose: the digits teacher, a narrow space, 2-3 trials of one seed and a few epochs."""
+import json
+
+import numpy as np
+import pytest
+
+from edgesketch import data, tune as T
+from test_esk_cli import assert_user_error, run_cli
+
+pytest.importorskip("optuna")
+QUICK = dict(epochs=2, refit_epochs=1, aug_size=2000, augment="mixup", codebook=0, mode="learned", noise=0.1,
+             temperature=1.0, table_dropout=0.0, lr=0.01, weights=1, signs="free", selectors="random", thresholds=1,
+             layout="unrolled", count_bits=8)
+SPACE = dict(tables=[4, 8], bits=[4, 5], hyperplanes=[16, 24], taps=[4, 6])
+M0 = dict(board="qemu-m0", flash=16384, ram=4096)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return data.load("sklearn:digits")
+
+
+def run(teacher, ds, storage, trials, **kw):
+    return T.tune(str(teacher), ds.x_train, ds.y_train, ds.x_test, ds.y_test, trials=trials, seeds=[0], fixed=QUICK,
+                  space=SPACE, storage=storage, progress=False, jobs=1, samples=4, **{**M0, **kw})
+
+
+def test_validation_split_is_carved_from_training_data(digits):
+    fit, val = T.split(digits.x_train, digits.y_train, "classification")
+    assert len(set(fit) & set(val)) == 0 and len(fit) + len(val) == len(digits.x_train)
+    assert abs(len(val) / len(digits.x_train) - 0.2) < 0.01
+    test_rows = {r.tobytes() for r in digits.x_test}
+    assert not any(digits.x_train[i].tobytes() in test_rows for i in val)          # no test sample validates
+    for c in range(10):                                                           # stratified
+        share = np.mean(digits.y_train[val] == c) - np.mean(digits.y_train == c)
+        assert abs(share) < 0.01
+    assert np.array_equal(val, T.split(digits.x_train, digits.y_train, "classification")[1])   # fixed seed
+
+
+@pytest.fixture(scope="module")
+def local_study(digits_teacher, digits, tmp_path_factory):
+    """Two trials in this process against a SQLite study, then resumed to three."""
+    d = tmp_path_factory.mktemp("tune")
+    first = run(digits_teacher, digits, d / "study.db", 2)
+    resumed = run(digits_teacher, digits, d / "study.db", 3, resume=True)
+    return d, first, resumed
+
+
+def test_chosen_sketch_fits_the_budget_as_measured(local_study):
+    d, r, _ = local_study
+    assert len(r.trials) == 2 and r.budget.flash == 16384 and r.budget.ram == 4096 and r.budget.measured_on == "qemu-m0"
+    assert r.best["state"] == "complete" and r.objectives == ["accuracy"]
+    c = r.final["cost"]
+    assert r.final["fits"] and c["flash"] <= 16384 and c["ram"] <= 4096 and c["instructions"] > 0
+    assert c["how"] == "measured on qemu-m0"
+    assert 0.3 < r.final["test_mean"] <= 1 and len(r.final["test"]) == 1 and r.final["validation"] == r.best["accs"]
+    files = r.save(d / "best.esk")
+    rows = json.loads(files["json"].read_text())
+    assert len(rows["trials"]) == 2 and files["png"].stat().st_size > 1000 and rows["model_id"] == r.model.model_id
+    with pytest.raises(T.UserError):                                             # never overwritten without force
+        r.save(d / "best.esk")
+    assert r.pareto and r.best["number"] in [p["number"] for p in r.pareto]
+
+
+def test_resume_continues_the_same_study(local_study, digits_teacher, digits):
+    d, first, resumed = local_study
+    assert len(resumed.trials) == 3
+    assert [t["config"] for t in resumed.trials[:2]] == [t["config"] for t in first.trials]
+    with pytest.raises(T.ConfigError) as e:                                      # a study exists: resume or elsewhere
+        run(digits_teacher, digits, d / "study.db", 3)
+    assert e.value.argument == "resume"
+
+
+def test_impossible_budget_is_one_line_naming_the_smallest_sketch(digits_teacher, tmp_path):
+    code, out, err = run_cli("tune", digits_teacher, "--data", "sklearn:digits", "--board", "qemu-m0", "--flash", "300",
+                             "--ram", "4096", "--trials", "2", "--seeds", "0", "--epochs", "1", "-o", tmp_path / "x.esk")
+    assert_user_error(code, err, "no sketch fits 300 bytes of flash", "the smallest of 2 tried", "bytes of flash for its tables alone")
+    assert not (tmp_path / "x.esk").exists()
+
+
+def test_unknown_board_lists_the_boards(tmp_path):
+    code, out, err = run_cli("tune", "t.keras", "--data", "sklearn:digits", "--board", "nope", "-o", tmp_path / "x.esk")
+    assert_user_error(code, err, "unknown board 'nope'", "qemu-m0", "uno")
+
+
+def test_ray_picks_the_same_best_as_local(local_study, digits_teacher, digits, tmp_path):
+    """A real local Ray cluster (ray.init starts a head here); one trial at a time and the same sampler seed: the
+    same trials, the same numbers, the same choice as the local run."""
+    ray = pytest.importorskip("ray")
+    import os
+    from pathlib import Path
+    src = str(Path(T.__file__).resolve().parents[1])
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))}})
+    try:
+        r = run(digits_teacher, digits, tmp_path / "ray.db", 2, ray="auto")
+    finally:
+        ray.shutdown()
+    local = local_study[1]
+    assert all(int(t["worker"].rsplit(":", 1)[1]) != os.getpid() for t in r.trials)      # run by Ray's workers
+    assert all(int(t["worker"].rsplit(":", 1)[1]) == os.getpid() for t in local.trials)
+    assert [t["config"] for t in r.trials] == [t["config"] for t in local.trials]
+    assert [t["accs"] for t in r.trials] == [t["accs"] for t in local.trials]
+    assert r.best["config"] == local.best["config"] and r.final["cost"] == local.final["cost"]
