@@ -137,6 +137,9 @@ def spatial_axes(input_shape) -> int:
     return len(input_shape) - 1 if family_defaults(input_shape) else 0
 
 
+HYPERPLANES = [8, 16, 24, 32, 48, 64, 96]
+
+
 def suggest(trial, input_shape, fixed: dict, space: dict) -> dict:
     """One configuration (distill options, plus `window` and `layout`) drawn from the trial. Every option distill has
     is searched unless `fixed` pins it; `space` narrows an option to a list of choices."""
@@ -164,22 +167,22 @@ def suggest(trial, input_shape, fixed: dict, space: dict) -> dict:
         p["pool"] = (pick("pool", [1, 2]),)
         p["regions"] = pick("regions", [1, 2, 4])
         p["flat_branch"] = pick("flat_branch", ["none", "12,6,48,8", "8,5,24,6"])
-        p["tables"] = pick("tables", None, ints=(2, 24), log=True)
-        p["bits"] = pick("bits", None, ints=(3, 7))
-        p["hyperplanes"] = pick("hyperplanes", [8, 16, 24, 32, 48])
+    # a name has the same choices in every branch (Optuna's distributions are per name)
+    p["tables"] = pick("tables", None, ints=(2, 32), log=True)
+    p["bits"] = pick("bits", None, ints=(3, 8))
+    p["augment"] = pick("augment", ["mixup", "signal", "both", "none"] if n_sp else ["mixup", "none"])
+    if windowed:
+        p["hyperplanes"] = pick("hyperplanes", HYPERPLANES)
         p["thresholds"] = pick("thresholds", [1, 2])
-        p["taps"] = pick("taps", None, ints=(2, 12))
-        p["augment"] = pick("augment", ["mixup", "signal", "both"])
-        p["shift"] = pick("shift", [0, 2, 4])
+        p["taps"] = pick("taps", None, ints=(2, 16))
+        if p["augment"] in ("signal", "both"):
+            p["shift"] = pick("shift", [0, 2, 4])
     else:
-        p["tables"] = pick("tables", None, ints=(2, 48), log=True)
-        p["bits"] = pick("bits", None, ints=(3, 8))
-        p["augment"] = pick("augment", ["mixup", "none"])
         if p["mode"] == "representer":
             p["representers"] = pick("representers", [32, 64, 128, 256])
             p["density"] = pick("density", [0.1, 1 / 3, 0.5])
         else:
-            p["hyperplanes"] = pick("hyperplanes", [8, 16, 24, 32, 48, 64, 96])
+            p["hyperplanes"] = pick("hyperplanes", HYPERPLANES)
             p["taps"] = pick("taps", None, ints=(2, 16))
             p["thresholds"] = pick("thresholds", [1, 2])
             p["selectors"] = pick("selectors", ["random", "window"])

@@ -1,6 +1,7 @@
 """edgesketch tune (issue 21): honest validation, measured budgets, resume, errors, and the Ray path on a real local
 cluster. Small on purpose: the digits teacher, a narrow space, 2-3 trials of one seed and a few epochs."""
 import json
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -103,3 +104,28 @@ def test_ray_picks_the_same_best_as_local(local_study, digits_teacher, digits, t
     assert [t["config"] for t in r.trials] == [t["config"] for t in local.trials]
     assert [t["accs"] for t in r.trials] == [t["accs"] for t in local.trials]
     assert r.best["config"] == local.best["config"] and r.final["cost"] == local.final["cost"]
+
+
+@pytest.mark.parametrize("shape", [(64,), (40, 1), (8, 8, 1)])
+def test_trial_zero_is_distills_default_and_the_space_is_mostly_valid(shape):
+    """Trial 0 of a study is the configuration distill picks with no options (flat, or the windowed family of a time or
+    image input); configurations drawn from the whole space are mostly valid (no training: api.config checks them)."""
+    import optuna
+    from edgesketch import api
+    p = T.suggest(optuna.trial.FixedTrial(T.defaults(shape, {})), shape, {}, {})
+    layout, window = p.pop("layout"), p.pop("window")
+    same = lambda c: {k: (v[:1] if isinstance(v, tuple) and len(set(v)) == 1 else v) for k, v in asdict(c).items()}
+    assert layout == "unrolled" and same(api.config(shape, window, **p)) == same(api.config(shape))   # (2,) = (2, 2)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    ok, windowed = 0, 0
+    for _ in range(60):
+        p = T.suggest(study.ask(), shape, {}, {})
+        p.pop("layout")
+        window = p.pop("window")
+        windowed += window != "flat"
+        try:
+            api.config(shape, window, **p)
+            ok += 1
+        except T.ConfigError:
+            pass
+    assert ok >= 36 and (windowed > 10 if len(shape) > 1 else windowed == 0)
