@@ -207,7 +207,8 @@ data: """ + _data_help())
   edgesketch tune teacher.keras --data sklearn:digits --board qemu-m0 --flash 16384 --ram 4096 -o m0.esk
   edgesketch tune conv1d.keras --data mnist1d --board qemu-m4 --trials 60 -o m4.esk    (no hard budget: the Pareto front
                                                                                        of accuracy, flash and instructions)
-  edgesketch tune teacher.keras --data sklearn:digits --board qemu-m0 --flash 16384 -o m0.esk --resume   (continue it)
+  edgesketch tune teacher.keras --data sklearn:digits --board qemu-m0 --flash 16384 -o m0.esk --resume --trials 80 --force
+                                                                                       (continue it, up to 80 trials)
   edgesketch tune teacher.keras --data sklearn:digits --board uno -o uno.esk --ray ray://head:10001      (a Ray cluster)
   edgesketch tune teacher.keras --data sklearn:digits --board uno -o quick.esk --trials 8 --seeds 0 --epochs 5
                                                                                        (a quick look: fewer trials, seeds, epochs)

@@ -382,11 +382,12 @@ class _Ray:
         from .errors import require
         require("edgesketch tune --ray", "ray", extra="tune")
         import ray
-        if not ray.is_initialized():
+        if not ray.is_initialized() and address in (None, "local"):   # a cluster on this machine: workers import this copy
             src = str(Path(__file__).resolve().parents[1])
             env = {"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))}}
-            ray.init(address=None if address in (None, "local") else address, runtime_env=env, log_to_driver=False,
-                     include_dashboard=False, configure_logging=False)
+            ray.init(runtime_env=env, log_to_driver=False, include_dashboard=False, configure_logging=False)
+        elif not ray.is_initialized():                                 # a cluster's nodes have edgesketch[tune] installed
+            ray.init(address=address, log_to_driver=False, configure_logging=False)
         self.ray, self.cpus = ray, int(ray.cluster_resources().get("CPU", 1))
         self.teacher = ray.put((Path(teacher_path).name, _read_teacher(teacher_path)))
         self.data = ray.put(data)
