@@ -455,7 +455,7 @@ class Result:
     def table(self):
         """The Pareto front as a rich Table (the chosen trial marked)."""
         from rich.table import Table
-        t = Table(title=f"Pareto front ({', '.join(self.objectives)}) of {len(self.trials)} trials on {self.board}; "
+        t = Table(title=f"Pareto front (validation accuracy, flash, instructions) of {len(self.trials)} trials on {self.board}; "
                         f"budget {self.budget.flash:,} B flash, {self.budget.ram:,} B RAM"
                         + (f", {self.budget.instructions:,} instructions" if self.budget.instructions else ""))
         for c in ("trial", "validation (mean ± spread)", "flash", "RAM", "instructions", "configuration"):
@@ -693,7 +693,9 @@ def _drive(optuna, study, ex, t, spec, bud, seeds, trials, jobs, fixed, space, m
         if ft.state == TrialState.RUNNING:
             study.enqueue_trial(ft.params, skip_if_exists=False)
             study.tell(ft.number, state=TrialState.FAIL)
-    done = lambda: sum(ft.state.is_finished() and ft.state != TrialState.FAIL for ft in study.get_trials(deepcopy=False))
+    failed = [0]               # trials of this run that raised: counted, so that a broken configuration ends the run
+    done = lambda: failed[0] + sum(ft.state.is_finished() and ft.state != TrialState.FAIL
+                                   for ft in study.get_trials(deepcopy=False))
     running: dict = {}
     total = trials
     while done() + len(running) < total or running:
@@ -705,7 +707,18 @@ def _drive(optuna, study, ex, t, spec, bud, seeds, trials, jobs, fixed, space, m
             running[ex.submit(job)] = tr
         for f in ex.wait(running):
             tr = running.pop(f)
-            res = ex.result(f) if hasattr(ex, "result") else f.result()
+            try:
+                res = ex.result(f) if hasattr(ex, "result") else f.result()
+            except UserError:              # the machine, not the configuration (a toolchain missing, ...): stop
+                study.tell(tr, state=TrialState.FAIL)
+                raise
+            except Exception as e:         # noqa: BLE001  (one configuration that breaks: recorded, the study goes on)
+                why = f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
+                tr.set_user_attr("error", why)
+                study.tell(tr, state=TrialState.FAIL)
+                failed[0] += 1
+                say({"event": "error", "text": f"trial #{tr.number} failed: {why}"})
+                continue
             _tell(optuna, study, tr, res, bud)
             say(_line(study, res, done(), total))
 

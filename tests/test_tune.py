@@ -44,12 +44,15 @@ def local_study(digits_teacher, digits, tmp_path_factory):
     """Two trials in this process against a SQLite study, then resumed to three."""
     d = tmp_path_factory.mktemp("tune")
     first = run(digits_teacher, digits, d / "study.db", 2)
+    import optuna                       # an interrupted run: a trial asked for and never told
+    stale = optuna.load_study(study_name=T.STUDY, storage=f"sqlite:///{d / 'study.db'}").ask()
+    T.suggest(stale, (64,), QUICK, SPACE)
     resumed = run(digits_teacher, digits, d / "study.db", 3, resume=True)
-    return d, first, resumed
+    return d, first, resumed, stale.params
 
 
 def test_chosen_sketch_fits_the_budget_as_measured(local_study):
-    d, r, _ = local_study
+    d, r, _, _ = local_study
     assert len(r.trials) == 2 and r.budget.flash == 16384 and r.budget.ram == 4096 and r.budget.measured_on == "qemu-m0"
     assert r.best["state"] == "complete" and r.objectives == ["accuracy"]
     c = r.final["cost"]
@@ -65,9 +68,11 @@ def test_chosen_sketch_fits_the_budget_as_measured(local_study):
 
 
 def test_resume_continues_the_same_study(local_study, digits_teacher, digits):
-    d, first, resumed = local_study
+    d, first, resumed, stale = local_study
     assert len(resumed.trials) == 3
     assert [t["config"] for t in resumed.trials[:2]] == [t["config"] for t in first.trials]
+    assert resumed.trials[2]["number"] == 3                    # #2 was left running: failed, and its configuration rerun
+    assert all(resumed.trials[2]["config"][k] == v for k, v in stale.items())
     with pytest.raises(T.ConfigError) as e:                                      # a study exists: resume or elsewhere
         run(digits_teacher, digits, d / "study.db", 3)
     assert e.value.argument == "resume"
