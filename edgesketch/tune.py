@@ -382,6 +382,7 @@ class _Ray:
         from .errors import require
         require("edgesketch tune --ray", "ray", extra="tune")
         import ray
+        self.started = not ray.is_initialized()
         if not ray.is_initialized() and address in (None, "local"):   # a cluster on this machine: workers import this copy
             src = str(Path(__file__).resolve().parents[1])
             env = {"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))}}
@@ -404,7 +405,8 @@ class _Ray:
         return self.ray.get(f)
 
     def close(self):
-        pass
+        if self.started:                # a connection (or a cluster) this run made: ended with it
+            self.ray.shutdown()
 
 
 def _read_teacher(path: str) -> dict[str, bytes]:
