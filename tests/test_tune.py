@@ -134,3 +134,16 @@ def test_trial_zero_is_distills_default_and_the_space_is_mostly_valid(shape):
         except T.ConfigError:
             pass
     assert ok >= 36 and (windowed > 10 if len(shape) > 1 else windowed == 0)
+
+
+def test_pareto_front_and_pruning_rule():
+    row = lambda n, acc, flash, instr, state="complete": {"number": n, "state": state, "mean": acc,
+                                                         "cost": {"flash": flash, "instructions": instr}}
+    rows = [row(0, 0.90, 1000, 500), row(1, 0.95, 3000, 900), row(2, 0.89, 1200, 600), row(3, 0.99, 500, 100, "infeasible")]
+    assert [r["number"] for r in T.pareto(rows, False)] == [0, 1]                 # 2 is dominated by 0; 3 does not fit
+    ref = [{"acc": 0.95, "flash": 3000, "instructions": 900}]
+    job = {"reference": ref, "margin": 0.03, "hard": False}
+    assert T._behind(0.90, T.Cost(4000, 0, 1000, ""), job)                       # worse and bigger: pruned
+    assert not T._behind(0.90, T.Cost(1000, 0, 500, ""), job)                    # worse but smaller: a front candidate
+    assert T._behind(0.90, T.Cost(1000, 0, 500, ""), dict(job, hard=True))       # a hard budget: accuracy alone
+    assert not T._behind(0.93, T.Cost(4000, 0, 1000, ""), job)                   # within the margin
