@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import math
 import os
 import shutil
 import tempfile
@@ -148,10 +147,10 @@ def suggest(trial, input_shape, fixed: dict, space: dict) -> dict:
             return fixed[name]
         if name in space:
             opts = list(space[name])
-            return opts[0] if len(opts) == 1 else _decode(trial.suggest_categorical(name, [_encode(v) for v in opts]))
+            return opts[0] if len(opts) == 1 else trial.suggest_categorical(name, [_encode(v) for v in opts])
         if ints is not None:
             return trial.suggest_int(name, *ints, log=log)
-        return _decode(trial.suggest_categorical(name, [_encode(v) for v in choices]))
+        return trial.suggest_categorical(name, [_encode(v) for v in choices])
 
     n_sp = spatial_axes(input_shape)
     p = {"layout": pick("layout", ["unrolled", "compact"])}
@@ -224,11 +223,8 @@ def defaults(input_shape, fixed: dict, space: dict | None = None) -> dict:
 
 
 def _encode(v):
+    """Optuna's categorical choices are scalars: a tuple becomes "12,6,48,8"."""
     return ",".join(map(str, v)) if isinstance(v, tuple) else v
-
-
-def _decode(v):
-    return v
 
 
 # ---------------------------------------------------------------- one trial (runs in a worker)
@@ -252,7 +248,7 @@ def score(sk, x, y) -> float:
     return -float(np.sqrt(np.mean((o - np.asarray(y).reshape(len(x), -1)) ** 2)))
 
 
-def lower_bound_flash(p: dict, n_outputs: int, regions: int = 1) -> int:
+def lower_bound_flash(p: dict, n_outputs: int) -> int:
     """Bytes of the count tables alone, before training: a configuration over the flash budget by this much is
     refused without distilling it."""
     cells = p["tables"] * (1 << p["bits"]) * (p.get("regions", 1) or 1)
@@ -570,7 +566,7 @@ def tune(teacher, x_train, y_train, x_test=None, y_test=None, *, board: str = "q
     one) to run the trials on a cluster instead. storage: an Optuna storage URL or a .db path (default: a SQLite file
     in workdir). fixed: distill options held fixed (epochs=, aug_size=, ...); space: {option: [choices]} narrows the
     search. progress: True prints a line per trial, False nothing, or a callback(event dict)."""
-    from . import api, report
+    from . import api
     from .errors import require
     require("edgesketch.tune", "optuna", extra="tune")
     require("edgesketch.tune", "tensorflow", "keras", "sklearn")
