@@ -147,3 +147,15 @@ def test_pareto_front_and_pruning_rule():
     assert not T._behind(0.90, T.Cost(1000, 0, 500, ""), job)                    # worse but smaller: a front candidate
     assert T._behind(0.90, T.Cost(1000, 0, 500, ""), dict(job, hard=True))       # a hard budget: accuracy alone
     assert not T._behind(0.93, T.Cost(4000, 0, 1000, ""), job)                   # within the margin
+
+
+def test_cost_is_measured_on_the_emulated_board_of_the_core():
+    from edgesketch import boards
+    twin = lambda name: getattr(T.twin(boards.load(name)), "name", None)
+    assert [twin(b) for b in ("uno", "qemu-m0", "nucleo_f401re", "bluepill_f103c8", "pico", "esp32c3", "esp8266", "esp32")] \
+        == ["qemu-uno", "qemu-m0", "qemu-m4", "qemu-m3", "qemu-m0", "qemu-rv32", "qemu-lx106", None]
+    b = T.budget("esp32", 64, 10)                    # nothing to build it on: the board less export's firmware allowance
+    assert b.measured_on is None and b.flash == boards.load("esp32").flash_bytes - boards.load("esp32").footprint.firmware_flash
+    with pytest.raises(T.ConfigError) as e:
+        T.budget("qemu-m0", 64, 10, flash=0, ram=100)
+    assert e.value.argument == "flash"
