@@ -105,8 +105,12 @@ def measure(sk, layout: str, bud: Budget, xq: np.ndarray, workdir=None) -> Cost:
     plus peak stack, median instructions); a firmware the linker refuses costs the estimate (edgesketch.export)."""
     from . import boards, codegen, export
     if bud.measured_on is None:
-        fp = export.footprint(sk, layout, boards.load(bud.board))
-        return Cost(fp.flash, fp.ram, None, "estimate (no emulated board of this core)")
+        b = boards.load(bud.board)
+        fp = export.footprint(sk, layout, b)
+        flash = _object_flash(sk, layout, b, workdir)
+        if flash is None:
+            return Cost(fp.flash, fp.ram, None, "estimate (no emulated board of this core)")
+        return Cost(flash, fp.ram, None, f"model object built with {b.compile_check.cc}, RAM estimated (no emulated board of this core)")
     from .bench import device
     with _workdir(workdir) as wd:
         try:
@@ -115,6 +119,27 @@ def measure(sk, layout: str, bud: Budget, xq: np.ndarray, workdir=None) -> Cost:
             fp = export.footprint(sk, layout, boards.load(bud.measured_on))
             return Cost(fp.flash, fp.ram, None, f"estimate: does not link on {bud.measured_on}")
     return Cost(int(r.flash), int(r.ram + (r.stack or 0)), r.instructions, f"measured on {bud.measured_on}")
+
+
+def _object_flash(sk, layout: str, board, workdir=None) -> int | None:
+    """text+data of the model's object file built with the board's compile-check compiler (-O2), or None when the
+    board has none or it is not installed."""
+    import subprocess
+    from . import build, codegen
+    cc = board.compile_check.cc if board.compile_check else None
+    if not cc or not shutil.which(cc) or not shutil.which(cc[:-3] + "size"):
+        return None
+    with _workdir(workdir) as wd:
+        for name, text in codegen.generate(sk, layout).items():
+            (wd / name).write_text(text)
+        obj = wd / "es_model.o"
+        r = subprocess.run([cc, *board.compile_check.flags, "-ffreestanding", "-O2", "-c", str(wd / "es_model.c"), "-o", str(obj)],
+                           capture_output=True, text=True)
+        if r.returncode:
+            return None
+        out = subprocess.run([cc[:-3] + "size", "-B", str(obj)], capture_output=True, text=True).stdout.splitlines()
+    text, data = (int(v) for v in out[1].split()[:2])
+    return text + data
 
 
 @contextlib.contextmanager

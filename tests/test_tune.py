@@ -156,6 +156,9 @@ def test_cost_is_measured_on_the_emulated_board_of_the_core():
         == ["qemu-uno", "qemu-m0", "qemu-m4", "qemu-m3", "qemu-m0", "qemu-rv32", "qemu-lx106", None]
     b = T.budget("esp32", 64, 10)                    # nothing to build it on: the board less export's firmware allowance
     assert b.measured_on is None and b.flash == boards.load("esp32").flash_bytes - boards.load("esp32").footprint.firmware_flash
+    from edgesketch.sketch import random_sketch
+    c = T.measure(random_sketch(D=64, C=10, L=4, K=4, seed=1), "unrolled", b, None)      # the model object's size
+    assert c.how.startswith("model object built with xtensa-lx106-elf-gcc") and c.flash > 4 * 16 * 10 and c.instructions is None
     with pytest.raises(T.ConfigError) as e:
         T.budget("qemu-m0", 64, 10, flash=0, ram=100)
     assert e.value.argument == "flash"
