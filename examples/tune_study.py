@@ -40,11 +40,13 @@ SMOKE = dict(fixed=dict(epochs=1, refit_epochs=1, aug_size=2000, layout="unrolle
                         dilation=[1], augment=["mixup"], shift=[0]))
 
 
-def defaults_cell(es, tune, teacher, ds, bud, seeds):
-    """distill's defaults on the whole training set: test accuracy per seed, measured cost of the first seed."""
+def defaults_cell(es, tune, teacher, ds, bud, seeds, quick=None):
+    """distill's defaults on the whole training set: test accuracy per seed, measured cost of the first seed.
+    quick: training options that shorten it (--smoke only: then they are not quite the defaults)."""
     accs, cost = [], None
     for seed in seeds:
-        m = es.distill(teacher, ds.x_train, ds.y_train, x_test=ds.x_test, y_test=ds.y_test, progress=False, seed=seed)
+        m = es.distill(teacher, ds.x_train, ds.y_train, x_test=ds.x_test, y_test=ds.y_test, progress=False, seed=seed,
+                       **(quick or {}))
         accs.append(tune.score(m.sketch, ds.x_test, ds.y_test))
         if cost is None:
             cost = tune.measure(m.sketch, "unrolled", bud, m.quantize(ds.x_train[:8]))
@@ -90,7 +92,8 @@ def main(argv=None) -> int:
         wall = time.time() - t0
         r.save(out / f"{tag}.esk", force=True)
         teacher_model = es.api._teacher(teacher)
-        d = defaults_cell(es, tune, teacher_model, ds, r.budget, a.seeds)
+        quick = {k: SMOKE["fixed"][k] for k in ("epochs", "refit_epochs", "aug_size")} if a.smoke else None
+        d = defaults_cell(es, tune, teacher_model, ds, r.budget, a.seeds, quick)
         f = r.final
         rows.append({"cell": tag, "board": r.board, "budget": r.budget.__dict__, "config": r.best["config"],
                      "describe": tune.describe(r.best["config"]), "trials": len(r.trials), "validation": f["validation"],
