@@ -194,6 +194,51 @@ data: """ + _data_help())
                         add_help=False, description="Run `edgesketch bench --help` for the benchmark's own options.")
     bn.add_argument("args", nargs=argparse.REMAINDER)
 
+    tu = sub.add_parser("tune", help="search for the most accurate sketch that fits a board's budget (measured)",
+                        formatter_class=_fmt,
+                        description="Search every option distill has (windows too, where the teacher's input has a time or "
+                                    "image axis) for the most accurate sketch whose measured cost fits --board: each trial is "
+                                    "distilled on 80%% of the training set (stratified, fixed seed) over --seeds, scored on "
+                                    "the other 20%%, built for the emulated board of the budget's core and run under QEMU "
+                                    "(flash, RAM, instructions). The chosen configuration is distilled again on the whole "
+                                    "training set and scored once on the test set.",
+                        epilog="""examples:
+  edgesketch tune teacher.keras --data sklearn:digits --board uno -o uno.esk            (fit an Arduino Uno, measured on qemu-uno)
+  edgesketch tune teacher.keras --data sklearn:digits --board qemu-m0 --flash 16384 --ram 4096 -o m0.esk
+  edgesketch tune conv1d.keras --data mnist1d --board qemu-m4 --trials 60 -o m4.esk    (no hard budget: the Pareto front
+                                                                                       of accuracy, flash and instructions)
+  edgesketch tune teacher.keras --data sklearn:digits --board qemu-m0 --flash 16384 -o m0.esk --resume --trials 80 --force
+                                                                                       (continue it, up to 80 trials)
+  edgesketch tune teacher.keras --data sklearn:digits --board uno -o uno.esk --ray ray://head:10001      (a Ray cluster)
+  edgesketch tune teacher.keras --data sklearn:digits --board uno -o quick.esk --trials 8 --seeds 0 --epochs 5
+                                                                                       (a quick look: fewer trials, seeds, epochs)
+
+budget: --flash and --ram are bytes for the model (what the firmware around an empty model takes is not counted);
+without them, the board's flash and RAM minus that firmware, and the search trades accuracy against flash and
+instructions (the Pareto front) instead of maximising accuracy alone.
+writes: OUT.esk (the chosen sketch, first seed), OUT.trials.json (every trial), OUT.pareto.png (accuracy against
+flash and instructions, the budget drawn) and the study OUT.tune.db (SQLite; --resume continues it).
+a Ray cluster: every node needs edgesketch with its [tune] extra (pip install 'edgesketch[tune]') and the
+toolchains of the board (.ci/setup); --ray local starts a cluster on this machine.
+
+data: """ + _data_help())
+    tu.add_argument("teacher", help="Keras model: .keras, .h5 or a SavedModel folder")
+    tu.add_argument("--data", required=True, metavar="DATA", help="training/test data with labels (see below)")
+    tu.add_argument("--board", required=True, help="the board to fit (edgesketch boards)")
+    tu.add_argument("-o", "--out", required=True, metavar="OUT.esk", help="the chosen sketch")
+    tu.add_argument("--flash", type=int, metavar="BYTES", help="flash for the model (a hard budget)")
+    tu.add_argument("--ram", type=int, metavar="BYTES", help="RAM for the model, static and stack (a hard budget)")
+    tu.add_argument("--max-instructions", type=int, metavar="N", help="instructions per inference on the emulated core (a hard budget)")
+    tu.add_argument("--trials", type=int, default=40, metavar="N", help="configurations the study tries in all (default 40)")
+    tu.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], metavar="S", help="seeds of every configuration (default 0 1 2)")
+    tu.add_argument("--epochs", type=int, metavar="N", help="hold the epochs per training phase at N (default: distill's)")
+    tu.add_argument("--jobs", type=int, metavar="N", help="trials at once (default: the machine's cores; with --ray the cluster's CPUs)")
+    tu.add_argument("--ray", metavar="ADDRESS", help="run the trials on a Ray cluster (ray://HOST:10001, auto, or local)")
+    tu.add_argument("--storage", metavar="URL", help="the Optuna storage (default: sqlite OUT.tune.db)")
+    tu.add_argument("--sampler-seed", type=int, default=0, metavar="S", help="the search's own seed (default 0)")
+    tu.add_argument("--resume", action="store_true", help="continue the study in the storage (the same arguments)")
+    tu.add_argument("--force", action="store_true", help="replace OUT.esk and its side files")
+
     i = sub.add_parser("info", help="show what a sketch file holds", description="Show a sketch file's contents readably.")
     i.add_argument("sketch", metavar="MODEL.esk")
     i.add_argument("--json", action="store_true", help="print the metadata as JSON")
@@ -276,7 +321,9 @@ FLAGS = {"tables": "--tables", "bits": "--bits", "hyperplanes": "--hyperplanes",
          "flat_branch": "--flat-branch", "weights": "--weights", "count_bits": "--count-bits", "codebook": "--codebook",
          "selectors": "--selectors", "signs": "--signs", "augment": "--augment", "epochs": "--epochs", "mode": "--mode",
          "representers": "--representers", "refit_epochs": "--epochs", "force": "--force", "task": "--task",
-         "thresholds": "--thresholds", "shift": "--shift", "seed": "--seed", "layout": "--layout", "board": "--board"}
+         "thresholds": "--thresholds", "shift": "--shift", "seed": "--seed", "layout": "--layout", "board": "--board",
+         "flash": "--flash", "ram": "--ram", "max_instructions": "--max-instructions", "trials": "--trials", "seeds": "--seeds",
+         "resume": "--resume", "storage": "--storage", "jobs": "--jobs"}
 
 
 def _flag_message(e) -> str:
@@ -518,7 +565,46 @@ def cmd_bench(a) -> int:
     return run.main(a.args)
 
 
-COMMANDS = {"verify": cmd_verify, "flash": cmd_flash, "bench": cmd_bench, "distill": cmd_distill, "eval": cmd_eval, "info": cmd_info, "boards": cmd_boards, "export": cmd_export}
+def cmd_tune(a) -> int:
+    from . import data, report, teacher as tmod
+    from .errors import require
+    from .tune import describe, tune
+    require("edgesketch tune", "optuna", "tensorflow", "sklearn", extra="tune")   # a lean install: name the extra first
+    out = Path(a.out)
+    side = [out, out.with_suffix(".trials.json"), out.with_suffix(".pareto.png")]
+    clash = [p for p in side if p.exists()]
+    if clash and not a.force:
+        raise UserError(f"{clash[0]} already exists; pass --force to replace it or choose another -o")
+    from . import boards
+    boards.load(a.board)                          # an unknown board: the list, before loading anything
+    ds = data.load(a.data)
+    if ds.y_train is None:
+        raise UserError(f"{a.data} has no labels (y_train); tune scores trials on a labelled validation split")
+    t = tmod.load(a.teacher, None, ds.y_train)
+    t.check_data(ds.x_train, a.data)
+    storage = a.storage or str(out.with_suffix(".tune.db"))
+    report.console.print(f"tune {a.teacher} on {ds.source} ({len(ds.x_train)} train / {len(ds.x_test)} test) for {a.board}: "
+                         f"{a.trials} trials x {len(a.seeds)} seed(s); study {storage}")
+    r = tune(t, ds.x_train, ds.y_train, ds.x_test, ds.y_test, board=a.board, flash=a.flash, ram=a.ram,
+             max_instructions=a.max_instructions, trials=a.trials, seeds=a.seeds, jobs=a.jobs, ray=a.ray, storage=storage,
+             resume=a.resume, sampler_seed=a.sampler_seed, fixed={"epochs": a.epochs} if a.epochs else None,
+             source=ds.source, class_names=ds.class_names)
+    files = r.save(out, force=a.force)
+    report.out.print(r.table())
+    f, c = r.final, r.final["cost"]
+    pm = lambda m, s: "n/a" if m is None else f"{m:.4f} ± {s:.4f}"
+    rows = [("chosen", f"trial {r.best['number']}: {describe(r.best['config'])}"),
+            ("validation (seeds " + " ".join(map(str, f["seeds"])) + ")", pm(f["validation_mean"], f["validation_spread"])),
+            ("test, distilled on the whole training set", pm(f["test_mean"], f["test_spread"])),
+            ("flash / RAM (model)", f"{c['flash']:,} / {c['ram']:,} bytes of {r.budget.flash:,} / {r.budget.ram:,} ({c['how']})"),
+            ("instructions per inference", "n/a" if c["instructions"] is None else f"{c['instructions']:,}"),
+            ("fits", "yes" if f["fits"] else "NO"), ("wall time", f"{r.seconds:,.0f} s"),
+            ("files", ", ".join(str(p) for p in files.values())), ("study", f"{r.storage} (--resume continues it)")]
+    report.out.print(report.kv_table(rows, f"tune {a.board}"))
+    return 0
+
+
+COMMANDS = {"tune": cmd_tune, "verify": cmd_verify, "flash": cmd_flash, "bench": cmd_bench, "distill": cmd_distill, "eval": cmd_eval, "info": cmd_info, "boards": cmd_boards, "export": cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,7 +27,8 @@ class MissingExtra(UserError):
 
 # top-level module -> the extra of edgesketch that installs it (pyproject.toml [project.optional-dependencies])
 EXTRA_OF = {"tensorflow": "train", "keras": "train", "absl": "train", "sklearn": "train", "mnist1d": "train",
-            "ai_edge_litert": "bench", "tflite_micro": "bench", "emlearn": "bench", "matplotlib": "bench"}
+            "ai_edge_litert": "bench", "tflite_micro": "bench", "emlearn": "bench", "matplotlib": "bench",
+            "optuna": "tune", "ray": "tune"}
 
 
 def missing_extra(module: str, what: str, extra: str | None = None) -> MissingExtra | None:

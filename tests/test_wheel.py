@@ -98,7 +98,8 @@ def test_wheel_holds_the_package_data(lean):
     assert not any(n.startswith(("tests/", "examples/")) for n in names)
     # the core only: no extra's package among what the lean venv sees
     assert set(lean["deps"]) >= {"numpy", "jinja2", "pyserial", "rich", "platformio", "scons"}
-    assert not set(lean["deps"]) & {"tensorflow-cpu", "keras", "scikit-learn", "matplotlib", "ai-edge-litert", "emlearn"}
+    assert not set(lean["deps"]) & {"tensorflow-cpu", "keras", "scikit-learn", "matplotlib", "ai-edge-litert", "emlearn",
+                                   "optuna", "ray"}
 
 
 def test_lean_install_runs_help_export_info_and_bench_help(lean):
@@ -125,7 +126,8 @@ def test_lean_install_names_the_extra_a_command_needs(lean):
     env, exe, tmp = lean["env"], lean["exe"], lean["tmp"]
     for args, extra in [(["distill", "t.keras", "--data", "sklearn:digits", "-o", "d.esk"], "train"),
                         (["eval", "r.esk"], "train"),
-                        (["bench", "--quick"], "bench")]:
+                        (["bench", "--quick"], "bench"),
+                        (["tune", "t.keras", "--data", "sklearn:digits", "--board", "uno", "-o", "t.esk"], "tune")]:
         r = _run([exe, *args], env=env, cwd=tmp)
         lines = r.stderr.strip().splitlines()
         assert r.returncode == 2 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr

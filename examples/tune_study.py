@@ -1,0 +1,120 @@
+"""Issue 21's grid: `edgesketch tune` for two teachers and three budgets, against distill's defaults, on the test set.
+
+    python examples/tune_study.py                                   # the full grid: 2 teachers x 3 budgets, 40 trials,
+                                                                    # 3 seeds each (hours on 2 cores)
+    python examples/tune_study.py --trials 60 --jobs 4              # more trials, 4 at once
+    python examples/tune_study.py --ray ray://head:10001            # the trials on a Ray cluster
+    python examples/tune_study.py --only digits-mlp:m0-16k          # one cell
+    python examples/tune_study.py --smoke                           # a minute: 2 trials, one seed, 1 epoch, a narrow space
+
+Teachers (edgesketch/bench/teachers.py, trained into --teachers if missing): digits-mlp (flat sketch) and mnist1d-cnn
+(a Conv1D teacher: the space holds the shift-invariant windowed sketch as well as the flat one).
+Budgets: uno (the Arduino Uno's flash and RAM minus the firmware around the model, measured on qemu-uno), m0-16k
+(16 KB flash and 4 KB RAM for the model on qemu-m0), m4 (qemu-m4, no hard budget: the Pareto front).
+
+Every cell: the tuned configuration (trials scored on a stratified 20% validation split of the training set, never
+the test set), its validation and test accuracy (mean and spread over --seeds; test after distilling on the whole
+training set), its measured flash, RAM and instructions, and the wall time; then distill's defaults on the same
+training set and seeds, their test accuracy and whether they fit the budget as measured. Prints a markdown table and
+writes --out/results.json, and each cell's .esk, trials JSON and Pareto PNG. Studies resume: run it again to
+continue interrupted cells (--fresh starts them again).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+BUDGETS = {"uno": dict(board="uno"), "m0-16k": dict(board="qemu-m0", flash=16384, ram=4096), "m4": dict(board="qemu-m4")}
+TEACHERS = {"digits-mlp": "sklearn:digits", "mnist1d-cnn": "mnist1d"}
+SMOKE = dict(fixed=dict(epochs=1, refit_epochs=1, aug_size=2000, layout="unrolled", count_bits=8, codebook=0,
+                        mode="learned", weights=1, thresholds=1, lr=0.01, noise=0.1, temperature=1.0, table_dropout=0.0),
+             space=dict(tables=[4, 8], bits=[4, 5], hyperplanes=[16], taps=[4, 6], window=["flat", "auto"],
+                        window_size=[5, 9], stride=[2], pool=[1], regions=[1], flat_branch=["none"], padding=["same"],
+                        dilation=[1], augment=["mixup"], shift=[0]))
+
+
+def defaults_cell(es, tune, teacher, ds, bud, seeds, quick=None):
+    """distill's defaults on the whole training set: test accuracy per seed, measured cost of the first seed.
+    quick: training options that shorten it (--smoke only: then they are not quite the defaults)."""
+    accs, cost = [], None
+    for seed in seeds:
+        m = es.distill(teacher, ds.x_train, ds.y_train, x_test=ds.x_test, y_test=ds.y_test, progress=False, seed=seed,
+                       **(quick or {}))
+        accs.append(tune.score(m.sketch, ds.x_test, ds.y_test))
+        if cost is None:
+            cost = tune.measure(m.sketch, "unrolled", bud, m.quantize(ds.x_train[:8]))
+    return {"test": accs, "test_mean": float(np.mean(accs)), "test_spread": float(np.std(accs)), "cost": cost.__dict__,
+            "fits": cost.fits(bud)}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", nargs="*", help="cells TEACHER:BUDGET (default: all)")
+    ap.add_argument("--trials", type=int, default=40)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--jobs", type=int)
+    ap.add_argument("--ray", metavar="ADDRESS")
+    ap.add_argument("--teachers", default="build/teachers", help="folder of the teachers (trained there if missing)")
+    ap.add_argument("--out", default="build/tune-study")
+    ap.add_argument("--fresh", action="store_true", help="start every study again (default: resume stored ones)")
+    ap.add_argument("--smoke", action="store_true", help="a quick check of the script: 2 trials, one seed, 1 epoch")
+    a = ap.parse_args(argv)
+    import edgesketch as es
+    from edgesketch import data, tune
+    from edgesketch.bench.teachers import ensure
+    if a.smoke:
+        a.trials, a.seeds = 2, [0]
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cells = [(t, b) for t in TEACHERS for b in BUDGETS]
+    if a.only:
+        cells = [tuple(c.split(":")) for c in a.only]
+    rows = []
+    for name, bname in cells:
+        ds = data.load(TEACHERS[name])
+        teacher = ensure(name, a.teachers)
+        tag = f"{name}-{bname}"
+        db = out / f"{tag}.db"
+        if a.fresh and db.exists():
+            db.unlink()
+        print(f"== {tag}: {a.trials} trials x seeds {a.seeds}", flush=True)
+        t0 = time.time()
+        r = tune.tune(teacher, ds.x_train, ds.y_train, ds.x_test, ds.y_test, trials=a.trials, seeds=a.seeds, jobs=a.jobs,
+                      ray=a.ray, storage=db, resume=db.exists(), source=ds.source, class_names=ds.class_names,
+                      **BUDGETS[bname], **(SMOKE if a.smoke else {}))
+        wall = time.time() - t0
+        r.save(out / f"{tag}.esk", force=True)
+        teacher_model = es.api._teacher(teacher)
+        quick = {k: SMOKE["fixed"][k] for k in ("epochs", "refit_epochs", "aug_size")} if a.smoke else None
+        d = defaults_cell(es, tune, teacher_model, ds, r.budget, a.seeds, quick)
+        f = r.final
+        rows.append({"cell": tag, "board": r.board, "budget": r.budget.__dict__, "config": r.best["config"],
+                     "describe": tune.describe(r.best["config"]), "trials": len(r.trials), "validation": f["validation"],
+                     "validation_mean": f["validation_mean"], "validation_spread": f["validation_spread"],
+                     "test": f["test"], "test_mean": f["test_mean"], "test_spread": f["test_spread"], "cost": f["cost"],
+                     "fits": f["fits"], "wall_seconds": wall, "defaults": d,
+                     "tuned_beats_defaults": (f["test_mean"] > d["test_mean"]) if d["fits"] else "defaults do not fit"})
+        tmp = out / ".results.json.tmp"
+        tmp.write_text(json.dumps(rows, indent=1, default=str) + "\n")
+        tmp.replace(out / "results.json")
+    pm = lambda m, s: f"{m:.4f} ± {s:.4f}"
+    print("\n| cell | chosen configuration | trials | validation | test | flash | RAM | instructions | wall | "
+          "defaults: test | defaults fit | tuned beats defaults |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        c, d = r["cost"], r["defaults"]
+        print(f"| {r['cell']} | {r['describe']} | {r['trials']} | {pm(r['validation_mean'], r['validation_spread'])} | "
+              f"{pm(r['test_mean'], r['test_spread'])} | {c['flash']:,} | {c['ram']:,} | {c['instructions'] or 'n/a'} | "
+              f"{r['wall_seconds']:.0f} s | {pm(d['test_mean'], d['test_spread'])} | {'yes' if d['fits'] else 'no'} "
+              f"({d['cost']['flash']:,} B) | {r['tuned_beats_defaults']} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
