@@ -397,13 +397,14 @@ def cmd_info(a) -> int:
         rows += [(f"{tag}tables", f"{b.counts.shape[0]} x {1 << b.n_bits} x {sk.n_outputs} x {sk.count_bits}-bit"
                   + (f" ({w.regions} regions of {b.n_tables})" if w.regions > 1 else "") + f": {cells:,} cells"),
                  (f"{tag}hyperplanes P", f"{b.n_hyperplanes}, {b.n_taps} {'ternary' if b.ternary else 'integer-weight'} taps "
-                  f"over {w.n_elements} window values"),
+                  f"over {w.n_elements} window values" + (f" ({b.sum_taps} in distinct sums)" if b.sum_taps < b.n_taps else "")),
                  (f"{tag}hash structure", _structure(b) if w.is_flat else "every position: straight-line sums over the "
                   "window (unrolled) or tap lists (compact); " + (f"{_shared(b)} thresholds per sum" if _shared(b) > 1 else
                                                                   "one threshold per sum"))]
     rows += [("table bytes", f"{sk.table_bytes:,}" + (f" ({len(shared[1])} shared rows and a row number per cell)" if shared is not None else "")),
              ("hashing bytes", f"{sk.projection_bytes:,}"),
-             ("ops per inference", f"{sk.ops_per_inference:,} ({sum(b.window.n_positions * b.n_taps for b in sk.branches):,} adds to hash, "
+             ("ops per inference", f"{sk.ops_per_inference:,} ({sum(b.window.n_positions * b.sum_taps for b in sk.branches):,} "
+                                   f"{'adds' if all(b.ternary for b in sk.branches) else 'tap terms (a multiply each for weights beyond 1)'} to hash, "
                                    f"{sum(b.window.n_readouts * b.n_tables for b in sk.branches) * sk.n_outputs:,} lookups+adds)"),
              ("worst-case |projection|", projection_bound(sk)), ("worst-case |score|", score_bound(sk)),
              ("data", f"{m.get('source')} {m.get('split', '')}"), ("teacher", m.get("teacher"))]

@@ -93,8 +93,8 @@ class Config:
 FAMILIES = {   # chosen on a validation split of the training set (examples/windowed_study.py; docs/algorithm-notes.md)
     1: dict(window=(9,), stride=(2,), hyperplanes=32, thresholds=2, taps=9, weights=7, tables=15, bits=6,
             augment="both", epochs=20, refit_epochs=10, ste_lr=0.003, refit_lr=0.001),
-    2: dict(window=(3, 3), stride=(2, 2), hyperplanes=8, taps=6, tables=8, bits=4, flat_branch=(12, 6, 48, 8),
-            augment="mixup", epochs=20, refit_epochs=10, ste_lr=0.003, refit_lr=0.001),
+    2: dict(window=(3, 3), stride=(2, 2), hyperplanes=32, thresholds=2, taps=9, weights=7, tables=8, bits=6,
+            flat_branch=(7, 6, 48, 8), augment="mixup", epochs=20, refit_epochs=10, ste_lr=0.003, refit_lr=0.001),
 }
 
 

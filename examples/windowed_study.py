@@ -40,6 +40,8 @@ CANDIDATES2 = {  # 2-D windows (8 x 8 digits), with or without a flat branch; ta
     "3x3 s2 P16x2 w7 L15 K6 (9,600)": dict(stride=(2, 2), hyperplanes=32, thresholds=2, taps=9, weights=7, tables=15, bits=6),
     "3x3 s2 P16x2 w7 L8 K6 + flat L8 K6 P48 (10,240)": dict(stride=(2, 2), hyperplanes=32, thresholds=2, taps=9, weights=7,
                                                            tables=8, bits=6, flat_branch=(8, 6, 48, 8)),
+    "3x3 s2 P16x2 w7 L8 K6 + flat L7 K6 P48 (9,600)": dict(stride=(2, 2), hyperplanes=32, thresholds=2, taps=9, weights=7,
+                                                          tables=8, bits=6, flat_branch=(7, 6, 48, 8)),
 }
 CANDIDATES = {   # name: Config fields over BASE (1-D windows; table bytes 15 * 64 * 10 = 9,600 int8)
     "P32 s6": dict(hyperplanes=32, taps=6),
@@ -115,7 +117,7 @@ def main(argv=None):
         what = "validation"
     rows = []
     for name in names:
-        kw = {**fam, **base, **cands[name]}
+        kw = {**fam, **base, "flat_branch": (), **cands[name]}   # a flat branch only where the candidate names one
         if not kw.get("window"):   # today's flat sketch: distill's defaults but for the candidate's own fields
             kw = dict(cands[name])
         if a.epochs:
