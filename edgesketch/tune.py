@@ -164,6 +164,10 @@ def spatial_axes(input_shape) -> int:
 HYPERPLANES = [8, 16, 24, 32, 48, 64, 96]
 
 
+# flat branches beside a window: none, the 2-D family's (distill.FAMILIES), a bigger and a smaller one
+FLAT_BRANCHES = ["none", "7,6,48,8", "12,6,48,8", "4,5,24,6"]
+
+
 def suggest(trial, input_shape, fixed: dict, space: dict) -> dict:
     """One configuration (distill options, plus `window` and `layout`) drawn from the trial. Every option distill has
     is searched unless `fixed` pins it; `space` narrows an option to a list of choices."""
@@ -190,7 +194,7 @@ def suggest(trial, input_shape, fixed: dict, space: dict) -> dict:
         p["padding"] = pick("padding", ["same", "valid"])
         p["pool"] = (pick("pool", [1, 2]),)
         p["regions"] = pick("regions", [1, 2, 4])
-        p["flat_branch"] = pick("flat_branch", ["none", "12,6,48,8", "8,5,24,6"])
+        p["flat_branch"] = pick("flat_branch", FLAT_BRANCHES)
     # a name has the same choices in every branch (Optuna's distributions are per name)
     p["tables"] = pick("tables", None, ints=(2, 32), log=True)
     p["bits"] = pick("bits", None, ints=(3, 8))

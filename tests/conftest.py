@@ -71,10 +71,12 @@ def mnist1d_cnn_teacher(workdir) -> Path:
 
 @pytest.fixture(scope="session")
 def windowed_esk(workdir, mnist1d_cnn_teacher) -> Path:
-    """A quick windowed sketch of the Conv1D teacher (window 9, stride 2, padding same: 20 positions) saved as a file."""
+    """A quick windowed sketch of the Conv1D teacher (window 9, stride 2, padding same: 20 positions) saved as a file,
+    with the default family's structure: integer tap weights up to 7, two thresholds per sum."""
     from edgesketch import esk
-    sk, _ = quick_distill(mnist1d_cnn_teacher, "mnist1d", window=(9,), stride=(2,), hyperplanes=16, taps=6, tables=8,
-                          bits=5, epochs=3, aug_size=4000)
+    sk, _ = quick_distill(mnist1d_cnn_teacher, "mnist1d", window=(9,), stride=(2,), hyperplanes=16, thresholds=2, taps=9,
+                          weights=7, tables=8, bits=5, epochs=3, aug_size=4000)
+    assert not sk.branches[0].ternary and sk.branches[0].sum_taps < sk.branches[0].n_taps
     sk.meta["teacher"] = str(mnist1d_cnn_teacher)
     path = workdir / "mnist1d-windowed-quick.esk"
     esk.save(sk, path, force=True)

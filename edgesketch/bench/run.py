@@ -3,6 +3,7 @@
     python -m edgesketch.bench.run            # full: digits and mnist1d, small MLP / wide MLP / CNN teachers
     python -m edgesketch.bench.run --quick    # digits, wide MLP teacher, short training (a few minutes; CI)
     python -m edgesketch.bench.run --out docs # where benchmarks.md and bench-*.png go (--json PATH: raw rows)
+    python -m edgesketch.bench.run --only mnist1d-cnn --out build/bench-cnn   # some teachers
 
 Contenders per teacher: Keras float; TFLite full-int8 in ai-edge-litert (host); TFLite Micro on the host (PyPI
 tflite-micro, smallest arena by bisection); emlearn float C (MLP teachers) in the edgesketch firmware; the teacher's
@@ -532,7 +533,9 @@ def plots(rows: list[dict], out: Path) -> list[Path]:
 
 
 def write_doc(out: Path, rows, kernel, goal_lines, extras, quick, total):
-    cmd = "python -m edgesketch.bench.run" + (" --quick" if quick else "") + f" --out {out}"
+    teachers = list(dict.fromkeys(r["teacher"] for r in rows))
+    only = "" if quick or len(teachers) == len(PLAN) else " --only " + " ".join(teachers)
+    cmd = "python -m edgesketch.bench.run" + (" --quick" if quick else "") + only + f" --out {out}"
     k = "\n".join(f"| {r['shape']} | {r['m4']:,} | {r['m4_ref']:,} | {r['m4'] / r['m4_ref']:.2f} | {r['m0']:,} | "
                   f"{'-' if not r['m0_ref'] else format(r['m0_ref'], ',')} | "
                   f"{'-' if not r['m0_ref'] else format(r['m0'] / r['m0_ref'], '.2f')} |" for r in kernel)
@@ -621,6 +624,8 @@ def main(argv=None) -> int:
     ap.add_argument("--teachers", default="build/teachers", help="where teachers are trained once and reused")
     ap.add_argument("--jobs", "-j", type=int, default=2, help="teachers benchmarked in parallel (default 2: CI's cores)")
     ap.add_argument("--work", default=None, help="folder for the firmware projects (default: a temporary folder)")
+    ap.add_argument("--only", nargs="+", metavar="TEACHER", choices=[t for _, t in PLAN],
+                    help="benchmark only these teachers (e.g. --only mnist1d-cnn digits-cnn; use another --out)")
     a = ap.parse_args(argv)
     require("edgesketch bench", *BENCH_MODULES, extra="bench")
     t0 = time.time()
@@ -630,7 +635,7 @@ def main(argv=None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     try:
         kernel = kernel_check(work, a.quick)
-        plan = [("sklearn:digits", "digits-mlp")] if a.quick else PLAN
+        plan = [("sklearn:digits", "digits-mlp")] if a.quick else [k for k in PLAN if not a.only or k[1] in a.only]
         done, failed = {}, []
         # teachers run in parallel processes (spawned: TensorFlow does not survive fork); each in its own work folder
         with concurrent.futures.ProcessPoolExecutor(max_workers=max(1, min(a.jobs, len(plan))),
