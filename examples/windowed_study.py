@@ -58,7 +58,7 @@ CANDIDATES = {   # name: Config fields over BASE (1-D windows; table bytes 15 * 
     "P16x2 s9 w7 stride 3": dict(hyperplanes=32, thresholds=2, taps=9, weights=7, stride=(3,)),
     "P16x2 s9 w7 both": dict(hyperplanes=32, thresholds=2, taps=9, weights=7, augment="both"),
     # levers of the issue on the chosen configuration: 2 regions, OR-pooling of bits over 2 positions, dilation 2,
-    # a flat branch beside the window (10 tables + a flat L4 K6), mixup only; and today's flat sketch
+    # a flat branch beside the window (11 tables + a flat L4 K6 P24), mixup only; and today's flat sketch (not run yet)
     "P16x2 s9 w7 regions 2 L7": dict(hyperplanes=32, thresholds=2, taps=9, weights=7, regions=2, tables=7),
     "P16x2 s9 w7 pool 2": dict(hyperplanes=32, thresholds=2, taps=9, weights=7, pool=(2,), stride=(1,)),
     "P16x2 s9 w7 dilation 2": dict(hyperplanes=32, thresholds=2, taps=9, weights=7, dilation=(2,)),
