@@ -212,6 +212,8 @@ data: """ + _data_help())
   edgesketch tune teacher.keras --data sklearn:digits --board uno -o uno.esk --ray ray://head:10001      (a Ray cluster)
   edgesketch tune teacher.keras --data sklearn:digits --board uno -o quick.esk --trials 8 --seeds 0 --epochs 5
                                                                                        (a quick look: fewer trials, seeds, epochs)
+  edgesketch tune conv1d.keras --data mnist1d --board uno -o uno.esk --trial-epochs 8 --trial-aug-size 10000
+                                             (trials train shorter to rank configurations; the chosen one trains fully)
 
 budget: --flash and --ram are bytes for the model (what the firmware around an empty model takes is not counted);
 without them, the board's flash and RAM minus that firmware, and the search trades accuracy against flash and
@@ -232,6 +234,10 @@ data: """ + _data_help())
     tu.add_argument("--trials", type=int, default=40, metavar="N", help="configurations the study tries in all (default 40)")
     tu.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], metavar="S", help="seeds of every configuration (default 0 1 2)")
     tu.add_argument("--epochs", type=int, metavar="N", help="hold the epochs per training phase at N (default: distill's)")
+    tu.add_argument("--trial-epochs", type=int, metavar="N", help="a shorter search: trials train N epochs per phase "
+                    "(refit N/2) and only rank configurations; the chosen one is distilled with distill's epochs")
+    tu.add_argument("--trial-aug-size", type=int, metavar="N", help="a shorter search: trials train on N augmented "
+                    "samples (default: distill's, max(40000, 10 x train))")
     tu.add_argument("--jobs", type=int, metavar="N", help="trials at once (default: the machine's cores; with --ray the cluster's CPUs)")
     tu.add_argument("--ray", metavar="ADDRESS", help="run the trials on a Ray cluster (ray://HOST:10001, auto, or local)")
     tu.add_argument("--storage", metavar="URL", help="the Optuna storage (default: sqlite OUT.tune.db)")
@@ -566,6 +572,14 @@ def cmd_bench(a) -> int:
     return run.main(a.args)
 
 
+def _trial_options(a) -> dict | None:
+    for flag, v in (("--trial-epochs", a.trial_epochs), ("--trial-aug-size", a.trial_aug_size)):
+        if v is not None and v < 1:
+            raise UserError(f"{flag} {v}: must be at least 1")
+    o = {"epochs": a.trial_epochs, "refit_epochs": -(-a.trial_epochs // 2)} if a.trial_epochs else {}
+    return (o | ({"aug_size": a.trial_aug_size} if a.trial_aug_size else {})) or None
+
+
 def cmd_tune(a) -> int:
     from . import data, report, teacher as tmod
     from .errors import require
@@ -578,6 +592,7 @@ def cmd_tune(a) -> int:
         raise UserError(f"{clash[0]} already exists; pass --force to replace it or choose another -o")
     from . import boards
     boards.load(a.board)                          # an unknown board: the list, before loading anything
+    short = _trial_options(a)
     ds = data.load(a.data)
     if ds.y_train is None:
         raise UserError(f"{a.data} has no labels (y_train); tune scores trials on a labelled validation split")
@@ -589,13 +604,15 @@ def cmd_tune(a) -> int:
     r = tune(t, ds.x_train, ds.y_train, ds.x_test, ds.y_test, board=a.board, flash=a.flash, ram=a.ram,
              max_instructions=a.max_instructions, trials=a.trials, seeds=a.seeds, jobs=a.jobs, ray=a.ray, storage=storage,
              resume=a.resume, sampler_seed=a.sampler_seed, fixed={"epochs": a.epochs} if a.epochs else None,
+             trial_options=short,
              source=ds.source, class_names=ds.class_names)
     files = r.save(out, force=a.force)
     report.out.print(r.table())
     f, c = r.final, r.final["cost"]
     pm = lambda m, s: "n/a" if m is None else f"{m:.4f} ± {s:.4f}"
     rows = [("chosen", f"trial {r.best['number']}: {describe(r.best['config'])}"),
-            ("validation (seeds " + " ".join(map(str, f["seeds"])) + ")", pm(f["validation_mean"], f["validation_spread"])),
+            ("validation (seeds " + " ".join(map(str, f["seeds"])) + ")" + (", shortened trials" if f["trial_options"] else ""),
+             pm(f["validation_mean"], f["validation_spread"])),
             ("test, distilled on the whole training set", pm(f["test_mean"], f["test_spread"])),
             ("flash / RAM (model)", f"{c['flash']:,} / {c['ram']:,} bytes of {r.budget.flash:,} / {r.budget.ram:,} ({c['how']})"),
             ("instructions per inference", "n/a" if c["instructions"] is None else f"{c['instructions']:,}"),

@@ -310,7 +310,8 @@ def run_trial(job: dict, teacher_path: str, data: dict) -> dict:
                     seconds=time.time() - t0)
     cost = None
     for i, seed in enumerate(job["seeds"]):
-        m = api.distill(t, data["x_fit"], data["y_fit"], window=window, progress=False, **dict(p, seed=seed))
+        m = api.distill(t, data["x_fit"], data["y_fit"], window=window, progress=False,
+                        **dict(p, **job.get("short", {}), seed=seed))
         accs.append(score(m.sketch, data["x_val"], data["y_val"]))
         if i == 0:
             cost = measure(m.sketch, layout, bud, m.quantize(data["x_val"][:job["samples"]]))
@@ -583,8 +584,8 @@ def tune(teacher, x_train, y_train, x_test=None, y_test=None, *, board: str = "q
          ram: int | None = None, max_instructions: int | None = None, trials: int = 40, seeds=(0, 1, 2),
          jobs: int | None = None, ray: str | None = None, storage: str | None = None, resume: bool = False,
          sampler_seed: int = 0, fixed: dict | None = None, space: dict | None = None, start_from_defaults: bool = True,
-         prune_margin: float = 0.03, samples: int = 8, task: str | None = None, progress=True, workdir=None,
-         source: str | None = None, class_names=None) -> Result:
+         trial_options: dict | None = None, prune_margin: float = 0.03, samples: int = 8, task: str | None = None,
+         progress=True, workdir=None, source: str | None = None, class_names=None) -> Result:
     """Search distill's options for the most accurate sketch whose measured cost fits `board` (see the module).
 
     teacher: a keras.Model or a path; x_train, y_train: the training data (y_train is required: the validation split
@@ -594,7 +595,10 @@ def tune(teacher, x_train, y_train, x_test=None, y_test=None, *, board: str = "q
     jobs: parallel processes (default: the machine's cores, at most trials); ray: a Ray address ("local" starts
     one) to run the trials on a cluster instead. storage: an Optuna storage URL or a .db path (default: a SQLite file
     in workdir). fixed: distill options held fixed (epochs=, aug_size=, ...); space: {option: [choices]} narrows the
-    search. progress: True prints a line per trial, False nothing, or a callback(event dict)."""
+    search. trial_options: distill options for the search's trials only ({"epochs": 6, "aug_size": 10000}): trials
+    train shorter and only rank the configurations; the chosen one is distilled for the final with its own values
+    (its validation scores then come from the shortened trials). progress: True prints a line per trial, False
+    nothing, or a callback(event dict)."""
     from . import api
     from .errors import require
     require("edgesketch.tune", "optuna", extra="tune")
@@ -606,10 +610,10 @@ def tune(teacher, x_train, y_train, x_test=None, y_test=None, *, board: str = "q
         raise ConfigError("seeds=[]: give at least one seed", argument="seeds")
     if trials < 1:
         raise ConfigError(f"trials={trials}: must be at least 1", argument="trials")
-    fixed, space = dict(fixed or {}), dict(space or {})
+    fixed, space, short = dict(fixed or {}), dict(space or {}), dict(trial_options or {})
     from .distill import Config
     known = {f.name for f in fields(Config)} | {"layout", "window", "window_size"}
-    for name in list(fixed) + list(space):
+    for name in list(fixed) + list(space) + list(short):
         if name not in known or name == "seed":
             raise ConfigError(f"{name}=...: not a searchable option; use one of {', '.join(sorted(known - {'seed'}))}",
                               argument=name)
@@ -629,6 +633,7 @@ def tune(teacher, x_train, y_train, x_test=None, y_test=None, *, board: str = "q
         fit, val = split(xtr, ytr, t.task)
         data = {"x_fit": xtr[fit], "y_fit": ytr[fit], "x_val": xtr[val], "y_val": ytr[val]}
         spec = _jsonable({"board": board, "budget": asdict(bud), "seeds": seeds, "fixed": fixed, "space": space,
+                          **({"trial_options": short} if short else {}),
                           "data": hashlib.sha256(xtr.tobytes() + ytr.tobytes()).hexdigest()[:16],
                           "teacher": tpath if t.path != "<in-memory model>" else "<in-memory>", "sampler_seed": sampler_seed})
         url = _storage_url(storage, wd)
@@ -642,7 +647,7 @@ def tune(teacher, x_train, y_train, x_test=None, y_test=None, *, board: str = "q
             jobs = max(1, min(jobs or os.cpu_count() or 1, trials))
             ex = _Inline(tpath, data) if jobs == 1 else _Processes(tpath, data, jobs)
         try:
-            _drive(optuna, study, ex, t, spec, bud, seeds, trials, jobs, fixed, space, prune_margin, samples, say)
+            _drive(optuna, study, ex, t, spec, bud, seeds, trials, jobs, fixed, space, short, prune_margin, samples, say)
         finally:
             ex.close()
         rows = _rows(study)
@@ -653,6 +658,7 @@ def tune(teacher, x_train, y_train, x_test=None, y_test=None, *, board: str = "q
         say({"event": "final", "text": f"chosen: trial {best['number']} ({describe(best['config'])}), validation "
                                        f"{best['mean']:.4f} ± {best['spread']:.4f}; distilling it on the whole training set"})
         final, model = _final(t, xtr, ytr, x_test, y_test, best, bud, seeds, samples, source, class_names)
+        final["trial_options"] = short
     return Result(board, bud, ["accuracy"] if bud.hard else ["accuracy", "flash", "instructions"], rows, best,
                   pareto(rows, bud.hard), final, model, url, time.time() - t0)
 
@@ -712,7 +718,7 @@ def _study(optuna, url, spec, hard, resume, sampler_seed):
     return study
 
 
-def _drive(optuna, study, ex, t, spec, bud, seeds, trials, jobs, fixed, space, margin, samples, say):
+def _drive(optuna, study, ex, t, spec, bud, seeds, trials, jobs, fixed, space, short, margin, samples, say):
     """Ask Optuna for configurations, run them on the executor (up to `jobs` at once), tell it the results, until the
     study holds `trials` finished trials. Trials left running by an interrupted run are failed and run again."""
     from optuna.trial import TrialState
@@ -721,15 +727,16 @@ def _drive(optuna, study, ex, t, spec, bud, seeds, trials, jobs, fixed, space, m
             study.enqueue_trial(ft.params, skip_if_exists=False)
             study.tell(ft.number, state=TrialState.FAIL)
     failed = [0]               # trials of this run that raised: counted, so that a broken configuration ends the run
+    invalid = [0]              # configurations distill refuses (no training): not counted, up to a limit
     done = lambda: failed[0] + sum(ft.state.is_finished() and ft.state != TrialState.FAIL
-                                   for ft in study.get_trials(deepcopy=False))
+                                   and ft.user_attrs.get("state") != "invalid" for ft in study.get_trials(deepcopy=False))
     running: dict = {}
     total = trials
     while done() + len(running) < total or running:
         while len(running) < jobs and done() + len(running) < total:
             tr = study.ask()
             p = suggest(tr, t.input_shape, fixed, space)
-            job = {"number": tr.number, "params": p, "budget": asdict(bud), "seeds": seeds, "task": t.task,
+            job = {"number": tr.number, "params": p, "short": short, "budget": asdict(bud), "seeds": seeds, "task": t.task,
                    "reference": _reference(study), "margin": margin, "hard": bud.hard, "samples": samples}
             running[ex.submit(job)] = tr
         for f in ex.wait(running):
@@ -747,6 +754,11 @@ def _drive(optuna, study, ex, t, spec, bud, seeds, trials, jobs, fixed, space, m
                 say({"event": "error", "text": f"trial #{tr.number} failed: {why}"})
                 continue
             _tell(optuna, study, tr, res, bud)
+            if res["state"] == "invalid":
+                invalid[0] += 1
+                if invalid[0] > 5 * total:
+                    raise ConfigError(f"{invalid[0]} configurations drawn were invalid (the last: {res['reason']}); "
+                                      "narrow the search (space=) to valid ones", argument="space")
             say(_line(study, res, done(), total))
 
 
@@ -791,6 +803,9 @@ def _line(study, res, n, total) -> dict:
     best = [r for r in _rows(study) if r["state"] == "complete"]
     b = max(best, key=lambda r: r["mean"]) if best else None
     tail = f"; best so far: trial {b['number']} {b['mean']:.4f}" if b else "; nothing fits yet"
+    if res["state"] == "invalid":
+        return {"event": "invalid", "n": n, "total": total, "result": res,
+                "text": f"(#{res['number']}, not counted: {describe(res['config'])}: {res.get('reason', '')})"}
     text = f"trial {n} of {total} (#{res['number']}): {describe(res['config'])}: {acc} {cost} [{what}] ({res['seconds']:.0f} s){tail}"
     return {"event": "trial", "n": n, "total": total, "result": res, "text": text}
 

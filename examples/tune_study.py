@@ -40,18 +40,20 @@ SMOKE = dict(fixed=dict(epochs=1, refit_epochs=1, aug_size=2000, layout="unrolle
                         dilation=[1], augment=["mixup"], shift=[0]))
 
 
-def defaults_cell(es, tune, teacher, ds, bud, seeds, quick=None):
-    """distill's defaults on the whole training set: test accuracy per seed, measured cost of the first seed.
-    quick: training options that shorten it (--smoke only: then they are not quite the defaults)."""
-    accs, cost = [], None
-    for seed in seeds:
-        m = es.distill(teacher, ds.x_train, ds.y_train, x_test=ds.x_test, y_test=ds.y_test, progress=False, seed=seed,
-                       **(quick or {}))
-        accs.append(tune.score(m.sketch, ds.x_test, ds.y_test))
-        if cost is None:
-            cost = tune.measure(m.sketch, "unrolled", bud, m.quantize(ds.x_train[:8]))
-    return {"test": accs, "test_mean": float(np.mean(accs)), "test_spread": float(np.std(accs)), "cost": cost.__dict__,
-            "fits": cost.fits(bud)}
+def defaults_test(es, tune, teacher, ds, seeds, quick=None):
+    """distill's defaults on the whole training set: test accuracy per seed and the first seed's model (the same for
+    every budget of a teacher, so computed once). quick: training options that shorten it (--smoke only: then they
+    are not quite the defaults)."""
+    models = [es.distill(teacher, ds.x_train, ds.y_train, x_test=ds.x_test, y_test=ds.y_test, progress=False, seed=s,
+                         **(quick or {})) for s in seeds]
+    accs = [tune.score(m.sketch, ds.x_test, ds.y_test) for m in models]
+    return {"test": accs, "test_mean": float(np.mean(accs)), "test_spread": float(np.std(accs))}, models[0]
+
+
+def defaults_cell(tune, test, model, ds, bud):
+    """The defaults' test scores with their cost measured for this budget's board."""
+    cost = tune.measure(model.sketch, "unrolled", bud, model.quantize(ds.x_train[:8]))
+    return dict(test, cost=cost.__dict__, fits=cost.fits(bud))
 
 
 def main(argv=None) -> int:
@@ -60,6 +62,9 @@ def main(argv=None) -> int:
     ap.add_argument("--trials", type=int, default=40)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--jobs", type=int)
+    ap.add_argument("--trial-epochs", type=int, help="trials train N epochs per phase (refit N/2) and only rank "
+                    "configurations; the chosen one is distilled with distill's own epochs")
+    ap.add_argument("--trial-aug-size", type=int, help="trials train on N augmented samples")
     ap.add_argument("--ray", metavar="ADDRESS")
     ap.add_argument("--teachers", default="build/teachers", help="folder of the teachers (trained there if missing)")
     ap.add_argument("--out", default="build/tune-study")
@@ -76,7 +81,9 @@ def main(argv=None) -> int:
     cells = [(t, b) for t in TEACHERS for b in BUDGETS]
     if a.only:
         cells = [tuple(c.split(":")) for c in a.only]
-    rows = []
+    short = ({"epochs": a.trial_epochs, "refit_epochs": -(-a.trial_epochs // 2)} if a.trial_epochs else {}) | (
+        {"aug_size": a.trial_aug_size} if a.trial_aug_size else {})
+    rows, dflt = [], {}
     for name, bname in cells:
         ds = data.load(TEACHERS[name])
         teacher = ensure(name, a.teachers)
@@ -88,16 +95,20 @@ def main(argv=None) -> int:
         t0 = time.time()
         r = tune.tune(teacher, ds.x_train, ds.y_train, ds.x_test, ds.y_test, trials=a.trials, seeds=a.seeds, jobs=a.jobs,
                       ray=a.ray, storage=db, resume=db.exists(), source=ds.source, class_names=ds.class_names,
+                      trial_options=short or None,
                       **BUDGETS[bname], **(SMOKE if a.smoke else {}))
         wall = time.time() - t0
         r.save(out / f"{tag}.esk", force=True)
         teacher_model = es.api._teacher(teacher)
         quick = {k: SMOKE["fixed"][k] for k in ("epochs", "refit_epochs", "aug_size")} if a.smoke else None
-        d = defaults_cell(es, tune, teacher_model, ds, r.budget, a.seeds, quick)
+        if name not in dflt:
+            print(f"== {name}: distill's defaults, seeds {a.seeds}", flush=True)
+            dflt[name] = defaults_test(es, tune, teacher_model, ds, a.seeds, quick)
+        d = defaults_cell(tune, *dflt[name], ds, r.budget)
         f = r.final
         rows.append({"cell": tag, "board": r.board, "budget": r.budget.__dict__, "config": r.best["config"],
                      "describe": tune.describe(r.best["config"]), "trials": len(r.trials), "validation": f["validation"],
-                     "validation_mean": f["validation_mean"], "validation_spread": f["validation_spread"],
+                     "validation_mean": f["validation_mean"], "validation_spread": f["validation_spread"], "trial_options": short,
                      "test": f["test"], "test_mean": f["test_mean"], "test_spread": f["test_spread"], "cost": f["cost"],
                      "fits": f["fits"], "wall_seconds": wall, "defaults": d,
                      "tuned_beats_defaults": (f["test_mean"] > d["test_mean"]) if d["fits"] else "defaults do not fit"})

@@ -81,7 +81,7 @@ def test_resume_continues_the_same_study(local_study, digits_teacher, digits):
 def test_impossible_budget_is_one_line_naming_the_smallest_sketch(digits_teacher, tmp_path):
     code, out, err = run_cli("tune", digits_teacher, "--data", "sklearn:digits", "--board", "qemu-m0", "--flash", "300",
                              "--ram", "4096", "--trials", "2", "--seeds", "0", "--epochs", "1", "-o", tmp_path / "x.esk")
-    assert_user_error(code, err, "no sketch fits 300 bytes of flash", "the smallest of 2 tried", "bytes of flash for its tables alone")
+    assert_user_error(code, err, "no sketch fits 300 bytes of flash", "the smallest of 3 tried", "bytes of flash for its tables alone")
     assert not (tmp_path / "x.esk").exists()
 
 
@@ -162,3 +162,33 @@ def test_cost_is_measured_on_the_emulated_board_of_the_core():
     with pytest.raises(T.ConfigError) as e:
         T.budget("qemu-m0", 64, 10, flash=0, ram=100)
     assert e.value.argument == "flash"
+
+
+def test_trial_options_shorten_the_search_only(digits_teacher, digits, tmp_path, monkeypatch):
+    """trial_options train the trials shorter (here 1 epoch on 1,000 samples); the chosen configuration is distilled
+    for the final with its own options (QUICK's 2 epochs on 2,000), and the trials' configurations do not hold them."""
+    from edgesketch import api
+    calls, real = [], api.distill
+    monkeypatch.setattr(api, "distill", lambda *a, **kw: calls.append(kw) or real(*a, **kw))
+    r = run(digits_teacher, digits, tmp_path / "s.db", 1, trial_options={"epochs": 1, "aug_size": 1000})
+    assert [(c["epochs"], c["aug_size"]) for c in calls] == [(1, 1000), (2, 2000)]            # the trial, then the final
+    assert r.trials[0]["config"]["epochs"] == 2 and r.final["trial_options"] == {"epochs": 1, "aug_size": 1000}
+    with pytest.raises(T.ConfigError) as e:
+        run(digits_teacher, digits, tmp_path / "t.db", 1, trial_options={"epoch": 1})
+    assert e.value.argument == "epoch"
+
+
+def test_bad_trial_epochs_is_one_line(tmp_path):
+    code, out, err = run_cli("tune", "t.keras", "--data", "sklearn:digits", "--board", "uno", "--trial-epochs", "0",
+                             "-o", tmp_path / "x.esk")
+    assert_user_error(code, err, "--trial-epochs 0: must be at least 1")
+
+
+def test_invalid_configurations_are_not_counted_but_bounded(digits_teacher, digits, tmp_path):
+    """A configuration distill refuses costs no training and does not use up a trial; a space of nothing else ends
+    with one error naming the argument, not a study of zero trials."""
+    with pytest.raises(T.ConfigError) as e:
+        T.tune(str(digits_teacher), digits.x_train, digits.y_train, trials=1, seeds=[0], progress=False, jobs=1,
+               fixed=dict(QUICK, selectors="window", hyperplanes=96), space=dict(tables=[2, 2], bits=[4, 4]),
+               storage=tmp_path / "s.db", **M0)
+    assert e.value.argument == "space" and "6 configurations drawn were invalid" in str(e.value)
