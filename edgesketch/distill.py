@@ -127,6 +127,9 @@ def check(cfg: Config, input_shape) -> None:
     need(cfg.thresholds == 1 or cfg.mode == "learned", "thresholds", f"thresholds={cfg.thresholds}: learned mode only")
     if cfg.codebook:
         need(not cfg.windowed, "codebook", "codebook=%d: shared rows are for flat sketches; use codebook=0 or no window" % cfg.codebook)
+        need(cfg.mode == "representer" or cfg.weights == 1 and cfg.thresholds == 1, "codebook",
+             "codebook=%d: shared rows are generated for ternary taps with one threshold; use weights=1 and thresholds=1 "
+             "with it, or codebook=0" % cfg.codebook)
         need(cfg.count_bits != 4, "codebook", "codebook=%d: shared rows hold int8 or int16 counts, not 4-bit ones; use count_bits=8 with it, or codebook=0" % cfg.codebook)
         cells = cfg.tables << cfg.bits
         need(2 <= cfg.codebook < cells, "codebook", f"codebook={cfg.codebook}: use 2 to {cells - 1} shared rows "
