@@ -238,6 +238,8 @@ data: """ + _data_help())
                     "(refit N/2) and only rank configurations; the chosen one is distilled with distill's epochs")
     tu.add_argument("--trial-aug-size", type=int, metavar="N", help="a shorter search: trials train on N augmented "
                     "samples (default: distill's, max(40000, 10 x train))")
+    tu.add_argument("--finalists", type=int, default=3, metavar="N", help="with a shorter search: the N best trials "
+                    "that fit, and distill's defaults, are distilled again with full training and chosen on that (default 3)")
     tu.add_argument("--jobs", type=int, metavar="N", help="trials at once (default: the machine's cores; with --ray the cluster's CPUs)")
     tu.add_argument("--ray", metavar="ADDRESS", help="run the trials on a Ray cluster (ray://HOST:10001, auto, or local)")
     tu.add_argument("--storage", metavar="URL", help="the Optuna storage (default: sqlite OUT.tune.db)")
@@ -573,9 +575,10 @@ def cmd_bench(a) -> int:
 
 
 def _trial_options(a) -> dict | None:
-    for flag, v in (("--trial-epochs", a.trial_epochs), ("--trial-aug-size", a.trial_aug_size)):
-        if v is not None and v < 1:
-            raise UserError(f"{flag} {v}: must be at least 1")
+    for flag, v, low in (("--trial-epochs", a.trial_epochs, 1), ("--trial-aug-size", a.trial_aug_size, 1),
+                         ("--finalists", a.finalists, 0)):
+        if v is not None and v < low:
+            raise UserError(f"{flag} {v}: must be at least {low}")
     o = {"epochs": a.trial_epochs, "refit_epochs": -(-a.trial_epochs // 2)} if a.trial_epochs else {}
     return (o | ({"aug_size": a.trial_aug_size} if a.trial_aug_size else {})) or None
 
@@ -604,15 +607,18 @@ def cmd_tune(a) -> int:
     r = tune(t, ds.x_train, ds.y_train, ds.x_test, ds.y_test, board=a.board, flash=a.flash, ram=a.ram,
              max_instructions=a.max_instructions, trials=a.trials, seeds=a.seeds, jobs=a.jobs, ray=a.ray, storage=storage,
              resume=a.resume, sampler_seed=a.sampler_seed, fixed={"epochs": a.epochs} if a.epochs else None,
-             trial_options=short,
+             trial_options=short, finalists=a.finalists,
              source=ds.source, class_names=ds.class_names)
     files = r.save(out, force=a.force)
     report.out.print(r.table())
     f, c = r.final, r.final["cost"]
     pm = lambda m, s: "n/a" if m is None else f"{m:.4f} ± {s:.4f}"
     rows = [("chosen", f"trial {r.best['number']}: {describe(r.best['config'])}"),
-            ("validation (seeds " + " ".join(map(str, f["seeds"])) + ")" + (", shortened trials" if f["trial_options"] else ""),
+            ("validation (seeds " + " ".join(map(str, f["seeds"])) + ")" + (", shortened trials" if f["trial_options"]
+                                                                     and not f["finalists"] else ""),
              pm(f["validation_mean"], f["validation_spread"])),
+            *[(f"finalist trial {x['number']}", f"validation {x['shortened_mean']:.4f} shortened, {x['mean']:.4f} ± "
+               f"{x['spread']:.4f} fully trained") for x in f["finalists"]],
             ("test, distilled on the whole training set", pm(f["test_mean"], f["test_spread"])),
             ("flash / RAM (model)", f"{c['flash']:,} / {c['ram']:,} bytes of {r.budget.flash:,} / {r.budget.ram:,} ({c['how']})"),
             ("instructions per inference", "n/a" if c["instructions"] is None else f"{c['instructions']:,}"),

@@ -584,7 +584,7 @@ def tune(teacher, x_train, y_train, x_test=None, y_test=None, *, board: str = "q
          ram: int | None = None, max_instructions: int | None = None, trials: int = 40, seeds=(0, 1, 2),
          jobs: int | None = None, ray: str | None = None, storage: str | None = None, resume: bool = False,
          sampler_seed: int = 0, fixed: dict | None = None, space: dict | None = None, start_from_defaults: bool = True,
-         trial_options: dict | None = None, prune_margin: float = 0.03, samples: int = 8, task: str | None = None,
+         trial_options: dict | None = None, finalists: int = 3, prune_margin: float = 0.03, samples: int = 8, task: str | None = None,
          progress=True, workdir=None, source: str | None = None, class_names=None) -> Result:
     """Search distill's options for the most accurate sketch whose measured cost fits `board` (see the module).
 
@@ -597,7 +597,9 @@ def tune(teacher, x_train, y_train, x_test=None, y_test=None, *, board: str = "q
     in workdir). fixed: distill options held fixed (epochs=, aug_size=, ...); space: {option: [choices]} narrows the
     search. trial_options: distill options for the search's trials only ({"epochs": 6, "aug_size": 10000}): trials
     train shorter and only rank the configurations; the chosen one is distilled for the final with its own values
-    (its validation scores then come from the shortened trials). progress: True prints a line per trial, False
+    (its validation scores then come from the shortened trials). finalists: with trial_options, the best `finalists`
+    trials that fit, and trial 0 (distill's defaults) if it fits, are distilled again with full training on the same
+    split and the choice is made on those scores (0: choose on the shortened scores). progress: True prints a line per trial, False
     nothing, or a callback(event dict)."""
     from . import api
     from .errors import require
@@ -648,17 +650,21 @@ def tune(teacher, x_train, y_train, x_test=None, y_test=None, *, board: str = "q
             ex = _Inline(tpath, data) if jobs == 1 else _Processes(tpath, data, jobs)
         try:
             _drive(optuna, study, ex, t, spec, bud, seeds, trials, jobs, fixed, space, short, prune_margin, samples, say)
+            rows = _rows(study)
+            feasible = [r for r in rows if r["state"] == "complete"]
+            if not feasible:
+                raise _nothing_fits(rows, bud)
+            if short and finalists:
+                feasible = _rerun(study, ex, feasible, bud, seeds, t.task, samples, finalists, say)
         finally:
             ex.close()
-        rows = _rows(study)
-        feasible = [r for r in rows if r["state"] == "complete"]
-        if not feasible:
-            raise _nothing_fits(rows, bud)
         best = max(feasible, key=lambda r: (r["mean"], -r["cost"]["flash"], -(r["cost"]["instructions"] or 0), -r["number"]))
         say({"event": "final", "text": f"chosen: trial {best['number']} ({describe(best['config'])}), validation "
                                        f"{best['mean']:.4f} ± {best['spread']:.4f}; distilling it on the whole training set"})
         final, model = _final(t, xtr, ytr, x_test, y_test, best, bud, seeds, samples, source, class_names)
         final["trial_options"] = short
+        final["finalists"] = [{k: r.get(k) for k in ("number", "shortened_mean", "mean", "spread")}
+                              for r in feasible if "shortened_mean" in r]
     return Result(board, bud, ["accuracy"] if bud.hard else ["accuracy", "flash", "instructions"], rows, best,
                   pareto(rows, bud.hard), final, model, url, time.time() - t0)
 
@@ -760,6 +766,45 @@ def _drive(optuna, study, ex, t, spec, bud, seeds, trials, jobs, fixed, space, s
                     raise ConfigError(f"{invalid[0]} configurations drawn were invalid (the last: {res['reason']}); "
                                       "narrow the search (space=) to valid ones", argument="space")
             say(_line(study, res, done(), total))
+
+
+def _rerun(study, ex, feasible, bud, seeds, task, samples, k, say) -> list[dict]:
+    """Shortened trials only rank configurations: the k best that fit (and trial 0, distill's defaults) are distilled
+    again with full training on the same split, no pruning; these rows, scored that way, are the ones to choose
+    from. Results are kept in the study (a resumed study does not run them again)."""
+    top = sorted(feasible, key=lambda r: (-r["mean"], r["number"]))[:k]
+    top += [r for r in feasible if r["number"] == 0 and r not in top]
+    out, todo = [], {}
+    for r in top:
+        done = study.user_attrs.get(f"full:{r['number']}")
+        if done is None:
+            p = {k: (tuple(v) if isinstance(v, list) else v) for k, v in r["config"].items()}
+            job = {"number": r["number"], "params": p, "short": {}, "budget": asdict(bud), "seeds": seeds, "task": task,
+                   "reference": [], "margin": 1.0, "hard": bud.hard, "samples": samples}
+            todo[ex.submit(job)] = r
+        else:
+            out.append((r, done))
+    say({"event": "finalists", "text": f"finalists: trials {', '.join(str(r['number']) for r in top)}, distilled again with "
+                                       "full training (shortened trials only rank configurations)"})
+    while todo:
+        for f in ex.wait(todo):
+            r = todo.pop(f)
+            res = ex.result(f) if hasattr(ex, "result") else f.result()
+            res = {k: res.get(k) for k in ("state", "accs", "cost")}
+            study.set_user_attr(f"full:{r['number']}", _jsonable(res))
+            out.append((r, res))
+    rows = []
+    for r, res in sorted(out, key=lambda o: o[0]["number"]):
+        if res["state"] != "complete":
+            continue
+        a = res["accs"]
+        rows.append(dict(r, shortened_mean=r["mean"], accs=a, mean=float(np.mean(a)), spread=float(np.std(a)), cost=res["cost"]))
+        say({"event": "finalist", "text": f"finalist trial {r['number']} ({describe(r['config'])}): validation "
+                                          f"{r['mean']:.4f} shortened, {rows[-1]['mean']:.4f} ± {rows[-1]['spread']:.4f} full"})
+    if not rows:
+        raise ConfigError("no finalist fits the budget when trained fully; run with finalists=0 or without "
+                          "trial_options", argument="trial_options")
+    return rows
 
 
 def _reference(study) -> list[dict]:

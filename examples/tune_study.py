@@ -10,7 +10,8 @@
         --trial-aug-size 20000 --jobs 2 --out build/tune-study/digits     # what the closing note of issue 21 ran
     python examples/tune_study.py --only mnist1d-cnn:uno mnist1d-cnn:m0-16k mnist1d-cnn:m4 --trials 10 --trial-epochs 5 \
         --trial-aug-size 8000 --jobs 2 --out build/tune-study/mnist1d    # (shortened trials rank configurations; the
-                                                                         # chosen one and the defaults train fully)
+                                                                         # finalists, the chosen one and the defaults
+                                                                         # train fully)
 
 Teachers (edgesketch/bench/teachers.py, trained into --teachers if missing): digits-mlp (flat sketch) and mnist1d-cnn
 (a Conv1D teacher: the space holds the shift-invariant windowed sketch as well as the flat one).
@@ -71,6 +72,8 @@ def main(argv=None) -> int:
     ap.add_argument("--trial-epochs", type=int, help="trials train N epochs per phase (refit N/2) and only rank "
                     "configurations; the chosen one is distilled with distill's own epochs")
     ap.add_argument("--trial-aug-size", type=int, help="trials train on N augmented samples")
+    ap.add_argument("--finalists", type=int, default=3, help="with shortened trials: the N best (and the defaults) "
+                    "are distilled again with full training on the split and chosen on that")
     ap.add_argument("--ray", metavar="ADDRESS")
     ap.add_argument("--teachers", default="build/teachers", help="folder of the teachers (trained there if missing)")
     ap.add_argument("--out", default="build/tune-study")
@@ -101,21 +104,23 @@ def main(argv=None) -> int:
         t0 = time.time()
         r = tune.tune(teacher, ds.x_train, ds.y_train, ds.x_test, ds.y_test, trials=a.trials, seeds=a.seeds, jobs=a.jobs,
                       ray=a.ray, storage=db, resume=db.exists(), source=ds.source, class_names=ds.class_names,
-                      trial_options=short or None,
+                      trial_options=short or None, finalists=a.finalists,
                       **BUDGETS[bname], **(SMOKE if a.smoke else {}))
         wall = time.time() - t0
         r.save(out / f"{tag}.esk", force=True)
+        f = r.final
         teacher_model = es.api._teacher(teacher)
         quick = {k: SMOKE["fixed"][k] for k in ("epochs", "refit_epochs", "aug_size")} if a.smoke else None
         teacher_acc = float(np.mean(teacher_model.outputs(ds.x_test).argmax(1) == ds.y_test))
+        if name not in dflt and r.best["number"] == 0 and not a.smoke:   # trial 0 is distill's defaults: the final is them
+            dflt[name] = ({"test": f["test"], "test_mean": f["test_mean"], "test_spread": f["test_spread"]}, r.model)
         if name not in dflt:
             print(f"== {name}: distill's defaults, seeds {a.seeds}", flush=True)
             dflt[name] = defaults_test(es, tune, teacher_model, ds, a.seeds, quick)
         d = defaults_cell(tune, *dflt[name], ds, r.budget)
-        f = r.final
         rows.append({"cell": tag, "board": r.board, "budget": r.budget.__dict__, "config": r.best["config"],
                      "describe": tune.describe(r.best["config"]), "trials": len(r.trials), "validation": f["validation"],
-                     "validation_mean": f["validation_mean"], "validation_spread": f["validation_spread"], "trial_options": short,
+                     "validation_mean": f["validation_mean"], "validation_spread": f["validation_spread"], "trial_options": short, "finalists": f["finalists"],
                      "test": f["test"], "test_mean": f["test_mean"], "test_spread": f["test_spread"], "cost": f["cost"],
                      "fits": f["fits"], "wall_seconds": wall, "defaults": d, "teacher_test": teacher_acc,
                      "within_1_point_of_teacher": f["test_mean"] >= teacher_acc - 0.01,

@@ -165,14 +165,20 @@ def test_cost_is_measured_on_the_emulated_board_of_the_core():
 
 
 def test_trial_options_shorten_the_search_only(digits_teacher, digits, tmp_path, monkeypatch):
-    """trial_options train the trials shorter (here 1 epoch on 1,000 samples); the chosen configuration is distilled
-    for the final with its own options (QUICK's 2 epochs on 2,000), and the trials' configurations do not hold them."""
+    """trial_options train the trials shorter (here 1 epoch on 1,000 samples); the finalists are distilled again on the
+    same split with their own options (QUICK's 2 epochs on 2,000) and chosen on those scores; the final too; the trials'
+    configurations do not hold the shortened options."""
     from edgesketch import api
     calls, real = [], api.distill
-    monkeypatch.setattr(api, "distill", lambda *a, **kw: calls.append(kw) or real(*a, **kw))
+    monkeypatch.setattr(api, "distill", lambda *a, **kw: calls.append((kw, len(a[1]))) or real(*a, **kw))
     r = run(digits_teacher, digits, tmp_path / "s.db", 1, trial_options={"epochs": 1, "aug_size": 1000})
-    assert [(c["epochs"], c["aug_size"]) for c in calls] == [(1, 1000), (2, 2000)]            # the trial, then the final
+    n_fit = len(T.split(digits.x_train, digits.y_train, "classification")[0])
+    assert [(c["epochs"], c["aug_size"], n) for c, n in calls] == [(1, 1000, n_fit), (2, 2000, n_fit),   # trial, finalist
+                                                                    (2, 2000, len(digits.x_train))]    # the final
     assert r.trials[0]["config"]["epochs"] == 2 and r.final["trial_options"] == {"epochs": 1, "aug_size": 1000}
+    (f,) = r.final["finalists"]
+    assert f["number"] == 0 and f["shortened_mean"] == r.trials[0]["mean"] and f["mean"] == r.best["mean"] == r.final["validation_mean"]
+    assert f["mean"] != f["shortened_mean"]                                     # full training scored, not copied
     with pytest.raises(T.ConfigError) as e:
         run(digits_teacher, digits, tmp_path / "t.db", 1, trial_options={"epoch": 1})
     assert e.value.argument == "epoch"
