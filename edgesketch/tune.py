@@ -796,6 +796,8 @@ def _rerun(study, ex, feasible, bud, seeds, task, samples, k, say) -> list[dict]
     rows = []
     for r, res in sorted(out, key=lambda o: o[0]["number"]):
         if res["state"] != "complete":
+            say({"event": "finalist", "text": f"finalist trial {r['number']} ({describe(r['config'])}): {res['state']} when "
+                                              f"trained fully ({_cost_text(res.get('cost') or {'flash': 0})})"})
             continue
         a = res["accs"]
         rows.append(dict(r, shortened_mean=r["mean"], accs=a, mean=float(np.mean(a)), spread=float(np.std(a)), cost=res["cost"]))

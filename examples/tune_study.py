@@ -129,16 +129,21 @@ def main(argv=None) -> int:
         tmp.write_text(json.dumps(rows, indent=1, default=str) + "\n")
         tmp.replace(out / "results.json")
     pm = lambda m, s: f"{m:.4f} ± {s:.4f}"
-    print("\n| cell | chosen configuration | trials | validation | test | flash | RAM | instructions | wall | "
+    lines = []
+    add = lines.append                                            # the table goes to stdout and results.md
+    add("\n| cell | chosen configuration | trials | validation | test | flash | RAM | instructions | wall | "
           "defaults: test | defaults fit | tuned - defaults (test) | teacher | tuned within 1 point |\n"
           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         c, d = r["cost"], r["defaults"]
-        print(f"| {r['cell']} | {r['describe']} | {r['trials']} | {pm(r['validation_mean'], r['validation_spread'])} | "
-              f"{pm(r['test_mean'], r['test_spread'])} | {c['flash']:,} | {c['ram']:,} | {c['instructions'] or 'n/a'} | "
+        add(f"| {r['cell']} | {r['describe']} | {r['trials']} | {pm(r['validation_mean'], r['validation_spread'])} | "
+              f"{pm(r['test_mean'], r['test_spread'])} | {c['flash']:,} | {c['ram']:,} | {f"{c['instructions']:,}" if c['instructions'] else 'n/a'} | "
               f"{r['wall_seconds']:.0f} s | {pm(d['test_mean'], d['test_spread'])} | {'yes' if d['fits'] else 'no'} "
               f"({d['cost']['flash']:,} B) | {100 * r['tuned_minus_defaults']:+.1f} points | {r['teacher_test']:.4f} | "
               f"{'yes' if r['within_1_point_of_teacher'] else 'no'} |")
+    text = "\n".join(lines) + "\n"
+    sys.stdout.write(text)
+    (out / "results.md").write_text(text)
     return 0
 
 
