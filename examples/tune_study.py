@@ -63,6 +63,26 @@ def defaults_cell(tune, test, model, ds, bud):
     return dict(test, cost=cost.__dict__, fits=cost.fits(bud))
 
 
+def table(rows) -> str:
+    """The grid as a markdown table (from main's rows or results.json files)."""
+    pm = lambda m, s: f"{m:.4f} ± {s:.4f}"
+    num = lambda v: f"{v:,}" if v else "n/a"
+    lines = ["| cell | chosen configuration | trials | finalists: validation shortened -> full | validation | test | "
+             "flash | RAM | instructions | wall | defaults: test | defaults fit | tuned - defaults (test) | teacher | "
+             "tuned within 1 point |", "|---" * 15 + "|"]
+    for r in rows:
+        c, d = r["cost"], r["defaults"]
+        fin = "; ".join(f"#{x['number']} {x['shortened_mean']:.4f} -> {x['mean']:.4f}" for x in r.get("finalists") or [])
+        lines.append(
+            f"| {r['cell']} | {r['describe']} | {r['trials']} | {fin or 'none'} | "
+            f"{pm(r['validation_mean'], r['validation_spread'])} | {pm(r['test_mean'], r['test_spread'])} | "
+            f"{num(c['flash'])} | {num(c['ram'])} | {num(c['instructions'])} | {r['wall_seconds']:.0f} s | "
+            f"{pm(d['test_mean'], d['test_spread'])} | {'yes' if d['fits'] else 'no'} ({d['cost']['flash']:,} B) | "
+            f"{100 * r['tuned_minus_defaults']:+.1f} points | {r['teacher_test']:.4f} | "
+            f"{'yes' if r['within_1_point_of_teacher'] else 'no'} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", nargs="*", help="cells TEACHER:BUDGET (default: all)")
@@ -79,7 +99,11 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="build/tune-study")
     ap.add_argument("--fresh", action="store_true", help="start every study again (default: resume stored ones)")
     ap.add_argument("--smoke", action="store_true", help="a quick check of the script: 2 trials, one seed, 1 epoch")
+    ap.add_argument("--report", nargs="+", metavar="RESULTS.json", help="only print the table of finished grids")
     a = ap.parse_args(argv)
+    if a.report:
+        sys.stdout.write(table([r for f in a.report for r in json.loads(Path(f).read_text())]))
+        return 0
     import edgesketch as es
     from edgesketch import data, tune
     from edgesketch.bench.teachers import ensure
@@ -128,20 +152,7 @@ def main(argv=None) -> int:
         tmp = out / ".results.json.tmp"
         tmp.write_text(json.dumps(rows, indent=1, default=str) + "\n")
         tmp.replace(out / "results.json")
-    pm = lambda m, s: f"{m:.4f} ± {s:.4f}"
-    lines = []
-    add = lines.append                                            # the table goes to stdout and results.md
-    add("\n| cell | chosen configuration | trials | validation | test | flash | RAM | instructions | wall | "
-          "defaults: test | defaults fit | tuned - defaults (test) | teacher | tuned within 1 point |\n"
-          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        c, d = r["cost"], r["defaults"]
-        add(f"| {r['cell']} | {r['describe']} | {r['trials']} | {pm(r['validation_mean'], r['validation_spread'])} | "
-              f"{pm(r['test_mean'], r['test_spread'])} | {c['flash']:,} | {c['ram']:,} | {f"{c['instructions']:,}" if c['instructions'] else 'n/a'} | "
-              f"{r['wall_seconds']:.0f} s | {pm(d['test_mean'], d['test_spread'])} | {'yes' if d['fits'] else 'no'} "
-              f"({d['cost']['flash']:,} B) | {100 * r['tuned_minus_defaults']:+.1f} points | {r['teacher_test']:.4f} | "
-              f"{'yes' if r['within_1_point_of_teacher'] else 'no'} |")
-    text = "\n".join(lines) + "\n"
+    text = table(rows)
     sys.stdout.write(text)
     (out / "results.md").write_text(text)
     return 0
