@@ -67,16 +67,19 @@ def table(rows) -> str:
     """The grid as a markdown table (from main's rows or results.json files)."""
     pm = lambda m, s: f"{m:.4f} ± {s:.4f}"
     num = lambda v: f"{v:,}" if v else "n/a"
-    lines = ["| cell | chosen configuration | trials | finalists: validation shortened -> full | validation | test | "
-             "flash | RAM | instructions | wall | defaults: test | defaults fit | tuned - defaults (test) | teacher | "
+    lines = ["| cell | chosen configuration | trials (pruned, refused by distill: not counted) | finalists: validation shortened -> full | validation | test | "
+             "flash | RAM | instructions | wall of the last run (trials' own seconds, summed) | defaults: test | defaults fit | tuned - defaults (test) | teacher | "
              "tuned within 1 point |", "|---" * 15 + "|"]
     for r in rows:
         c, d = r["cost"], r["defaults"]
+        trials = json.loads((r["_dir"] / f"{r['cell']}.trials.json").read_text())["trials"] if "_dir" in r else r["runs"]
+        states, busy = [t["state"] for t in trials], sum(t["seconds"] or 0 for t in trials)
+        n = f"{len(states) - states.count('invalid')} ({states.count('pruned')} pruned, {states.count('invalid')} refused)"
         fin = "; ".join(f"#{x['number']} {x['shortened_mean']:.4f} -> {x['mean']:.4f}" for x in r.get("finalists") or [])
         lines.append(
-            f"| {r['cell']} | {r['describe']} | {r['trials']} | {fin or 'none'} | "
+            f"| {r['cell']} | {r['describe']} | {n} | {fin or 'none'} | "
             f"{pm(r['validation_mean'], r['validation_spread'])} | {pm(r['test_mean'], r['test_spread'])} | "
-            f"{num(c['flash'])} | {num(c['ram'])} | {num(c['instructions'])} | {r['wall_seconds']:.0f} s | "
+            f"{num(c['flash'])} | {num(c['ram'])} | {num(c['instructions'])} | {r['wall_seconds']:.0f} s ({busy:.0f} s) | "
             f"{pm(d['test_mean'], d['test_spread'])} | {'yes' if d['fits'] else 'no'} ({d['cost']['flash']:,} B) | "
             f"{100 * r['tuned_minus_defaults']:+.1f} points | {r['teacher_test']:.4f} | "
             f"{'yes' if r['within_1_point_of_teacher'] else 'no'} |")
@@ -102,7 +105,8 @@ def main(argv=None) -> int:
     ap.add_argument("--report", nargs="+", metavar="RESULTS.json", help="only print the table of finished grids")
     a = ap.parse_args(argv)
     if a.report:
-        sys.stdout.write(table([r for f in a.report for r in json.loads(Path(f).read_text())]))
+        rows = [dict(r, _dir=Path(f).parent) for f in a.report for r in json.loads(Path(f).read_text())]
+        sys.stdout.write(table(rows))
         return 0
     import edgesketch as es
     from edgesketch import data, tune
@@ -143,7 +147,7 @@ def main(argv=None) -> int:
             dflt[name] = defaults_test(es, tune, teacher_model, ds, a.seeds, quick)
         d = defaults_cell(tune, *dflt[name], ds, r.budget)
         rows.append({"cell": tag, "board": r.board, "budget": r.budget.__dict__, "config": r.best["config"],
-                     "describe": tune.describe(r.best["config"]), "trials": len(r.trials), "validation": f["validation"],
+                     "describe": tune.describe(r.best["config"]), "trials": len(r.trials), "runs": [{"state": t["state"], "seconds": t["seconds"]} for t in r.trials], "validation": f["validation"],
                      "validation_mean": f["validation_mean"], "validation_spread": f["validation_spread"], "trial_options": short, "finalists": f["finalists"],
                      "test": f["test"], "test_mean": f["test_mean"], "test_spread": f["test_spread"], "cost": f["cost"],
                      "fits": f["fits"], "wall_seconds": wall, "defaults": d, "teacher_test": teacher_acc,
