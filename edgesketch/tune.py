@@ -584,8 +584,8 @@ def tune(teacher, x_train, y_train, x_test=None, y_test=None, *, board: str = "q
          ram: int | None = None, max_instructions: int | None = None, trials: int = 40, seeds=(0, 1, 2),
          jobs: int | None = None, ray: str | None = None, storage: str | None = None, resume: bool = False,
          sampler_seed: int = 0, fixed: dict | None = None, space: dict | None = None, start_from_defaults: bool = True,
-         trial_options: dict | None = None, finalists: int = 3, prune_margin: float = 0.03, samples: int = 8, task: str | None = None,
-         progress=True, workdir=None, source: str | None = None, class_names=None) -> Result:
+         trial_options: dict | None = None, finalists: int = 3, prune_margin: float = 0.03, samples: int = 8,
+         task: str | None = None, progress=True, workdir=None, source: str | None = None, class_names=None) -> Result:
     """Search distill's options for the most accurate sketch whose measured cost fits `board` (see the module).
 
     teacher: a keras.Model or a path; x_train, y_train: the training data (y_train is required: the validation split
@@ -596,10 +596,10 @@ def tune(teacher, x_train, y_train, x_test=None, y_test=None, *, board: str = "q
     one) to run the trials on a cluster instead. storage: an Optuna storage URL or a .db path (default: a SQLite file
     in workdir). fixed: distill options held fixed (epochs=, aug_size=, ...); space: {option: [choices]} narrows the
     search. trial_options: distill options for the search's trials only ({"epochs": 6, "aug_size": 10000}): trials
-    train shorter and only rank the configurations; the chosen one is distilled for the final with its own values
-    (its validation scores then come from the shortened trials). finalists: with trial_options, the best `finalists`
-    trials that fit, and trial 0 (distill's defaults) if it fits, are distilled again with full training on the same
-    split and the choice is made on those scores (0: choose on the shortened scores). progress: True prints a line per trial, False
+    train shorter and only rank the configurations; the chosen one is distilled for the final with its own values.
+    finalists: with trial_options, the best `finalists` trials that fit, and trial 0 (distill's defaults) if it fits,
+    are distilled again with full training on the same split and the choice is made on those scores (0: choose on
+    the shortened scores, which the report then gives as validation). progress: True prints a line per trial, False
     nothing, or a callback(event dict)."""
     from . import api
     from .errors import require
@@ -768,11 +768,11 @@ def _drive(optuna, study, ex, t, spec, bud, seeds, trials, jobs, fixed, space, s
             say(_line(study, res, done(), total))
 
 
-def _rerun(study, ex, feasible, bud, seeds, task, samples, k, say) -> list[dict]:
-    """Shortened trials only rank configurations: the k best that fit (and trial 0, distill's defaults) are distilled
+def _rerun(study, ex, feasible, bud, seeds, task, samples, n, say) -> list[dict]:
+    """Shortened trials only rank configurations: the n best that fit (and trial 0, distill's defaults) are distilled
     again with full training on the same split, no pruning; these rows, scored that way, are the ones to choose
     from. Results are kept in the study (a resumed study does not run them again)."""
-    top = sorted(feasible, key=lambda r: (-r["mean"], r["number"]))[:k]
+    top = sorted(feasible, key=lambda r: (-r["mean"], r["number"]))[:n]
     top += [r for r in feasible if r["number"] == 0 and r not in top]
     out, todo = [], {}
     for r in top:

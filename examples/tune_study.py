@@ -7,9 +7,9 @@
     python examples/tune_study.py --only digits-mlp:m0-16k          # one cell
     python examples/tune_study.py --smoke                           # a minute: 2 trials, one seed, 1 epoch, a narrow space
     python examples/tune_study.py --only digits-mlp:uno digits-mlp:m0-16k digits-mlp:m4 --trials 40 --trial-epochs 10 \
-        --trial-aug-size 20000 --jobs 2 --out build/tune-study/digits     # what the closing note of issue 21 ran
+        --trial-aug-size 20000 --finalists 2 --jobs 2 --out build/tune-study/digits   # what docs/tune.md reports
     python examples/tune_study.py --only mnist1d-cnn:uno mnist1d-cnn:m0-16k mnist1d-cnn:m4 --trials 10 --trial-epochs 5 \
-        --trial-aug-size 8000 --jobs 2 --out build/tune-study/mnist1d    # (shortened trials rank configurations; the
+        --trial-aug-size 8000 --finalists 1 --jobs 2 --out build/tune-study/mnist1d  # (shortened trials rank configurations; the
                                                                          # finalists, the chosen one and the defaults
                                                                          # train fully)
 
@@ -22,8 +22,8 @@ Every cell: the tuned configuration (trials scored on a stratified 20% validatio
 the test set), its validation and test accuracy (mean and spread over --seeds; test after distilling on the whole
 training set), its measured flash, RAM and instructions, and the wall time; then distill's defaults on the same
 training set and seeds, their test accuracy and whether they fit the budget as measured, the teacher's test accuracy
-and whether the tuned sketch's mean is within 1 point of it (the bench's goal (a), as a mean over seeds). Prints a markdown table and
-writes --out/results.json, and each cell's .esk, trials JSON and Pareto PNG. Studies resume: run it again to
+and whether the tuned sketch's mean is within 1 point of it (the bench's goal (a), as a mean over seeds). Prints a
+markdown table and writes --out/results.json and results.md, and each cell's .esk, trials JSON and Pareto PNG. Studies resume: run it again to
 continue interrupted cells (--fresh starts them again).
 """
 from __future__ import annotations
@@ -67,9 +67,10 @@ def table(rows) -> str:
     """The grid as a markdown table (from main's rows or results.json files)."""
     pm = lambda m, s: f"{m:.4f} ± {s:.4f}"
     num = lambda v: f"{v:,}" if v else "n/a"
-    lines = ["| cell | chosen configuration | trials (pruned, refused by distill: not counted) | finalists: validation shortened -> full | validation | test | "
-             "flash | RAM | instructions | wall of the last run (trials' own seconds, summed) | defaults: test | defaults fit | tuned - defaults (test) | teacher | "
-             "tuned within 1 point |", "|---" * 15 + "|"]
+    lines = ["| cell | chosen configuration | trials (pruned, refused by distill: not counted) | finalists: validation "
+             "shortened -> full | validation | test | flash | RAM | instructions | wall of the last run (trials' own "
+             "seconds, summed) | defaults: test | defaults fit | tuned - defaults (test) | teacher | tuned within 1 point |",
+             "|---" * 15 + "|"]
     for r in rows:
         c, d = r["cost"], r["defaults"]
         trials = json.loads((r["_dir"] / f"{r['cell']}.trials.json").read_text())["trials"] if "_dir" in r else r["runs"]
@@ -147,8 +148,10 @@ def main(argv=None) -> int:
             dflt[name] = defaults_test(es, tune, teacher_model, ds, a.seeds, quick)
         d = defaults_cell(tune, *dflt[name], ds, r.budget)
         rows.append({"cell": tag, "board": r.board, "budget": r.budget.__dict__, "config": r.best["config"],
-                     "describe": tune.describe(r.best["config"]), "trials": len(r.trials), "runs": [{"state": t["state"], "seconds": t["seconds"]} for t in r.trials], "validation": f["validation"],
-                     "validation_mean": f["validation_mean"], "validation_spread": f["validation_spread"], "trial_options": short, "finalists": f["finalists"],
+                     "describe": tune.describe(r.best["config"]), "trials": len(r.trials),
+                     "runs": [{"state": t["state"], "seconds": t["seconds"]} for t in r.trials],
+                     "validation": f["validation"], "validation_mean": f["validation_mean"],
+                     "validation_spread": f["validation_spread"], "trial_options": short, "finalists": f["finalists"],
                      "test": f["test"], "test_mean": f["test_mean"], "test_spread": f["test_spread"], "cost": f["cost"],
                      "fits": f["fits"], "wall_seconds": wall, "defaults": d, "teacher_test": teacher_acc,
                      "within_1_point_of_teacher": f["test_mean"] >= teacher_acc - 0.01,
