@@ -579,8 +579,8 @@ def _trial_options(a) -> dict | None:
                          ("--finalists", a.finalists, 0)):
         if v is not None and v < low:
             raise UserError(f"{flag} {v}: must be at least {low}")
-    o = {"epochs": a.trial_epochs, "refit_epochs": -(-a.trial_epochs // 2)} if a.trial_epochs else {}
-    return (o | ({"aug_size": a.trial_aug_size} if a.trial_aug_size else {})) or None
+    from .tune import shortened
+    return shortened(a.trial_epochs, a.trial_aug_size) or None
 
 
 def cmd_tune(a) -> int:

@@ -363,6 +363,9 @@ class _Inline:
     def wait(self, futures):
         return list(futures)
 
+    def result(self, f):
+        return f.result()
+
     def close(self):
         pass
 
@@ -382,6 +385,9 @@ class _Processes:
     def wait(self, futures):
         from concurrent.futures import FIRST_COMPLETED, wait
         return list(wait(futures, return_when=FIRST_COMPLETED).done)
+
+    def result(self, f):
+        return f.result()
 
     def close(self):
         self.pool.shutdown(cancel_futures=True)
@@ -742,13 +748,11 @@ def _drive(optuna, study, ex, t, spec, bud, seeds, trials, jobs, fixed, space, s
         while len(running) < jobs and done() + len(running) < total:
             tr = study.ask()
             p = suggest(tr, t.input_shape, fixed, space)
-            job = {"number": tr.number, "params": p, "short": short, "budget": asdict(bud), "seeds": seeds, "task": t.task,
-                   "reference": _reference(study), "margin": margin, "hard": bud.hard, "samples": samples}
-            running[ex.submit(job)] = tr
+            running[ex.submit(_job(tr.number, p, short, bud, seeds, t.task, _reference(study), margin, samples))] = tr
         for f in ex.wait(running):
             tr = running.pop(f)
             try:
-                res = ex.result(f) if hasattr(ex, "result") else f.result()
+                res = ex.result(f)
             except UserError:              # the machine, not the configuration (a toolchain missing, ...): stop
                 study.tell(tr, state=TrialState.FAIL)
                 raise
@@ -768,6 +772,23 @@ def _drive(optuna, study, ex, t, spec, bud, seeds, trials, jobs, fixed, space, s
             say(_line(study, res, done(), total))
 
 
+def _job(number, params, short, bud, seeds, task, reference, margin, samples) -> dict:
+    """What run_trial gets: a configuration, the options that shorten it, the budget, the seeds, and the finished
+    trials it is pruned against (reference, margin)."""
+    return {"number": number, "params": params, "short": short, "budget": asdict(bud), "seeds": seeds, "task": task,
+            "reference": reference, "margin": margin, "hard": bud.hard, "samples": samples}
+
+
+def _params(config: dict) -> dict:
+    """A stored configuration (JSON: tuples became lists) as distill options again."""
+    return {k: (tuple(v) if isinstance(v, list) else v) for k, v in config.items()}
+
+
+def shortened(epochs: int | None = None, aug_size: int | None = None) -> dict:
+    """trial_options for a shorter search: `epochs` per phase (refit half of them, rounded up), `aug_size` samples."""
+    return ({"epochs": epochs, "refit_epochs": -(-epochs // 2)} if epochs else {}) | ({"aug_size": aug_size} if aug_size else {})
+
+
 def _rerun(study, ex, feasible, bud, seeds, task, samples, n, say) -> list[dict]:
     """Shortened trials only rank configurations: the n best that fit (and trial 0, distill's defaults) are distilled
     again with full training on the same split, no pruning; these rows, scored that way, are the ones to choose
@@ -778,10 +799,7 @@ def _rerun(study, ex, feasible, bud, seeds, task, samples, n, say) -> list[dict]
     for r in top:
         done = study.user_attrs.get(f"full:{r['number']}")
         if done is None:
-            p = {k: (tuple(v) if isinstance(v, list) else v) for k, v in r["config"].items()}
-            job = {"number": r["number"], "params": p, "short": {}, "budget": asdict(bud), "seeds": seeds, "task": task,
-                   "reference": [], "margin": 1.0, "hard": bud.hard, "samples": samples}
-            todo[ex.submit(job)] = r
+            todo[ex.submit(_job(r["number"], _params(r["config"]), {}, bud, seeds, task, [], 1.0, samples))] = r
         else:
             out.append((r, done))
     say({"event": "finalists", "text": f"finalists: trials {', '.join(str(r['number']) for r in top)}, distilled again with "
@@ -789,7 +807,7 @@ def _rerun(study, ex, feasible, bud, seeds, task, samples, n, say) -> list[dict]
     while todo:
         for f in ex.wait(todo):
             r = todo.pop(f)
-            res = ex.result(f) if hasattr(ex, "result") else f.result()
+            res = ex.result(f)
             res = {k: res.get(k) for k in ("state", "accs", "cost")}
             study.set_user_attr(f"full:{r['number']}", _jsonable(res))
             out.append((r, res))
@@ -843,6 +861,9 @@ def _tell(optuna, study, tr, res, bud):
 
 
 def _line(study, res, n, total) -> dict:
+    if res["state"] == "invalid":
+        return {"event": "invalid", "n": n, "total": total, "result": res,
+                "text": f"(#{res['number']}, not counted: {describe(res['config'])}: {res.get('reason', '')})"}
     c = res.get("cost") or {}
     what = {"complete": "fits", "infeasible": "over budget", "pruned": "pruned", "invalid": "invalid"}[res["state"]]
     acc = f"validation {np.mean(res['accs']):.4f}" if res["accs"] else "not distilled:"
@@ -850,9 +871,6 @@ def _line(study, res, n, total) -> dict:
     best = [r for r in _rows(study) if r["state"] == "complete"]
     b = max(best, key=lambda r: r["mean"]) if best else None
     tail = f"; best so far: trial {b['number']} {b['mean']:.4f}" if b else "; nothing fits yet"
-    if res["state"] == "invalid":
-        return {"event": "invalid", "n": n, "total": total, "result": res,
-                "text": f"(#{res['number']}, not counted: {describe(res['config'])}: {res.get('reason', '')})"}
     text = f"trial {n} of {total} (#{res['number']}): {describe(res['config'])}: {acc} {cost} [{what}] ({res['seconds']:.0f} s){tail}"
     return {"event": "trial", "n": n, "total": total, "result": res, "text": text}
 
@@ -895,7 +913,7 @@ def _final(t, xtr, ytr, x_test, y_test, best, bud, seeds, samples, source, class
     """The chosen configuration on the whole training set, every seed; test scores once; the first seed's model,
     measured again."""
     from . import api
-    p = {k: (tuple(v) if isinstance(v, list) else v) for k, v in best["config"].items()}
+    p = _params(best["config"])
     layout, window = p.pop("layout"), p.pop("window")
     window = window if isinstance(window, str) else tuple(window)
     models, tests = [], []

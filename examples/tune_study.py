@@ -64,7 +64,7 @@ def defaults_cell(tune, test, model, ds, bud):
 
 
 def table(rows) -> str:
-    """The grid as a markdown table (from main's rows or results.json files)."""
+    """The grid as a markdown table: rows of results.json, each with `_dir`, the folder of its cell's trials.json."""
     pm = lambda m, s: f"{m:.4f} ± {s:.4f}"
     num = lambda v: f"{v:,}" if v else "n/a"
     lines = ["| cell | chosen configuration | trials (pruned, refused by distill: not counted) | finalists: validation "
@@ -73,7 +73,7 @@ def table(rows) -> str:
              "|---" * 15 + "|"]
     for r in rows:
         c, d = r["cost"], r["defaults"]
-        trials = json.loads((r["_dir"] / f"{r['cell']}.trials.json").read_text())["trials"] if "_dir" in r else r["runs"]
+        trials = json.loads((r["_dir"] / f"{r['cell']}.trials.json").read_text())["trials"]
         states, busy = [t["state"] for t in trials], sum(t["seconds"] or 0 for t in trials)
         n = f"{len(states) - states.count('invalid')} ({states.count('pruned')} pruned, {states.count('invalid')} refused)"
         fin = "; ".join(f"#{x['number']} {x['shortened_mean']:.4f} -> {x['mean']:.4f}" for x in r.get("finalists") or [])
@@ -119,8 +119,7 @@ def main(argv=None) -> int:
     cells = [(t, b) for t in TEACHERS for b in BUDGETS]
     if a.only:
         cells = [tuple(c.split(":")) for c in a.only]
-    short = ({"epochs": a.trial_epochs, "refit_epochs": -(-a.trial_epochs // 2)} if a.trial_epochs else {}) | (
-        {"aug_size": a.trial_aug_size} if a.trial_aug_size else {})
+    short = tune.shortened(a.trial_epochs, a.trial_aug_size)
     rows, dflt = [], {}
     for name, bname in cells:
         ds = data.load(TEACHERS[name])
@@ -149,7 +148,6 @@ def main(argv=None) -> int:
         d = defaults_cell(tune, *dflt[name], ds, r.budget)
         rows.append({"cell": tag, "board": r.board, "budget": r.budget.__dict__, "config": r.best["config"],
                      "describe": tune.describe(r.best["config"]), "trials": len(r.trials),
-                     "runs": [{"state": t["state"], "seconds": t["seconds"]} for t in r.trials],
                      "validation": f["validation"], "validation_mean": f["validation_mean"],
                      "validation_spread": f["validation_spread"], "trial_options": short, "finalists": f["finalists"],
                      "test": f["test"], "test_mean": f["test_mean"], "test_spread": f["test_spread"], "cost": f["cost"],
@@ -159,7 +157,7 @@ def main(argv=None) -> int:
         tmp = out / ".results.json.tmp"
         tmp.write_text(json.dumps(rows, indent=1, default=str) + "\n")
         tmp.replace(out / "results.json")
-    text = table(rows)
+    text = table([dict(r, _dir=out) for r in rows])
     sys.stdout.write(text)
     (out / "results.md").write_text(text)
     return 0
