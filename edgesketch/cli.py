@@ -82,9 +82,10 @@ data: """ + _data_help())
                    "to 7 (a multiply per tap) (flat default 1, windowed %s)" % _fam("weights"))
     g.add_argument("--thresholds", type=int, metavar="T", help="hash bits per projection sum: the P hyperplanes are P/T tap "
                    "sets, each sum compared with T thresholds and computed once (windowed default %s)" % _fam("thresholds"))
-    g.add_argument("--selectors", choices=["random", "window"], default="random",
-                   help="which hyperplanes a table reads: random, or window (K consecutive ones: the compact C reads a "
-                   "bucket with one shift) (default random)")
+    g.add_argument("--selectors", choices=["random", "window"],
+                   help="which hyperplanes a table reads: random, or window (K consecutive bits of the packed hash word: "
+                   "the C reads a bucket with one shift instead of writing each bit into every bucket that reads it) "
+                   "(flat default random, windowed %s)" % (_fam("selectors") or "random"))
     g.add_argument("--signs", choices=["free", "balanced"], default="free",
                    help="tap signs of each hyperplane: free, or balanced (half +1, half -1: the compact C needs no negated "
                    "copy of the input) (default free)")
@@ -279,8 +280,8 @@ def _axes(text, flag):
 
 def distill_options(a) -> dict:
     """The library options (distill.Config fields) the command line asks for; the family's defaults fill the rest."""
-    kw = dict(mode=a.mode, representers=a.representers, count_bits=a.count_bits, seed=a.seed, selectors=a.selectors,
-              signs=a.signs, codebook=a.codebook)
+    kw = dict(mode=a.mode, representers=a.representers, count_bits=a.count_bits, seed=a.seed, signs=a.signs,
+              codebook=a.codebook, **({"selectors": a.selectors} if a.selectors else {}))
     for name in ("stride", "dilation", "pool"):
         if getattr(a, name) is not None:
             kw[name] = _axes(getattr(a, name), f"--{name}")
@@ -384,7 +385,7 @@ def cmd_eval(a) -> int:
 
 def cmd_info(a) -> int:
     from . import esk, report
-    from .sketch import projection_bound, score_bound, shared_rows
+    from .sketch import bit_order, projection_bound, score_bound, shared_rows
     sk = esk.load(a.sketch)
     if a.json:
         print(json.dumps(sk.meta, indent=2, default=str))
@@ -408,7 +409,9 @@ def cmd_info(a) -> int:
                   f"over {w.n_elements} window values" + (f" ({b.sum_taps} in distinct sums)" if b.sum_taps < b.n_taps else "")),
                  (f"{tag}hash structure", _structure(b) if w.is_flat else "every position: straight-line sums over the "
                   "window (unrolled) or tap lists (compact); " + (f"{_shared(b)} thresholds per sum" if _shared(b) > 1 else
-                                                                  "one threshold per sum"))]
+                                                                  "one threshold per sum") + "; "
+                  + ("window selectors (unrolled C: a bucket is one shift of the packed hash word)" if bit_order(b) is not None
+                     else "random selectors (unrolled C: each hash bit is written into every bucket that reads it)"))]
     rows += [("table bytes", f"{sk.table_bytes:,}" + (f" ({len(shared[1])} shared rows and a row number per cell)" if shared is not None else "")),
              ("hashing bytes", f"{sk.projection_bytes:,}"),
              ("ops per inference", f"{sk.ops_per_inference:,} ({sum(b.window.n_positions * b.sum_taps for b in sk.branches):,} "

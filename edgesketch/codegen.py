@@ -32,7 +32,7 @@ import numpy as np
 from . import __version__
 from .errors import UserError
 from .paths import templates_dir
-from .sketch import (Branch, Sketch, hash_structure, projection_bound, readout_bounds, score_bound, shared_rows, validate,
+from .sketch import (Branch, Sketch, bit_order, hash_structure, projection_bound, readout_bounds, score_bound, shared_rows, validate,
                      weight_sums)
 
 _env = None
@@ -226,7 +226,7 @@ def _plan(sk: Sketch, layout: str, prefix: str) -> dict:
     dsp = count_t == "int8_t" and sbound <= 32767
 
     ctx.update(
-        proj_t=proj_t, proj_max=proj_max, proj_bound=pbound,
+        smlad=False, proj_t=proj_t, proj_max=proj_max, proj_bound=pbound,
         score_t=score_t, score_max=score_max, score_bound=sbound, lane_bound=sbound,
         counts=[] if nibble else _rows(list(counts) + [0] * pad, C * max(1, 16 // C)),  # whole cells a line
         n_counts=counts.size + pad,
@@ -276,23 +276,37 @@ def _negate(terms: str) -> str:
     return " ".join({"-": "+", "+": "-"}.get(t, t) for t in terms.split(" "))
 
 
+def _sum_key(b: Branch, p: int) -> tuple:
+    """Hyperplanes with equal keys (the same taps and weights: distill's thresholds > 1) share one sum."""
+    lo, hi = int(b.tap_ptr[p]), int(b.tap_ptr[p + 1])
+    return tuple(int(i) for i in b.tap_idx[lo:hi]), tuple(int(v) for v in b.tap_weight[lo:hi])
+
+
 def _plan_unrolled(b: Branch, thr, used, proj_t, offsets=None, xname: str = "x", preloaded: bool = False,
-                   share: bool = False) -> dict:
+                   share: bool = False, smlad: dict | None = None, packed: np.ndarray | None = None) -> dict:
     """Straight-line hashing: each hyperplane one expression over xname[offset] (offsets: window element -> offset
-    from the position's base; None: the element itself), its bit written where tables read it."""
+    from the position's base; None: the element itself), its bit written where tables read it. smlad (with share):
+    the DSP form of each sum, from _plan_smlad. packed (sketch.bit_order: a position for every hyperplane under which
+    every table reads K consecutive positions of one 32-bit word): bit p goes once to its position and a bucket is one
+    shift and mask."""
     P, L, K, C = b.n_hyperplanes, b.n_tables, b.n_bits, b.counts.shape[-1]
     R = 1 << K
     ptr, idx, sign = b.tap_ptr, b.tap_idx, b.tap_weight
     per = 32 // K                      # buckets per packed word; a bucket never straddles two words
-    nbw = -(-L // per)
     unused = [p for p in range(P) if not used[p]]
-    nxw = -(-len(unused) // 32)
     pos: dict[int, list[int]] = {p: [] for p in range(P)}   # flat bit positions (word * 32 + bit) of each hash bit
-    for l in range(L):
-        for k in range(K):
-            pos[int(b.table_sel[l, k])].append((l // per) * 32 + (l % per) * K + k)
-    for j, p in enumerate(unused):
-        pos[p].append(nbw * 32 + j)
+    if packed is not None:
+        nbw, nxw, at = -(-P // 32), 0, [int(packed[b.table_sel[l, 0]]) for l in range(L)]
+        for p in range(P):
+            pos[p].append(int(packed[p]))
+    else:
+        nbw, at = -(-L // per), [(l // per) * 32 + (l % per) * K for l in range(L)]
+        nxw = -(-len(unused) // 32)
+        for l in range(L):
+            for k in range(K):
+                pos[int(b.table_sel[l, k])].append(at[l] + k)
+        for j, p in enumerate(unused):
+            pos[p].append(nbw * 32 + j)
 
     def expr(p):
         """threshold - (sum of sign * x): negative exactly when the hash bit is 1, so the bit is its sign bit."""
@@ -305,7 +319,7 @@ def _plan_unrolled(b: Branch, thr, used, proj_t, offsets=None, xname: str = "x",
 
     # consecutive hyperplanes with the same taps (distill's thresholds > 1) share one sum: the first computes it into q,
     # the next ones only compare it with their own thresholds (windowed branches: `share`)
-    key = lambda p: (tuple(idx[ptr[p]:ptr[p + 1]]), tuple(sign[ptr[p]:ptr[p + 1]]))
+    key = lambda p: _sum_key(b, p)
 
     def planes(ps):
         out, prev = [], None
@@ -316,7 +330,8 @@ def _plan_unrolled(b: Branch, thr, used, proj_t, offsets=None, xname: str = "x",
                     pre = f"q = ({proj_t})0 {_negate(e.split(' ', 1)[1])};"
                 e = f"({proj_t}){_c_int(thr[p])} - q"
             prev = key(p) if share else None
-            out.append(dict(p=p, expr=e, pre=pre, sets=[(q // 32, q % 32) for q in pos[p]]))
+            out.append(dict(p=p, expr=e, pre=pre, pre_dsp=pre and smlad and smlad["sums"][key(p)],
+                            sets=[(q // 32, q % 32) for q in pos[p]]))
         return out
 
     src = [pos[p][0] for p in range(P)]
@@ -324,8 +339,48 @@ def _plan_unrolled(b: Branch, thr, used, proj_t, offsets=None, xname: str = "x",
         per_word=per, n_bw=nbw, n_xw=nxw, bucket_mask=R - 1,
         planes=planes([p for p in range(P) if used[p]]), extra_planes=planes(unused),
         bit_src=_rows(src), bit_src_t=_uint_type(max(src, default=0)),
-        tables=[dict(l=l, word=l // per, shift=(l % per) * K, base=l * R * C) for l in range(L)],
+        tables=[dict(l=l, word=at[l] // 32, shift=at[l] % 32, base=l * R * C) for l in range(L)],
+        bat=_rows(at), bat_t=_uint_type(max(at, default=0)),
     )
+
+
+def _plan_smlad(b: Branch, offsets, avail: int, proj_t: str, name: str) -> dict | None:
+    """The DSP form of a branch's straight-line sums, where it takes fewer instructions than the plain one: the
+    window's bytes are read as 32-bit words (word j from offset start[j]; every read stays inside the avail bytes after
+    the last position's base), each split by SXTB16 into two int16x2 registers (bytes 0,2 and 1,3), and a sum is one
+    SMUAD/SMLAD per register it reads against a packed pair of tap weights (lanes without a tap weigh 0). Exact in
+    int32, so the sums equal the plain ones. None when the plain form is cheaper or the window is under 4 bytes."""
+    taps = sorted({int(offsets[i]) for i in b.tap_idx})
+    if avail < 4 or not taps:
+        return None
+    start, word_of = [], {}
+    for o in taps:                                  # greedy cover by 4-byte words; the last ones may start earlier
+        if o not in word_of:
+            start.append(min(o, avail - 4))
+            for q in range(start[-1], start[-1] + 4):
+                word_of.setdefault(q, len(start) - 1)
+    sums, weights, regs, plain = {}, [], set(), 0
+    for p in range(b.n_hyperplanes):
+        key = _sum_key(b, p)
+        if not key[0] or key in sums:
+            continue
+        lanes: dict[str, list[int]] = {}
+        for i, v in zip(*key):
+            o = int(offsets[i])
+            j, r = word_of[o], o - start[word_of[o]]
+            lanes.setdefault(f"p{'eo'[r % 2]}{j}", [0, 0])[r // 2] += v
+            plain += 1 if abs(int(v)) & (abs(int(v)) - 1) == 0 else 2   # x, 2x, 4x: one add with a shifted operand
+        acc = None
+        regs |= set(lanes)
+        for reg, (lo, hi) in lanes.items():
+            weights.append(f"0x{((hi & 0xFFFF) << 16) | (lo & 0xFFFF):08X}u")
+            w = f"(int32_t){name}_wk_[{len(weights) - 1}]"
+            acc = f"__smuad({reg}, {w})" if acc is None else f"__smlad({reg}, {w}, {acc})"
+        sums[key] = f"q = ({proj_t}){acc};"
+    cost = 2 * len(weights) + 3 * len(start)        # a weight load and a multiply-add per register; per word 3
+    if cost >= plain:
+        return None
+    return dict(words=[(j, s) for j, s in enumerate(start)], regs=sorted(regs), sums=sums, wk=_rows(weights, 8), n_wk=len(weights))
 
 
 def _plan_compact(b: Branch, thr, used, direct: bool, windows: bool, prefix: str) -> dict:
@@ -422,7 +477,11 @@ def _plan_general(sk: Sketch, layout: str, prefix: str) -> dict:
         if layout == "unrolled":
             # small windows: every value read once into a local (registers on most cores), not once per tap
             preload = sorted({int(offsets[i]) for i in b.tap_idx}) if w.n_elements <= PRELOAD_MAX else []
-            u = _plan_unrolled(b, thr, used, f"{prefix}_proj_t", offsets, xname="b", preloaded=bool(preload), share=True)
+            avail = (w.padded_inputs if pad else sk.n_inputs) - int(base.max(initial=0))
+            smlad = _plan_smlad(b, offsets, avail, f"{prefix}_proj_t", name) if preload else None
+            u = _plan_unrolled(b, thr, used, f"{prefix}_proj_t", offsets, xname="b", preloaded=bool(preload), share=True,
+                               smlad=smlad, packed=bit_order(b))
+            br.update(smlad=smlad, tables=u["tables"], bat=u["bat"], bat_t=u["bat_t"], bat_rd=_rd(u["bat_t"]))
             br.update(shared_sums=any(h["pre"] for h in u["planes"] + u["extra_planes"]), preload=preload, planes=u["planes"], extra_planes=u["extra_planes"], bit_src=u["bit_src"], bit_src_t=u["bit_src_t"],
                       bit_src_rd=_rd(u["bit_src_t"]), n_bw=u["n_bw"], n_xw=u["n_xw"], per_word=u["per_word"])
         else:
@@ -449,7 +508,7 @@ def _plan_general(sk: Sketch, layout: str, prefix: str) -> dict:
     proj_t, proj_max = _fast_type(pbound)
     sbound = score_bound(sk)
     score_t, score_max = _fast_type(sbound)
-    ctx.update(branches=branches, proj_t=proj_t, proj_max=proj_max, proj_bound=pbound, score_t=score_t, score_max=score_max,
+    ctx.update(branches=branches, smlad=any(br.get("smlad") for br in branches), proj_t=proj_t, proj_max=proj_max, proj_bound=pbound, score_t=score_t, score_max=score_max,
                score_bound=sbound, lane_bound=lane_bound, dsp=dsp, lane_every=min((b["flush_every"] for b in branches), default=1),
                group=NIBBLE_GROUP, bias=8 * sum(b.window.n_readouts * b.n_tables for b in sk.branches),
                **({k: nib[k] for k in ("cplanes", "extract")} if nibble else {}))

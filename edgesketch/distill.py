@@ -93,8 +93,8 @@ class Config:
 FAMILIES = {   # chosen on a validation split of the training set (examples/windowed_study.py; docs/algorithm-notes.md)
     1: dict(window=(9,), stride=(2,), hyperplanes=32, thresholds=2, taps=9, weights=7, tables=15, bits=6,
             augment="both", epochs=20, refit_epochs=10, ste_lr=0.003, refit_lr=0.001),
-    2: dict(window=(3, 3), stride=(2, 2), hyperplanes=32, thresholds=2, taps=9, weights=7, tables=8, bits=6,
-            flat_branch=(7, 6, 48, 8), augment="mixup", epochs=20, refit_epochs=10, ste_lr=0.003, refit_lr=0.001),
+    2: dict(window=(3, 3), stride=(1, 1), hyperplanes=32, thresholds=2, taps=9, weights=7, tables=8, bits=6,
+            flat_branch=(8, 6, 48, 8), augment="mixup", epochs=20, refit_epochs=10, ste_lr=0.003, refit_lr=0.001),
 }
 
 
@@ -423,7 +423,7 @@ class _Fit:
         sizes = branch_sizes(cfg)
         G, thresholds = [], [cfg.thresholds] + [1] * (len(sizes) - 1)     # a flat branch beside windows: one each
         for b, (L, K, P, s), Tn in zip(sk.branches, sizes, thresholds):
-            sel = window_selectors(P, L, K) if cfg.selectors == "window" else _selectors(P, L, K, self.rng)
+            sel = window_selectors(P, L, K, Tn) if cfg.selectors == "window" else _selectors(P, L, K, self.rng)
             G.append((b, L, K, P, min(s, b.window.n_elements), sel) + self._branch_graph(b, L, K, P, s, sel, Tn))
         half = lambda s: s // 2 if cfg.signs == "balanced" else None
         opt = tf.keras.optimizers.Adam(cfg.lr)

@@ -609,7 +609,7 @@ def random_branch(window: Window, C: int, L: int, K: int, P: int | None, taps: i
     ptr, idx, w = csr_from_dense(R)
     offset = rng.normal(0, 20, E).astype(np.float32)
     thr_f = rng.normal(0, 30 * (weights + 1) / 2, P).astype(np.float32)
-    sel = (window_selectors(P, L, K) if shared and selectors == "window" else rng.integers(0, P, (L, K)) if shared
+    sel = (window_selectors(P, L, K, thresholds) if shared and selectors == "window" else rng.integers(0, P, (L, K)) if shared
            else np.arange(L * K).reshape(L, K)).astype(np.int32)
     lo, hi = (-8, 7) if count_bits == 4 else (np.iinfo(count_dtype).min, np.iinfo(count_dtype).max)
     counts = rng.integers(lo, hi, (window.regions * L, 1 << K, C), endpoint=True).astype(np.int8 if count_bits == 4 else count_dtype)
@@ -637,7 +637,7 @@ def random_sketch(D: int = 64, C: int = 10, L: int = 16, K: int = 6, P: int | No
     if L:
         branches.append(random_branch(Window.flat(D), C, L, K, P, taps, rng, count_dtype, count_bits, selectors, signs, weights))
     for win, wl, wk, wp, wt in windows:
-        branches.append(random_branch(win, C, wl, wk, wp, wt, rng, count_dtype, count_bits, "random", signs, weights,
+        branches.append(random_branch(win, C, wl, wk, wp, wt, rng, count_dtype, count_bits, selectors, signs, weights,
                                       thresholds))
     extras = {}
     if codebook:   # every row used: the first R cells take rows 0 .. R-1 in some order, the others any row
@@ -654,6 +654,30 @@ def random_sketch(D: int = 64, C: int = 10, L: int = 16, K: int = 6, P: int | No
                   branches=branches, out_scale=out_scale, out_bias=np.zeros(C, np.float32), extras=extras)
 
 
+def threshold_major(P: int, T: int) -> np.ndarray:
+    """hyperplane at each packed bit position when the T thresholds of each of P / T sums are packed threshold-major:
+    position t * (P / T) + s holds hyperplane s * T + t. [P]"""
+    S = P // T
+    return np.array([(i % S) * T + i // S for i in range(P)], np.int64)
+
+
+def bit_order(b: Branch) -> np.ndarray | None:
+    """A packed bit position for every hyperplane under which every table reads K consecutive positions within one
+    32-bit word, so that its bucket is one shift and mask (window_selectors): hyperplane order, or threshold-major
+    for T thresholds a sum; None if neither. [P]"""
+    P, K = b.n_hyperplanes, b.n_bits
+    sel = np.asarray(b.table_sel, np.int64)
+    for T in (1, 2, 3, 4):
+        if P % T:
+            continue
+        pos = np.empty(P, np.int64)
+        pos[threshold_major(P, T)] = np.arange(P)
+        q = pos[sel]
+        if all((row == row[0] + np.arange(K)).all() and row[0] // 32 == (row[0] + K - 1) // 32 for row in q):
+            return pos
+    return None
+
+
 def hash_structure(b: Branch) -> dict:
     """What compact C can exploit in a branch: "windows", every table reads K consecutive hyperplanes within one
     32-bit word of packed hash bits (window_selectors); "balanced", every hyperplane has the same numbers of positive
@@ -665,11 +689,14 @@ def hash_structure(b: Branch) -> dict:
     return {"windows": bool(windows_), "balanced": len(kinds) == 1 and b.ternary}
 
 
-def window_selectors(P: int, L: int, K: int) -> np.ndarray:
+def window_selectors(P: int, L: int, K: int, thresholds: int = 1) -> np.ndarray:
     """table_sel where table l reads K consecutive hyperplanes q_l .. q_l + K - 1 lying in one 32-bit word of packed
-    hash bits (bit p in word p // 32), so that compact C reads its bucket with one shift and mask. Tables are shared
+    hash bits (bit p in word p // 32), so that C reads its bucket with one shift and mask. Tables are shared
     out among the words in proportion to their bits, and spread evenly over each word from its first bit to its
-    last; ValueError unless every hyperplane is read. [L, K]"""
+    last; ValueError unless every hyperplane is read. With thresholds T > 1 (hyperplanes s*T .. s*T + T - 1 share
+    sum s) the bits are packed threshold-major (bit_order), so that a table's K bits come from K different sums. [L, K]"""
+    if thresholds > 1:
+        return threshold_major(P, thresholds)[window_selectors(P, L, K)]
     sizes = [min(32, P - j) for j in range(0, P, 32)]
     room = [max(0, n - K + 1) for n in sizes]          # distinct windows in each word
     if sum(room) < L:

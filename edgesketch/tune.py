@@ -165,7 +165,7 @@ HYPERPLANES = [8, 16, 24, 32, 48, 64, 96]
 
 
 # flat branches beside a window: none, the 2-D family's (distill.FAMILIES), a bigger and a smaller one
-FLAT_BRANCHES = ["none", "7,6,48,8", "12,6,48,8", "4,5,24,6"]
+FLAT_BRANCHES = ["none", "8,6,48,8", "12,6,48,8", "4,5,24,6"]
 
 
 def suggest(trial, input_shape, fixed: dict, space: dict) -> dict:

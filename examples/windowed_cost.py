@@ -26,6 +26,7 @@ from edgesketch.sketch import Window, int_scores, random_sketch  # noqa: E402
 W = Window.over((40, 1), 9, 2)
 CASES = {   # name: random_sketch arguments (windows: (Window, L, K, P, taps))
     "P16x2 s9 w7 (default)": dict(thresholds=2, weights=7, windows=[(W, 15, 6, 32, 9)]),
+    "P16x2 s9 w7 window selectors": dict(thresholds=2, weights=7, selectors="window", windows=[(W, 15, 6, 32, 9)]),
     "P16x2 s9 ternary": dict(thresholds=2, windows=[(W, 15, 6, 32, 9)]),
     "P16x2 s6 ternary": dict(thresholds=2, windows=[(W, 15, 6, 32, 6)]),
     "P32 s6 ternary": dict(windows=[(W, 15, 6, 32, 6)]),

@@ -42,6 +42,10 @@ CANDIDATES2 = {  # 2-D windows (8 x 8 digits), with or without a flat branch; ta
                                                            tables=8, bits=6, flat_branch=(8, 6, 48, 8)),
     "3x3 s2 P16x2 w7 L8 K6 + flat L7 K6 P48 (9,600)": dict(stride=(2, 2), hyperplanes=32, thresholds=2, taps=9, weights=7,
                                                           tables=8, bits=6, flat_branch=(7, 6, 48, 8)),
+    "3x3 s2 P16x2 w7 L12 K6 + flat L12 K6 P48 (15,360)": dict(stride=(2, 2), hyperplanes=32, thresholds=2, taps=9, weights=7,
+                                                             tables=12, bits=6, flat_branch=(12, 6, 48, 8)),
+    "3x3 s1 P16x2 w7 L8 K6 + flat L8 K6 P48 (10,240)": dict(stride=(1, 1), hyperplanes=32, thresholds=2, taps=9, weights=7,
+                                                           tables=8, bits=6, flat_branch=(8, 6, 48, 8)),
 }
 CANDIDATES = {   # name: Config fields over BASE (1-D windows; table bytes 15 * 64 * 10 = 9,600 int8)
     "P32 s6": dict(hyperplanes=32, taps=6),
@@ -66,6 +70,11 @@ CANDIDATES = {   # name: Config fields over BASE (1-D windows; table bytes 15 * 
                                                  flat_branch=(4, 6, 24, 8)),
     "P16x2 s9 w7 mixup": dict(hyperplanes=32, thresholds=2, taps=9, weights=7, augment="mixup"),
     "flat L16 K6 P48 s8 (today)": dict(window=(), tables=16, bits=6, hyperplanes=48, taps=8),
+    # each table reads 6 consecutive bits of the threshold-major packed hash word: a bucket is one shift and mask on
+    # the device (no bit written to several tables' words)
+    "P16x2 s9 w7 window selectors": dict(hyperplanes=32, thresholds=2, taps=9, weights=7, selectors="window"),
+    # half the read-outs (the L x C lookup-adds): the bits of two neighbouring positions OR-ed, read once
+    "P16x2 s9 w7 stride 2 pool 2": dict(hyperplanes=32, thresholds=2, taps=9, weights=7, pool=(2,)),
 }
 
 

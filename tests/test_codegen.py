@@ -66,6 +66,10 @@ WINDOWED = {
     "flat-weights": dict(D=64, L=16, K=6, P=48, taps=8, weights=3, seed=60),
     "win1d-thresholds": dict(L=0, thresholds=2, windows=[(W1, 15, 6, 32, 6)], seed=61),
     "win1d-thresholds-weights-int4": dict(L=0, thresholds=3, weights=3, count_bits=4, windows=[(W1, 12, 6, 24, 9)], seed=62),
+    # --selectors window on windows: buckets are shifts of the packed (threshold-major) hash word
+    "win1d-window-selectors": dict(L=0, thresholds=2, weights=7, selectors="window", windows=[(W1, 15, 6, 32, 9)], seed=63),
+    "win2d-window-selectors-P48-int4": dict(L=0, selectors="window", weights=3, count_bits=4,
+                                            windows=[(Window.over((8, 8, 1), 3, 2), 12, 5, 48, 9)], seed=64),
 }
 SKETCHES.update(WINDOWED)
 STRUCTURED = {"learned-window-balanced-int4": (True, True), "learned-window-balanced-P48-int8": (True, True),

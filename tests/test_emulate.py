@@ -19,6 +19,7 @@ import serial
 import socket
 
 import test_build
+import test_codegen
 from edgesketch import boards, build, codegen, emulate, sketch
 from edgesketch import protocol as p
 from edgesketch.errors import UserError
@@ -418,6 +419,46 @@ def test_generated_model_is_bit_exact_on_the_board(tmp_path_factory, name, layou
         link.close()
     print(f"\n{name} ({layout}): generated model bit-exact on 40 inputs, cost {min(costs)}..{max(costs)} "
           f"instructions, {build.elf_size(elf)}")
+
+
+WINDOWED_DSP = {   # windowed sketches whose sums the DSP cores compute with SMLAD (codegen._plan_smlad)
+    "1d-random-selectors": dict(thresholds=2, weights=7, windows=[(sketch.Window.over((40, 1), 9, 2), 15, 6, 32, 9)]),
+    "1d-window-selectors": dict(thresholds=2, weights=7, selectors="window",
+                                windows=[(sketch.Window.over((40, 1), 9, 2), 15, 6, 32, 9)]),
+    "1d-pool2": dict(thresholds=2, weights=7, windows=[(sketch.Window.over((40, 1), 9, 2, pool=2), 15, 6, 32, 9)]),
+    # unpadded: the last window word of the last position is read from 3 bytes before the input's end
+    "2d-valid": dict(thresholds=2, weights=7, windows=[(sketch.Window.over((8, 8, 1), 3, 1, padding="valid"), 8, 6, 32, 9)]),
+    "2d-same": dict(thresholds=2, weights=7, windows=[(sketch.Window.over((8, 8, 1), 3, 2), 8, 6, 32, 9)]),
+}
+
+
+@pytest.mark.parametrize("board", ["qemu-m4", "qemu-m55"])
+def test_windowed_smlad_sums_are_bit_exact_on_dsp_cores(tmp_path_factory, board):
+    """The SMLAD form of windowed sums (window words split into int16x2 lanes, two taps a multiply-add), with random
+    and packed window selectors, 1-D and 2-D windows, padded and not (reads up to the input's end): INFER scores and
+    DEBUG hash bits / buckets on a DSP core equal the integer reference on edge rows, exact threshold ties and random
+    rows. The plain form of the same C is checked on the host by test_codegen."""
+    rng = np.random.default_rng(5)
+    for i, (name, kw) in enumerate(WINDOWED_DSP.items()):
+        sk = sketch.random_sketch(L=0, seed=70 + i, **kw)
+        files = codegen.generate(sk)
+        assert "__smlad(" in files["es_model.c"], name
+        assert (sketch.bit_order(sk.branches[0]) is not None) == (name == "1d-window-selectors"), name   # packed words
+        proj = build.write_project(board, files, tmp_path_factory.mktemp("smlad") / f"{board}-{name}")
+        elf = build.run_pio(proj, test_build.session_core(tmp_path_factory))
+        xs = np.concatenate([test_codegen.rows_for(sk, n=60, seed=i), rng.integers(-128, 128, (20, sk.n_inputs))]).astype(np.int8)
+        test_codegen.check_ties_present(sk, xs)
+        want, bits, buckets = sketch.int_scores(sk, xs), sketch.int_hash_bits(sk, xs), sketch.int_buckets(sk, xs)
+        with emulate.qemu(board, elf) as url:
+            link, _ = _boot(url)
+            link.send_raw(b"\x00")
+            for j, x in enumerate(xs):
+                f = link.request(p.ES_CMD_INFER, j + 1, p.pack_infer(x))
+                assert np.array_equal(p.unpack_infer_reply(f.body, sk.n_outputs)[1], want[j]), (name, j)
+                f = link.request(p.ES_CMD_DEBUG, j + 1, p.pack_debug(x))
+                got_bits, got_buckets = p.unpack_debug_reply(f.body)
+                assert np.array_equal(got_bits, bits[j]) and np.array_equal(got_buckets, buckets[j]), (name, j)
+            link.close()
 
 
 def test_uno_timer1_counter_path_builds_and_runs(tmp_path_factory):
