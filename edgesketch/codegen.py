@@ -283,12 +283,14 @@ def _sum_key(b: Branch, p: int) -> tuple:
 
 
 def _plan_unrolled(b: Branch, thr, used, proj_t, offsets=None, xname: str = "x", preloaded: bool = False,
-                   share: bool = False, smlad: dict | None = None, packed: np.ndarray | None = None) -> dict:
+                   share: bool = False, smlad: dict | None = None, packed: np.ndarray | None = None,
+                   inverted: bool = False) -> dict:
     """Straight-line hashing: each hyperplane one expression over xname[offset] (offsets: window element -> offset
     from the position's base; None: the element itself), its bit written where tables read it. smlad (with share):
     the DSP form of each sum, from _plan_smlad. packed (sketch.bit_order: a position for every hyperplane under which
     every table reads K consecutive positions of one 32-bit word): bit p goes once to its position and a bucket is one
-    shift and mask."""
+    shift and mask. inverted (with share): z = sum - (threshold + 1), negative exactly when the bit is 0 (the C clears
+    it in words that start all ones)."""
     P, L, K, C = b.n_hyperplanes, b.n_tables, b.n_bits, b.counts.shape[-1]
     R = 1 << K
     ptr, idx, sign = b.tap_ptr, b.tap_idx, b.tap_weight
@@ -328,7 +330,9 @@ def _plan_unrolled(b: Branch, thr, used, proj_t, offsets=None, xname: str = "x",
             if share and ptr[p + 1] > ptr[p]:
                 if prev != key(p):
                     pre = f"q = ({proj_t})0 {_negate(e.split(' ', 1)[1])};"
-                e = f"({proj_t}){_c_int(thr[p])} - q"
+                e = f"q - ({proj_t}){_c_int(thr[p] + 1)}" if inverted else f"({proj_t}){_c_int(thr[p])} - q"
+            elif inverted:
+                e = f"({proj_t}){_c_int(-thr[p] - 1)}"
             prev = key(p) if share else None
             out.append(dict(p=p, expr=e, pre=pre, pre_dsp=pre and smlad and smlad["sums"][key(p)],
                             sets=[(q // 32, q % 32) for q in pos[p]]))
@@ -442,7 +446,7 @@ def _plan_general(sk: Sketch, layout: str, prefix: str) -> dict:
         thr = _clamped_thresholds(b)
         ptr, wt = b.tap_ptr.astype(np.int64), b.tap_weight.astype(np.int64)
         absw = weight_sums(b)
-        pbound = max(pbound, max([abs(t) + 128 * int(a) for t, a in zip(thr, absw)], default=0), projection_bound(sk))
+        pbound = max(pbound, max([abs(t) + 1 + 128 * int(a) for t, a in zip(thr, absw)], default=0), projection_bound(sk))
         offsets = w.element_offsets()
         pad = bool(any(w.padding))
         name = f"{prefix}_b{j}"
@@ -480,7 +484,7 @@ def _plan_general(sk: Sketch, layout: str, prefix: str) -> dict:
             avail = (w.padded_inputs if pad else sk.n_inputs) - int(base.max(initial=0))
             smlad = _plan_smlad(b, offsets, avail, f"{prefix}_proj_t", name) if preload else None
             u = _plan_unrolled(b, thr, used, f"{prefix}_proj_t", offsets, xname="b", preloaded=bool(preload), share=True,
-                               smlad=smlad, packed=bit_order(b))
+                               smlad=smlad, packed=bit_order(b), inverted=True)
             br.update(smlad=smlad, tables=u["tables"], bat=u["bat"], bat_t=u["bat_t"], bat_rd=_rd(u["bat_t"]))
             br.update(shared_sums=any(h["pre"] for h in u["planes"] + u["extra_planes"]), preload=preload, planes=u["planes"], extra_planes=u["extra_planes"], bit_src=u["bit_src"], bit_src_t=u["bit_src_t"],
                       bit_src_rd=_rd(u["bit_src_t"]), n_bw=u["n_bw"], n_xw=u["n_xw"], per_word=u["per_word"])
