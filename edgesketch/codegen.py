@@ -485,8 +485,8 @@ def _plan_general(sk: Sketch, layout: str, prefix: str) -> dict:
             smlad = _plan_smlad(b, offsets, avail, f"{prefix}_proj_t", name) if preload else None
             u = _plan_unrolled(b, thr, used, f"{prefix}_proj_t", offsets, xname="b", preloaded=bool(preload), share=True,
                                smlad=smlad, packed=bit_order(b), inverted=True)
-            br.update(smlad=smlad, tables=u["tables"], bat=u["bat"], bat_t=u["bat_t"], bat_rd=_rd(u["bat_t"]))
-            br.update(shared_sums=any(h["pre"] for h in u["planes"] + u["extra_planes"]), preload=preload, planes=u["planes"], extra_planes=u["extra_planes"], bit_src=u["bit_src"], bit_src_t=u["bit_src_t"],
+            br.update(smlad=smlad, tables=u["tables"], bat=u["bat"], bat_t=u["bat_t"], bat_rd=_rd(u["bat_t"]),
+                      shared_sums=any(h["pre"] for h in u["planes"] + u["extra_planes"]), preload=preload, planes=u["planes"], extra_planes=u["extra_planes"], bit_src=u["bit_src"], bit_src_t=u["bit_src_t"],
                       bit_src_rd=_rd(u["bit_src_t"]), n_bw=u["n_bw"], n_xw=u["n_xw"], per_word=u["per_word"])
         else:
             off, npos, wts = [], [], []

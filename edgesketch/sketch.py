@@ -672,8 +672,7 @@ def bit_order(b: Branch) -> np.ndarray | None:
             continue
         pos = np.empty(P, np.int64)
         pos[threshold_major(P, T)] = np.arange(P)
-        q = pos[sel]
-        if all((row == row[0] + np.arange(K)).all() and row[0] // 32 == (row[0] + K - 1) // 32 for row in q):
+        if _one_word_windows(pos[sel], K):
             return pos
     return None
 
@@ -684,9 +683,13 @@ def hash_structure(b: Branch) -> dict:
     and negative taps (distill --signs balanced) and ternary weights. Neither changes what the branch computes."""
     ptr, w, K = b.tap_ptr, b.tap_weight, b.n_bits
     kinds = {(int(ptr[p + 1] - ptr[p]), int((w[ptr[p]:ptr[p + 1]] < 0).sum())) for p in range(b.n_hyperplanes)}
-    sel = np.asarray(b.table_sel, np.int64)
-    windows_ = all((row == row[0] + np.arange(K)).all() and row[0] // 32 == (row[0] + K - 1) // 32 for row in sel)
-    return {"windows": bool(windows_), "balanced": len(kinds) == 1 and b.ternary}
+    windows_ = _one_word_windows(np.asarray(b.table_sel, np.int64), K)
+    return {"windows": windows_, "balanced": len(kinds) == 1 and b.ternary}
+
+
+def _one_word_windows(q: np.ndarray, K: int) -> bool:
+    """Every row of q [L, K] is K consecutive bit positions inside one 32-bit word."""
+    return bool(all((row == row[0] + np.arange(K)).all() and row[0] // 32 == (row[0] + K - 1) // 32 for row in q))
 
 
 def window_selectors(P: int, L: int, K: int, thresholds: int = 1) -> np.ndarray:
