@@ -80,9 +80,12 @@ def test_verify_bad_inputs(digits_esk, tmp_path):
         assert_user_error(code, err, *needles)
 
 
-def _qemu_pids():
+def _qemu_pids(parent=None):
+    """PIDs of running QEMUs; with `parent`, only the ones that process started (QEMUs of other programs on this
+    machine, a bench or a study running beside the suite, are not this test's)."""
     import subprocess
-    out = subprocess.run(["pgrep", "-f", "qemu-system"], capture_output=True, text=True).stdout
+    out = subprocess.run(["pgrep", "-f", "qemu-system", *(["-P", str(parent)] if parent else [])],
+                         capture_output=True, text=True).stdout
     return {int(p) for p in out.split()}
 
 
@@ -108,7 +111,6 @@ def test_flash_emulated_then_verify_by_port_then_ctrl_c_leaves_no_qemu(digits_es
     import time
     fw = tmp_path / "fw"
     assert run_cli("export", digits_esk, "--board", board, "-o", fw)[0] == 0
-    before = _qemu_pids()
     proc = subprocess.Popen([sys.executable, "-m", "edgesketch", "flash", "--board", board, str(fw)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=_as_in_a_terminal)
     try:
@@ -121,7 +123,7 @@ def test_flash_emulated_then_verify_by_port_then_ctrl_c_leaves_no_qemu(digits_es
         code, out, err = run_cli("verify", digits_esk, "--port", url)
         assert code == 0, out + err
         assert "360 / 360" in out
-        started = _qemu_pids() - before
+        started = _qemu_pids(parent=proc.pid)
         assert started, "no QEMU process was running"
         proc.send_signal(signal.SIGINT)
         try:
@@ -142,13 +144,12 @@ def test_ctrl_c_during_verify_leaves_no_qemu(digits_esk, tmp_path, board):
     import subprocess
     import sys
     import time
-    before = _qemu_pids()
     proc = subprocess.Popen([sys.executable, "-m", "edgesketch", "verify", str(digits_esk), "--board", board],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=_as_in_a_terminal)
     deadline = time.monotonic() + 120
-    while not (_qemu_pids() - before) and time.monotonic() < deadline and proc.poll() is None:
+    while not _qemu_pids(parent=proc.pid) and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.1)
-    started = _qemu_pids() - before
+    started = _qemu_pids(parent=proc.pid)
     assert started, "QEMU never started"
     assert proc.poll() is None, f"verify ended ({proc.returncode}) before it could be interrupted: {proc.stderr.read()[-2000:]}"
     proc.send_signal(signal.SIGINT)
