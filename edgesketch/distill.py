@@ -505,17 +505,14 @@ class _Fit:
         L = idx.shape[1]
         step_fn = lambda table: self.cell_step(T, table, opt, L)
         self.run("refit", cfg.refit_epochs, step_fn(lambda: T), (idx, self.y))
-        bits = cfg.count_bits
-        if bits == 4 or (bits == 8 and not sk.is_flat):
-            # quantisation-aware: train through the integer grid (straight-through), scale fixed. 4-bit tables always;
-            # int8 tables of windowed sketches too, whose scores add up the rounding of every read-out position's cells
-            _, scale = quantize.quantize_counts(T.numpy()[None], self.task, bits)
-            s, qmax = tf.constant(scale), float((1 << (bits - 1)) - 1)
+        if cfg.count_bits == 4:   # quantisation-aware: train through the 4-bit grid (straight-through), scale fixed
+            _, scale = quantize.quantize_counts(T.numpy()[None], self.task, 4)
+            s = tf.constant(scale)
 
-            def fake_quant():   # quantize_counts' grid: 4-bit classification cells centred across classes first
-                Tc = T - tf.reduce_mean(T, -1, keepdims=True) if bits == 4 and self.task == "classification" else T + 0.0
-                return Tc + tf.stop_gradient(tf.clip_by_value(tf.round(Tc / s), -qmax, qmax) * s - Tc)
-            self.run(f"refit int{bits}", max(3, cfg.refit_epochs // 3), step_fn(fake_quant), (idx, self.y))
+            def fake_quant():
+                Tc = T - tf.reduce_mean(T, -1, keepdims=True) if self.task == "classification" else T + 0.0
+                return Tc + tf.stop_gradient(tf.clip_by_value(tf.round(Tc / s), -7.0, 7.0) * s - Tc)
+            self.run("refit int4", max(3, cfg.refit_epochs // 3), step_fn(fake_quant), (idx, self.y))
             sk.meta["count_scale"] = [float(v) for v in scale]
         flat, start = T.numpy(), 0
         for b, shp in zip(sk.branches, shapes):
@@ -547,7 +544,6 @@ class _Fit:
         self.run("codebook", cfg.refit_epochs, self.cell_step(B, lambda: tf.gather(B, A), tf.keras.optimizers.Adam(cfg.lr), L),
                  (idx, self.y))
         b.counts_f = B.numpy()[rows].reshape(L, M, C)
-        sk.meta.pop("count_scale", None)   # the rows were trained off any grid: finalize picks their scale
         sk.extras["cell_rows"] = rows.reshape(L, M).astype(np.uint8 if len(book) <= 256 else np.uint16)
 
     # -- representer mode

@@ -32,8 +32,7 @@ def quantize_counts(counts_f: np.ndarray, task: str, bits: int = 8, scale=None) 
     4 bits (15 levels, int8 storage in [-7, 7]): classification first centres each cell across classes (a cell's
     common part adds the same to every class, so no argmax changes), then clips at the level in CLIPS * peak with the
     least squared error, since a few large cells would otherwise leave most cells with two or three levels.
-    scale: use these per-output scales instead (the ones a quantisation-aware refit trained with: 4-bit tables, and
-    the int8 tables of windowed sketches)."""
+    scale: use these per-output scales instead (the ones a quantisation-aware refit trained with)."""
     qmax = (1 << (bits - 1)) - 1
     cf = np.asarray(counts_f, np.float64)
     if bits == 4 and task == "classification":
@@ -81,7 +80,7 @@ def finalize(sk, count_bits: int = 8):
     fold_thresholds(sk)
     cells = [b.counts_f.reshape(-1, b.counts_f.shape[-1]) for b in sk.branches]
     q, sk.out_scale = quantize_counts(np.concatenate(cells)[None], sk.task, count_bits,
-                                      sk.meta.get("count_scale") if count_bits < 16 else None)
+                                      sk.meta.get("count_scale") if count_bits == 4 else None)
     q, start = q[0], 0
     for b, c in zip(sk.branches, cells):
         b.counts = q[start:start + len(c)].reshape(b.counts_f.shape)

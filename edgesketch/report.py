@@ -17,7 +17,6 @@ out = Console(highlight=False, width=_width)
 
 PHASES = {"relabel": "relabel augmented data with the teacher", "relax": "learn hyperplanes (soft bits)",
           "ste": "ternary taps (straight-through)", "refit": "refit tables on integer hashes", "refit int4": "refit through the 4-bit grid",
-          "refit int8": "refit through the int8 grid",
           "fit": "fit representers to the teacher"}
 
 
