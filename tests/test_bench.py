@@ -71,6 +71,8 @@ def test_quick_accuracies_and_instruction_counts_are_sane(quick):
     dm = next(r for c, r in rows.items() if c.startswith("distilled int8 MLP"))
     assert dm["lx106"] and dm["uno"] is None, dm                                 # MLP weights would sit in AVR's RAM
     assert 1_000 < sk["bytes"] < 40_000, sk
+    # the model keeps nothing in static RAM; the firmware's DEBUG arrays (every hash bit, for verify) are not built
+    assert sk["ram_kind"].startswith("0 static"), sk
     # goal (a)'s model bytes: int8 tables, an index byte and a sign bit per tap, int32 thresholds, L*K selectors
     assert sk["params"] == 16 * 64 * 10 + 384 + 384 // 8 + 4 * 48 + 16 * 6 < sk["bytes"], sk
     sk4 = rows["sketch int4 L16 K6 P48 s8 (unrolled)"]   # 4-bit tables: half of the 10,240 table bytes gone from flash

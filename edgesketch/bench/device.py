@@ -1,13 +1,14 @@
 """Build a firmware around any C model with the es_predict_q API, run a whole int8 test set through it under QEMU,
 and read its size. The cost of each inference is the firmware's own counter (exact instruction counts under
 QEMU -icount). Sizes: text+data (flash) and data+bss (static RAM) of the firmware minus the same firmware built
-around a model that does nothing (the trivial model, same ES_N_INPUTS/ES_N_OUTPUTS). Peak stack of es_predict_q:
-the firmware paints the stack below sp before each call and scans it after (STACK request, docs/protocol.md)."""
+around a model that does nothing (the trivial model, same ES_N_INPUTS/ES_N_OUTPUTS); every firmware is built without
+the DEBUG command (bench_board). Peak stack of es_predict_q: the firmware paints the stack below sp before each call
+and scans it after (STACK request, docs/protocol.md)."""
 from __future__ import annotations
 
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -40,10 +41,18 @@ class DoesNotFit(Exception):
     """The model's firmware is too big for the board: the linker reported a region overflow."""
 
 
+def bench_board(board: str):
+    """The board as the bench builds it: without the DEBUG command (ES_DEBUG_RAM 0). DEBUG's arrays hold every hash bit
+    and bucket of a windowed sketch (1,792 B for the 2-D default); they serve `verify`, not inference, and the bench
+    measures the model, so no contender's firmware carries them."""
+    b = load(board)
+    return replace(b, firmware=replace(b.firmware, defines={**b.firmware.defines, "ES_DEBUG_RAM": "0"}))
+
+
 def build_elf(board: str, files: dict[str, str], workdir: Path, tag: str) -> Path:
-    """Build the firmware; DoesNotFit if the linker finds it too big for the board's memory."""
+    """Build the firmware (bench_board); DoesNotFit if the linker finds it too big for the board's memory."""
     proj = Path(workdir) / f"{tag}-{board}"
-    build.write_project(load(board), files, proj, force=True)
+    build.write_project(bench_board(board), files, proj, force=True)
     try:
         return build.run_pio(proj, build.default_core_dir())
     except UserError:
