@@ -43,8 +43,8 @@ class DoesNotFit(Exception):
 
 def bench_board(board: str):
     """The board as the bench builds it: without the DEBUG command (ES_DEBUG_RAM 0). DEBUG's arrays hold every hash bit
-    and bucket of a windowed sketch (1,792 B for the 2-D default); they serve `verify`, not inference, and the bench
-    measures the model, so no contender's firmware carries them."""
+    and bucket of a windowed sketch (3,136 B for the 2-D default's 64 positions); they serve `verify`, not inference,
+    and the bench measures the model, so no contender's firmware carries them."""
     b = load(board)
     return replace(b, firmware=replace(b.firmware, defines={**b.firmware.defines, "ES_DEBUG_RAM": "0"}))
 

@@ -545,8 +545,8 @@ Xtensa core; qemu-uno is the Arduino Uno (32 KB flash, 2 KB RAM) running the Ard
 const arrays, which AVR copies into RAM).
 Flash of on-device contenders is the firmware's text+data minus the same firmware built around a model that does
 nothing, every firmware built without the DEBUG command (whose arrays hold every hash bit of a windowed sketch for
-`verify`, not for inference); RAM is data+bss the same way plus the peak stack of `es_predict_q` on qemu-m4 (the firmware paints 1 KB below
-the stack pointer before each call and finds the deepest overwritten word after it). Every integer C model
+`verify`, not for inference); RAM is data+bss the same way plus the peak stack of `es_predict_q` on qemu-m4 (the
+firmware paints 1 KB below the stack pointer before each call and finds the deepest overwritten word after it). Every integer C model
 (sketches, int8 MLPs) equals its numpy reference bit for bit on the whole test set (asserted; sketches on every board).
 
 ## Results
