@@ -31,11 +31,13 @@ import numpy as np  # noqa: E402
 
 from edgesketch import data as esdata, esk, teacher as T  # noqa: E402
 from edgesketch.distill import Config, augment, distill, family_defaults  # noqa: E402
-from edgesketch.sketch import all_counts, float_outputs, int_cells, int_scores, quantize_inputs  # noqa: E402
+from edgesketch.quantize import quantize_counts  # noqa: E402
+from edgesketch.sketch import _sum_cells, all_counts, float_outputs, int_cells, int_scores, quantize_inputs  # noqa: E402
 
 
 def q8(t, scale):
-    return np.clip(np.rint(t / scale), -127, 127) * scale
+    """Cells [N, C] rounded to quantize_counts' int8 grid at this scale, dequantised."""
+    return quantize_counts(t[None], "classification", 8, scale)[0][0] * scale
 
 
 def grids(sk) -> dict:
@@ -50,7 +52,7 @@ def grids(sk) -> dict:
 
 
 def argmax_of(table, cells):
-    return np.concatenate([table[cells[i:i + 4096]].sum(1) for i in range(0, len(cells), 4096)]).argmax(1)
+    return _sum_cells(table, cells).argmax(1)
 
 
 def main(argv=None):
