@@ -112,9 +112,11 @@ except (OSError, AttributeError):               # not Linux
     _prctl = None
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+def die_with_parent() -> None:
+    """Ask Linux to SIGKILL the calling process when its parent dies (PR_SET_PDEATHSIG; nothing elsewhere). Run in a
+    QEMU child between fork and exec, and in the bench's worker processes, so none outlives what started it."""
     if _prctl is not None:
-        _prctl(1, int(signal.SIGKILL))          # PR_SET_PDEATHSIG: QEMU gets SIGKILL if this process dies
+        _prctl(1, int(signal.SIGKILL))
 
 
 def _kill(proc: subprocess.Popen) -> None:
@@ -160,7 +162,7 @@ def _start(board: Board, elf: Path, extra_args, timeout: float) -> EmulatorUrl:
         port = free_port()
         argv = qemu_argv(board, elf, port, extra_args)
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                start_new_session=True, preexec_fn=_die_with_parent)
+                                start_new_session=True, preexec_fn=die_with_parent)
         with _live_lock:
             _live[proc.pid] = proc
         lines: deque = deque(maxlen=200)

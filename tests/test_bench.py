@@ -112,3 +112,54 @@ def test_mlp_check_detects_a_wrong_weight(digits_mlp, tmp_path):
     assert old in files["es_model.c"]
     bad = dict(files, **{"es_model.c": files["es_model.c"].replace(old, new, 1)})
     assert not (device.host_check(bad, xq, 10, tmp_path) == net.forward(xq)).all()
+
+
+def _proc_file(pid: int, name: str) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/{name}").read_bytes()
+    except OSError:   # gone
+        return b""
+
+
+def _descendants(pid: int) -> set[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    return {d for k in map(int, out) for d in {k} | _descendants(k)}
+
+
+def test_sigterm_stops_the_bench_and_its_workers(tmp_path):
+    """SIGTERM to a running bench ends it (exit 130) with every worker process (and so their QEMUs) gone, and its
+    temporary work folder removed: it used to leave its multiprocessing workers running."""
+    import os
+    import signal
+    import tempfile
+    import time
+    before = set(Path(tempfile.gettempdir()).glob("edgesketch-bench-*"))
+    proc = subprocess.Popen([sys.executable, "-m", "edgesketch.bench.run", "--only", "digits-small", "digits-mlp",
+                             "--out", str(tmp_path / "out"), "--teachers", str(tmp_path / "teachers")],
+                            stdout=subprocess.DEVNULL, stderr=(tmp_path / "stderr").open("w"))
+    try:
+        deadline, seen = time.time() + 300, set()
+        while time.time() < deadline and proc.poll() is None:
+            seen = _descendants(proc.pid)
+            workers = [k for k in seen if b"spawn_main" in _proc_file(k, "cmdline")]
+            if len(workers) >= 2:
+                break
+            time.sleep(1)
+        assert proc.poll() is None and len(workers) >= 2, "the bench never started its two worker processes"
+        time.sleep(5)   # the workers are into their teachers
+        seen = _descendants(proc.pid)
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    err = (tmp_path / "stderr").read_text()
+    time.sleep(1)
+    alive = [k for k in seen if _proc_file(k, "status") and b"zombie" not in _proc_file(k, "status")]
+    left = [_proc_file(k, "cmdline")[:80] for k in alive]
+    for k in alive:   # not to leave them to the rest of the suite when this fails
+        os.kill(k, signal.SIGKILL)
+    assert not alive, f"left running: {left}"
+    assert rc == 130, err[-2000:]
+    assert "stopped" in err and "Traceback" not in err, err[-2000:]
+    assert set(Path(tempfile.gettempdir()).glob("edgesketch-bench-*")) <= before, "its work folder was left behind"

@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import json
 import multiprocessing
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -33,7 +36,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
-from .. import codegen, data, esk, harness, sketch as S, teacher as T  # noqa: E402
+from .. import codegen, data, emulate, esk, harness, sketch as S, teacher as T  # noqa: E402
 from ..distill import Config, distill, family_defaults  # noqa: E402
 from ..quantize import calibrate_inputs  # noqa: E402
 from ..errors import require  # noqa: E402
@@ -611,6 +614,23 @@ def _write_all(out, rows, kernel, extras, quick, total, failed, partial, json_pa
     return g
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+@contextlib.contextmanager
+def _stop_workers(pool):
+    """On any exception (Ctrl-C, or SIGTERM, which main turns into one) end the pool's workers before the pool's own
+    exit, which would otherwise wait for their teachers to finish; their QEMUs die with them."""
+    try:
+        yield
+    except BaseException:
+        for p in list((getattr(pool, "_processes", None) or {}).values()):
+            p.terminate()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="edgesketch bench", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -624,6 +644,8 @@ def main(argv=None) -> int:
                     help="benchmark only these teachers (e.g. --only mnist1d-cnn digits-cnn; use another --out)")
     a = ap.parse_args(argv)
     require("edgesketch bench", *BENCH_MODULES, extra="bench")
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)   # unwind as Ctrl-C does: workers stopped, work folder removed
     t0 = time.time()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -634,8 +656,10 @@ def main(argv=None) -> int:
         plan = [("sklearn:digits", "digits-mlp")] if a.quick else [k for k in PLAN if not a.only or k[1] in a.only]
         done, failed = {}, []
         # teachers run in parallel processes (spawned: TensorFlow does not survive fork); each in its own work folder
+        # (a worker dies with this process; stopped early, they are stopped first: see _stop_workers)
         with concurrent.futures.ProcessPoolExecutor(max_workers=max(1, min(a.jobs, len(plan))),
-                                                    mp_context=multiprocessing.get_context("spawn")) as pool:
+                                                    mp_context=multiprocessing.get_context("spawn"),
+                                                    initializer=emulate.die_with_parent) as pool, _stop_workers(pool):
             futs = {pool.submit(bench_teacher, task, tname, a.quick, a.teachers, work / tname): (task, tname)
                     for task, tname in plan}
             for n, fut in enumerate(concurrent.futures.as_completed(futs), 1):
@@ -671,4 +695,8 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("edgesketch bench: stopped; its workers and work folder are gone", file=sys.stderr)
+        sys.exit(130)
