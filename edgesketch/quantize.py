@@ -54,6 +54,19 @@ def quantize_counts(counts_f: np.ndarray, task: str, bits: int = 8, scale=None) 
     return q, scale
 
 
+def read_weighted_scale(cells: list, reads: list, bits: int = 8, clips=np.linspace(1.0, 0.25, 31)) -> float:
+    """One shared scale for the cells of several branches [N_b, C] (classification): the clipping level in clips * peak
+    with the least expected squared error of a score, each branch's mean squared cell error weighted by the cells one
+    inference reads from it (reads[b]: read-out positions x tables). A windowed branch adds a cell at every position,
+    so its rounding errors add up over them, while clipping the few large cells of a flat branch costs once."""
+    qmax = (1 << (bits - 1)) - 1
+    cf = [np.asarray(c, np.float64) for c in cells]
+    peak = max(np.abs(c).max(initial=0) for c in cf) or float(qmax)
+    err = [sum(r * ((np.clip(np.rint(c / (k * peak / qmax)), -qmax, qmax) * (k * peak / qmax) - c) ** 2).mean()
+               for c, r in zip(cf, reads)) for k in clips]
+    return float(clips[int(np.argmin(err))] * peak / qmax)
+
+
 def cluster_rows(cells: np.ndarray, R: int, weight: np.ndarray, task: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Shared rows (distill --codebook R): k-means of the float cells [N, C] into at most R rows, each cell weighted
     (by how often training lands in it). Classification centres each cell across classes first (a cell's common part
@@ -76,11 +89,15 @@ def fold_thresholds(sk):
 
 def finalize(sk, count_bits: int = 8):
     """Fill the integer half of a sketch from its float half (in place) and record the bounds; returns sk. The
-    tables of every branch share their quantisation (one scale per output): their cells add up."""
+    tables of every branch share their quantisation (one scale per output): their cells add up. Windowed sketches'
+    int8 tables (classification) clip at read_weighted_scale's level (docs/algorithm-notes.md: chosen on validation);
+    flat ones keep the peak at 127."""
     fold_thresholds(sk)
     cells = [b.counts_f.reshape(-1, b.counts_f.shape[-1]) for b in sk.branches]
-    q, sk.out_scale = quantize_counts(np.concatenate(cells)[None], sk.task, count_bits,
-                                      sk.meta.get("count_scale") if count_bits == 4 else None)
+    scale = sk.meta.get("count_scale") if count_bits == 4 else None
+    if count_bits == 8 and sk.task == "classification" and not sk.is_flat:   # see read_weighted_scale
+        scale = read_weighted_scale(cells, [b.window.n_readouts * b.n_tables for b in sk.branches])
+    q, sk.out_scale = quantize_counts(np.concatenate(cells)[None], sk.task, count_bits, scale)
     q, start = q[0], 0
     for b, c in zip(sk.branches, cells):
         b.counts = q[start:start + len(c)].reshape(b.counts_f.shape)

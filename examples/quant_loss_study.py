@@ -1,14 +1,17 @@
 """Where a windowed sketch's quantisation loss comes from, and what the int8 table grid costs.
 
 For each seed the family default is distilled on the validation split's training part (80%, stratified, fixed seed;
---split test: the whole training set, scored on the test set, for diagnosis only) and scored three ways:
+--split test: the whole training set, scored on the test set, for diagnosis only) and scored several ways:
   float         the float sketch (float hash of unrounded inputs, float tables)
   int hash      the device's integer hash with the float tables (what the refit trained)
-  int           THE integer reference (integer hash, int8 tables)
+  int           THE integer reference (integer hash, int8 tables as distilled)
+  int peak / int clipped   the same hash with the tables on the grids below
 so "int hash - int" is what rounding the tables costs. Labels of a few hundred images move in steps of 0.3 points, so
 the same is measured without labels, as agreement with the teacher on 20,000 augmented evaluation inputs (the
 family's own augmentation, fixed generator), for the int8 tables as distilled and for alternative grids. Also printed: each
 branch's spread of cells (standard deviation, centred across classes) in steps of the shared int8 scale.
+  peak          the shared scale maps the largest |cell| to 127 (what distill did before the clipped grid)
+  clipped       the shared scale clips at quantize.read_weighted_scale's level (distill's grid for windowed sketches)
   centred       each cell centred across classes before the shared scale (as 4-bit tables are)
   branch shift  each branch on its own power-of-two finer scale (a shift per branch on the device)
 
@@ -31,7 +34,7 @@ import numpy as np  # noqa: E402
 
 from edgesketch import data as esdata, esk, teacher as T  # noqa: E402
 from edgesketch.distill import Config, augment, distill, family_defaults  # noqa: E402
-from edgesketch.quantize import quantize_counts  # noqa: E402
+from edgesketch.quantize import quantize_counts, read_weighted_scale  # noqa: E402
 from edgesketch.sketch import _sum_cells, all_counts, float_outputs, int_cells, int_scores, quantize_inputs  # noqa: E402
 
 
@@ -44,11 +47,15 @@ def grids(sk) -> dict:
     """Dequantised tables [cells, C] of every grid compared: the float tables, and int8 ones."""
     per = [b.counts_f.reshape(-1, sk.n_outputs).astype(np.float64) for b in sk.branches]
     cen = [p - p.mean(1, keepdims=True) for p in per]
+    reads = [b.window.n_readouts * b.n_tables for b in sk.branches]
     peak, peakc = max(np.abs(p).max() for p in per), max(np.abs(p).max() for p in cen)
     shift = lambda ps, pk: [q8(p, pk / 127 / 2 ** int(np.floor(np.log2(pk / np.abs(p).max())))) for p in ps]
     return {"float tables": np.concatenate(per), "int8 (as distilled)": all_counts(sk).astype(np.float64) * sk.out_scale[0],
+            "peak": np.concatenate([q8(p, peak / 127) for p in per]),
             "centred": np.concatenate([q8(p, peakc / 127) for p in cen]), "branch shift": np.concatenate(shift(per, peak)),
-            "centred + branch shift": np.concatenate(shift(cen, peakc))}
+            "centred + branch shift": np.concatenate(shift(cen, peakc)),
+            "clipped": np.concatenate([q8(p, read_weighted_scale(per, reads)) for p in per]),
+            "centred + clipped": np.concatenate([q8(p, read_weighted_scale(cen, reads)) for p in cen])}
 
 
 def argmax_of(table, cells):
@@ -86,8 +93,10 @@ def main(argv=None):
             esk.save(sk, path)
         xq = quantize_inputs(sk, xe)
         g = grids(sk)
-        acc = {"float": np.mean(float_outputs(sk, xe).argmax(1) == ye), "int hash": np.mean(argmax_of(g["float tables"], int_cells(sk, xq)) == ye),
-               "int": np.mean(int_scores(sk, xq).argmax(1) == ye)}
+        ce = int_cells(sk, xq)
+        acc = {"float": np.mean(float_outputs(sk, xe).argmax(1) == ye), "int hash": np.mean(argmax_of(g["float tables"], ce) == ye),
+               "int": np.mean(int_scores(sk, xq).argmax(1) == ye), "int peak": np.mean(argmax_of(g["peak"], ce) == ye),
+               "int clipped": np.mean(argmax_of(g["clipped"], ce) == ye)}
         cells = int_cells(sk, quantize_inputs(sk, xa))
         agree = {k: np.mean(argmax_of(t, cells) == tp) for k, t in g.items()}
         rows.append((seed, acc, agree))

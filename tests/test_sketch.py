@@ -117,3 +117,30 @@ def test_4bit_counts_centre_cells_clip_by_error_and_pack_two_a_byte(tmp_path):
     assert back.count_bits == 4 and back.table_bytes == sk.table_bytes and np.array_equal(back.branches[0].counts, sk.branches[0].counts)
     sk.branches[0].counts[0, 0, 0] = 9
     assert any("4-bit" in p for p in validate(sk))
+
+
+def test_windowed_int8_tables_clip_where_rounding_adds_up_over_positions():
+    """finalize: a windowed branch adds a cell at every read-out position, so its rounding errors add up over them;
+    the shared int8 scale of a windowed sketch therefore clips a flat branch's few large cells (read_weighted_scale),
+    which lowers the expected squared error of a score. A flat sketch keeps its peak at 127."""
+    from edgesketch.sketch import Window, all_counts
+    rng = np.random.default_rng(0)
+    sk = random_sketch(L=8, K=4, P=16, taps=4, windows=[(Window.over((8, 8, 1), (3, 3)), 8, 4, 16, 4)])
+    flat, win = sk.branches
+    assert win.window.n_readouts == 64 and flat.window.n_readouts == 1
+    flat.counts_f = (rng.standard_t(3, flat.counts_f.shape) * 20).astype(np.float32)   # a few large cells
+    win.counts_f = rng.normal(0, 1, win.counts_f.shape).astype(np.float32)             # many small ones, read 64 times
+    quantize.finalize(sk)
+    cf = all_counts(sk, "counts_f").astype(np.float64)
+    peak = np.abs(cf).max() / 127
+    assert sk.out_scale[0] < 0.9 * peak and np.abs(all_counts(sk)).max() == 127
+    reads = [8, 64 * 8]
+    def score_err(scale):
+        return sum(r * ((np.clip(np.rint(b.counts_f / scale), -127, 127) * scale - b.counts_f) ** 2).mean()
+                   for b, r in zip(sk.branches, reads))
+    assert score_err(sk.out_scale[0]) < 0.9 * score_err(peak)
+    assert np.array_equal(all_counts(sk), np.clip(np.rint(cf / sk.out_scale[0]), -127, 127))
+    f = random_sketch(L=8, K=4, P=16, taps=4)
+    f.branches[0].counts_f = (rng.standard_t(3, f.branches[0].counts_f.shape) * 20).astype(np.float32)
+    quantize.finalize(f)
+    assert np.isclose(f.out_scale[0], np.abs(f.branches[0].counts_f).max() / 127)
