@@ -39,23 +39,26 @@ from edgesketch.sketch import _sum_cells, all_counts, float_outputs, int_cells, 
 
 
 def q8(t, scale):
-    """Cells [N, C] rounded to quantize_counts' int8 grid at this scale, dequantised."""
-    return quantize_counts(t[None], "classification", 8, scale)[0][0] * scale
+    """Cells [N, C] on quantize_counts' int8 grid at this scale: the integer codes (as float64)."""
+    return quantize_counts(t[None], "classification", 8, scale)[0][0].astype(np.float64)
 
 
 def grids(sk) -> dict:
-    """Dequantised tables [cells, C] of every grid compared: the float tables, and int8 ones."""
+    """Tables [cells, C] of every grid compared: the float tables, and int8 ones as integer codes in units of the grid's
+    finest step (so that sums, and ties between classes, are exact, as on the device)."""
     per = [b.counts_f.reshape(-1, sk.n_outputs).astype(np.float64) for b in sk.branches]
     cen = [p - p.mean(1, keepdims=True) for p in per]
     reads = [b.window.n_readouts * b.n_tables for b in sk.branches]
     peak, peakc = max(np.abs(p).max() for p in per), max(np.abs(p).max() for p in cen)
-    shift = lambda ps, pk: [q8(p, pk / 127 / 2 ** int(np.floor(np.log2(pk / np.abs(p).max())))) for p in ps]
-    return {"float tables": np.concatenate(per), "int8 (as distilled)": all_counts(sk).astype(np.float64) * sk.out_scale[0],
-            "peak": np.concatenate([q8(p, peak / 127) for p in per]),
-            "centred": np.concatenate([q8(p, peakc / 127) for p in cen]), "branch shift": np.concatenate(shift(per, peak)),
-            "centred + branch shift": np.concatenate(shift(cen, peakc)),
-            "clipped": np.concatenate([q8(p, read_weighted_scale(per, reads)) for p in per]),
-            "centred + clipped": np.concatenate([q8(p, read_weighted_scale(cen, reads)) for p in cen])}
+    codes = lambda ps, scale: np.concatenate([q8(p, scale) for p in ps])
+
+    def shift(ps, pk):   # branch b on scale pk / 127 / 2^k[b]; in units of the finest
+        k = [int(np.floor(np.log2(pk / np.abs(p).max()))) for p in ps]
+        return np.concatenate([q8(p, pk / 127 / 2 ** kb) * 2 ** (max(k) - kb) for p, kb in zip(ps, k)])
+    return {"float tables": np.concatenate(per), "int8 (as distilled)": all_counts(sk).astype(np.float64),
+            "peak": codes(per, peak / 127), "centred": codes(cen, peakc / 127), "branch shift": shift(per, peak),
+            "centred + branch shift": shift(cen, peakc), "clipped": codes(per, read_weighted_scale(per, reads)),
+            "centred + clipped": codes(cen, read_weighted_scale(cen, reads))}
 
 
 def argmax_of(table, cells):
