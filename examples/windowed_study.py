@@ -75,6 +75,9 @@ CANDIDATES = {   # name: Config fields over BASE (1-D windows; table bytes 15 * 
     "P16x2 s9 w7 window selectors": dict(hyperplanes=32, thresholds=2, taps=9, weights=7, selectors="window"),
     # half the read-outs (the L x C lookup-adds): the bits of two neighbouring positions OR-ed, read once
     "P16x2 s9 w7 stride 2 pool 2": dict(hyperplanes=32, thresholds=2, taps=9, weights=7, pool=(2,)),
+    # smaller tables, towards the flash of the small int8 Conv1D (3,924 bytes in the bench): 4-bit counts, fewer cells
+    "P16x2 s9 w7 int4 (4,800)": dict(hyperplanes=32, thresholds=2, taps=9, weights=7, count_bits=4),
+    "P16x2 s9 w7 int4 L8 K5 (1,280)": dict(hyperplanes=32, thresholds=2, taps=9, weights=7, count_bits=4, tables=8, bits=5),
 }
 
 
@@ -85,13 +88,17 @@ def split(x, y, fraction=0.2, seed=0):
 
 
 def device_costs(sk, x, boards, workdir):
+    """Median instructions per inference on each board; the device's scores must equal THE integer reference."""
     from edgesketch import codegen
     from edgesketch.bench import device
-    from edgesketch.sketch import quantize_inputs
+    from edgesketch.sketch import int_scores, quantize_inputs
     xq = quantize_inputs(sk, x)
-    out = {}
+    want, out = int_scores(sk, xq), {}
     for b in boards:
         r = device.run(b, codegen.generate(sk), xq, sk.n_inputs, sk.n_outputs, workdir, f"study-{b}")
+        bad = np.flatnonzero((np.asarray(r.scores) != want).any(1))
+        if len(bad):
+            raise SystemExit(f"{b}: the device's scores differ from the integer reference on {len(bad)} of {len(xq)} inputs")
         out[b] = r.instructions
     return out
 
