@@ -25,6 +25,11 @@ def calibrate_inputs(x: np.ndarray, channels: int | None = None) -> tuple[np.nda
 CLIPS = np.linspace(1.0, 0.3, 15)  # 4-bit scale search: fractions of the peak tried as the clipping level
 
 
+def _sq_error(cf: np.ndarray, scale, qmax: int) -> np.ndarray:
+    """Squared error of each value of cf rounded to the grid scale * [-qmax, qmax] (clipped at its ends)."""
+    return (np.clip(np.rint(cf / scale), -qmax, qmax) * scale - cf) ** 2
+
+
 def quantize_counts(counts_f: np.ndarray, task: str, bits: int = 8, scale=None) -> tuple[np.ndarray, np.ndarray]:
     """Float tables [L, M, C] -> integer tables and per-output scales. Classification shares one scale across
     outputs so that the argmax of the integer scores is the argmax of the dequantised outputs.
@@ -46,8 +51,7 @@ def quantize_counts(counts_f: np.ndarray, task: str, bits: int = 8, scale=None) 
     peak = np.where(peak > 0, peak, qmax)
     best = np.ones_like(peak)
     if bits == 4:   # 8 and 16 bits keep the peak: their rounding error is already small
-        err = [((np.clip(np.rint(cf / (c * peak / qmax)), -qmax, qmax) * (c * peak / qmax) - cf) ** 2).sum((0, 1))
-               for c in CLIPS]
+        err = [_sq_error(cf, c * peak / qmax, qmax).sum((0, 1)) for c in CLIPS]
         best = CLIPS[np.argmin(err, 0)] if task != "classification" else np.full_like(best, CLIPS[np.argmin(np.sum(err, 1))])
     scale = (best * peak / qmax).astype(np.float32)
     q = np.clip(np.rint(cf / scale), -qmax, qmax).astype(np.int16 if bits == 16 else np.int8)
@@ -62,8 +66,7 @@ def read_weighted_scale(cells: list, reads: list, bits: int = 8, clips=np.linspa
     qmax = (1 << (bits - 1)) - 1
     cf = [np.asarray(c, np.float64) for c in cells]
     peak = max(np.abs(c).max(initial=0) for c in cf) or float(qmax)
-    err = [sum(r * ((np.clip(np.rint(c / (k * peak / qmax)), -qmax, qmax) * (k * peak / qmax) - c) ** 2).mean()
-               for c, r in zip(cf, reads)) for k in clips]
+    err = [sum(r * _sq_error(c, k * peak / qmax, qmax).mean() for c, r in zip(cf, reads)) for k in clips]
     return float(clips[int(np.argmin(err))] * peak / qmax)
 
 
