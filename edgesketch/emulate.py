@@ -147,6 +147,28 @@ def _kill_all() -> None:
         _kill(p)
 
 
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM for the block and deliver them after it (main thread only: elsewhere Python runs no
+    signal handler anyway). Popen returns only after QEMU's exec, so a Ctrl-C inside it, or before the new process
+    is in `_live`, would leave a QEMU no clean-up knows of (PR_SET_PDEATHSIG kills it at exit, but late)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    old = {s: h for s, h in old.items() if h is not None}       # None: set outside Python, cannot be put back
+    for s in old:
+        signal.signal(s, lambda n, _f: held.append(n))
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        for n in held[:1]:
+            signal.raise_signal(n)
+
+
 def _reader(stream, lines: deque, ready: threading.Event) -> None:
     for raw in iter(stream.readline, b""):
         line = raw.decode(errors="replace").rstrip()
@@ -161,15 +183,20 @@ def _start(board: Board, elf: Path, extra_args, timeout: float) -> EmulatorUrl:
     for _ in range(PORT_ATTEMPTS):
         port = free_port()
         argv = qemu_argv(board, elf, port, extra_args)
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                start_new_session=True, preexec_fn=die_with_parent)
-        with _live_lock:
-            _live[proc.pid] = proc
-        lines: deque = deque(maxlen=200)
-        ready = threading.Event()
-        threading.Thread(target=_reader, args=(proc.stderr, lines, ready), daemon=True,
-                         name=f"qemu-{proc.pid}-stderr").start()
-        ok = ready.wait(timeout)
+        proc, lines, ready = None, deque(maxlen=200), threading.Event()
+        try:
+            with _signals_held():               # a Ctrl-C between fork and `_live` would lose the QEMU
+                proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.PIPE, start_new_session=True, preexec_fn=die_with_parent)
+                with _live_lock:
+                    _live[proc.pid] = proc
+            threading.Thread(target=_reader, args=(proc.stderr, lines, ready), daemon=True,
+                             name=f"qemu-{proc.pid}-stderr").start()
+            ok = ready.wait(timeout)
+        except BaseException:                   # Ctrl-C (held ones arrive here) while QEMU starts
+            if proc is not None:
+                _kill(proc)
+            raise
         if ok and proc.poll() is None and any("waiting for connection" in ln for ln in lines):
             url = EmulatorUrl(f"socket://127.0.0.1:{port}")
             url.pid, url.port, url.argv, url.board, url._proc, url._stderr = proc.pid, port, argv, board, proc, lines

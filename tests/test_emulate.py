@@ -302,6 +302,43 @@ def _child(code: str) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 
+@pytest.mark.parametrize("when", ["inside Popen, after exec", "while QEMU starts listening"])
+def test_ctrl_c_while_qemu_starts_leaves_no_qemu(elfs, monkeypatch, when):
+    """Ctrl-C as Popen returns (QEMU already exec'd: a CI run once left one behind this way) or while waiting for
+    QEMU's port: the QEMU is stopped before KeyboardInterrupt leaves `emulate.qemu`, not at interpreter exit."""
+    import signal
+    real, pids = subprocess.Popen, []
+
+    def popen(*a, **kw):
+        proc = real(*a, **kw)
+        pids.append(proc.pid)
+        if when.startswith("inside"):
+            signal.raise_signal(signal.SIGINT)      # as a Ctrl-C landing just before Popen returns
+        return proc
+
+    real_wait = emulate.threading.Event.wait
+
+    def wait(self, timeout=None):               # Ctrl-C only in _start's wait for the port, not in Thread.start's
+        if sys._getframe(1).f_code.co_name == "_start":
+            signal.raise_signal(signal.SIGINT)
+        return real_wait(self, timeout)
+
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)     # a run started with `&` ignores SIGINT
+    try:
+        with monkeypatch.context() as m, pytest.raises(KeyboardInterrupt):
+            m.setattr(emulate.subprocess, "Popen", popen)
+            if not when.startswith("inside"):
+                m.setattr(emulate.threading.Event, "wait", wait)
+            with emulate.qemu("qemu-m4", elfs["qemu-m4"]):
+                pass
+        assert len(pids) == 1
+        assert not any(p.pid == pids[0] for p in emulate._live.values())
+        assert emulate.wait_closed(pids[0], 0.1), "QEMU left running after Ctrl-C"
+    finally:
+        signal.signal(signal.SIGINT, old)
+        subprocess.run(["pkill", "-KILL", "-s", str(pids[0])]) if pids else None   # a failed run's QEMU
+
+
 def test_qemu_is_killed_when_python_exits_or_dies(elfs):
     elf = elfs["qemu-m4"]
     # normal interpreter exit without leaving the with-block (atexit)
