@@ -61,6 +61,31 @@ def grids(sk) -> dict:
             "centred + clipped": codes(cen, read_weighted_scale(cen, reads))}
 
 
+def split_and_sketches(data, teacher_path, split, seeds, cache_dir):
+    """(teacher, training inputs, evaluation inputs [N, D], labels, family defaults, iterator of (seed, sketch)): the
+    family default distilled per seed on the split's training part, kept in cache_dir (deterministic for a seed)."""
+    ds, teacher = esdata.load(data), T.load(teacher_path)
+    fam = family_defaults(teacher.input_shape)
+    if split == "test":
+        xf, xe, ye = ds.x_train, ds.x_test, ds.y_test
+    else:
+        from sklearn.model_selection import train_test_split
+        xf, xe, _, ye = train_test_split(ds.x_train, ds.y_train, test_size=0.2, random_state=0, stratify=ds.y_train)
+    xe = np.asarray(xe, np.float32).reshape(len(xe), -1)
+
+    def sketches():
+        for seed in seeds:
+            path = Path(cache_dir) / f"{Path(teacher_path).stem}-{split}-{seed}.esk"
+            if path.is_file():
+                yield seed, esk.load(path)
+                continue
+            sk = distill(teacher, xf, Config(seed=seed, **fam), {"source": data, "input_shape": list(teacher.input_shape)})
+            path.parent.mkdir(parents=True, exist_ok=True)
+            esk.save(sk, path)
+            yield seed, sk
+    return teacher, xf, xe, np.asarray(ye), fam, sketches()
+
+
 def argmax_of(table, cells):
     return _sum_cells(table, cells).argmax(1)
 
@@ -74,26 +99,12 @@ def main(argv=None):
     ap.add_argument("--unlabelled", type=int, default=20000, help="augmented evaluation inputs for teacher agreement")
     ap.add_argument("--dir", default="build/quant_loss")
     a = ap.parse_args(argv)
-    ds, teacher = esdata.load(a.data), T.load(a.teacher)
-    fam = family_defaults(teacher.input_shape)
-    if a.split == "test":
-        xf, xe, ye = ds.x_train, ds.x_test, ds.y_test
-    else:
-        from sklearn.model_selection import train_test_split
-        xf, xe, _, ye = train_test_split(ds.x_train, ds.y_train, test_size=0.2, random_state=0, stratify=ds.y_train)
-    xe = np.asarray(xe, np.float32).reshape(len(xe), -1)
+    teacher, xf, xe, ye, fam, sketches = split_and_sketches(a.data, a.teacher, a.split, a.seeds, a.dir)
     xa = augment(xe, Config(**{**fam, "aug_size": a.unlabelled + len(xe)}), np.random.default_rng(123), None,
                  tuple(teacher.input_shape))
     tp = teacher.outputs(xa).argmax(1)
     rows = []
-    for seed in a.seeds:
-        path = Path(a.dir) / f"{Path(a.teacher).stem}-{a.split}-{seed}.esk"
-        if path.is_file():
-            sk = esk.load(path)
-        else:
-            sk = distill(teacher, xf, Config(seed=seed, **fam), {"source": a.data, "input_shape": list(teacher.input_shape)})
-            path.parent.mkdir(parents=True, exist_ok=True)
-            esk.save(sk, path)
+    for seed, sk in sketches:
         xq = quantize_inputs(sk, xe)
         g = grids(sk)
         ce = int_cells(sk, xq)
