@@ -35,7 +35,8 @@ from .boards import Board, load
 from .errors import UserError
 from .paths import firmware_dir
 
-START_TIMEOUT = 10.0       # seconds for QEMU to listen on its port
+START_TIMEOUT = 30.0       # seconds for QEMU to listen on its port (it takes well under 1 s idle; a bench run
+                           # sharing 2 cores with distils once took over 10 s for qemu-system-riscv32)
 STOP_TIMEOUT = 3.0         # seconds between SIGTERM and SIGKILL
 PORT_ATTEMPTS = 5          # another process may take the port between our probe and QEMU's bind
 
