@@ -416,7 +416,7 @@ def cmd_info(a) -> int:
              ("hashing bytes", f"{sk.projection_bytes:,}"),
              ("ops per inference", f"{sk.ops_per_inference:,} ({sum(b.window.n_positions * b.sum_taps for b in sk.branches):,} "
                                    f"{'adds' if all(b.ternary for b in sk.branches) else 'tap terms (a multiply each for weights beyond 1)'} to hash, "
-                                   f"{sum(b.window.n_readouts * b.n_tables for b in sk.branches) * sk.n_outputs:,} lookups+adds)"),
+                                   f"{sum(b.n_reads for b in sk.branches) * sk.n_outputs:,} lookups+adds)"),
              ("worst-case |projection|", projection_bound(sk)), ("worst-case |score|", score_bound(sk)),
              ("data", f"{m.get('source')} {m.get('split', '')}"), ("teacher", m.get("teacher"))]
     if m.get("transfer"):

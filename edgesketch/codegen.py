@@ -514,7 +514,7 @@ def _plan_general(sk: Sketch, layout: str, prefix: str) -> dict:
     score_t, score_max = _fast_type(sbound)
     ctx.update(branches=branches, smlad=any(br.get("smlad") for br in branches), proj_t=proj_t, proj_max=proj_max, proj_bound=pbound, score_t=score_t, score_max=score_max,
                score_bound=sbound, lane_bound=lane_bound, dsp=dsp, lane_every=min((b["flush_every"] for b in branches), default=1),
-               group=NIBBLE_GROUP, bias=8 * sum(b.window.n_readouts * b.n_tables for b in sk.branches),
+               group=NIBBLE_GROUP, bias=8 * sum(b.n_reads for b in sk.branches),
                **({k: nib[k] for k in ("cplanes", "extract")} if nibble else {}))
     return ctx
 

@@ -99,7 +99,7 @@ def finalize(sk, count_bits: int = 8):
     cells = [b.counts_f.reshape(-1, b.counts_f.shape[-1]) for b in sk.branches]
     scale = sk.meta.get("count_scale") if count_bits == 4 else None
     if count_bits == 8 and sk.task == "classification" and not sk.is_flat:   # see read_weighted_scale
-        scale = read_weighted_scale(cells, [b.window.n_readouts * b.n_tables for b in sk.branches])
+        scale = read_weighted_scale(cells, [b.n_reads for b in sk.branches])
     q, sk.out_scale = quantize_counts(np.concatenate(cells)[None], sk.task, count_bits, scale)
     q, start = q[0], 0
     for b, c in zip(sk.branches, cells):

@@ -208,6 +208,8 @@ class Branch:
     @property
     def n_cells(self) -> int: return (self.window.regions * self.n_tables) << self.n_bits
     @property
+    def n_reads(self) -> int: return self.window.n_readouts * self.n_tables   # cells one inference reads
+    @property
     def ternary(self) -> bool: return bool(np.all(np.abs(self.tap_weight.astype(int)) == 1))
 
     @property
@@ -266,7 +268,7 @@ class Sketch:
     @property
     def n_debug_buckets(self) -> int:
         """Buckets es_debug_q reports: every table at every read-out position of every branch."""
-        return sum(b.window.n_readouts * b.n_tables for b in self.branches)
+        return sum(b.n_reads for b in self.branches)
 
     # costs
     @property
@@ -297,7 +299,7 @@ class Sketch:
     @property
     def ops_per_inference(self) -> int:
         """Tap additions (a shared sum once) over every hashed position plus lookup-adds over every read-out position."""
-        return sum(b.window.n_positions * b.sum_taps + b.window.n_readouts * b.n_tables * self.n_outputs for b in self.branches)
+        return sum(b.window.n_positions * b.sum_taps + b.n_reads * self.n_outputs for b in self.branches)
 
 
 def flat_sketch(meta, in_scale, in_zero, offset, tap_ptr, tap_idx, tap_weight, threshold_f, threshold, table_sel,

@@ -48,7 +48,7 @@ def grids(sk) -> dict:
     finest step (so that sums, and ties between classes, are exact, as on the device)."""
     per = [b.counts_f.reshape(-1, sk.n_outputs).astype(np.float64) for b in sk.branches]
     cen = [p - p.mean(1, keepdims=True) for p in per]
-    reads = [b.window.n_readouts * b.n_tables for b in sk.branches]
+    reads = [b.n_reads for b in sk.branches]
     peak, peakc = max(np.abs(p).max() for p in per), max(np.abs(p).max() for p in cen)
     codes = lambda ps, scale: np.concatenate([q8(p, scale) for p in ps])
 
