@@ -433,8 +433,12 @@ def _plan_general(sk: Sketch, layout: str, prefix: str) -> dict:
     Accumulator lanes (DSP 16-bit lanes, 4-bit byte lanes) are added into int32 scores often enough never to overflow."""
     ctx = _common(sk, layout, prefix, flat=False)
     C, nibble, count_t = sk.n_outputs, ctx["nibble"], ctx["count_t"]
-    if ctx["codebook"]:
-        raise UserError("shared rows (codebook) are generated for flat ternary sketches only; distil without --codebook")
+    shared = shared_rows(sk)
+    if shared is not None:   # one book of rows for every branch; each branch a row number per cell
+        book = shared[1].astype(np.int64).reshape(-1)
+        row_t = _uint_type(len(shared[1]) - 1)
+        ctx.update(book=_rows(list(book) + [0] * 4, C * max(1, 16 // C)), n_book=book.size + 4, n_rows=len(shared[1]),
+                   row_t=row_t, row_rd=_rd(row_t))
     per_readout = [int(readout_bounds(b).max(initial=0)) for b in sk.branches]
     lane_bound = max(per_readout)
     dsp = count_t == "int8_t" and lane_bound <= 32767
@@ -466,6 +470,9 @@ def _plan_general(sk: Sketch, layout: str, prefix: str) -> dict:
         if nibble:
             planes = _plan_nibbles(b, C)["cplanes"]
             br.update(cplanes=planes)
+        elif shared is not None:
+            start = sum(o.n_cells for o in sk.branches[:j])
+            br.update(rows=_rows([int(v) for v in shared[0][start:start + b.n_cells]]))
         else:
             counts = b.counts.astype(np.int64).reshape(-1)
             br.update(counts=_rows(list(counts) + [0] * 4, C * max(1, 16 // C)), n_counts=counts.size + 4)

@@ -8,8 +8,8 @@ learned (default, beyond the paper)
   hyperplane's s largest weights (as signs, or small integers with `weights` > 1) and refine them, the thresholds
   and the tables with a straight-through estimator (hard bits forward, soft bits backward); (3) refit the count
   tables on the exact integer hashes the device will compute.
-shared rows (--codebook R, flat sketches)
-  then cluster the L * 2^K cells into R rows (k-means, each cell weighted by how often training lands in it) and
+shared rows (--codebook R)
+  then cluster the cells of every branch into R rows (k-means, each cell weighted by how often training lands in it) and
   train the rows with every cell's row fixed: a row index per cell and R rows replace the tables.
 representer (the paper, arXiv 2106.11426; flat)
   fit f(x) = sum_j alpha_j (1 - theta(x, w_j)/pi)^K to the teacher, then build L count arrays with random sparse
@@ -126,14 +126,10 @@ def check(cfg: Config, input_shape) -> None:
          f"thresholds={cfg.thresholds}: must divide hyperplanes={cfg.hyperplanes} (projections x thresholds hash bits)")
     need(cfg.thresholds == 1 or cfg.mode == "learned", "thresholds", f"thresholds={cfg.thresholds}: learned mode only")
     if cfg.codebook:
-        need(not cfg.windowed, "codebook", "codebook=%d: shared rows are for flat sketches; use codebook=0 or no window" % cfg.codebook)
-        need(cfg.mode == "representer" or cfg.weights == 1 and cfg.thresholds == 1, "codebook",
-             "codebook=%d: shared rows are generated for ternary taps with one threshold; use weights=1 and thresholds=1 "
-             "with it, or codebook=0" % cfg.codebook)
         need(cfg.count_bits != 4, "codebook", "codebook=%d: shared rows hold int8 or int16 counts, not 4-bit ones; use count_bits=8 with it, or codebook=0" % cfg.codebook)
-        cells = cfg.tables << cfg.bits
+        cells = (cfg.regions if cfg.windowed else 1) * (cfg.tables << cfg.bits) + sum(L << K for L, K, _, _ in branch_sizes(cfg)[1:])
         need(2 <= cfg.codebook < cells, "codebook", f"codebook={cfg.codebook}: use 2 to {cells - 1} shared rows "
-             f"({cfg.tables} tables of 2^{cfg.bits} cells), or 0 to store every cell")
+             f"(the sketch has {cells} cells), or 0 to store every cell")
     if cfg.selectors == "window":
         try:
             window_selectors(cfg.hyperplanes, cfg.tables, cfg.bits)
@@ -533,18 +529,22 @@ class _Fit:
         return step
 
     def codebook(self, sk: Sketch, idx: np.ndarray):
-        """Shared rows (--codebook R): k-means of the cells into R rows, weighted by how often the training inputs land
-        in each cell (idx: flat cell indices [N, L]), then the rows are trained with every cell's row fixed."""
-        tf, cfg = self.tf, self.cfg
-        b = sk.branches[0]
-        L, M, C = b.counts_f.shape
-        hits = np.bincount(idx.reshape(-1), minlength=L * M)
-        rows, book = quantize.cluster_rows(b.counts_f.reshape(L * M, C), cfg.codebook, hits + 1.0, self.task, cfg.seed)
+        """Shared rows (--codebook R): k-means of the cells of every branch into R rows, weighted by how often the
+        training inputs land in each cell (idx: flat cell indices [N, cells read]), then the rows are trained with
+        every cell's row fixed."""
+        tf, cfg, C = self.tf, self.cfg, self.C
+        cells = np.concatenate([b.counts_f.reshape(-1, C) for b in sk.branches])
+        hits = np.bincount(idx.reshape(-1), minlength=len(cells))
+        rows, book = quantize.cluster_rows(cells, cfg.codebook, hits + 1.0, self.task, cfg.seed)
         B, A = tf.Variable(book.astype(np.float32)), tf.constant(rows.astype(np.int32))
-        self.run("codebook", cfg.refit_epochs, self.cell_step(B, lambda: tf.gather(B, A), tf.keras.optimizers.Adam(cfg.lr), L),
-                 (idx, self.y))
-        b.counts_f = B.numpy()[rows].reshape(L, M, C)
-        sk.extras["cell_rows"] = rows.reshape(L, M).astype(np.uint8 if len(book) <= 256 else np.uint16)
+        self.run("codebook", cfg.refit_epochs, self.cell_step(B, lambda: tf.gather(B, A), tf.keras.optimizers.Adam(cfg.lr),
+                 idx.shape[1]), (idx, self.y))
+        trained, start = B.numpy()[rows], 0
+        for b in sk.branches:
+            b.counts_f = trained[start:start + b.n_cells].reshape(b.counts_f.shape)
+            start += b.n_cells
+        rows = rows.astype(np.uint8 if len(book) <= 256 else np.uint16)
+        sk.extras["cell_rows"] = rows.reshape(sk.branches[0].counts_f.shape[:2]) if len(sk.branches) == 1 else rows
 
     # -- representer mode
     def representer(self, sk: Sketch):

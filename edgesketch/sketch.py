@@ -19,8 +19,8 @@ special case of one window covering the whole input (Window.flat: one position, 
   scores      float: sum counts_f[cells] + out_bias;  int: sum counts[cells] (int32); output = scores * out_scale + bias
 
 Tap weights are +-1 (ternary hyperplanes, additions only) unless a branch was distilled with integer weights
-(|w| <= 7: one multiply, or shifts and adds, per tap). Tables may be stored as shared rows (distill --codebook R,
-flat sketches: a row index per cell, each distinct row once); the counts array is the same either way (shared_rows).
+(|w| <= 7: one multiply, or shifts and adds, per tap). Tables may be stored as shared rows (distill --codebook R:
+a row index per cell, each distinct row once, one book for every branch); the counts array is the same either way (shared_rows).
 Learned mode (P shared hyperplanes with s taps) and representer mode (L*K random hyperplanes, table_sel[l] = l*K ..
 l*K+K-1) are this one structure, so codegen and the C loop have one shape.
 The C code in codegen_templates/ must equal int_scores() bit for bit; tests assert it on whole test sets.
@@ -364,34 +364,32 @@ def validate(sk: Sketch) -> list[str]:
         problems.append(f"unknown task {sk.meta.get('task')!r}")
     rows = sk.extras.get("cell_rows")
     if rows is not None and not problems:
-        b = sk.branches[0]
-        L, M = b.counts.shape[:2]
         rows = np.asarray(rows)
-        if len(sk.branches) != 1:
-            problems.append("shared rows (cell_rows) in a sketch of several branches")
-        elif rows.shape != (L, M) or not np.issubdtype(rows.dtype, np.integer) or rows.min(initial=0) < 0 \
+        n = sum(b.n_cells for b in sk.branches)
+        if rows.size != n or not np.issubdtype(rows.dtype, np.integer) or rows.min(initial=0) < 0 \
                 or rows.max(initial=0) >= 65536 or len(np.unique(rows)) != int(rows.max(initial=0)) + 1:
-            problems.append("cell_rows is not an [L, 2^K] array of row numbers 0 .. R-1, each used")
+            problems.append(f"cell_rows is not an array of {n} row numbers 0 .. R-1 (one per cell of every branch), each used")
         elif bits == 4:
             problems.append("shared rows (cell_rows) with 4-bit counts")
         else:
-            book = shared_rows(sk)[1]
-            if not np.array_equal(book[rows.reshape(-1)], b.counts.reshape(-1, C)):
+            r, book = shared_rows(sk)
+            if not np.array_equal(book[r], all_counts(sk)):
                 problems.append("cells that share a row (cell_rows) hold different counts")
     return problems
 
 
 def shared_rows(sk: Sketch) -> tuple[np.ndarray, np.ndarray] | None:
-    """Cells stored as shared rows (distill --codebook R): (rows int64 [L * 2^K], book [R, C] of the counts' dtype) with
-    counts[l, b] == book[rows[l * 2^K + b]]; None when every cell is stored. The counts stay the integer reference;
-    this is only how they are stored (in the .esk as extras["cell_rows"], in C as a row index per cell)."""
+    """Cells stored as shared rows (distill --codebook R): (rows int64 [cells], book [R, C] of the counts' dtype) with
+    all_counts(sk)[i] == book[rows[i]] over the cells of every branch, one after another (one branch: [L, 2^K] in the
+    .esk, as before); None when every cell is stored. The counts stay the integer reference; this is only how they
+    are stored (in the .esk as extras["cell_rows"], in C as a row index per cell and one book of rows)."""
     r = sk.extras.get("cell_rows")
     if r is None:
         return None
-    counts = sk.branches[0].counts
+    counts = all_counts(sk)
     rows = np.asarray(r, np.int64).reshape(-1)
     book = np.zeros((int(rows.max(initial=0)) + 1, counts.shape[-1]), counts.dtype)
-    book[rows] = counts.reshape(len(rows), -1)
+    book[rows] = counts
     return rows, book
 
 
@@ -643,11 +641,15 @@ def random_sketch(D: int = 64, C: int = 10, L: int = 16, K: int = 6, P: int | No
                                       thresholds))
     extras = {}
     if codebook:   # every row used: the first R cells take rows 0 .. R-1 in some order, the others any row
-        b = branches[0]
-        rows = np.concatenate([rng.permutation(codebook), rng.integers(0, codebook, b.n_cells - codebook)])
-        extras["cell_rows"] = rng.permutation(rows).reshape(b.counts.shape[:2]).astype(np.uint8 if codebook <= 256 else np.uint16)
-        b.counts = b.counts.reshape(-1, C)[:codebook][extras["cell_rows"]]
-        b.counts_f = (b.counts * 0.01).astype(np.float32)
+        n = sum(b.n_cells for b in branches)
+        rows = rng.permutation(np.concatenate([rng.permutation(codebook), rng.integers(0, codebook, n - codebook)]))
+        book, start = np.concatenate([b.counts.reshape(-1, C) for b in branches])[:codebook], 0
+        for b in branches:
+            b.counts = book[rows[start:start + b.n_cells]].reshape(b.counts.shape)
+            b.counts_f = (b.counts * 0.01).astype(np.float32)
+            start += b.n_cells
+        rows = rows.astype(np.uint8 if codebook <= 256 else np.uint16)
+        extras["cell_rows"] = rows.reshape(branches[0].counts.shape[:2]) if len(branches) == 1 else rows
     out_scale = np.full(C, 0.01, np.float32)
     return Sketch(meta={"task": task, "mode": "learned" if P is not None or windows else "representer",
                         "class_names": [str(c) for c in range(C)], "input_shape": list(windows[0][0].shape) if windows else [D],

@@ -84,6 +84,20 @@ def windowed_esk(workdir, mnist1d_cnn_teacher) -> Path:
 
 
 @pytest.fixture(scope="session")
+def windowed_codebook_esk(workdir, mnist1d_cnn_teacher) -> Path:
+    """The quick windowed sketch with a flat branch beside it and its cells stored as 100 shared rows (--codebook):
+    one book of rows for both branches, a row number per cell."""
+    from edgesketch import esk
+    sk, _ = quick_distill(mnist1d_cnn_teacher, "mnist1d", window=(9,), stride=(2,), hyperplanes=16, thresholds=2, taps=9,
+                          weights=7, tables=8, bits=5, flat_branch=(4, 5, 24, 6), codebook=100, epochs=3, aug_size=4000)
+    assert len(sk.branches) == 2 and sk.extras["cell_rows"].shape == (8 * 32 + 4 * 32,)
+    sk.meta["teacher"] = str(mnist1d_cnn_teacher)
+    path = workdir / "mnist1d-windowed-codebook-quick.esk"
+    esk.save(sk, path, force=True)
+    return path
+
+
+@pytest.fixture(scope="session")
 def quick_sketches(digits_teacher, mnist1d_teacher):
     """{(source, mode, L, K): (sketch, dataset)} for both data sets, both modes and three (L, K) sizes."""
     out = {}

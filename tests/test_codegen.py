@@ -70,6 +70,11 @@ WINDOWED = {
     "win1d-window-selectors": dict(L=0, thresholds=2, weights=7, selectors="window", windows=[(W1, 15, 6, 32, 9)], seed=63),
     "win2d-window-selectors-P48-int4": dict(L=0, selectors="window", weights=3, count_bits=4,
                                             windows=[(Window.over((8, 8, 1), 3, 2), 12, 5, 48, 9)], seed=64),
+    # --codebook on windows: one book of rows for every branch, a row number per cell (uint8, uint16)
+    "win1d-codebook-flat-branch": dict(L=12, K=6, P=48, taps=8, thresholds=2, weights=7, codebook=120,
+                                       windows=[(W1, 16, 6, 16, 6)], seed=65),
+    "win1d-codebook-int16-u16rows-regions-C3": dict(L=0, C=3, count_dtype=np.int16, codebook=400,
+                                                    windows=[(Window.over((40, 2), 5, 1, pool=2, regions=3), 8, 5, 20, 5)], seed=66),
 }
 SKETCHES.update(WINDOWED)
 STRUCTURED = {"learned-window-balanced-int4": (True, True), "learned-window-balanced-P48-int8": (True, True),
@@ -223,7 +228,8 @@ def test_float_predict_matches_quantised_path(layout, tmp_path):
                                   "learned-L16K6-int4", "learned-int4-C9", "learned-window-balanced-int4",
                                   "learned-window-P48-int16", "learned-codebook-int8", "learned-codebook-int16-u16rows-C3",
                                   "win1d-int8", "win1d-flat-branch-int8", "win2d-valid-dilated-wide", "win1d-weights",
-                                  "win1d-int4", "win1d-pool-regions-C3"])
+                                  "win1d-int4", "win1d-pool-regions-C3", "win1d-codebook-flat-branch",
+                                  "win1d-codebook-int16-u16rows-regions-C3"])
 def test_cross_compiles(name, target, tmp_path):
     sk = make(name)
     for layout in LAYOUTS:
@@ -235,13 +241,13 @@ def test_cross_compiles(name, target, tmp_path):
             assert size["text"] > sk.table_bytes
             heads = subprocess.run(["arm-none-eabi-objdump", "-h", str(obj)], capture_output=True, text=True,
                                    check=True).stdout
-            assert re.search(r"\.rodata\.es_(b0_)?(counts|cq0)_\s", heads), "count tables are not in .rodata"
+            assert re.search(r"\.rodata\.es_(b0_)?(counts|cq0|book)_\s", heads), "count tables are not in .rodata"
         if target == "avr5":                 # every const model array in program memory, none copied into RAM
             size = subprocess.run(["avr-size", str(obj)], capture_output=True, text=True, check=True).stdout
             text, data, bss = (int(v) for v in size.splitlines()[1].split()[:3])
             assert data == 0 and bss == 0 and text > sk.table_bytes, size
             heads = subprocess.run(["avr-objdump", "-h", str(obj)], capture_output=True, text=True, check=True).stdout
-            assert re.search(r"\.progmem\.data\.es_(b0_)?(counts|cq0)_\s", heads), "count tables are not in PROGMEM"
+            assert re.search(r"\.progmem\.data\.es_(b0_)?(counts|cq0|book)_\s", heads), "count tables are not in PROGMEM"
             assert re.search(r"\.progmem\.data\.es_in_scale\s", heads), "es_in_scale is not in PROGMEM"
 
 
@@ -270,7 +276,9 @@ def test_static_asserts_fire(std, tmp_path):
                                               ("cortex-m4", "unrolled", "codebook-int8"), ("cortex-m3", "compact", "codebook-int8"),
                                               ("cortex-m4", "unrolled", "win1d-int8"), ("cortex-m4", "compact", "win1d-int8"),
                                               ("cortex-m3", "unrolled", "win1d-flat-branch-int8"),
-                                              ("cortex-m4", "unrolled", "win1d-int4"), ("cortex-m4", "unrolled", "win1d-weights")])
+                                              ("cortex-m4", "unrolled", "win1d-int4"), ("cortex-m4", "unrolled", "win1d-weights"),
+                                              ("cortex-m4", "unrolled", "win1d-codebook-flat-branch"),
+                                              ("cortex-m3", "compact", "win1d-codebook-flat-branch")])
 def test_cortex_m_under_qemu(cpu, layout, counts, tmp_path):
     sk = make({"window-int8": "learned-window-balanced-P48-int8", "window-int4": "learned-window-balanced-int4",
                "codebook-int8": "learned-codebook-int8"}.get(counts, counts if counts.startswith("win") else f"learned-L16K6-{counts}"))

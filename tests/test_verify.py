@@ -24,9 +24,10 @@ def test_all_emulated_boards_are_covered():
 
 
 @pytest.mark.parametrize("board", EMULATED)
-@pytest.mark.parametrize("which", ["digits", "mnist1d", "mnist1d-windowed"])
-def test_verify_whole_test_set_bit_exact(board, which, digits_esk, mnist1d_esk, windowed_esk, tmp_path):
-    path = {"digits": digits_esk, "mnist1d": mnist1d_esk, "mnist1d-windowed": windowed_esk}[which]
+@pytest.mark.parametrize("which", ["digits", "mnist1d", "mnist1d-windowed", "mnist1d-windowed-codebook"])
+def test_verify_whole_test_set_bit_exact(board, which, request, tmp_path):
+    path = request.getfixturevalue({"digits": "digits_esk", "mnist1d": "mnist1d_esk", "mnist1d-windowed": "windowed_esk",
+                                    "mnist1d-windowed-codebook": "windowed_codebook_esk"}[which])
     report = tmp_path / "verify.json"
     code, out, err = run_cli("verify", path, "--board", board, "--json", report)
     assert code == 0, out + err
