@@ -94,7 +94,8 @@ data: """ + _data_help())
                    "8 (default) or 16")
     g.add_argument("--codebook", type=int, default=0, metavar="R", help="store the tables as R shared rows of C counts "
                    "and a row number per cell, one byte for R <= 256 (k-means of the cells, then the rows are trained; "
-                   "on digits 256 rows were as accurate as --count-bits 4 in 70%% of its bytes; flat sketches); 0: every cell its own row (default 0)")
+                   "on digits 256 rows were as accurate as --count-bits 4 in 70%% of its bytes; flat and windowed sketches, one set "
+                   "of rows for every branch); 0: every cell its own row (default 0)")
     t = d.add_argument_group("training")
     t.add_argument("--epochs", type=int, help="epochs per training phase (flat default 30, windowed %s)" % _fam("epochs"))
     t.add_argument("--augment", choices=["mixup", "signal", "both", "none"],

@@ -78,6 +78,10 @@ CANDIDATES = {   # name: Config fields over BASE (1-D windows; table bytes 15 * 
     # smaller tables, towards the flash of the small int8 Conv1D (3,924 bytes in the bench): 4-bit counts, fewer cells
     "P16x2 s9 w7 int4 (4,800)": dict(hyperplanes=32, thresholds=2, taps=9, weights=7, count_bits=4),
     "P16x2 s9 w7 int4 L8 K5 (1,280)": dict(hyperplanes=32, thresholds=2, taps=9, weights=7, count_bits=4, tables=8, bits=5),
+    # shared rows (--codebook R): a row number per cell (1 byte) and R rows of 10 int8 counts
+    "P16x2 s9 w7 codebook 256 (3,520)": dict(hyperplanes=32, thresholds=2, taps=9, weights=7, codebook=256),
+    "P16x2 s9 w7 codebook 128 (2,240)": dict(hyperplanes=32, thresholds=2, taps=9, weights=7, codebook=128),
+    "P16x2 s9 w7 L30 codebook 256 (4,480)": dict(hyperplanes=32, thresholds=2, taps=9, weights=7, tables=30, codebook=256),
 }
 
 
@@ -88,7 +92,8 @@ def split(x, y, fraction=0.2, seed=0):
 
 
 def device_costs(sk, x, boards, workdir):
-    """Median instructions per inference on each board; the device's scores must equal THE integer reference."""
+    """Median instructions per inference on each board, and the model's flash (firmware delta, bytes) on each as
+    "<board> flash"; the device's scores must equal THE integer reference."""
     from edgesketch import codegen
     from edgesketch.bench import device
     from edgesketch.sketch import int_scores, quantize_inputs
@@ -99,7 +104,7 @@ def device_costs(sk, x, boards, workdir):
         bad = np.flatnonzero((np.asarray(r.scores) != want).any(1))
         if len(bad):
             raise SystemExit(f"{b}: the device's scores differ from the integer reference on {len(bad)} of {len(xq)} inputs")
-        out[b] = r.instructions
+        out[b], out[f"{b} flash"] = r.instructions, r.flash
     return out
 
 
@@ -112,7 +117,8 @@ def main(argv=None):
     ap.add_argument("--final", help="distil this candidate on the whole training set and report the test set")
     ap.add_argument("--epochs", type=int, help="epochs per phase for every candidate (default: the family's)")
     ap.add_argument("--budget", type=int, default=10240, help="table + hashing bytes allowed")
-    ap.add_argument("--device", nargs="*", default=[], help="emulated boards to measure instructions on (seed 0)")
+    ap.add_argument("--device", nargs="*", default=[], help="emulated boards to measure instructions "
+                    "and flash on (the last seed's sketch)")
     ap.add_argument("--transfer", help="an .npz of unlabelled inputs (x) for every candidate (examples/mnist1d_transfer.py)")
     ap.add_argument("--json", default="build/study/windowed_study.json")
     a = ap.parse_args(argv)
@@ -159,12 +165,13 @@ def main(argv=None):
         Path(a.json).write_text(json.dumps(rows, indent=1, default=str))
     boards = a.device
     print(f"\n| candidate | {what} int accuracy, mean (min-max) over seeds {a.seeds} | float | table + hashing bytes | "
-          f"ops | " + "".join(f"{b} instr | " for b in boards) + "distil s |")
-    print("|---|---|---|---|---|" + "---|" * len(boards) + "---|")
+          f"ops | " + "".join(f"{b} instr | " for b in boards) + (f"{boards[0]} flash (fw delta) | " if boards else "") + "distil s |")
+    print("|---|---|---|---|---|" + "---|" * (len(boards) + bool(boards)) + "---|")
     for r in rows:
         print(f"| {r['name']} | {r['mean']:.4f} ({min(r['int']):.4f}-{max(r['int']):.4f}) | {r['float_mean']:.4f} | "
               f"{r['table_bytes']:,} + {r['hash_bytes']:,}{' (over budget)' if r['over_budget'] else ''} | {r['ops']:,} | "
-              + "".join(f"{r.get('instructions', {}).get(b, 0):,} | " for b in boards) + f"{r['seconds']:.0f} |")
+              + "".join(f"{r.get('instructions', {}).get(b, 0):,} | " for b in boards)
+              + (f"{r.get('instructions', {}).get(boards[0] + ' flash', 0):,} | " if boards else "") + f"{r['seconds']:.0f} |")
 
 
 if __name__ == "__main__":

@@ -84,7 +84,7 @@ def test_errors_name_their_argument(cnn_model, mnist1d, tmp_path):
         (lambda: es.distill(cnn_model, ds.x_train, progress=False, tables=0), ConfigError, "tables"),
         (lambda: es.distill(cnn_model, ds.x_train, progress=False, tabels=8), ConfigError, "tabels"),
         (lambda: es.distill(cnn_model, ds.x_train, progress=False, padding="valid", dilation=(6,)), ConfigError, "window"),
-        (lambda: es.distill(cnn_model, ds.x_train, progress=False, codebook=100), ConfigError, "codebook"),
+        (lambda: es.distill(cnn_model, ds.x_train, progress=False, codebook=5000), ConfigError, "codebook"),
         (lambda: es.distill("nope.keras", ds.x_train, progress=False), UserError, "teacher"),
         (lambda: es.distill(object(), ds.x_train, progress=False), UserError, "teacher"),
     ]

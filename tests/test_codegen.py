@@ -73,6 +73,7 @@ WINDOWED = {
     # --codebook on windows: one book of rows for every branch, a row number per cell (uint8, uint16)
     "win1d-codebook-flat-branch": dict(L=12, K=6, P=48, taps=8, thresholds=2, weights=7, codebook=120,
                                        windows=[(W1, 16, 6, 16, 6)], seed=65),
+    "flat-weights-codebook": dict(D=64, L=16, K=6, P=48, taps=8, weights=3, codebook=150, seed=67),
     "win1d-codebook-int16-u16rows-regions-C3": dict(L=0, C=3, count_dtype=np.int16, codebook=400,
                                                     windows=[(Window.over((40, 2), 5, 1, pool=2, regions=3), 8, 5, 20, 5)], seed=66),
 }

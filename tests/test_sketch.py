@@ -144,3 +144,25 @@ def test_windowed_int8_tables_clip_where_rounding_adds_up_over_positions():
     f.branches[0].counts_f = (rng.standard_t(3, f.branches[0].counts_f.shape) * 20).astype(np.float32)
     quantize.finalize(f)
     assert np.isclose(f.out_scale[0], np.abs(f.branches[0].counts_f).max() / 127)
+
+
+def test_shared_rows_cover_every_branch_and_validate_checks_them():
+    """cell_rows of a sketch of several branches: one row number per cell of every branch, in all_counts order; the
+    book holds each row once and rebuilds every branch's counts; validate refuses a wrong length, an unused row and
+    cells of one row that differ."""
+    from edgesketch.sketch import Window, all_counts, shared_rows
+    w = Window.over((40, 1), 9, 2)
+    sk = random_sketch(L=4, K=5, P=24, taps=6, codebook=60, windows=[(w, 8, 6, 16, 6)], seed=3)
+    rows, book = shared_rows(sk)
+    assert rows.shape == (4 * 32 + 8 * 64,) and book.shape == (60, 10) and not validate(sk)
+    np.testing.assert_array_equal(book[rows], all_counts(sk))
+    assert sk.table_bytes == rows.size + 60 * 10
+    good = sk.extras["cell_rows"]
+    sk.extras["cell_rows"] = good[:-1]
+    assert any("one per cell of every branch" in p for p in validate(sk))
+    sk.extras["cell_rows"] = np.where(good == 7, 8, good).astype(good.dtype)   # row 7 unused
+    assert any("each used" in p for p in validate(sk))
+    sk.extras["cell_rows"] = good
+    sk.branches[1].counts = sk.branches[1].counts.copy()
+    sk.branches[1].counts[0, 0, 0] ^= 1
+    assert any("hold different counts" in p for p in validate(sk))
