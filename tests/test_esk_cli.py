@@ -118,7 +118,6 @@ def test_cli_bad_inputs(tmp_path, digits_teacher, digits_esk):
         (["distill", digits_teacher, "--data", "sklearn:digits", "-o", out, "--selectors", "window", "-P", "8"], ["--selectors window", "3 distinct windows", "more hyperplanes"]),
         (["distill", digits_teacher, "--data", "sklearn:digits", "-o", out, "--codebook", "1024"], ["--codebook 1024", "2 to 1023"]),
         (["distill", digits_teacher, "--data", "sklearn:digits", "-o", out, "--codebook", "64", "--count-bits", "4"], ["--count-bits 8"]),
-        (["distill", digits_teacher, "--data", "sklearn:digits", "-o", out, "--codebook", "64", "--weights", "3"], ["--codebook 64", "--weights 1", "--thresholds 1"]),
         (["distill", digits_teacher, "--data", "sklearn:digits", "-o", out, "--transfer", tmp_path / "nope.npz"], ["not found", "array x"]),
         (["distill", digits_teacher, "--data", "sklearn:digits", "-o", out, "--transfer", _npz(tmp_path / "tx.npz", inputs=np.zeros((5, 64)))], ["no array x", "inputs", "numpy.savez"]),
         (["distill", digits_teacher, "--data", "sklearn:digits", "-o", out, "--transfer", _npz(tmp_path / "tf.npz", x=np.zeros((5, 30)))], ["30 values", "has 64"]),
