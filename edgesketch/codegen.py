@@ -100,6 +100,14 @@ def _rows(values, per_line: int = 16) -> list[str]:
     return [", ".join(vals[i:i + per_line]) + "," for i in range(0, len(vals), per_line)]
 
 
+COUNT_PAD = 4   # zeros after const count data: a word read at the start of the last row may run 3 bytes past it (DSP)
+
+
+def _count_rows(counts, C: int) -> list[str]:
+    """Const count data [cells * C] as C rows: whole cells a line, then COUNT_PAD zeros."""
+    return _rows(list(counts) + [0] * COUNT_PAD, C * max(1, 16 // C))
+
+
 def _model_id(sk: Sketch) -> tuple[str, list[str]]:
     mid = sk.meta.get("model_id")
     if not mid:
@@ -222,14 +230,12 @@ def _plan(sk: Sketch, layout: str, prefix: str) -> dict:
     nibble, count_t = ctx["nibble"], ctx["count_t"]
     shared = shared_rows(sk)
     counts = (b.counts if shared is None else shared[1]).astype(np.int64).reshape(-1)
-    pad = 4  # a word read at the start of the last row may run up to 3 bytes past its end (DSP path)
     dsp = count_t == "int8_t" and sbound <= 32767
 
     ctx.update(
         smlad=False, proj_t=proj_t, proj_max=proj_max, proj_bound=pbound,
         score_t=score_t, score_max=score_max, score_bound=sbound, lane_bound=sbound,
-        counts=[] if nibble else _rows(list(counts) + [0] * pad, C * max(1, 16 // C)),  # whole cells a line
-        n_counts=counts.size + pad,
+        counts=[] if nibble else _count_rows(counts, C), n_counts=counts.size + COUNT_PAD,
         dsp=dsp,
         **(_plan_nibbles(b, C) if nibble else {}),
         n_rows=0 if shared is None else len(shared[1]),
@@ -437,7 +443,7 @@ def _plan_general(sk: Sketch, layout: str, prefix: str) -> dict:
     if shared is not None:   # one book of rows for every branch; each branch a row number per cell
         book = shared[1].astype(np.int64).reshape(-1)
         row_t = _uint_type(len(shared[1]) - 1)
-        ctx.update(book=_rows(list(book) + [0] * 4, C * max(1, 16 // C)), n_book=book.size + 4, n_rows=len(shared[1]),
+        ctx.update(book=_count_rows(book, C), n_book=book.size + COUNT_PAD, n_rows=len(shared[1]),
                    row_t=row_t, row_rd=_rd(row_t))
     per_readout = [int(readout_bounds(b).max(initial=0)) for b in sk.branches]
     lane_bound = max(per_readout)
@@ -475,7 +481,7 @@ def _plan_general(sk: Sketch, layout: str, prefix: str) -> dict:
             br.update(rows=_rows([int(v) for v in shared[0][start:start + b.n_cells]]))
         else:
             counts = b.counts.astype(np.int64).reshape(-1)
-            br.update(counts=_rows(list(counts) + [0] * 4, C * max(1, 16 // C)), n_counts=counts.size + 4)
+            br.update(counts=_count_rows(counts, C), n_counts=counts.size + COUNT_PAD)
         if nibble:
             per_ro = NIBBLE_GROUP // L if L <= NIBBLE_GROUP else 1
             br.update(flush_every=per_ro, flush_within=[g - 1 for g in range(NIBBLE_GROUP, L, NIBBLE_GROUP)] if L > NIBBLE_GROUP else [])

@@ -25,8 +25,8 @@ import numpy as np
 
 from . import quantize
 from .errors import ConfigError
-from .sketch import (Branch, Sketch, Window, csr_from_dense, int_cells, quantize_inputs, random_ternary,
-                     representer_counts, window_selectors)
+from .sketch import (Branch, Sketch, Window, all_counts, csr_from_dense, int_cells, quantize_inputs, random_ternary,
+                     representer_counts, set_all_counts, stored_rows, window_selectors)
 
 UNIT = 64.0  # hyperplanes are trained on (u - offset) / UNIT: int8 units brought to about unit scale
 
@@ -494,9 +494,7 @@ class _Fit:
     def refit(self, sk: Sketch, idx: np.ndarray):
         """Phase 3: tables only, on exact integer cells (flat index into every branch's cells) [N, cells read]."""
         tf, cfg = self.tf, self.cfg
-        shapes = [b.counts_f.shape for b in sk.branches]
-        C = self.C
-        T = tf.Variable(np.concatenate([b.counts_f.reshape(-1, C) for b in sk.branches]))
+        T = tf.Variable(all_counts(sk, "counts_f"))
         opt = tf.keras.optimizers.Adam(cfg.refit_lr or cfg.lr)
         L = idx.shape[1]
         step_fn = lambda table: self.cell_step(T, table, opt, L)
@@ -510,11 +508,7 @@ class _Fit:
                 return Tc + tf.stop_gradient(tf.clip_by_value(tf.round(Tc / s), -7.0, 7.0) * s - Tc)
             self.run("refit int4", max(3, cfg.refit_epochs // 3), step_fn(fake_quant), (idx, self.y))
             sk.meta["count_scale"] = [float(v) for v in scale]
-        flat, start = T.numpy(), 0
-        for b, shp in zip(sk.branches, shapes):
-            n = int(np.prod(shp[:2]))
-            b.counts_f = flat[start:start + n].reshape(shp)
-            start += n
+        set_all_counts(sk, "counts_f", T.numpy())
 
     def cell_step(self, var, table, opt, L):
         """One training step of `var` through table() [cells, C], on batches of flat cell indices [B, L]."""
@@ -532,19 +526,15 @@ class _Fit:
         """Shared rows (--codebook R): k-means of the cells of every branch into R rows, weighted by how often the
         training inputs land in each cell (idx: flat cell indices [N, cells read]), then the rows are trained with
         every cell's row fixed."""
-        tf, cfg, C = self.tf, self.cfg, self.C
-        cells = np.concatenate([b.counts_f.reshape(-1, C) for b in sk.branches])
+        tf, cfg = self.tf, self.cfg
+        cells = all_counts(sk, "counts_f")
         hits = np.bincount(idx.reshape(-1), minlength=len(cells))
         rows, book = quantize.cluster_rows(cells, cfg.codebook, hits + 1.0, self.task, cfg.seed)
         B, A = tf.Variable(book.astype(np.float32)), tf.constant(rows.astype(np.int32))
         self.run("codebook", cfg.refit_epochs, self.cell_step(B, lambda: tf.gather(B, A), tf.keras.optimizers.Adam(cfg.lr),
                  idx.shape[1]), (idx, self.y))
-        trained, start = B.numpy()[rows], 0
-        for b in sk.branches:
-            b.counts_f = trained[start:start + b.n_cells].reshape(b.counts_f.shape)
-            start += b.n_cells
-        rows = rows.astype(np.uint8 if len(book) <= 256 else np.uint16)
-        sk.extras["cell_rows"] = rows.reshape(sk.branches[0].counts_f.shape[:2]) if len(sk.branches) == 1 else rows
+        set_all_counts(sk, "counts_f", B.numpy()[rows])
+        sk.extras["cell_rows"] = stored_rows(sk.branches, rows)
 
     # -- representer mode
     def representer(self, sk: Sketch):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .sketch import int_thresholds, projection_bound, score_bound
+from .sketch import int_thresholds, projection_bound, score_bound, set_all_counts
 
 
 def calibrate_inputs(x: np.ndarray, channels: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -101,10 +101,7 @@ def finalize(sk, count_bits: int = 8):
     if count_bits == 8 and sk.task == "classification" and not sk.is_flat:   # see read_weighted_scale
         scale = read_weighted_scale(cells, [b.n_reads for b in sk.branches])
     q, sk.out_scale = quantize_counts(np.concatenate(cells)[None], sk.task, count_bits, scale)
-    q, start = q[0], 0
-    for b, c in zip(sk.branches, cells):
-        b.counts = q[start:start + len(c)].reshape(b.counts_f.shape)
-        start += len(c)
+    set_all_counts(sk, "counts", q[0])
     sk.meta["count_bits"] = count_bits
     sk.meta["bounds"] = {"projection": projection_bound(sk), "score": score_bound(sk), "int32_max": 2**31 - 1}
     return sk

@@ -489,7 +489,24 @@ def int_cells(sk: Sketch, xq: np.ndarray) -> np.ndarray:
 
 def all_counts(sk: Sketch, which: str = "counts") -> np.ndarray:
     """The cells of every branch, one after another: [cells, C]."""
-    return np.concatenate([getattr(b, which).reshape(-1, sk.n_outputs) for b in sk.branches])
+    parts = [getattr(b, which) for b in sk.branches]
+    return np.concatenate([a.reshape(-1, a.shape[-1]) for a in parts])
+
+
+def set_all_counts(sk: Sketch, which: str, cells: np.ndarray) -> None:
+    """The inverse of all_counts: cells [cells, C] of every branch, one after another, into each branch's `which`
+    (counts or counts_f), shaped as its counts_f."""
+    start = 0
+    for b in sk.branches:
+        setattr(b, which, cells[start:start + b.n_cells].reshape(b.counts_f.shape))
+        start += b.n_cells
+
+
+def stored_rows(branches, rows: np.ndarray) -> np.ndarray:
+    """Row numbers [cells] as extras["cell_rows"] holds them: uint8 (uint16 beyond 256 rows); a sketch of one branch
+    keeps its [L, 2^K] shape (the form older versions read), several branches one flat array."""
+    rows = np.asarray(rows).astype(np.uint8 if int(rows.max(initial=0)) < 256 else np.uint16)
+    return rows.reshape(branches[0].counts_f.shape[:2]) if len(branches) == 1 else rows.reshape(-1)
 
 
 # ---------------------------------------------------------------- inference
@@ -648,8 +665,7 @@ def random_sketch(D: int = 64, C: int = 10, L: int = 16, K: int = 6, P: int | No
             b.counts = book[rows[start:start + b.n_cells]].reshape(b.counts.shape)
             b.counts_f = (b.counts * 0.01).astype(np.float32)
             start += b.n_cells
-        rows = rows.astype(np.uint8 if codebook <= 256 else np.uint16)
-        extras["cell_rows"] = rows.reshape(branches[0].counts.shape[:2]) if len(branches) == 1 else rows
+        extras["cell_rows"] = stored_rows(branches, rows)
     out_scale = np.full(C, 0.01, np.float32)
     return Sketch(meta={"task": task, "mode": "learned" if P is not None or windows else "representer",
                         "class_names": [str(c) for c in range(C)], "input_shape": list(windows[0][0].shape) if windows else [D],
