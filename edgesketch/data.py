@@ -1,4 +1,5 @@
-"""Data sources: an .npz of the user's, sklearn:<name> (bundled with scikit-learn), or mnist1d (built offline).
+"""Data sources: an .npz of the user's, sklearn:<name> (bundled with scikit-learn), mnist1d (built offline) or
+synthetic:<name> (sensor windows generated from a fixed seed: edgesketch.synthetic).
 
 Every source returns the same Dataset with a recorded `source` and `split`, so a sketch file can name the data it
 was distilled on and later steps (eval, verify, bench) find the same test set.
@@ -32,7 +33,9 @@ class Dataset:
 
 
 def describe_sources() -> str:
-    return "an .npz file (x_train, x_test, optional y_train, y_test), " + ", ".join(f"sklearn:{n}" for n in SKLEARN) + ", or mnist1d"
+    from .synthetic import SETS
+    return ("an .npz file (x_train, x_test, optional y_train, y_test), " + ", ".join(f"sklearn:{n}" for n in SKLEARN)
+            + ", mnist1d, or " + ", ".join(f"synthetic:{n}" for n in SETS))
 
 
 def load(source: str) -> Dataset:
@@ -41,6 +44,8 @@ def load(source: str) -> Dataset:
         ds = _sklearn(source.split(":", 1)[1])
     elif source == "mnist1d":
         ds = _mnist1d()
+    elif source.startswith("synthetic:"):
+        ds = _synthetic(source.split(":", 1)[1])
     else:
         ds = _npz(source)
     validate(ds)
@@ -110,6 +115,15 @@ def _mnist1d() -> Dataset:
     d = make_dataset(get_dataset_args())  # built from templates with a fixed seed: no download
     return Dataset("mnist1d", d["x"].astype(np.float32), d["x_test"].astype(np.float32), d["y"].astype(np.int64),
                    d["y_test"].astype(np.int64), [str(i) for i in range(10)], {"builtin": "mnist1d.make_dataset(seed=42)"})
+
+
+def _synthetic(name: str) -> Dataset:
+    from . import synthetic
+    if name not in synthetic.SETS:
+        raise UserError(f"unknown data source synthetic:{name}; use one of " + ", ".join(f"synthetic:{n}" for n in synthetic.SETS))
+    xtr, ytr, xte, yte, classes, units, rate = synthetic.load(name)
+    return Dataset(f"synthetic:{name}", xtr, xte, ytr, yte, classes,
+                   {"builtin": f"edgesketch.synthetic.load({name!r})", "units": units, "rate_hz": rate})
 
 
 def _npz(source: str) -> Dataset:
