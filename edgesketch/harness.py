@@ -13,7 +13,13 @@ Robustness (one request in flight at a time, each with a seq in 1..255):
   - replies with another seq or command (late answers to an earlier attempt) are discarded;
   - a BOOT frame means the device reset: its model id is checked and the pending request is sent again; a timeout
     triggers a HELLO probe, so a device that reset silently is re-handshaken too. `run` stores each answer at its
-    own index only once, so samples are never lost or duplicated, whatever happens on the line.
+    own index only once, so samples are never lost or duplicated, whatever happens on the line;
+  - an input larger than a frame (protocol.infer_fits) goes in LOAD pieces with a transfer id (xfer, 1..255, a new
+    one per input and per restart), then RUN xfer. A resent or duplicated LOAD piece is acknowledged again without
+    change, so resending is safe; a NAK "out of order" or "input incomplete", a BOOT or a timeout during a transfer
+    means the device may not hold the input any more, and the input starts again from offset 0 with a new xfer
+    (`LinkStats.restarts`). A LOAD reply must confirm exactly the bytes sent so far, and RUN runs only the transfer
+    it names, so a stale or repeated frame never mixes two inputs.
 """
 from __future__ import annotations
 
@@ -47,6 +53,7 @@ class LinkStats:
     stale: int = 0          # well-formed frames for another seq or command, discarded
     boots: int = 0          # BOOT frames seen (device resets)
     probes: int = 0         # HELLO probes after a timeout
+    restarts: int = 0       # inputs sent again from offset 0 in LOAD frames (the device lost or mixed the transfer)
     bytes_out: int = 0
     bytes_in: int = 0
 
@@ -55,6 +62,17 @@ class LinkStats:
 
     def summary(self) -> str:
         return ", ".join(f"{f.name} {getattr(self, f.name)}" for f in fields(self))
+
+
+class _Restart(Exception):
+    """Internal: the input transfer under way must start again from offset 0 with a new xfer."""
+
+
+# the NAK reasons a device gives an intact request for the request itself: the same one twice is a disagreement
+# between host and firmware, not line noise
+_VERDICTS = (P.ES_NAK_LENGTH, P.ES_NAK_UNKNOWN, P.ES_NAK_BATCH, P.ES_NAK_TOO_MUCH)
+# NAKs that mean the device does not hold the transfer the request belongs to
+_LOST_TRANSFER = (P.ES_NAK_ORDER, P.ES_NAK_INCOMPLETE)
 
 
 class Device:
@@ -89,6 +107,7 @@ class Device:
         self._decoder = P.FrameDecoder()
         self._events: deque = deque()
         self._seq = 0
+        self._xfer = 0
 
     # ------------------------------------------------------------ port
     def open(self) -> "Device":
@@ -220,7 +239,11 @@ class Device:
             if data:
                 self._events.extend(self._decoder.feed(data))
 
-    def _transact(self, cmd: int, body: bytes, parse: Callable[[bytes], object], probe: bool = True):
+    def _transact(self, cmd: int, body: bytes, parse: Callable[[bytes], object], probe: bool = True,
+                  transfer: bool = False):
+        """Send one request until a valid reply comes (resending it as the module docstring says). transfer=True: a
+        request of an input transfer (LOAD, RUN xfer, DEBUG of the loaded input), which raises _Restart instead of
+        resending after a BOOT, a timeout (after the HELLO probe) or a NAK "out of order" / "input incomplete"."""
         if self._ser is None:
             self.open()
         seq = self._next_seq()
@@ -240,15 +263,19 @@ class Device:
             if outcome == "nak":
                 reason, nak_seq = value
                 last = P.nak_name(reason)
-                if nak_seq == seq and reason in (P.ES_NAK_LENGTH, P.ES_NAK_UNKNOWN, P.ES_NAK_BATCH):
+                if nak_seq == seq and reason in _VERDICTS:
                     verdicts[reason] = verdicts.get(reason, 0) + 1
                     if verdicts[reason] >= 2:      # the same verdict twice on an intact frame: not line noise
                         raise UserError(f"device on {self.port} rejects {name} with {last}: the host and the firmware "
                                         f"disagree about the model or the protocol (rebuild and flash)")
+                if transfer and nak_seq == seq and reason in _LOST_TRANSFER:
+                    raise _Restart(f"{name}: {last}")
             else:
                 last = value
             if outcome == "timeout" and probe:
                 self._probe()
+            if transfer and outcome in ("timeout", "boot"):
+                raise _Restart(f"{name}: {last}")
         raise UserError(f"no valid reply to {name} from {self.port} after {self.retries + 1} attempts (last: {last}); "
                         f"check the port, the baud rate and that the board runs edgesketch firmware")
 
@@ -283,14 +310,49 @@ class Device:
             raise UserError(f"inputs have {a.shape[1]} values per sample but the device's model takes {info.n_inputs}")
         return a
 
-    def infer(self, xq) -> tuple[int, np.ndarray]:
-        """One int8 input [n_inputs] -> (cost, int32 scores [n_outputs])."""
+    def _next_xfer(self) -> int:
+        self._xfer = self._xfer % 255 + 1         # 1..255: a device starts with transfer 0, holding nothing
+        return self._xfer
+
+    def _load_then(self, row: np.ndarray, cmd: int, body: Callable[[int], bytes], parse: Callable[[bytes], object]):
+        """Send one input in LOAD pieces, then `cmd` with body(xfer); restart the whole input (new xfer) whenever the
+        device may have lost it. Returns the parsed reply to `cmd`."""
+        info = self.info
+        pieces = P.load_pieces(info.n_inputs, info.max_body)
+        data = row.tobytes()
+        last = ""
+        for attempt in range(self.retries + 1):
+            if attempt:
+                self.stats.restarts += 1
+                log.info("%s: restarting the input transfer (%s)", self.port, last)
+            xfer = self._next_xfer()
+            try:
+                for off, n in pieces:
+                    got = self._transact(P.ES_CMD_LOAD, P.pack_load(xfer, off, data[off:off + n]), P.unpack_load_reply,
+                                         transfer=True)
+                    if got != (xfer, off + n):     # the device holds some other state: not our transfer
+                        raise _Restart(f"LOAD reply says transfer {got[0]} holds {got[1]} bytes, expected {xfer} "
+                                       f"holding {off + n}")
+                return self._transact(cmd, body(xfer), parse, transfer=True)
+            except _Restart as e:
+                last = str(e)
+        raise UserError(f"could not transfer one input to {self.port} in {self.retries + 1} attempts (last: {last}); "
+                        f"check the link and that the board runs edgesketch firmware")
+
+    def infer(self, xq, load: bool | None = None) -> tuple[int, np.ndarray]:
+        """One int8 input [n_inputs] -> (cost, int32 scores [n_outputs]). By INFER when the input fits a frame, else
+        (or with load=True) in LOAD frames and RUN."""
         info = self._need_info()
         row = self._rows(xq, info)
         if len(row) != 1:
             raise UserError(f"infer takes one input, got {len(row)} (use batch or run)")
-        return self._transact(P.ES_CMD_INFER, P.pack_infer(row[0]),
-                              lambda b: P.unpack_infer_reply(b, self.info.n_outputs))
+        parse = lambda b: P.unpack_infer_reply(b, self.info.n_outputs)
+        if load or (load is None and not P.infer_fits(info)):
+            return self._load_then(row[0], P.ES_CMD_RUN, P.pack_run, parse)
+        if not P.infer_fits(info):
+            raise UserError(f"an input of {info.n_inputs} values does not fit one frame on this device "
+                            f"(max_body {info.max_body}): leave load unset")
+        return self._transact(P.ES_CMD_INFER, P.pack_infer(row[0]), parse)
 
     def batch(self, xq_rows) -> tuple[np.ndarray, np.ndarray]:
         """int8 inputs [n, n_inputs], 1 <= n <= batch_limit -> (uint32 costs [n], int32 scores [n, n_outputs])."""
@@ -305,11 +367,14 @@ class Device:
 
     def debug(self, xq) -> tuple[np.ndarray, np.ndarray]:
         """One int8 input -> (bool hash bits, uint16 buckets): the model's first hash bits and buckets, as many as the
-        device's reply holds (every one of a flat sketch; a prefix of a windowed one's, in es_debug_q's order)."""
+        device's reply holds (every one of a flat sketch; a prefix of a windowed one's, in es_debug_q's order). An input
+        larger than a frame is loaded first (LOAD), then DEBUG with an empty body debugs it."""
         info = self._need_info()
         row = self._rows(xq, info)
         if len(row) != 1:
             raise UserError(f"debug takes one input, got {len(row)}")
+        if not P.infer_fits(info):
+            return self._load_then(row[0], P.ES_CMD_DEBUG, lambda xfer: b"", P.unpack_debug_reply)
         return self._transact(P.ES_CMD_DEBUG, P.pack_debug(row[0]), P.unpack_debug_reply)
 
     def stack(self) -> P.StackInfo:
@@ -337,19 +402,20 @@ class Device:
         return self.hello()
 
     def run(self, xq_all, batch: int | None = None,
-            progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+            progress: Callable[[int, int], None] | None = None, load: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Stream a whole int8 test set [N, ...] through the device, `batch` inputs per BATCH request (default:
-        the most the device allows; 1 uses INFER). Returns (int32 scores [N, n_outputs], int64 cost per sample [N]).
-        progress(done, total) is called after every answered request. Resends, resets and resyncs are handled
-        per request, so every sample is answered exactly once."""
+        the most the device allows; 1 uses INFER). Inputs larger than a frame (batch_limit 0), or every input with
+        load=True, go one at a time in LOAD frames and RUN. Returns (int32 scores [N, n_outputs], int64 cost per
+        sample [N]). progress(done, total) is called after every answered request. Resends, resets and resyncs are
+        handled per request (and per input transfer), so every sample is answered exactly once."""
         info = self._need_info()
         rows = self._rows(xq_all, info) if len(np.asarray(xq_all)) else np.zeros((0, info.n_inputs), np.int8)
         limit = P.batch_limit(info)
-        per = limit if batch is None else int(batch)
+        per = max(limit, 1) if batch is None else int(batch)
         if per < 1:
             raise UserError(f"batch must be at least 1, got {batch}")
         per = min(per, max(limit, 1))
-        use_infer = per == 1 or limit < 1
+        use_infer = per == 1 or limit < 1 or bool(load)
         n = len(rows)
         scores = np.zeros((n, info.n_outputs), np.int32)
         costs = np.zeros(n, np.int64)
@@ -358,7 +424,7 @@ class Device:
         try:
             while i < n:
                 if use_infer:
-                    c, s = self.infer(rows[i])
+                    c, s = self.infer(rows[i], load=load)
                     scores[i], costs[i] = s, c
                     i += 1
                 else:

@@ -1,9 +1,11 @@
 """The serial protocol (docs/protocol.md): pure functions, no I/O. The host twin of firmware/core/es_proto.c.
 
 Framing: raw = cmd, seq, body, CRC-16/CCITT-FALSE (little-endian) -> COBS -> 0x00. `encode_frame` gives the exact
-bytes `es_tx_encode` gives, and `FrameDecoder` gives the same frames and NAK reasons as `es_rx_push` for any byte
-stream (tests/test_protocol.py runs both on the same random streams). Bodies are packed and unpacked here with
-numpy; a malformed body raises `ProtocolError`.
+bytes `es_tx_stream` / `es_tx_encode` give, and `FrameDecoder` gives the same frames and NAK reasons as `es_rx_push`
+for any byte stream (tests/test_protocol.py runs both on the same random streams). Bodies are packed and unpacked here
+with numpy; a malformed body raises `ProtocolError`. `InputBuffer` is the twin of the device's input transfer (LOAD,
+RUN, DEBUG of the loaded input in es_app.c; tests/test_multiframe.py drives both with the same frames), and
+`load_pieces` plans how a host splits one input into LOAD frames.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 # ---------------------------------------------------------------- constants, named as in es_proto.h
-ES_PROTO_VERSION = 2
+ES_PROTO_VERSION = 3
 ES_PROTO_MAX_BODY = 1024
 ES_PROTO_MAX_RAW = ES_PROTO_MAX_BODY + 6                          # cmd, seq, body, crc16, 2 spare
 ES_PROTO_MAX_WIRE = ES_PROTO_MAX_RAW + ES_PROTO_MAX_RAW // 254 + 2  # COBS overhead + delimiter
@@ -35,6 +37,8 @@ ES_CMD_BATCH = 0x03
 ES_CMD_DEBUG = 0x04
 ES_CMD_RESET = 0x05
 ES_CMD_STACK = 0x06
+ES_CMD_LOAD = 0x07
+ES_CMD_RUN = 0x08
 ES_REPLY = 0x80
 ES_MSG_BOOT = 0xB0
 ES_MSG_NAK = 0x7F
@@ -46,6 +50,9 @@ ES_NAK_TOO_LONG = 4
 ES_NAK_COBS = 5
 ES_NAK_BATCH = 6
 ES_NAK_SHORT = 7
+ES_NAK_ORDER = 8          # LOAD: neither a piece already held, nor offset 0, nor the current transfer's next piece
+ES_NAK_TOO_MUCH = 9       # LOAD: the piece would pass n_inputs
+ES_NAK_INCOMPLETE = 10    # RUN (or DEBUG of the loaded input): no complete input of that transfer is loaded
 
 # counter kinds in the HELLO body
 ES_COUNTER_NONE = 0
@@ -53,11 +60,13 @@ ES_COUNTER_CYCLES = 1
 ES_COUNTER_INSTRUCTIONS = 2
 
 CMD_NAMES = {ES_CMD_HELLO: "HELLO", ES_CMD_INFER: "INFER", ES_CMD_BATCH: "BATCH", ES_CMD_DEBUG: "DEBUG",
-             ES_CMD_RESET: "RESET", ES_CMD_STACK: "STACK", ES_MSG_BOOT: "BOOT", ES_MSG_NAK: "NAK"}
+             ES_CMD_RESET: "RESET", ES_CMD_STACK: "STACK", ES_CMD_LOAD: "LOAD", ES_CMD_RUN: "RUN", ES_MSG_BOOT: "BOOT",
+             ES_MSG_NAK: "NAK"}
 CMD_NAMES.update({c | ES_REPLY: n + " reply" for c, n in list(CMD_NAMES.items()) if c < ES_REPLY})
 NAK_NAMES = {ES_NAK_CRC: "bad CRC", ES_NAK_LENGTH: "wrong body length", ES_NAK_UNKNOWN: "unknown command",
              ES_NAK_TOO_LONG: "frame too long", ES_NAK_COBS: "bad COBS encoding", ES_NAK_BATCH: "batch count out of range",
-             ES_NAK_SHORT: "frame too short"}
+             ES_NAK_SHORT: "frame too short", ES_NAK_ORDER: "out of order", ES_NAK_TOO_MUCH: "too much input",
+             ES_NAK_INCOMPLETE: "input incomplete"}
 COUNTER_NAMES = {ES_COUNTER_NONE: "none", ES_COUNTER_CYCLES: "cycles", ES_COUNTER_INSTRUCTIONS: "instructions"}
 
 MODEL_ID_BYTES = 8
@@ -320,7 +329,8 @@ def unpack_hello(body: bytes) -> HelloInfo:
 
 
 def batch_limit(info: HelloInfo) -> int:
-    """Most inputs one BATCH may carry: max_batch, and both the request and its reply must fit the device's max_body."""
+    """Most inputs one BATCH may carry: max_batch, and both the request and its reply must fit the device's max_body.
+    0 when one input does not fit a BATCH body: inputs then go in LOAD frames (load_pieces)."""
     by_req = (info.max_body - 1) // max(info.n_inputs, 1)
     by_reply = (info.max_body - 1) // (4 + 4 * info.n_outputs)
     return max(0, min(info.max_batch, by_req, by_reply, 255))
@@ -465,15 +475,137 @@ def unpack_nak(body: bytes) -> int:
     return body[0]
 
 
+# ---------------------------------------------------------------- LOAD / RUN (inputs larger than a frame)
+LOAD_HEADER = 3           # u8 xfer, u16 offset
+
+
+def pack_load(xfer: int, offset: int, data) -> bytes:
+    """LOAD request body: u8 xfer, u16 offset, then the piece (1 or more int8 input bytes)."""
+    data = _int8_row(data).tobytes() if not isinstance(data, (bytes, bytearray)) else bytes(data)
+    if not 0 <= xfer <= 255 or not 0 <= offset <= 0xFFFF or not data:
+        raise ProtocolError(f"LOAD needs xfer 0..255, offset 0..65535 and at least one byte (got {xfer}, {offset}, "
+                            f"{len(data)} bytes)")
+    return struct.pack("<BH", xfer, offset) + data
+
+
+def unpack_load(body: bytes) -> tuple[int, int, bytes]:
+    """-> (xfer, offset, data)."""
+    body = bytes(body)
+    if len(body) < LOAD_HEADER + 1:
+        raise ProtocolError(f"LOAD body of {len(body)} bytes, expected at least {LOAD_HEADER + 1}")
+    xfer, offset = struct.unpack_from("<BH", body)
+    return xfer, offset, body[LOAD_HEADER:]
+
+
+def pack_load_reply(xfer: int, have: int) -> bytes:
+    return struct.pack("<BH", xfer, have)
+
+
+def unpack_load_reply(body: bytes) -> tuple[int, int]:
+    """-> (xfer, have): the device's transfer and how many of its bytes it holds, in order."""
+    if len(body) != 3:
+        raise ProtocolError(f"LOAD reply of {len(body)} bytes, expected 3")
+    return struct.unpack("<BH", bytes(body))
+
+
+def pack_run(xfer: int) -> bytes:
+    """RUN request body: u8 xfer. The reply (RUN | ES_REPLY) is laid out as INFER's: unpack_infer_reply."""
+    if not 0 <= xfer <= 255:
+        raise ProtocolError(f"xfer {xfer} is not a byte")
+    return bytes((xfer,))
+
+
+def load_limit(max_body: int) -> int:
+    """The most input bytes one LOAD frame carries on a device with this max_body."""
+    return max_body - LOAD_HEADER
+
+
+def infer_fits(info: HelloInfo) -> bool:
+    """One input fits an INFER body (else it goes in LOAD pieces, then RUN)."""
+    return info.n_inputs <= info.max_body
+
+
+def load_pieces(n_inputs: int, max_body: int) -> list[tuple[int, int]]:
+    """(offset, size) of the LOAD frames one input of n_inputs bytes takes: as few frames as fit max_body, of nearly
+    equal sizes (the same split for every input, so a resent piece always matches the one held)."""
+    per = load_limit(max_body)
+    if per < 1 or n_inputs < 1 or n_inputs > 0xFFFF:
+        raise ProtocolError(f"cannot split {n_inputs} inputs into LOAD frames of {max_body} body bytes")
+    k = -(-n_inputs // per)
+    base, extra = divmod(n_inputs, k)
+    out, off = [], 0
+    for i in range(k):
+        n = base + (i < extra)
+        out.append((off, n))
+        off += n
+    return out
+
+
+class InputBuffer:
+    """The device's input buffer and transfer state (es_app.c: es_input, es_xfer, es_have): the rules of LOAD, RUN and
+    DEBUG with an empty body, after their lengths have passed `request_error`. Pure: a device model (tests/fakedevice.py)
+    sends what it returns.
+
+        load(body) -> LOAD reply body (bytes) or a NAK reason (int)
+        run(body)  -> the complete int8 input to run (np.ndarray) or a NAK reason (int)
+        loaded()   -> the complete input (DEBUG with an empty body) or ES_NAK_INCOMPLETE
+        reset()    -> the state after a (re)boot: transfer 0, nothing held
+    """
+
+    def __init__(self, n_inputs: int):
+        if not 1 <= n_inputs <= 0xFFFF:
+            raise ProtocolError(f"n_inputs {n_inputs} is outside 1..65535")
+        self.n_inputs = n_inputs
+        self.buf = bytearray(n_inputs)
+        self.reset()
+
+    def reset(self) -> None:
+        self.xfer = 0
+        self.have = 0
+
+    @property
+    def complete(self) -> bool:
+        return self.have == self.n_inputs
+
+    def load(self, body: bytes) -> bytes | int:
+        xfer, off, data = unpack_load(body)
+        n = len(data)
+        if not (xfer == self.xfer and off + n <= self.have):      # not a piece already held: start or append
+            if off != 0 and not (xfer == self.xfer and off == self.have):
+                return ES_NAK_ORDER
+            if off + n > self.n_inputs:
+                return ES_NAK_TOO_MUCH
+            self.buf[off:off + n] = data
+            self.xfer, self.have = xfer, off + n
+        return pack_load_reply(self.xfer, self.have)
+
+    def run(self, body: bytes) -> np.ndarray | int:
+        if len(body) != 1:
+            raise ProtocolError(f"RUN body of {len(body)} bytes, expected 1")
+        if body[0] != self.xfer or not self.complete:
+            return ES_NAK_INCOMPLETE
+        return np.frombuffer(bytes(self.buf), np.int8).copy()
+
+    def loaded(self) -> np.ndarray | int:
+        return np.frombuffer(bytes(self.buf), np.int8).copy() if self.complete else ES_NAK_INCOMPLETE
+
+
 # ---------------------------------------------------------------- dispatch checks (device side)
 def request_error(cmd: int, body: bytes, n_inputs: int, max_batch: int) -> int | None:
-    """The NAK reason a device gives a well-framed request, or None if it is valid (docs/protocol.md): unknown
-    command -> ES_NAK_UNKNOWN; BATCH count outside 1..max_batch -> ES_NAK_BATCH; any other size -> ES_NAK_LENGTH."""
+    """The NAK reason a device gives a well-framed request for its length alone, or None if the dispatcher goes on
+    (docs/protocol.md): unknown command -> ES_NAK_UNKNOWN; BATCH count outside 1..max_batch -> ES_NAK_BATCH; any other
+    size -> ES_NAK_LENGTH. LOAD, RUN and DEBUG with an empty body then follow `InputBuffer`."""
     n = len(body)
     if cmd in (ES_CMD_HELLO, ES_CMD_RESET, ES_CMD_STACK):
         return None if n == 0 else ES_NAK_LENGTH
-    if cmd in (ES_CMD_INFER, ES_CMD_DEBUG):
+    if cmd == ES_CMD_INFER:
         return None if n == n_inputs else ES_NAK_LENGTH
+    if cmd == ES_CMD_DEBUG:
+        return None if n in (0, n_inputs) else ES_NAK_LENGTH
+    if cmd == ES_CMD_LOAD:
+        return None if n >= LOAD_HEADER + 1 else ES_NAK_LENGTH
+    if cmd == ES_CMD_RUN:
+        return None if n == 1 else ES_NAK_LENGTH
     if cmd == ES_CMD_BATCH:
         if n < 1:
             return ES_NAK_LENGTH

@@ -1,11 +1,13 @@
 """A fault-injecting TCP proxy for harness tests: pyserial (socket://) <-> proxy <-> device (fake device or QEMU).
 
 It forwards traffic one frame at a time (up to and including each 0x00) and, with a seeded random generator per
-direction, flips bits, drops bytes and injects bursts of garbage (zeros included). It can also reset the device
-mid-run: in the middle of the host's k-th frame (k in `reset_at`) it sends the device a RESET frame of its own, so
-the device NAKs the first half, resets, and misses the rest (its receiver waits for a 0x00 after boot): that request
-is lost. With `swallow_boot` everything the device sends from then up to and including its BOOT frame is hidden,
-so the host sees replies stop instead of a BOOT. `counts` records every fault injected.
+direction, flips bits, drops bytes, injects bursts of garbage (zeros included) and duplicates frames: sent twice in a
+row (`dup`) or sent again after 1..4 later frames of the same direction (`dup_delayed`: a late copy, as a
+retransmitting link or a glitching buffer gives); each copy meets the per-byte faults on its own. It can also reset
+the device mid-run: in the middle of the host's k-th frame (k in `reset_at`) it sends the device a RESET frame of its
+own, so the device NAKs the first half, resets, and misses the rest (its receiver waits for a 0x00 after boot): that
+request is lost. With `swallow_boot` everything the device sends from then up to and including its BOOT frame is
+hidden, so the host sees replies stop instead of a BOOT. `counts` records every fault injected.
 """
 from __future__ import annotations
 
@@ -23,11 +25,13 @@ PROXY_SEQ = 0xE5        # the seq of the proxy's own RESET frames
 class FaultProxy:
     def __init__(self, target: tuple[str, int], *, seed: int = 0, flip: float = 0.0, drop: float = 0.0,
                  garbage: float = 0.0, to_device: bool = True, to_host: bool = True, reset_at=(),
-                 swallow_boot: bool = False, garbage_len: tuple[int, int] = (1, 24), cut_after: int | None = None):
+                 swallow_boot: bool = False, garbage_len: tuple[int, int] = (1, 24), cut_after: int | None = None,
+                 dup: float = 0.0, dup_delayed: float = 0.0, dup_delay: tuple[int, int] = (1, 4)):
         """flip, drop, garbage: per-byte probabilities (garbage: of a burst inserted after the byte), applied in the
-        directions enabled by to_device / to_host. reset_at: host frame numbers (1-based, HELLO included) before
-        which the device gets a RESET. cut_after: after that many host frames nothing reaches the host any more
-        (a device that died)."""
+        directions enabled by to_device / to_host. dup, dup_delayed: per-frame probabilities of an immediate copy
+        and of a late copy (sent after dup_delay[0]..dup_delay[1] later frames), same directions. reset_at: host frame
+        numbers (1-based, HELLO included) before which the device gets a RESET. cut_after: after that many host frames
+        nothing reaches the host any more (a device that died)."""
         self.target = target
         self.flip, self.drop, self.garbage = flip, drop, garbage
         self.to_device, self.to_host = to_device, to_host
@@ -35,9 +39,13 @@ class FaultProxy:
         self.swallow_boot = swallow_boot
         self.garbage_len = garbage_len
         self.cut_after = cut_after
+        self.dup, self.dup_delayed, self.dup_delay = dup, dup_delayed, dup_delay
         self._rng = {"d": np.random.default_rng([seed, 1]), "h": np.random.default_rng([seed, 2])}
+        self._dup_rng = {"d": np.random.default_rng([seed, 3]), "h": np.random.default_rng([seed, 4])}
+        self._late: dict[str, list[list]] = {"d": [], "h": []}    # [frames still to pass, the frame] per direction
         self.counts = {"flipped": 0, "dropped": 0, "garbage_bursts": 0, "garbage_bytes": 0, "resets_injected": 0,
-                       "swallowed": 0, "host_frames": 0, "device_frames": 0, "bytes_to_device": 0, "bytes_to_host": 0}
+                       "swallowed": 0, "duplicated": 0, "duplicated_late": 0, "host_frames": 0, "device_frames": 0,
+                       "bytes_to_device": 0, "bytes_to_host": 0}
         self._lock = threading.Lock()
         self._swallow = 0
         self._srv = socket.create_server(("127.0.0.1", 0))
@@ -158,8 +166,28 @@ class FaultProxy:
                     self.counts["bytes_to_host"] += len(chunk)
                     return chunk
             out = self._mangle(direction, chunk)
+            if len(chunk) > 1:
+                out += self._duplicate(direction, chunk)
             self.counts["bytes_to_device" if direction == "d" else "bytes_to_host"] += len(out)
             return out
+
+    def _duplicate(self, direction: str, chunk: bytes) -> bytes:
+        """After one whole frame: its immediate copy (maybe), the late copies now due, and maybe a late copy queued."""
+        if not (self.dup or self.dup_delayed or self._late[direction]):
+            return b""
+        rng, late, out = self._dup_rng[direction], self._late[direction], bytearray()
+        if self.dup and rng.random() < self.dup:
+            out += self._mangle(direction, chunk)
+            self.counts["duplicated"] += 1
+        for item in late:
+            item[0] -= 1
+        for item in [i for i in late if i[0] <= 0]:
+            late.remove(item)
+            out += self._mangle(direction, item[1])
+            self.counts["duplicated_late"] += 1
+        if self.dup_delayed and rng.random() < self.dup_delayed:
+            late.append([int(rng.integers(self.dup_delay[0], self.dup_delay[1] + 1)), chunk])
+        return bytes(out)
 
     def _mangle(self, direction: str, chunk: bytes) -> bytes:
         if not (self.flip or self.drop or self.garbage):

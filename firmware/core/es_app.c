@@ -1,13 +1,21 @@
-/* The portable firmware core: command dispatch for docs/protocol.md (HELLO, INFER, BATCH, DEBUG, STACK, RESET, NAK
- * and the BOOT frame), with the cost of each es_predict_q call measured by the BSP's counter and its peak stack by
- * painting. C99, no malloc, static buffers only; every reply is built in es_body and encoded into es_wire. */
+/* The portable firmware core: command dispatch for docs/protocol.md (HELLO, INFER, BATCH, DEBUG, STACK, RESET, LOAD,
+ * RUN, NAK and the BOOT frame), with the cost of each es_predict_q call measured by the BSP's counter and its peak
+ * stack by painting. C99, no malloc, static buffers only.
+ *
+ * RAM: the device holds one frame and one input. The receiver decodes each frame in place in its one buffer
+ * (es_rx.buf), every reply body is built in that same buffer where the request's body was (ES_OUT) and is COBS-encoded
+ * while it is sent, a few bytes at a time (es_tx_stream); es_input holds the input LOAD frames fill, so inputs of any
+ * size (up to 65535 bytes) run with frames of ES_PROTO_MAX_BODY bytes. */
 #include "es_app.h"
 #include "es_bsp.h"
 #include "es_model.h"
 #include "es_proto.h"
 
-#if ES_N_INPUTS > ES_PROTO_MAX_BODY || ES_N_INPUTS < 1
-#error "an INFER body (int8[ES_N_INPUTS]) must fit ES_PROTO_MAX_BODY"
+#if ES_N_INPUTS < 1 || ES_N_INPUTS > 65535
+#error "ES_N_INPUTS must be 1..65535 (LOAD offsets and HELLO's n_inputs are 16 bits)"
+#endif
+#if ES_PROTO_MAX_WIRE - 2 < ES_PROTO_MAX_BODY
+#error "the receiver's buffer must hold a reply body at offset 2"
 #endif
 #if 4 + 4 * ES_N_OUTPUTS > ES_PROTO_MAX_BODY
 #error "an INFER reply (u32 cost, i32[ES_N_OUTPUTS]) must fit ES_PROTO_MAX_BODY"
@@ -30,11 +38,12 @@
 
 #define ES_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define ES_REPLY_REC (4 + 4 * ES_N_OUTPUTS)   /* one result in an INFER or BATCH reply */
+/* 0 when one input and its count byte do not fit a frame: BATCH is then always NAKed and the host sends LOAD + RUN */
 #ifndef ES_MAX_BATCH
 #define ES_MAX_BATCH ES_MIN(255, ES_MIN((ES_PROTO_MAX_BODY - 1) / ES_N_INPUTS, (ES_PROTO_MAX_BODY - 1) / ES_REPLY_REC))
 #endif
-#if ES_MAX_BATCH < 1 || ES_MAX_BATCH > 255
-#error "ES_MAX_BATCH must be 1..255 (both the BATCH request and its reply must fit ES_PROTO_MAX_BODY)"
+#if ES_MAX_BATCH < 0 || ES_MAX_BATCH > 255
+#error "ES_MAX_BATCH must be 0..255 (both the BATCH request and its reply must fit ES_PROTO_MAX_BODY)"
 #endif
 
 #define ES_COST_VOID 0xFFFFFFFFu  /* reported when the counter wrapped during the call */
@@ -73,8 +82,10 @@ extern uint32_t ES_STACK_FLOOR[];
 typedef int (*es_predict_fn)(const int8_t *x, int32_t *scores);
 
 static es_rx_t es_rx;
-static uint8_t es_body[ES_PROTO_MAX_BODY];
-static uint8_t es_wire[ES_PROTO_MAX_WIRE];
+#define ES_OUT (es_rx.buf + 2)             /* reply bodies: built where the request's body was (es_proto.h) */
+static int8_t es_input[ES_N_INPUTS];       /* the input LOAD frames fill (docs/protocol.md) */
+static uint8_t es_xfer;                    /* the transfer es_input belongs to */
+static uint16_t es_have;                   /* bytes of it held, in order: complete when ES_N_INPUTS */
 static int32_t es_scores[ES_N_OUTPUTS];
 #if ES_HAS_DEBUG
 static uint8_t es_bits[ES_N_DEBUG_BITS];
@@ -99,16 +110,21 @@ static void es_put_u32(uint8_t *p, uint32_t v)
     p[3] = (uint8_t)(v >> 24);
 }
 
+static void es_sink(void *ctx, const uint8_t *p, size_t n)
+{
+    (void)ctx;
+    es_bsp_tx(p, n);
+}
+
+/* Send the reply body ES_OUT[0 .. len), encoding it on the way out. */
 static void es_send(uint8_t cmd, uint8_t seq, uint16_t len)
 {
-    size_t n = es_tx_encode(cmd, seq, es_body, len, es_wire, sizeof es_wire);
-    if (n > 0)
-        es_bsp_tx(es_wire, n);
+    (void)es_tx_stream(cmd, seq, ES_OUT, len, es_sink, NULL);
 }
 
 static void es_nak(uint8_t seq, uint8_t reason)
 {
-    es_body[0] = reason;
+    ES_OUT[0] = reason;
     es_send(ES_MSG_NAK, seq, 1);
 }
 
@@ -213,7 +229,7 @@ static uint16_t es_hello_body(void)
 {
     static const uint8_t id[8] = ES_MODEL_ID_BYTES;
     static const char core[] = ES_CORE_NAME;
-    uint8_t *p = es_body;
+    uint8_t *p = ES_OUT;
     size_t i, n = sizeof core - 1;
 
     if (n > 255)
@@ -236,10 +252,10 @@ static uint16_t es_hello_body(void)
         *p++ = (uint8_t)core[i];
     es_put_u16(p, ES_PROTO_MAX_BODY);
     p += 2;
-    return (uint16_t)(p - es_body);
+    return (uint16_t)(p - ES_OUT);
 }
 
-/* One result record (u32 cost, i32 scores[]) at dst. */
+/* One result record (u32 cost, i32 scores[]) at dst, written after the call: dst may overlap x. */
 static void es_infer_one(const int8_t *x, uint8_t *dst)
 {
     uint32_t i, cost = es_predict_cost(x, es_scores);
@@ -252,9 +268,9 @@ static void es_infer_one(const int8_t *x, uint8_t *dst)
 static void es_do_debug(uint8_t seq, const int8_t *x)
 {
     uint32_t i, nb = (ES_DEBUG_BITS_SENT + 7) / 8;
-    uint8_t *p = es_body;
+    uint8_t *p = ES_OUT;
 
-    (void)es_debug_q(x, es_bits, es_buckets);
+    (void)es_debug_q(x, es_bits, es_buckets);   /* x (maybe in ES_OUT) is read before the reply is written */
     es_put_u16(p, ES_DEBUG_BITS_SENT);
     p += 2;
     for (i = 0; i < nb; i++)
@@ -268,22 +284,25 @@ static void es_do_debug(uint8_t seq, const int8_t *x)
     for (i = 0; i < ES_DEBUG_BUCKETS_SENT; i++)
         es_put_u16(p + 2 * i, es_buckets[i]);
     p += 2 * ES_DEBUG_BUCKETS_SENT;
-    es_send(ES_CMD_DEBUG | ES_REPLY, seq, (uint16_t)(p - es_body));
+    es_send(ES_CMD_DEBUG | ES_REPLY, seq, (uint16_t)(p - ES_OUT));
 }
 #endif
 
 /* STACK reply: u16 peak, u16 window, u8 full (docs/protocol.md) */
 static uint16_t es_stack_body(void)
 {
-    es_put_u16(es_body, es_stack_peak);          /* <= ES_STACK_PAINT < 65536 */
-    es_put_u16(es_body + 2, ES_STACK_PAINT);
-    es_body[4] = es_stack_full;
+    es_put_u16(ES_OUT, es_stack_peak);           /* <= ES_STACK_PAINT < 65536 */
+    es_put_u16(ES_OUT + 2, ES_STACK_PAINT);
+    ES_OUT[4] = es_stack_full;
     return 5;
 }
 
+/* BATCH, in place (body is ES_OUT): result record i replaces input row i. Records no longer than rows go first to
+ * last (record i ends before row i + 1 starts), longer ones last to first (record i starts after row i - 1 ends), so
+ * no row is overwritten before it has run. */
 static void es_do_batch(uint8_t seq, const uint8_t *body, uint16_t len)
 {
-    uint32_t i, n;
+    uint32_t i, k, n;
     if (len < 1) {
         es_nak(seq, ES_NAK_LENGTH);
         return;
@@ -297,10 +316,52 @@ static void es_do_batch(uint8_t seq, const uint8_t *body, uint16_t len)
         es_nak(seq, ES_NAK_LENGTH);
         return;
     }
-    es_body[0] = (uint8_t)n;
-    for (i = 0; i < n; i++)
-        es_infer_one((const int8_t *)(body + 1 + i * ES_N_INPUTS), es_body + 1 + i * ES_REPLY_REC);
+    for (k = 0; k < n; k++) {
+        i = ES_REPLY_REC <= ES_N_INPUTS ? k : n - 1 - k;
+        es_infer_one((const int8_t *)(body + 1 + i * ES_N_INPUTS), ES_OUT + 1 + i * ES_REPLY_REC);
+    }
+    ES_OUT[0] = (uint8_t)n;
     es_send(ES_CMD_BATCH | ES_REPLY, seq, (uint16_t)(1 + n * ES_REPLY_REC));
+}
+
+/* LOAD: u8 xfer, u16 offset, data[n >= 1] into es_input (docs/protocol.md). In this order: a piece of the current
+ * transfer already held (a resent or duplicated frame) is acknowledged again and changes nothing; offset 0 starts
+ * transfer xfer; the current transfer's next piece (offset == have) is appended; anything else is out of order. A
+ * piece that would pass ES_N_INPUTS is too much input. No NAK changes the state. Reply: u8 xfer, u16 have. */
+static void es_do_load(uint8_t seq, const uint8_t *body, uint16_t len)
+{
+    uint32_t off, n, i;
+    uint8_t xfer;
+    if (len < 4) {
+        es_nak(seq, ES_NAK_LENGTH);
+        return;
+    }
+    xfer = body[0];
+    off = (uint32_t)body[1] | ((uint32_t)body[2] << 8);
+    n = (uint32_t)len - 3u;
+    if (!(xfer == es_xfer && off + n <= es_have)) {
+        if (off != 0 && !(xfer == es_xfer && off == es_have)) {
+            es_nak(seq, ES_NAK_ORDER);
+            return;
+        }
+        if (off + n > ES_N_INPUTS) {
+            es_nak(seq, ES_NAK_TOO_MUCH);
+            return;
+        }
+        for (i = 0; i < n; i++)
+            es_input[off + i] = (int8_t)body[3 + i];
+        es_xfer = xfer;
+        es_have = (uint16_t)(off + n);
+    }
+    ES_OUT[0] = es_xfer;
+    es_put_u16(ES_OUT + 1, es_have);
+    es_send(ES_CMD_LOAD | ES_REPLY, seq, 3);
+}
+
+/* The loaded input is complete (and, for RUN, belongs to transfer xfer). */
+static int es_loaded(void)
+{
+    return es_have == ES_N_INPUTS;
 }
 
 static void es_dispatch(const es_frame_t *f)
@@ -314,14 +375,35 @@ static void es_dispatch(const es_frame_t *f)
     case ES_CMD_INFER:
         if (f->len != ES_N_INPUTS)
             break;
-        es_infer_one((const int8_t *)f->body, es_body);
+        es_infer_one((const int8_t *)f->body, ES_OUT);
         es_send(ES_CMD_INFER | ES_REPLY, f->seq, ES_REPLY_REC);
         return;
     case ES_CMD_BATCH:
         es_do_batch(f->seq, f->body, f->len);
         return;
+    case ES_CMD_LOAD:
+        es_do_load(f->seq, f->body, f->len);
+        return;
+    case ES_CMD_RUN:
+        if (f->len != 1)
+            break;
+        if (f->body[0] != es_xfer || !es_loaded()) {
+            es_nak(f->seq, ES_NAK_INCOMPLETE);
+            return;
+        }
+        es_infer_one(es_input, ES_OUT);
+        es_send(ES_CMD_RUN | ES_REPLY, f->seq, ES_REPLY_REC);
+        return;
     case ES_CMD_DEBUG:
 #if ES_HAS_DEBUG
+        if (f->len == 0) {                       /* the loaded input */
+            if (!es_loaded()) {
+                es_nak(f->seq, ES_NAK_INCOMPLETE);
+                return;
+            }
+            es_do_debug(f->seq, es_input);
+            return;
+        }
         if (f->len != ES_N_INPUTS)
             break;
         es_do_debug(f->seq, (const int8_t *)f->body);
@@ -354,12 +436,14 @@ void es_app_start(void)
     uint32_t stack;
     int i, full;
     es_rx_init(&es_rx);
+    es_xfer = 0;
+    es_have = 0;
     es_stack_peak = 0;
     es_stack_full = 0;
     es_target = es_null_predict;
     es_null_cost = ES_COST_VOID;
     for (i = 0; i < 3; i++) {   /* the smallest of three: the first call may pay for cold caches on real boards */
-        uint32_t c = es_measure((const int8_t *)es_body, es_scores, &stack, &full);
+        uint32_t c = es_measure(es_input, es_scores, &stack, &full);
         if (c < es_null_cost)
             es_null_cost = c;
     }

@@ -3,7 +3,10 @@
  * the UART receives; a RESET longjmps back to a fresh es_app_start() and the rest of the input keeps coming, like a
  * reboot. Every byte the firmware sends goes through a checking receiver. Properties (abort on failure):
  *   - the firmware sends only well-formed frames (no COBS/CRC/length error at the host end);
- *   - only BOOT, NAK (reasons 1..7) and replies 0x81..0x86, each with the body size docs/protocol.md gives;
+ *   - only BOOT, NAK (reasons 1..ES_NAK_LAST) and replies 0x81..0x88, each with the body size docs/protocol.md gives;
+ *   - LOAD, RUN and DEBUG of the loaded input follow the transfer rules of docs/protocol.md: a shadow of the device's
+ *     state (its own receiver on the same bytes, reset with the device) predicts every LOAD reply (xfer, have) or NAK
+ *     reason, every RUN's NAK or scores (es_predict_q on the shadow's copy of the input) and DEBUG's NAK 10;
  *   - at most one reply per 0x00 received (every frame, good or bad, gets at most one answer);
  *   - BOOT and HELLO bodies carry ES_PROTO_VERSION, the model's sizes and ES_PROTO_MAX_BODY; a BATCH reply's count is
  *     at least 1;
@@ -27,6 +30,60 @@ static jmp_buf reset_jmp;
 static es_rx_t host_rx;          /* the host end of the line */
 static size_t replies, boots;
 
+/* The shadow of the device's input transfer (docs/protocol.md), fed the frames the device receives. */
+static es_rx_t shadow_rx;
+static int8_t shadow_input[ES_N_INPUTS];
+static uint8_t shadow_xfer;
+static uint32_t shadow_have;
+enum { EXPECT_ANY, EXPECT_NAK, EXPECT_LOAD, EXPECT_RUN, EXPECT_DEBUG };
+static int expect;               /* what the reply to the frame just received must be */
+static uint8_t expect_nak, expect_seq;
+static int32_t expect_scores[ES_N_OUTPUTS];
+
+static void shadow_reset(void)
+{
+    es_rx_init(&shadow_rx);
+    shadow_xfer = 0;
+    shadow_have = 0;
+    expect = EXPECT_ANY;
+}
+
+static void shadow_frame(const es_frame_t *f)
+{
+    uint32_t off, n, i;
+    expect = EXPECT_ANY;
+    expect_seq = f->seq;
+    if (f->cmd == ES_CMD_LOAD && f->len >= 4) {
+        off = (uint32_t)f->body[1] | (uint32_t)f->body[2] << 8;
+        n = f->len - 3u;
+        expect = EXPECT_LOAD;
+        if (!(f->body[0] == shadow_xfer && off + n <= shadow_have)) {
+            if (off != 0 && !(f->body[0] == shadow_xfer && off == shadow_have)) {
+                expect = EXPECT_NAK;
+                expect_nak = ES_NAK_ORDER;
+            } else if (off + n > ES_N_INPUTS) {
+                expect = EXPECT_NAK;
+                expect_nak = ES_NAK_TOO_MUCH;
+            } else {
+                for (i = 0; i < n; i++) shadow_input[off + i] = (int8_t)f->body[3 + i];
+                shadow_xfer = f->body[0];
+                shadow_have = off + n;
+            }
+        }
+    } else if (f->cmd == ES_CMD_RUN && f->len == 1) {
+        if (f->body[0] != shadow_xfer || shadow_have != ES_N_INPUTS) {
+            expect = EXPECT_NAK;
+            expect_nak = ES_NAK_INCOMPLETE;
+        } else {
+            expect = EXPECT_RUN;
+            CHECK(es_predict_q(shadow_input, expect_scores) == ES_OK);
+        }
+    } else if (f->cmd == ES_CMD_DEBUG && f->len == 0) {
+        expect = shadow_have != ES_N_INPUTS ? EXPECT_NAK : EXPECT_DEBUG;
+        expect_nak = ES_NAK_INCOMPLETE;
+    }
+}
+
 void es_bsp_init(void) {}
 void es_bsp_tx_flush(void) {}
 void es_bsp_idle(void) {}
@@ -37,14 +94,41 @@ void es_bsp_reset(void) { longjmp(reset_jmp, 1); }
 
 int es_bsp_rx(uint8_t *byte)
 {
+    es_frame_t f;
+    uint8_t reason;
     if (in_pos >= in_size) return 0;
     *byte = in_data[in_pos++];
+    expect = EXPECT_ANY;
+    if (es_rx_push(&shadow_rx, *byte, &f, &reason) == ES_RX_FRAME) shadow_frame(&f);
     return 1;
+}
+
+static void check_expected(const es_frame_t *f)
+{
+    uint32_t i, have;
+    if (f->cmd == ES_MSG_BOOT || expect == EXPECT_ANY) return;
+    CHECK(f->seq == expect_seq);
+    switch (expect) {
+    case EXPECT_NAK: CHECK(f->cmd == ES_MSG_NAK && f->len == 1 && f->body[0] == expect_nak); break;
+    case EXPECT_LOAD:
+        have = (uint32_t)f->body[1] | (uint32_t)f->body[2] << 8;
+        CHECK(f->cmd == (ES_CMD_LOAD | ES_REPLY) && f->body[0] == shadow_xfer && have == shadow_have);
+        break;
+    case EXPECT_RUN:
+        CHECK(f->cmd == (ES_CMD_RUN | ES_REPLY));
+        for (i = 0; i < ES_N_OUTPUTS; i++)
+            CHECK((int32_t)((uint32_t)f->body[4 + 4 * i] | (uint32_t)f->body[5 + 4 * i] << 8 |
+                            (uint32_t)f->body[6 + 4 * i] << 16 | (uint32_t)f->body[7 + 4 * i] << 24) == expect_scores[i]);
+        break;
+    default: CHECK(f->cmd == (ES_CMD_DEBUG | ES_REPLY)); break;
+    }
+    expect = EXPECT_ANY;           /* one reply per frame */
 }
 
 static void check_reply(const es_frame_t *f)
 {
     const uint16_t rec = 4 + 4 * ES_N_OUTPUTS;
+    check_expected(f);
     switch (f->cmd) {
     case ES_MSG_BOOT:
     case ES_CMD_HELLO | ES_REPLY:
@@ -53,7 +137,11 @@ static void check_reply(const es_frame_t *f)
         CHECK((f->body[9] | f->body[10] << 8) == ES_N_INPUTS && (f->body[16] | f->body[17] << 8) == ES_N_HASHBITS);
         if (f->cmd == ES_MSG_BOOT) { CHECK(f->seq == 0); boots++; return; }
         break;
-    case ES_CMD_INFER | ES_REPLY: CHECK(f->len == rec); break;
+    case ES_CMD_INFER | ES_REPLY:
+    case ES_CMD_RUN | ES_REPLY: CHECK(f->len == rec); break;
+    case ES_CMD_LOAD | ES_REPLY:
+        CHECK(f->len == 3 && (f->body[1] | f->body[2] << 8) >= 1 && (f->body[1] | f->body[2] << 8) <= ES_N_INPUTS);
+        break;
     case ES_CMD_BATCH | ES_REPLY:
         CHECK(f->len >= 1 && f->body[0] >= 1 && f->len == 1 + f->body[0] * rec);
         break;
@@ -62,7 +150,7 @@ static void check_reply(const es_frame_t *f)
     case ES_CMD_STACK | ES_REPLY:
         CHECK(f->len == 5 && f->body[4] <= 1 && (f->body[0] | f->body[1] << 8) <= (f->body[2] | f->body[3] << 8));
         break;
-    case ES_MSG_NAK: CHECK(f->len == 1 && f->body[0] >= 1 && f->body[0] <= 7); break;
+    case ES_MSG_NAK: CHECK(f->len == 1 && f->body[0] >= 1 && f->body[0] <= ES_NAK_LAST); break;
     default: CHECK(0);
     }
     replies++;
@@ -93,6 +181,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     es_rx_init(&host_rx);
     (void)es_rx_push(&host_rx, 0, NULL, NULL);  /* the host is synced */
     setjmp(reset_jmp);                          /* a RESET comes back here: boot again, keep reading */
+    shadow_reset();                             /* the device forgets its transfer and its receiver waits for 0x00 */
     es_app_start();
     es_app_poll();
     CHECK(in_pos == size);

@@ -32,11 +32,18 @@ static size_t make_input(uint8_t *buf, size_t cap)
         uint32_t kind = rnd() % 8;
         if (kind <= 3) {                        /* a valid frame, maybe mutated */
             uint16_t len = (uint16_t)(rnd() % 4 == 0 ? rnd() % (ES_PROTO_MAX_BODY + 1) : rnd() % 80);
-            uint8_t cmd = (uint8_t)(rnd() % 3 == 0 ? rnd() : 1 + rnd() % 5);
+            uint8_t cmd = (uint8_t)(rnd() % 3 == 0 ? rnd() : 1 + rnd() % 8);
             uint32_t zero_odds = 1 + rnd() % 16;
             size_t m, start = n;
             for (k = 0; k < len; k++) body[k] = (uint8_t)(rnd() % zero_odds == 0 ? 0 : rnd());
             if (cmd == ES_CMD_BATCH && len > 0) body[0] = (uint8_t)(rnd() % 10);
+            if ((cmd == ES_CMD_LOAD || cmd == ES_CMD_RUN) && len > 0) body[0] = (uint8_t)(rnd() % 3);   /* few xfers */
+            if (cmd == ES_CMD_LOAD && len >= 3) {  /* offsets near the pieces a host sends: 0 or small */
+                body[1] = (uint8_t)(rnd() % 2 ? 0 : rnd() % 24);
+                body[2] = (uint8_t)(rnd() % 8 == 0 ? rnd() : 0);
+                if (rnd() % 2) len = (uint16_t)(4 + rnd() % 16);
+            }
+            if (cmd == ES_CMD_RUN && rnd() % 2) len = 1;
             if (rnd() % 2) buf[n++] = 0;
             m = es_tx_encode(cmd, (uint8_t)rnd(), body, len, buf + n, cap - n);
             n += m;

@@ -4,11 +4,12 @@
  * model shape the dispatch-like checks use. The rest is fed to es_rx_push one byte at a time. Every property
  * below aborts on failure, so a property violation counts as a crash, like an ASan/UBSan report:
  *   - errors only at a delimiter, reasons only CRC / TOO_LONG / COBS / SHORT, at most one event per delimiter;
- *   - a frame's body lies inside rx->raw and its length is at most ES_PROTO_MAX_RAW - 4;
+ *   - a frame's body lies inside rx->buf (decoded in place, at buf + 2) and its length is at most ES_PROTO_MAX_RAW - 4;
  *   - every frame re-encoded with es_tx_encode decodes to the same cmd, seq and body in a fresh receiver,
- *     and es_tx_encode into a buffer one byte short returns 0 without writing past it (ASan checks the bound);
- *   - the dispatch-like checks (the rules of edgesketch.protocol.request_error) and the reply a device would
- *     build for the frame (a NAK or a reply of the right size) round-trip through the receiver too. */
+ *     es_tx_stream hands the sink the same bytes in chunks of 1..ES_TX_CHUNK, and es_tx_encode into a buffer one
+ *     byte short returns 0 without writing past it (ASan checks the bound);
+ *   - the dispatch-like checks (the rules of edgesketch.protocol.request_error, LOAD and RUN included) and the reply a
+ *     device would build for the frame (a NAK or a reply of the right size) round-trip through the receiver too. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,8 +18,8 @@
 
 #define CHECK(c) do { if (!(c)) abort(); } while (0)
 
-static const uint16_t shapes[4][3] = {   /* n_inputs, n_outputs, max_batch */
-    {64, 10, 8}, {1, 1, 255}, {784, 10, 1}, {16, 3, 40},
+static const uint16_t shapes[4][3] = {   /* n_inputs, n_outputs, max_batch (0: inputs come in LOAD frames) */
+    {64, 10, 8}, {1, 1, 255}, {1500, 10, 0}, {16, 3, 40},
 };
 
 /* The NAK reason a device gives a well-framed request, 0 if valid (same rules as protocol.request_error). */
@@ -29,8 +30,13 @@ static uint8_t request_error(const es_frame_t *f, uint16_t n_inputs, uint16_t ma
     case ES_CMD_RESET:
         return f->len == 0 ? 0 : ES_NAK_LENGTH;
     case ES_CMD_INFER:
-    case ES_CMD_DEBUG:
         return f->len == n_inputs ? 0 : ES_NAK_LENGTH;
+    case ES_CMD_DEBUG:                        /* an input, or nothing: the loaded input */
+        return f->len == n_inputs || f->len == 0 ? 0 : ES_NAK_LENGTH;
+    case ES_CMD_LOAD:                         /* u8 xfer, u16 offset, at least one byte */
+        return f->len >= 4 ? 0 : ES_NAK_LENGTH;
+    case ES_CMD_RUN:                          /* u8 xfer */
+        return f->len == 1 ? 0 : ES_NAK_LENGTH;
     case ES_CMD_BATCH:
         if (f->len < 1) return ES_NAK_LENGTH;
         if (f->body[0] < 1 || f->body[0] > max_batch) return ES_NAK_BATCH;
@@ -66,15 +72,34 @@ static void expect_roundtrip(const uint8_t *wire, size_t n, uint8_t cmd, uint8_t
     free(rx);
 }
 
+typedef struct {            /* what es_tx_stream handed its sink */
+    uint8_t b[ES_PROTO_MAX_WIRE];
+    size_t n, calls;
+} streamed_t;
+
+static void stream_sink(void *ctx, const uint8_t *p, size_t n)
+{
+    streamed_t *s = (streamed_t *)ctx;
+    CHECK(n >= 1 && n <= ES_TX_CHUNK && s->n + n <= sizeof s->b);
+    memcpy(s->b + s->n, p, n);
+    s->n += n;
+    s->calls++;
+}
+
 static void check_encode(uint8_t cmd, uint8_t seq, const uint8_t *body, uint16_t len)
 {
     uint8_t *wire = malloc(ES_PROTO_MAX_WIRE), *shortbuf;
+    streamed_t *st = malloc(sizeof *st);
     size_t n, m;
-    CHECK(wire != NULL);
+    CHECK(wire != NULL && st != NULL);
     n = es_tx_encode(cmd, seq, body, len, wire, ES_PROTO_MAX_WIRE);
     CHECK(n >= 6 && n <= ES_PROTO_MAX_WIRE && wire[n - 1] == 0);
     CHECK(memchr(wire, 0, n - 1) == NULL);
     expect_roundtrip(wire, n, cmd, seq, body, len);
+    st->n = st->calls = 0;
+    CHECK(es_tx_stream(cmd, seq, body, len, stream_sink, st) == n);
+    CHECK(st->n == n && memcmp(st->b, wire, n) == 0 && st->calls == (n + ES_TX_CHUNK - 1) / ES_TX_CHUNK);
+    free(st);
     shortbuf = malloc(n - 1);                  /* exactly one byte too small: ASan flags any write past it */
     CHECK(shortbuf != NULL);
     m = es_tx_encode(cmd, seq, body, len, shortbuf, n - 1);
@@ -97,7 +122,11 @@ static void check_dispatch(const es_frame_t *f, uint8_t flags)
     }
     switch (f->cmd) {
     case ES_CMD_INFER:
+    case ES_CMD_RUN:
         rlen = (uint16_t)(4u + 4u * s[1]);
+        break;
+    case ES_CMD_LOAD:                           /* u8 xfer, u16 have */
+        rlen = 3;
         break;
     case ES_CMD_BATCH: {
         size_t want = 1u + (size_t)f->body[0] * (4u + 4u * s[1]);
@@ -143,11 +172,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             CHECK(reason == ES_NAK_CRC || reason == ES_NAK_SHORT || f.seq == 0);
         } else if (r == ES_RX_FRAME) {
             CHECK(f.len <= ES_PROTO_MAX_RAW - 4);
-            CHECK(f.body == rx->raw + 2);
+            CHECK(f.body == rx->buf + 2);
             if (f.len <= ES_PROTO_MAX_BODY) check_encode(f.cmd, f.seq, f.body, f.len);
             check_dispatch(&f, flags);
         }
-        CHECK(rx->n <= sizeof rx->wire);
+        CHECK(rx->n <= sizeof rx->buf);
     }
     free(rx);
     return 0;

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Fuzz the firmware's input path on the host with libFuzzer + ASan + UBSan. Two targets, run one after the other:
-#   rx   fuzz_rx.c:  es_proto.c alone (receiver, encoder, dispatch-like checks), with round-trip properties
-#   app  fuzz_app.c: the firmware core es_app.c + es_proto.c + a generated model + a stub board (needs python3 with
-#        edgesketch importable to generate the model; skipped with a note otherwise)
+#   rx   fuzz_rx.c:  es_proto.c alone (receiver, streaming encoder, dispatch-like checks for every command, LOAD and
+#        RUN included), with round-trip properties
+#   app  fuzz_app.c: the firmware core es_app.c + es_proto.c + a generated model + a stub board, with a shadow of the
+#        input transfer that predicts every LOAD, RUN and DEBUG-of-the-loaded-input reply (needs python3 with
+#        edgesketch importable to generate the model; skipped with a note otherwise). Its seeds hold whole LOAD / RUN
+#        exchanges (pieces, resends, gaps, stale transfer ids), which the fuzzer splices and mutates.
 # Usage: firmware/fuzz/run.sh [LIMIT] [TARGET...]
 #   LIMIT: 30 or 30s = seconds per target (default 10); 1000000runs or 1000000r = executions per target
 #   TARGET: rx, app (default both)
@@ -56,7 +59,9 @@ codegen.write(sketch.random_sketch(D=16, C=4, L=8, K=4, seed=3), out / "app" / "
 D = 16
 bodies = {p.ES_CMD_HELLO: b"", p.ES_CMD_INFER: bytes(range(D)), p.ES_CMD_BATCH: bytes([2]) + bytes(2 * D),
           p.ES_CMD_DEBUG: bytes(D), p.ES_CMD_RESET: b"", p.ES_CMD_STACK: b"", p.ES_MSG_NAK: b"\x01", 0x42: b"\x00\x01",
-          p.ES_CMD_INFER | p.ES_REPLY: bytes(44), p.ES_CMD_BATCH | p.ES_REPLY: bytes([1]) + bytes(44)}
+          p.ES_CMD_INFER | p.ES_REPLY: bytes(44), p.ES_CMD_BATCH | p.ES_REPLY: bytes([1]) + bytes(44),
+          p.ES_CMD_LOAD: p.pack_load(1, 0, bytes(range(1, 7))), p.ES_CMD_RUN: p.pack_run(1),
+          p.ES_CMD_LOAD | p.ES_REPLY: p.pack_load_reply(1, 6)}
 for i, (cmd, body) in enumerate(bodies.items()):
     frame = p.encode_frame(cmd, i + 1, body)
     for flags in (0, 1, 2, 4, 6):
@@ -66,6 +71,21 @@ for i, (cmd, body) in enumerate(bodies.items()):
 (out / "rx" / "seeds" / "seed-max").write_bytes(b"\x01" + p.encode_frame(p.ES_CMD_INFER, 9, bytes(1024)))
 (out / "app" / "seeds" / "seed-batch").write_bytes(b"\x00" + p.encode_frame(p.ES_CMD_BATCH, 9, bytes([40]) + bytes(i % 251 for i in range(40 * D))))
 (out / "app" / "seeds" / "seed-many").write_bytes(b"\x00" + b"".join(p.encode_frame(c, 3, b) for c, b in bodies.items()))
+# input transfers: an input in pieces then RUN, with a resent piece, a gap, a stale transfer, DEBUG of the loaded input
+x = bytes((7 * i + 3) % 256 for i in range(D))
+load = lambda xf, off, n, s: p.encode_frame(p.ES_CMD_LOAD, s, p.pack_load(xf, off, x[off:off + n]))
+for i, frames in enumerate([
+        [load(1, 0, 5, 1), load(1, 5, 6, 2), load(1, 11, 5, 3), p.encode_frame(p.ES_CMD_RUN, 4, p.pack_run(1))],
+        [load(2, 0, 8, 1), load(2, 0, 8, 1), load(2, 8, 4, 2), load(2, 8, 4, 2), load(2, 12, 4, 3),
+         load(2, 4, 4, 3), p.encode_frame(p.ES_CMD_DEBUG, 3, b""),
+         p.encode_frame(p.ES_CMD_RUN, 4, p.pack_run(2)), p.encode_frame(p.ES_CMD_RUN, 4, p.pack_run(2))],
+        [load(3, 0, 4, 1), load(3, 9, 4, 2), load(4, 4, 4, 3), load(3, 4, 13, 4), p.encode_frame(p.ES_CMD_RUN, 5, p.pack_run(3)),
+         load(5, 0, 16, 6), load(3, 0, 4, 7), p.encode_frame(p.ES_CMD_RUN, 8, p.pack_run(5))],
+        [load(6, 0, 16, 1), p.encode_frame(p.ES_CMD_RESET, 2), b"\x00", p.encode_frame(p.ES_CMD_RUN, 3, p.pack_run(6)),
+         p.encode_frame(p.ES_CMD_DEBUG, 4, b"")]]):
+    (out / "app" / "seeds" / f"seed-load-{i}").write_bytes(b"\x00" + b"".join(frames))
+    for flags in (1, 5):
+        (out / "rx" / "seeds" / f"seed-load-{i}-{flags}").write_bytes(bytes([flags]) + b"".join(frames))
 PY
 
 FAILED=0
@@ -78,7 +98,7 @@ for T in "${TARGETS[@]}"; do
     app) if [[ ! -f "$W/model/es_model.c" ]]; then
            echo "fuzz: target=app skipped: could not generate the model (see $OUT/seeds.log)"; continue
          fi
-         SRC=("$HERE/fuzz_app.c" "$CORE/es_app.c" "$CORE/es_proto.c" "$W/model/es_model.c")
+         SRC=("$HERE/fuzz_app.c" "$CORE/es_app.c" "$CORE/es_proto.c" "$W"/model/*.c)   # the model and its sources
          EXTRA=(-I"$W/model" -DES_CORE_NAME='"fuzz-host"') ;;
     *)   echo "unknown target $T (rx, app)" >&2; exit 2 ;;
   esac
