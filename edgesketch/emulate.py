@@ -50,6 +50,7 @@ class EmulatorUrl(str):
     port: int
     argv: list[str]
     board: Board
+    elf: Path                      # the firmware QEMU runs
     _proc: subprocess.Popen
     _stderr: deque
 
@@ -201,6 +202,7 @@ def _start(board: Board, elf: Path, extra_args, timeout: float) -> EmulatorUrl:
         if ok and proc.poll() is None and any("waiting for connection" in ln for ln in lines):
             url = EmulatorUrl(f"socket://127.0.0.1:{port}")
             url.pid, url.port, url.argv, url.board, url._proc, url._stderr = proc.pid, port, argv, board, proc, lines
+            url.elf = elf
             return url
         _kill(proc)
         text = "\n".join(lines)

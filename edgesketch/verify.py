@@ -37,6 +37,8 @@ class Result:
     mismatch: dict | None = None  # the first differing sample and the stage that differs
     stack_peak: int | None = None  # most stack bytes an es_predict_q call wrote (painted on the device); None: no painting
     stack_full: bool = False       # the whole painted window was overwritten: stack_peak is a lower bound
+    flash: int | None = None       # bytes of flash the firmware ELF takes (text + data), emulated boards; None: no ELF here
+    static_ram: int | None = None  # bytes of static RAM it takes (data + bss: buffers, the input, the model's arrays)
 
     @property
     def ok(self) -> bool:
@@ -48,6 +50,16 @@ class Result:
             return "not measured (the firmware paints no stack)"
         return f"at least {self.stack_peak:,} bytes (the whole painted window)" if self.stack_full \
             else f"{self.stack_peak:,} bytes (painted)"
+
+    @property
+    def flash_text(self) -> str:
+        return "not measured (no ELF: a real board on --port)" if self.flash is None else \
+            f"{self.flash:,} bytes (firmware + model: text + data of the ELF)"
+
+    @property
+    def static_ram_text(self) -> str:
+        return "not measured (no ELF: a real board on --port)" if self.static_ram is None else \
+            f"{self.static_ram:,} bytes (data + bss of the ELF; the stack comes on top)"
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -75,7 +87,8 @@ def open_emulated(sk: Sketch, board: Board, project: str | None, layout: str, lo
 
 
 def diagnose(dev: harness.Device, sk: Sketch, xq_row: np.ndarray, expected: np.ndarray, got: np.ndarray) -> dict:
-    """Ask the device for its hash bits and buckets on one input and say which stage first differs."""
+    """Ask the device for its hash bits and buckets on one input and say which stage first differs. An input larger
+    than a frame is loaded first and debugged with DEBUG's empty body (harness.Device.debug does both)."""
     d = {"expected_scores": expected.tolist(), "device_scores": got.tolist()}
     try:
         bits, buckets = dev.debug(xq_row)
@@ -117,6 +130,10 @@ def _where(sk: Sketch, idx, kind: str) -> str:
 
 
 def run(sk: Sketch, x: np.ndarray, labels, url: str, board_name: str, baud: int, teacher_accuracy, progress=None) -> Result:
+    """Verify on the device at url. When url is an emulator's (open_emulated, emulate.qemu) the result also carries the
+    flash and static RAM of the ELF it runs."""
+    elf = getattr(url, "elf", None)
+    size = build.elf_size(elf) if elf is not None else None
     xq = quantize_inputs(sk, x)
     expected = int_scores(sk, xq)
     with harness.Device(url, model_id=sk.meta["model_id"], baudrate=baud) as dev:
@@ -140,4 +157,4 @@ def run(sk: Sketch, x: np.ndarray, labels, url: str, board_name: str, baud: int,
                   teacher_accuracy=teacher_accuracy, cost_median=rep.cost_median, cost_min=rep.cost_min, cost_max=rep.cost_max,
                   seconds=round(secs, 3), samples_per_second=round(rep.n / secs, 1) if secs > 0 else 0.0,
                   link=asdict(link), mismatch=mismatch, stack_peak=stack.peak if stack.measured else None,
-                  stack_full=stack.full)
+                  stack_full=stack.full, flash=size.flash if size else None, static_ram=size.ram if size else None)

@@ -394,3 +394,119 @@ def test_late_duplicate_of_an_earlier_input_never_mixes_inputs():
         scores, _ = dev.run(x)
         assert injected and dev.stats.restarts == 1 and dev.stats.naks == 1 and dev.stats.stale >= 1
     np.testing.assert_array_equal(scores, S.int_scores(sk, x))
+
+
+# ---------------------------------------------------------------- real firmware under QEMU
+ACCEL = dict(L=0, seed=40, windows=[(S.Window.over((64, 3), 9, 2), 8, 5, 16, 9)])     # 64 x 3 window: 192 int8 inputs
+VIBRATION = dict(L=0, seed=41, windows=[(S.Window.over((1500, 1), 9, 8), 8, 5, 16, 9)])  # 1,500 int8 inputs
+BIG_BOARDS = ["qemu-m4", "qemu-m0", "qemu-rv32", "qemu-lx106"]
+
+
+def floats_for(sk: S.Sketch, xq: np.ndarray) -> np.ndarray:
+    """Float inputs that quantise to exactly xq (verify.run takes floats and quantises them like the device's host)."""
+    q = len(sk.in_scale)
+    ch = np.arange(sk.n_inputs) % q
+    x = (xq.astype(np.float64) - sk.in_zero[ch]) * sk.in_scale[ch].astype(np.float64)
+    assert np.array_equal(S.quantize_inputs(sk, x), xq)
+    return x
+
+
+def firmware(tmp_path_factory, board: str, sk: S.Sketch) -> Path:
+    """The sketch's firmware for an emulated board (compact layout), built offline with PlatformIO."""
+    import test_build
+    from edgesketch import build, codegen, esk
+    esk.assign_id(sk)
+    proj = build.write_project(board, codegen.generate(sk, layout="compact"), tmp_path_factory.mktemp("mf") / board)
+    return build.run_pio(proj, test_build.session_core(tmp_path_factory))
+
+
+def check_sizes(res, elf: Path, board: str) -> None:
+    """verify's flash and static RAM are the ELF's, and fit the board."""
+    from edgesketch import boards, build
+    size, b = build.elf_size(elf), boards.load(board)
+    assert (res.flash, res.static_ram) == (size.flash, size.ram) and 0 < res.static_ram < b.ram_bytes
+    assert 0 < res.flash < b.flash_bytes and f"{res.flash:,} bytes" in res.flash_text
+
+
+def test_qemu_uno_192_inputs_bit_exact(tmp_path_factory):
+    """A 64 x 3 accelerometer window (192 int8 inputs) on the Uno, whose frames carry 160 body bytes: INFER cannot take
+    it and BATCH is off (max_batch 0), so each input goes in two LOAD frames and RUN; 300 random inputs bit-exact."""
+    from edgesketch import emulate, verify
+    sk = S.random_sketch(**ACCEL)
+    assert sk.n_inputs == 192
+    elf = firmware(tmp_path_factory, "qemu-uno", sk)
+    xq = rows(300, 192, seed=11)
+    t = time.perf_counter()
+    with emulate.qemu("qemu-uno", elf) as url:
+        res = verify.run(sk, floats_for(sk, xq), None, url, "qemu-uno", 115200, None)
+        with Device(url, model_id=sk.meta["model_id"], timeout=5) as dev:
+            info = dev.info
+            assert (info.max_body, info.max_batch, P.infer_fits(info)) == (160, 0, False)
+            c, s = dev.infer(xq[0])
+            st = dev.stats
+    dt = time.perf_counter() - t
+    assert res.ok and res.n == 300 == res.bit_exact, res.mismatch
+    assert res.link["requests"] == 300 * 3 and res.link["retries"] == res.link["restarts"] == 0   # 2 LOAD + RUN each
+    assert np.array_equal(s, S.int_scores(sk, xq[:1])[0]) and st.requests == 4
+    assert res.counter == "instructions" and res.cost_min > 1000 and res.cost_max - res.cost_min <= 0.05 * res.cost_median
+    assert c == res.cost_min == res.cost_max                 # one code path: the same instruction count every time
+    check_sizes(res, elf, "qemu-uno")
+    assert res.static_ram < 1024 and 0 < res.stack_peak < 512 and not res.stack_full   # one frame + one input in 2 KB
+    print(f"\nqemu-uno, 192 inputs: 300 bit-exact in {res.seconds:.1f} s ({res.samples_per_second} samples/s), "
+          f"{res.cost_median:,.0f} instructions, flash {res.flash:,} B, static RAM {res.static_ram:,} B, "
+          f"peak stack {res.stack_peak} B; test {dt:.1f} s")
+
+
+@pytest.mark.parametrize("board", BIG_BOARDS)
+def test_qemu_1500_inputs_bit_exact(tmp_path_factory, board):
+    """1,500 inputs (a machine-vibration window) on Cortex-M4, M0, RV32 and Xtensa: two LOAD frames of 750 bytes, then
+    RUN, for 30 random inputs bit-exact; DEBUG of a loaded input (verify's diagnosis) matches the reference's bits and
+    buckets."""
+    from edgesketch import emulate, verify
+    sk = S.random_sketch(**VIBRATION)
+    assert sk.n_inputs == 1500
+    elf = firmware(tmp_path_factory, board, sk)
+    xq = rows(30, 1500, seed=12)
+    t = time.perf_counter()
+    with emulate.qemu(board, elf) as url:
+        res = verify.run(sk, floats_for(sk, xq), None, url, board, 115200, None)
+        with Device(url, model_id=sk.meta["model_id"], timeout=5) as dev:
+            assert (dev.info.max_batch, P.load_pieces(1500, dev.info.max_body)) == (0, [(0, 750), (750, 750)])
+            want = S.int_scores(sk, xq[3:4])[0]
+            d = verify.diagnose(dev, sk, xq[3], want, want)
+            bits, buckets = dev.debug(xq[4])
+            wrong = want.copy()
+            wrong[0] += 1
+            d2 = verify.diagnose(dev, sk, xq[3], want, wrong)
+    dt = time.perf_counter() - t
+    assert res.ok and res.n == 30 == res.bit_exact, res.mismatch
+    assert res.link["requests"] == 30 * 3 and res.link["retries"] == 0
+    assert res.counter == "instructions" and res.cost_min > 10_000
+    check_sizes(res, elf, board)
+    assert res.static_ram > 1500                                  # the input buffer is there
+    ref_bits, ref_buckets = S.int_hash_bits(sk, xq[4:5])[0], S.int_buckets(sk, xq[4:5])[0]
+    assert 0 < len(bits) <= len(ref_bits) and 0 < len(buckets) <= len(ref_buckets)
+    assert np.array_equal(bits, ref_bits[:len(bits)]) and np.array_equal(buckets, ref_buckets[:len(buckets)])
+    assert d["stage"].startswith("lookup and sum") and d2["stage"].startswith("lookup and sum")
+    print(f"\n{board}, 1500 inputs: 30 bit-exact in {res.seconds:.1f} s, {res.cost_median:,.0f} instructions, flash "
+          f"{res.flash:,} B, static RAM {res.static_ram:,} B; DEBUG of a loaded input: {len(bits)} bits, "
+          f"{len(buckets)} buckets agree; test {dt:.1f} s")
+
+
+def test_qemu_uno_multiframe_through_fault_proxy(tmp_path_factory):
+    """The Uno's LOAD + RUN through the fault proxy (flips, drops, immediate and late duplicates, resets mid-transfer):
+    every score bit-exact and answered once."""
+    from edgesketch import emulate
+    sk = S.random_sketch(**ACCEL)
+    elf = firmware(tmp_path_factory, "qemu-uno", sk)
+    xq = rows(120, 192, seed=13)
+    faults = dict(flip=0.0003, drop=0.0003, dup=0.03, dup_delayed=0.03, reset_at=(20, 95, 200))
+    with emulate.qemu("qemu-uno", elf) as url, FaultProxy(("127.0.0.1", url.port), seed=3, **faults) as px, \
+            Device(px.url, model_id=sk.meta["model_id"], timeout=0.5, retries=20) as dev:
+        scores, costs = dev.run(xq)
+        st, c = dev.stats, dict(px.counts)
+    np.testing.assert_array_equal(scores, S.int_scores(sk, xq))
+    assert len(set(costs.tolist())) == 1                          # every answer is a real run of the model
+    assert c["resets_injected"] == 3 and st.restarts >= 1 and c["duplicated"] + c["duplicated_late"] > 0
+    print(f"\nqemu-uno through the proxy: 120 bit-exact; injected { {k: c[k] for k in ('flipped', 'dropped', 'duplicated', 'duplicated_late', 'resets_injected')} }; "
+          f"retries {st.retries}, restarts {st.restarts}, timeouts {st.timeouts}, stale {st.stale}, boots {st.boots}")

@@ -41,6 +41,38 @@ def test_verify_whole_test_set_bit_exact(board, which, request, tmp_path):
     window = int(boards.load(board).build_defines().get("ES_STACK_PAINT", "1024u").rstrip("u"))
     assert 0 < r["stack_peak"] < window and not r["stack_full"]  # painted, inside the window (1024 bytes by default)
     assert "peak stack of es_predict_q" in out and f"{r['stack_peak']:,} bytes (painted)" in out
+    assert_sizes(r, out, board)
+
+
+def assert_sizes(r: dict, out: str, board: str) -> None:
+    """verify reports the ELF's flash and static RAM, and they fit the board."""
+    b = boards.load(board)
+    assert 1000 < r["flash"] <= b.flash_bytes and 100 < r["static_ram"] < b.ram_bytes, (r["flash"], r["static_ram"])
+    assert f"{r['flash']:,} bytes (firmware + model" in out and f"{r['static_ram']:,} bytes (data + bss" in out
+
+
+@pytest.mark.parametrize("board,source,shape,stride,classes", [("qemu-uno", "synthetic:gestures", (64, 3), 2, 6),
+                                                               ("qemu-m4", "synthetic:vibration", (1500, 1), 8, 5)])
+def test_verify_inputs_larger_than_a_frame(tmp_path, board, source, shape, stride, classes):
+    """`edgesketch verify` of a windowed sketch whose input does not fit one frame: 192 accelerometer values on the Uno
+    (160-byte frames), 1,500 vibration values on the M4 (1,024-byte frames; export's RAM estimate refuses this sketch on
+    qemu-m0, whose firmware tests/test_multiframe.py builds without it). The harness sends each input in LOAD frames and
+    RUN; every sample bit-exact, and the table shows the ELF's flash and static RAM."""
+    from edgesketch import sketch as S
+    sk = S.random_sketch(L=0, C=classes, seed=50, windows=[(S.Window.over(shape, 9, stride), 8, 5, 16, 9)])
+    sk.meta.update(source=source, class_names=[str(c) for c in range(classes)])
+    path = tmp_path / "big.esk"
+    esk.save(sk, path)
+    report = tmp_path / "verify.json"
+    n = 60 if board == "qemu-uno" else 25
+    code, out, err = run_cli("verify", path, "--board", board, "--limit", n, "--json", report)
+    assert code == 0, out + err
+    r = json.loads(report.read_text())
+    assert r["n"] == n and r["bit_exact"] == n and r["device_accuracy"] == r["host_int_accuracy"]
+    assert r["link"]["requests"] == 3 * n and r["link"]["retries"] == 0            # two LOAD frames and RUN each
+    assert f"{n} / {n}" in out and "bit-exact agreements" in out
+    assert_sizes(r, out, board)
+    assert r["static_ram"] > sk.n_inputs                                          # the input buffer is on the device
 
 
 def test_verify_detects_a_different_model(digits_esk, tmp_path):
@@ -124,6 +156,7 @@ def test_flash_emulated_then_verify_by_port_then_ctrl_c_leaves_no_qemu(digits_es
         code, out, err = run_cli("verify", digits_esk, "--port", url)
         assert code == 0, out + err
         assert "360 / 360" in out
+        assert out.count("not measured (no ELF: a real board on --port)") == 2    # flash and static RAM: no ELF here
         started = _qemu_pids(parent=proc.pid)
         assert started, "no QEMU process was running"
         proc.send_signal(signal.SIGINT)

@@ -17,6 +17,16 @@
 #define ES_BAUD 115200
 #endif
 
+// ES_SERIAL_RX_WHOLE_FRAME (a board fact, e.g. qemu-uno's toml): bytes may arrive faster than loop() drains them, so
+// Serial's receive ring must hold a whole frame: the host's leading 0x00 and up to ES_PROTO_MAX_WIRE encoded bytes (the
+// ring holds SERIAL_RX_BUFFER_SIZE - 1). A real UART at 115200 baud is slow enough for the core's 64 bytes.
+#if defined(ES_SERIAL_RX_WHOLE_FRAME)
+#include "es_proto.h"
+#if !defined(SERIAL_RX_BUFFER_SIZE) || SERIAL_RX_BUFFER_SIZE < ES_PROTO_MAX_WIRE + 2
+#error "SERIAL_RX_BUFFER_SIZE must be at least ES_PROTO_MAX_WIRE + 2 (a whole frame): raise it or lower ES_PROTO_MAX_BODY in the board's toml"
+#endif
+#endif
+
 extern "C" void es_bsp_init(void)
 {
     Serial.begin(ES_BAUD);
