@@ -25,7 +25,7 @@ import numpy as np
 
 from . import quantize
 from .errors import ConfigError
-from .sketch import (Branch, Sketch, Window, all_counts, csr_from_dense, int_cells, quantize_inputs, random_ternary,
+from .sketch import (Branch, Sketch, Window, _positions, all_counts, csr_from_dense, int_cells, quantize_inputs, random_ternary,
                      representer_counts, set_all_counts, stored_rows, window_selectors)
 
 UNIT = 64.0  # hyperplanes are trained on (u - offset) / UNIT: int8 units brought to about unit scale
@@ -58,6 +58,7 @@ class Config:
     shift: int = 0            # signal augmentation: largest shift along each spatial axis (0: window size // 2)
     epochs: int = 30          # per phase (relax, STE); representer fit uses 2x
     refit_epochs: int = 15
+    ste_epochs: int = 0       # the straight-through phase's own epochs (0: epochs): what early stopping kept (choose)
     batch: int = 256
     lr: float = 0.01
     ste_lr: float = 0.0       # 0: lr
@@ -89,23 +90,55 @@ class Config:
 
 
 # The configuration of a windowed sketch when the caller gives none, by the number of spatial axes of the teacher's
-# input. Chosen on a validation split carved from the training data, never on the test set (examples/windowed_study.py).
-FAMILIES = {   # chosen on a validation split of the training set (examples/windowed_study.py; docs/algorithm-notes.md)
-    1: dict(window=(9,), stride=(2,), hyperplanes=32, thresholds=2, taps=9, weights=7, tables=15, bits=6,
+# input; the geometry (stride, dilation) comes from the input's size (geometry()). Chosen on a validation split carved
+# from the training data, never on the test set (examples/windowed_study.py; docs/algorithm-notes.md).
+FAMILIES = {
+    1: dict(window=(9,), hyperplanes=32, thresholds=2, taps=9, weights=7, tables=15, bits=6,
             augment="both", epochs=20, refit_epochs=10, ste_lr=0.003, refit_lr=0.001),
-    2: dict(window=(3, 3), stride=(1, 1), hyperplanes=32, thresholds=2, taps=9, weights=7, tables=8, bits=6,
+    2: dict(window=(3, 3), hyperplanes=32, thresholds=2, taps=9, weights=7, tables=8, bits=6,
             flat_branch=(8, 6, 48, 8), augment="mixup", epochs=20, refit_epochs=10, ste_lr=0.003, refit_lr=0.001),
 }
+# Read-out positions per spatial axis of the windowed geometries, most first: 1-D "standard" 20 (mnist1d's validated
+# default, 40 samples at stride 2) and "coarse" 10; 2-D 8 and 4 per axis (digits' 8 x 8 at stride 1 and at stride 2).
+READOUTS = {1: (20, 10), 2: (8, 4)}
 
 
-def family_defaults(input_shape) -> dict:
-    """Config fields for a teacher's input shape: windows over its time axis ((T, C), T > 1) or image axes ((H, W, C));
-    {} (the flat sketch) for inputs with no such axis ((D,), or (1, C))."""
+def spatial_axes(input_shape) -> tuple:
+    """The time or image axes of a teacher's input shape ((T, C) -> (T,), (H, W, C) -> (H, W)); () when it has none
+    ((D,), or sizes of 1 only)."""
     s = tuple(int(v) for v in input_shape)
-    spatial = [v for v in s[:-1]] if len(s) >= 2 else []
-    if not spatial or all(v == 1 for v in spatial):
+    spatial = s[:-1] if len(s) >= 2 else ()
+    return () if not spatial or all(v == 1 for v in spatial) else spatial
+
+
+def geometry(input_shape, readouts: int | None = None) -> dict:
+    """The windows for an input with time or image axes, from their lengths: at most `readouts` read-out positions per
+    axis (default: the most of READOUTS for the number of axes), whatever the input's length.
+
+    The rule, per spatial axis of length n: stride = ceil(n / readouts); the window keeps the family's taps per axis
+    (9 in 1-D, 3 in 2-D) and dilation = max(1, stride // 2), so that a window spans about as many strides as the
+    validated short-input defaults (9 samples at stride 2 on mnist1d's 40) however long the input; padding "same".
+    Positions are then at most readouts per axis (20 in 1-D: 5,880 ops for the family's sizes), and training and
+    device cost stop growing with the input (docs/algorithm-notes.md, issue 31). mnist1d (40 x 1) and 8 x 8 images get
+    the geometries chosen on them before the rule (stride 2 and stride 1)."""
+    spatial = spatial_axes(input_shape)
+    n = len(spatial)
+    if not n:
         return {}
-    return dict(FAMILIES.get(len(spatial), FAMILIES[2]))
+    per_axis = readouts or READOUTS.get(n, READOUTS[2])[0]
+    taps = FAMILIES.get(n, FAMILIES[2])["window"][0]
+    stride = tuple(max(1, -(-int(v) // per_axis)) for v in spatial)
+    return dict(window=(taps,) * n, stride=stride, dilation=tuple(max(1, st // 2) for st in stride), padding="same")
+
+
+def family_defaults(input_shape, readouts: int | None = None) -> dict:
+    """Config fields for a teacher's input shape: windows over its time axis ((T, C), T > 1) or image axes ((H, W, C))
+    with the geometry of geometry(input_shape, readouts); {} (the flat sketch) for inputs with no such axis ((D,), or
+    (1, C))."""
+    spatial = spatial_axes(input_shape)
+    if not spatial:
+        return {}
+    return dict(FAMILIES.get(len(spatial), FAMILIES[2]), **geometry(input_shape, readouts))
 
 
 def check(cfg: Config, input_shape) -> None:
@@ -114,6 +147,7 @@ def check(cfg: Config, input_shape) -> None:
         if not ok:
             raise ConfigError(msg, argument=arg)
     need(cfg.mode in ("learned", "representer"), "mode", f"mode={cfg.mode!r}: use mode=learned or mode=representer")
+    need(cfg.ste_epochs >= 0, "ste_epochs", f"ste_epochs={cfg.ste_epochs}: must be 0 (the same as epochs) or more")
     for arg in ("tables", "bits", "hyperplanes", "taps", "representers", "epochs", "refit_epochs", "regions"):
         need(getattr(cfg, arg) >= 1, arg, f"{arg}={getattr(cfg, arg)}: must be at least 1")
     need(cfg.bits <= 12, "bits", f"bits={cfg.bits} makes tables of 2^{cfg.bits} cells each; use 12 or fewer (6 is typical)")
@@ -240,16 +274,22 @@ def targets(teacher, x: np.ndarray, cfg: Config) -> tuple[np.ndarray, dict]:
 
 # ---------------------------------------------------------------- the pipeline
 def distill(teacher, x_train: np.ndarray, cfg: Config, meta: dict, progress: Progress | None = None,
-            transfer: np.ndarray | None = None) -> Sketch:
+            transfer: np.ndarray | None = None, validation: np.ndarray | None = None,
+            patience: int | None = None) -> Sketch:
     """The sketch of `teacher` on x_train and unlabelled `transfer` inputs (relabelled by the teacher like the augmented
     samples, and calibrating the input quantisation with the training set: both are real inputs).
+    validation: held-out real inputs (never trained on); the teacher labels them and every epoch of the
+    straight-through and refit phases reports the loss on them (progress info "val"). patience: with validation, end
+    those phases after this many epochs without a lower validation loss and keep the epoch that had the lowest
+    (early stopping: candidate scoring, edgesketch.choose); None trains every epoch.
     Seeds the global generators from cfg.seed and turns op determinism on for the call (see _deterministic)."""
     shape = tuple(teacher.input_shape)
     check(cfg, shape)
     from .teacher import tensorflow
     tf = tensorflow()
     with _deterministic(tf, cfg.seed):
-        return _distill(tf, teacher, x_train, cfg, meta, progress or (lambda *a: None), transfer, shape)
+        return _distill(tf, teacher, x_train, cfg, meta, progress or (lambda *a: None), transfer, shape,
+                        validation, patience)
 
 
 class _deterministic:
@@ -279,7 +319,7 @@ class _deterministic:
         return False
 
 
-def _distill(tf, teacher, x_train, cfg, meta, progress, transfer, shape) -> Sketch:
+def _distill(tf, teacher, x_train, cfg, meta, progress, transfer, shape, validation=None, patience=None) -> Sketch:
     rng = np.random.default_rng(cfg.seed)
     wins = windows_of(cfg, shape)
     per_channel = not wins[0].is_flat
@@ -295,7 +335,13 @@ def _distill(tf, teacher, x_train, cfg, meta, progress, transfer, shape) -> Sket
     progress("relabel", 1, 1, {"samples": len(xa)})
     # centred units of every feature, then the pad value of each channel (float 0 -> in_zero) after them
     off_feat = np.tile(feat_off, x_train.shape[1] // len(feat_off))
-    xc = ((xa / np.tile(in_scale, xa.shape[1] // Q) + np.tile(in_zero, xa.shape[1] // Q) - off_feat) / UNIT).astype(np.float32)
+    centre = lambda v: ((v / np.tile(in_scale, v.shape[1] // Q) + np.tile(in_zero, v.shape[1] // Q) - off_feat) / UNIT).astype(np.float32)
+    xc = centre(xa)
+    val = None
+    if validation is not None and len(validation):
+        xv = np.asarray(validation, np.float32).reshape(len(validation), -1)
+        yv = targets(teacher, xv, cfg)[0] if not ystat else ((teacher.outputs(xv) - ystat["mean"]) / ystat["std"]).astype(np.float32)
+        val = _Validation(xv, centre(xv), yv, patience)
     branches = []
     for w, (L, K, P, s) in zip(wins, branch_sizes(cfg)):
         eoff = np.tile(feat_off, w.n_elements // len(feat_off)) if per_channel else feat_off
@@ -303,11 +349,13 @@ def _distill(tf, teacher, x_train, cfg, meta, progress, transfer, shape) -> Sket
     sk = Sketch(meta=dict(meta, task=teacher.task, mode=cfg.mode, config=asdict(cfg)), in_scale=in_scale, in_zero=in_zero,
                 branches=branches, out_scale=None, out_bias=None)
     pad = ((in_zero[:wins[0].channels] - feat_off[:wins[0].channels]) / UNIT).astype(np.float32) if per_channel else None
-    fit = _Fit(tf, xc, y, teacher.task, cfg, rng, progress, pad)
+    fit = _Fit(tf, xc, y, teacher.task, cfg, rng, progress, pad, val)
     if cfg.mode == "learned":
         fit.learned(sk, xa)
     else:
         fit.representer(sk)
+    if fit.kept:
+        sk.meta["epochs_kept"] = dict(fit.kept)
     if cfg.codebook:
         fit.codebook(sk, _exact_cells(sk, xa))
     if ystat:  # regression: back to the teacher's units
@@ -322,11 +370,23 @@ def _distill(tf, teacher, x_train, cfg, meta, progress, transfer, shape) -> Sket
     return sk
 
 
+@dataclass
+class _Validation:
+    """Held-out real inputs: raw (for the exact hashes), centred (the graphs' units), their teacher targets, and the
+    early-stopping patience (None: report the loss, never stop)."""
+    x: np.ndarray
+    xc: np.ndarray
+    y: np.ndarray
+    patience: int | None
+
+
 class _Fit:
     """The TensorFlow training loops. Variables live on this object; each phase reports progress per epoch."""
 
-    def __init__(self, tf, xc, y, task, cfg: Config, rng, progress: Progress, pad=None):
+    def __init__(self, tf, xc, y, task, cfg: Config, rng, progress: Progress, pad=None, val: _Validation | None = None):
         self.tf, self.xc, self.y, self.task, self.cfg, self.rng, self.progress = tf, xc, y, task, cfg, rng, progress
+        self.val = val
+        self.kept: dict = {}       # phase -> epochs kept (the epoch of the lowest validation loss, with early stopping)
         self.D, self.C = xc.shape[1], y.shape[1]
         self.pad = pad     # centred value of a padded element per channel (windowed branches)
 
@@ -342,12 +402,33 @@ class _Fit:
         perm = self.rng.permutation(n)
         return [perm[i:i + b] for i in range(0, n - b + 1, b)]
 
-    def run(self, phase, epochs, step, data, extra=lambda e: {}):
-        """Run `step(*batch_tensors, *extra(epoch))` over epochs of shuffled fixed-size batches."""
+    def run(self, phase, epochs, step, data, extra=lambda e: {}, watch=None):
+        """Run `step(*batch_tensors, *extra(epoch))` over epochs of shuffled fixed-size batches. watch: (val_loss(),
+        variables): the validation loss is reported after every epoch; with a patience the phase ends after that many
+        epochs without a lower one, and the variables go back to their values at the lowest."""
         tf = self.tf
+        best, kept, bad = np.inf, None, 0
+        patience = self.val.patience if watch is not None and self.val is not None else None
         for e in range(epochs):
             losses = [float(step(*[tf.constant(a[idx]) for a in data], *extra(e))) for idx in self.batches(len(data[0]))]
-            self.progress(phase, e + 1, epochs, {"loss": float(np.mean(losses))})
+            info = {"loss": float(np.mean(losses))}
+            if watch is not None and self.val is not None:
+                info["val"] = v = float(watch[0]())
+                if v < best - 1e-4:
+                    best, bad = v, 0
+                    kept = [x.numpy() for x in watch[1]] if patience is not None else None
+                else:
+                    bad += 1
+            if patience is not None and bad >= patience and e + 1 < epochs:
+                info["stopped"] = f"early at epoch {e + 1}, kept {e + 1 - bad}"
+                self.progress(phase, epochs, epochs, info)
+                break
+            self.progress(phase, e + 1, epochs, info)
+        if kept is not None:
+            for x, v in zip(watch[1], kept):
+                x.assign(v)
+        if patience is not None:
+            self.kept[phase] = e + 1 - bad
 
     def table_mask(self, B, L):
         """[B, L, 1] keep-mask scaled by 1/keep (identity when table_dropout is 0)."""
@@ -356,63 +437,89 @@ class _Fit:
             return 1.0
         return tf.cast(tf.random.uniform((B, L, 1)) < keep, tf.float32) / keep
 
-    def bucket_probs(self, bits, sel):
-        """bits [..., P] in [0, 1] -> probabilities of each table's 2^K buckets [..., L, 2^K]; bit k has weight 2^k."""
+    def bucket_probs(self, bits, sel, regions=None):
+        """Hash bits [B, N, P] in [0, 1] of N read-out positions -> the bucket probabilities of every table, summed over
+        the positions of each region: [B, R, L, 2^K] (bucket = sum of bit k * 2^k). Each half of a table's K bits gives
+        probabilities of 2^(K/2) buckets [B, L, 2^(K/2), N]; one batched matmul over the positions adds up their outer
+        products. Selecting bits is a matmul with a 0/1 matrix (its gradient is one too, where a gather's is a
+        scatter); the bucket axis stays off the last axis while the products are built. Float for float the sums of
+        the per-position products of the bits, faster on CPU than building every position's 2^K probabilities.
+        regions: the number of read-out positions of each region, in order (None: one region of all N)."""
         tf = self.tf
-        g = tf.gather(bits, sel, axis=-1)  # [..., L, K]
-        probs = tf.stack([1 - g[..., 0], g[..., 0]], -1)
-        for k in range(1, sel.shape[1]):
-            gk = g[..., k:k + 1]
-            probs = tf.concat([probs * (1 - gk), probs * gk], -1)
-        return probs
+        L, K = sel.shape
+        P = int(bits.shape[-1])
+        pick = np.zeros((K * L, P), np.float32)                           # row k * L + l selects bit sel[l, k]
+        pick[np.arange(K)[:, None] * L + np.arange(L)[None, :], sel.T] = 1.0
+        g = tf.einsum("qp,bnp->bqn", tf.constant(pick), bits)
+        g = tf.reshape(g, tf.stack([tf.shape(g)[0], K, L, tf.shape(g)[-1]]))  # [B, K, L, N]
 
-    def split_bucket_probs(self, bits, sel):
-        """bucket_probs built from its two halves of bits (an outer product of 2^(K/2) probabilities each): the same
-        values, with smaller intermediates (windowed branches, where there are many positions)."""
-        tf, K = self.tf, sel.shape[1]
-        if K < 4:
-            return self.bucket_probs(bits, sel)
+        def half(part):                                                 # [B, k, L, N] -> [B, L, 2^k, N]
+            probs = tf.ones_like(g[:, 0])[:, :, None]
+            for k in range(part.shape[1]):
+                gk = part[:, k][:, :, None]
+                probs = tf.concat([probs * (1 - gk), probs * gk], 2)
+            return probs
         h = K // 2
-        lo, hi = self.bucket_probs(bits, sel[:, :h]), self.bucket_probs(bits, sel[:, h:])
-        shape = tf.concat([tf.shape(lo)[:-1], [1 << K]], 0)
-        return tf.reshape(hi[..., :, None] * lo[..., None, :], shape)   # bucket = lo + 2^h * hi
+        lo, hi = half(g[:, :h]), half(g[:, h:])
+        parts = [(lo, hi)] if regions is None else zip(tf.split(lo, regions, -1), tf.split(hi, regions, -1))
+        out = [tf.reshape(tf.matmul(b_hi, b_lo, transpose_b=True), (-1, L, 1 << K)) for b_lo, b_hi in parts]
+        return tf.stack(out, 1)                                         # [B, R, L, 2^K]
 
     # -- learned mode
     def _branch_graph(self, b: Branch, L: int, K: int, P: int, s: int, sel, Tn: int = 1):
-        """TensorFlow pieces of one branch: project(x, W) (every hash bit's sum, Tn bits sharing each projection),
-        scores(bits) [B, C] and the variables W, bias, T. A flat branch hashes x [B, D] itself (bits [B, P]); a
-        windowed one gathers its windows [B, n_pos, E] (bits [B, n_pos, P]), OR-pools the bits and sums the cells of
-        every read-out position."""
+        """TensorFlow pieces of one branch: project(x, W) (every hash bit's sum [B, N, P], Tn bits sharing each
+        projection; a flat branch has one position), scores(bits) [B, C] and the variables W, bias, T. A windowed
+        branch's sums at every position are a convolution of the padded input with the hyperplanes (without dilation;
+        with it, a gather of the windows and a matmul); bits are OR-pooled, then the cells of every read-out position
+        are added up."""
         tf, C = self.tf, self.C
         w = b.window
         T = tf.Variable(np.zeros((w.regions * L, 1 << K, C), np.float32))
+        q, Nr, R = w.pool_size, w.n_readouts, w.regions
         if w.is_flat:
-            windows = lambda x: x
-
-            def scores(bits):
-                return tf.einsum("blm,lmc->bc", self.bucket_probs(bits, sel) * self.table_mask(tf.shape(bits)[0], L), T)
+            sums = lambda x, W: (x @ W)[:, None, :]
+        elif max(w.dilation) == 1 and len(w.spatial) <= 3:
+            sums = self._conv_sums(w)
         else:
             idx = tf.constant(w.element_index().astype(np.int32))
             padv = tf.constant(self.pad)
-            windows = lambda x: tf.gather(tf.concat([x, tf.broadcast_to(padv[None], (tf.shape(x)[0], len(self.pad)))], 1), idx, axis=1)
-            q, Nr, R = w.pool_size, w.n_readouts, w.regions
-            onehot = tf.constant(np.eye(R, dtype=np.float32)[w.readout_region])          # [Nr, R]
+            sums = lambda x, W: tf.gather(tf.concat([x, tf.broadcast_to(padv[None], (tf.shape(x)[0], len(self.pad)))], 1), idx, axis=1) @ W
+        sizes = None if R == 1 else [int(v) for v in np.bincount(w.readout_region, minlength=R)]
 
-            def scores(bits):
-                if q > 1:   # OR over each pool block: 1 - prod(1 - b)
-                    bits = 1.0 - tf.reduce_prod(1.0 - tf.reshape(bits, (-1, Nr, q, P)), 2)
-                mask = self.table_mask(tf.shape(bits)[0], L)
-                probs = self.split_bucket_probs(bits, sel) * (mask if isinstance(mask, float) else mask[:, None])   # [B, Nr, L, M]
-                if R == 1:   # the positions share the tables: add their bucket probabilities first
-                    return tf.einsum("blm,lmc->bc", tf.reduce_sum(probs, 1), T)
-                return tf.einsum("brlm,rlmc->bc", tf.einsum("bnlm,nr->brlm", probs, onehot), tf.reshape(T, (R, L, 1 << K, C)))
-        def project(x, W):   # each projection's sum, once per threshold
-            s = windows(x) @ W
+        def scores(bits):
+            if q > 1:   # OR over each pool block: 1 - prod(1 - b)
+                bits = 1.0 - tf.reduce_prod(1.0 - tf.reshape(bits, (-1, Nr, q, P)), 2)
+            mask = self.table_mask(tf.shape(bits)[0], L)
+            probs = self.bucket_probs(bits, sel, sizes) * (mask if isinstance(mask, float) else mask[:, None])   # [B, R, L, M]
+            return tf.einsum("brlm,rlmc->bc", probs, tf.reshape(T, (R, L, 1 << K, C)))
+
+        def project(x, W):   # each projection's sum at every position, once per threshold
+            s = sums(x, W)
             return s if Tn == 1 else tf.repeat(s, Tn, axis=-1)
         W = tf.Variable(self.rng.normal(0, 1 / math.sqrt(w.n_elements), (w.n_elements, P // Tn)).astype(np.float32))
         # several thresholds per projection start spread out (equal ones would stay equal)
         bias = tf.Variable((np.zeros(P) if Tn == 1 else np.tile(np.linspace(-0.5, 0.5, Tn), P // Tn)).astype(np.float32))
         return project, scores, W, bias, T
+
+    def _conv_sums(self, w: Window):
+        """sums(x, W): every position's window times W [E, P'] as a convolution (stride, no dilation) of the input
+        padded with each channel's pad value: [B, n_positions, P'] in element_index's position order."""
+        tf = self.tf
+        n, ch = len(w.spatial), w.channels
+        padv = tf.constant(self.pad)
+        cut = [slice(None)] + [slice(0, g) for g in w.grid] + [slice(None)]      # whole pool blocks only
+        pads = [[0, 0]] + [[p, p] for p in w.padding] + [[0, 0]]
+        order = np.ravel_multi_index(tuple(_positions(w).T), w.grid)             # read-out then pool order
+        perm = None if np.array_equal(order, np.arange(len(order))) else tf.constant(order.astype(np.int32))
+
+        def sums(x, W):
+            g = tf.reshape(x, (-1,) + tuple(w.spatial) + (ch,))
+            g = tf.pad(g - padv, pads) + padv
+            f = tf.reshape(W, tuple(w.size) + (ch, -1))
+            out = tf.nn.convolution(g, f, strides=list(w.stride), padding="VALID")[tuple(cut)]
+            out = tf.reshape(out, (tf.shape(x)[0], w.n_positions, -1))
+            return out if perm is None else tf.gather(out, perm, axis=1)
+        return sums
 
     def learned(self, sk: Sketch, xa: np.ndarray):
         tf, cfg = self.tf, self.cfg
@@ -449,17 +556,20 @@ class _Fit:
             soft = tf.sigmoid(4.0 * z / tf.stop_gradient(tf.math.reduce_std(z, axis=list(range(len(z.shape) - 1))) + 1e-3))
             return tf.cast(z > 0, tf.float32) + soft - tf.stop_gradient(soft)
 
+        def ste_out(x):
+            out = 0.0
+            for (b, L, K, P, s, sel, project, scores, W, bias, T), Wl in zip(G, latent):
+                w = Wl + tf.stop_gradient(self.ternary(Wl, s, half(s)) - Wl)  # straight through to the latent weights
+                out += scores(hard_soft(project(x, w) + bias))
+            return out
+
         @tf.function
         def ste_step(x, y):
             with tf.GradientTape() as t:
-                out = 0.0
-                for (b, L, K, P, s, sel, project, scores, W, bias, T), Wl in zip(G, latent):
-                    w = Wl + tf.stop_gradient(self.ternary(Wl, s, half(s)) - Wl)  # straight through to the latent weights
-                    out += scores(hard_soft(project(x, w) + bias))
-                loss = self.loss(out, y)
+                loss = self.loss(ste_out(x), y)
             opt2.apply_gradients(zip(t.gradient(loss, ste_vars), ste_vars))
             return loss
-        self.run("ste", cfg.epochs, ste_step, (self.xc, self.y))
+        self.run("ste", cfg.ste_epochs or cfg.epochs, ste_step, (self.xc, self.y), watch=self.watch(tf.function(ste_out), ste_vars))
 
         for (b, L, K, P, s, sel, project, scores, W, bias, T), Wl, Tn in zip(G, latent, thresholds):
             R = np.repeat(self.ternary(Wl, s, half(s)).numpy().astype(np.int8), Tn, axis=1)
@@ -468,7 +578,20 @@ class _Fit:
             b.table_sel = sel.astype(np.int32)
             b.counts_f = T.numpy()
         sk.out_bias = np.zeros(self.C, np.float32)
-        self.refit(sk, _exact_cells(sk, xa))   # phase 3 sees the device's exact hashes
+        self.progress("hash", 0, 1, {})
+        idx = _exact_cells(sk, xa)             # phase 3 sees the device's exact hashes
+        self.progress("hash", 1, 1, {"samples": len(xa)})
+        self.refit(sk, idx)
+
+    def watch(self, out, variables, cells: np.ndarray | None = None):
+        """run()'s watch for a phase: (the loss of out(x) on the validation inputs, centred or as cells, variables);
+        None without validation inputs."""
+        if self.val is None:
+            return None
+        tf, v = self.tf, self.val
+        data = v.xc if cells is None else cells
+        chunks = [(tf.constant(data[i:i + 2048]), tf.constant(v.y[i:i + 2048])) for i in range(0, len(data), 2048)]
+        return (lambda: sum(float(self.loss(out(x), y)) * len(y) for x, y in chunks) / len(data), variables)
 
     def ternary(self, w, s: int, half: int | None):
         """Each hyperplane's (column's) s largest latent weights, the rest 0: as signs (cfg.weights 1), or rounded
@@ -498,7 +621,9 @@ class _Fit:
         opt = tf.keras.optimizers.Adam(cfg.refit_lr or cfg.lr)
         L = idx.shape[1]
         step_fn = lambda table: self.cell_step(T, table, opt, L)
-        self.run("refit", cfg.refit_epochs, step_fn(lambda: T), (idx, self.y))
+        watch = None if self.val is None else self.watch(lambda i: tf.reduce_sum(tf.gather(T, i), 1), [T],
+                                                         _exact_cells(sk, self.val.x))
+        self.run("refit", cfg.refit_epochs, step_fn(lambda: T), (idx, self.y), watch=watch)
         if cfg.count_bits == 4:   # quantisation-aware: train through the 4-bit grid (straight-through), scale fixed
             _, scale = quantize.quantize_counts(T.numpy()[None], self.task, 4)
             s = tf.constant(scale)

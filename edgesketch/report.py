@@ -6,7 +6,7 @@ import sys
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 import os
@@ -16,28 +16,44 @@ console = Console(stderr=True, highlight=False, width=_width)
 out = Console(highlight=False, width=_width)
 
 PHASES = {"relabel": "relabel augmented data with the teacher", "relax": "learn hyperplanes (soft bits)",
-          "ste": "ternary taps (straight-through)", "refit": "refit tables on integer hashes", "refit int4": "refit through the 4-bit grid",
-          "fit": "fit representers to the teacher"}
+          "ste": "ternary taps (straight-through)", "hash": "exact integer hashes", "refit": "refit tables on integer hashes",
+          "refit int4": "refit through the 4-bit grid", "codebook": "train shared rows", "fit": "fit representers to the teacher"}
+
+
+def phase_text(phase: str) -> str:
+    """A phase's description; "<candidate>: <phase>" (edgesketch.choose) keeps the candidate's name in front."""
+    head, sep, tail = phase.rpartition(": ")
+    return f"{head}: {PHASES.get(tail, tail)}" if sep else PHASES.get(phase, phase)
 
 
 @contextlib.contextmanager
 def phase_progress():
-    """Yields a callback(phase, done, total, info): one bar per phase on a terminal, plain lines in a log."""
+    """Yields a callback(phase, done, total, info): one bar per phase on a terminal, with the time left in the phase
+    (from its pace so far); plain lines with the same estimate in a log."""
+    import time
+
     def text(info):
         return ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in info.items())
     if not console.is_terminal:
-        def plain(phase, done, total, info):
-            if done == total or done % max(1, total // 5) == 0:
-                console.print(f"  {PHASES.get(phase, phase):<40} {done}/{total} {text(info)}")
+        started, last = {}, [time.monotonic()]
+
+        def plain(phase, done, total, info):     # a phase's clock starts at the report before its first one
+            now = time.monotonic()
+            t0 = started.setdefault(phase, now if done == 0 else last[0])
+            last[0] = now
+            if done and (done == total or done % max(1, total // 5) == 0):
+                spent = now - t0
+                left = f", {spent / done * (total - done):.0f} s left" if done < total else f", {spent:.0f} s"
+                console.print(f"  {phase_text(phase):<40} {done}/{total}{left} {text(info)}")
         yield plain
         return
     with Progress(TextColumn("{task.description:<40}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                  TimeElapsedColumn(), console=console) as p:
+                  TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=console) as p:
         tasks = {}
 
         def cb(phase, done, total, info):
             if phase not in tasks:
-                tasks[phase] = p.add_task(PHASES.get(phase, phase), total=total, info="")
+                tasks[phase] = p.add_task(phase_text(phase), total=total, info="")
             p.update(tasks[phase], completed=done, total=total, info=text(info))
         yield cb
 

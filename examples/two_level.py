@@ -58,7 +58,7 @@ def run(tf, fit: _Fit, xt, yt, P1, s1, P2, s2, L, K, seed):
         if P2:
             h2 = bit((2.0 * h1 - 1.0) @ w2 + b2)
             h1 = tf.concat([h1, h2], 1)
-        return tf.einsum("blm,lmc->bc", fit.bucket_probs(h1, sel), T)
+        return tf.einsum("blm,lmc->bc", fit.bucket_probs(h1[:, None], sel)[:, 0], T)
 
     opt = tf.keras.optimizers.Adam(fit.cfg.lr)
 

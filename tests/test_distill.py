@@ -124,7 +124,7 @@ def test_cli_window_selectors_and_balanced_signs(tmp_path, digits_teacher):
     code, out, _ = run_cli("info", tmp_path / "w.esk")
     assert "window selectors, balanced signs" in " ".join(out.split())
     c = codegen.generate(sk, "compact")["es_model.c"]
-    assert "es_hash_(x, w)" in c and "xbuf" not in c
+    assert ".bits = ES_BITS_WORDS," in c and ".taps_kind = ES_TAPS_SPLIT," in c   # packed words, x read directly
     xq = quantize_inputs(sk, data.load("sklearn:digits").x_test)
     cu.assert_c_matches_reference(sk, xq, "compact", workdir=tmp_path)
 
@@ -149,3 +149,43 @@ def test_cli_codebook_shares_rows_and_stays_bit_exact(tmp_path, digits_teacher):
     for layout in codegen.LAYOUTS:
         cu.assert_c_matches_reference(sk, xq, layout, workdir=tmp_path / layout)
 
+
+
+@pytest.mark.parametrize("shape,kw", [((40, 1), dict(window=(9,), stride=(2,))),
+                                      ((64, 3), dict(window=(5,), stride=(3,), pool=(2,), regions=2)),
+                                      ((30, 2), dict(window=(5,), stride=(4,), dilation=(3,))),
+                                      ((8, 8, 1), dict(window=(3, 3), stride=(1, 2), pool=(2, 1), regions=3)),
+                                      ((12,), dict())])
+def test_training_graph_matches_the_numpy_hash(shape, kw):
+    """The training graph's sums at every position (a convolution, or a gather of windows) are the numpy reference's
+    (sketch.windows times the hyperplanes), in its position order; its bucket probabilities summed over each region's
+    read-out positions are the brute-force sums of products of the bits."""
+    from edgesketch.distill import Config, _Fit, windows_of
+    from edgesketch.sketch import Branch
+    from edgesketch.teacher import tensorflow
+    tf = tensorflow()
+    rng = np.random.default_rng(0)
+    cfg = Config(**kw)
+    w = windows_of(cfg, shape)[0]
+    ch = w.channels if not w.is_flat else w.n_inputs
+    pad = rng.normal(size=ch).astype(np.float32)
+    fit = _Fit(tf, np.zeros((1, w.n_inputs), np.float32), np.zeros((1, 4), np.float32), "classification", cfg, rng,
+               lambda *a: None, pad if not w.is_flat else None)
+    b = Branch(w, *[None] * 9)
+    L, K, P = 5, 5, 8
+    project, scores, W, bias, T = fit._branch_graph(b, L, K, P, 3, rng.integers(0, P, (L, K)), 2)
+    x = rng.normal(size=(7, w.n_inputs)).astype(np.float32)
+    z = project(tf.constant(x), W).numpy()
+    # the windows sketch.windows reads (padding: the centred pad value the graph is given)
+    ext = np.concatenate([x, np.broadcast_to(pad, (7, ch))], 1) if not w.is_flat else x
+    want = np.repeat(ext[:, w.element_index()] @ W.numpy(), 2, axis=-1)
+    assert z.shape == (7, w.n_positions, P) and np.allclose(z, want, atol=1e-4)
+    sel = rng.integers(0, P, (L, K))
+    bits = rng.uniform(size=(7, w.n_readouts, P)).astype(np.float32)
+    regions = None if w.regions == 1 else [int(v) for v in np.bincount(w.readout_region, minlength=w.regions)]
+    got = fit.bucket_probs(tf.constant(bits), sel, regions).numpy()
+    g = bits[:, :, sel]                                                            # [B, N, L, K]
+    m = (np.arange(1 << K)[:, None] >> np.arange(K)) & 1                           # [2^K, K]
+    per = np.prod(np.where(m[None, None, None], g[:, :, :, None, :], 1 - g[:, :, :, None, :]), -1)   # [B, N, L, 2^K]
+    brute = np.stack([per[:, w.readout_region == r].sum(1) for r in range(w.regions)], 1)
+    assert got.shape == (7, w.regions, L, 1 << K) and np.allclose(got, brute, atol=1e-4)
