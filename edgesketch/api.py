@@ -14,6 +14,7 @@ Errors are typed (edgesketch.errors: UserError, ConfigError, DataError) and name
 from __future__ import annotations
 
 import contextlib
+import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -220,20 +221,40 @@ def config(input_shape, window="auto", **options):
         if not kw:
             kw = dict(family_defaults((16,) * len(win) + (1,)))
         kw["window"] = win
+    if "stride" in options and "dilation" not in options:   # a stride of the caller's: windows without gaps, as before
+        kw["dilation"] = (1,)
     kw.update(options)
     cfg = Config(**kw)
     check(cfg, input_shape)
     return cfg
 
 
+def plan(input_shape, n_outputs: int, window="auto", **options):
+    """What distill will build: a distill.Config when the caller fixed the family or geometry (window other than
+    "auto", or any of choose.GEOMETRY) or the input has one candidate (no time or image axis), else the list of
+    choose.Candidate to choose from, cheapest first. ConfigError for a bad option, before any training."""
+    from . import choose
+    if choose.fixes_geometry(window, options):
+        return config(input_shape, window, **options)
+    cands = choose.candidates(input_shape, n_outputs, options)
+    return cands[0].cfg if len(cands) == 1 else cands
+
+
 def distill(model, x_train, y_train=None, x_test=None, y_test=None, *, window="auto", task=None, transfer=None,
-            progress=True, source: str | None = None, class_names=None, meta: dict | None = None, **options) -> Model:
+            progress=True, source: str | None = None, class_names=None, meta: dict | None = None,
+            max_loss: float = 1.0, **options) -> Model:
     """Distil a Keras teacher (a keras.Model in memory, or a path to .keras/.h5/SavedModel) into a sketch.
 
-    x_train: the training inputs (the teacher labels them and made-up samples around them); y_train: labels, used
-    only to detect the task when the teacher does not say. x_test, y_test: kept for evaluate()/verify(). window:
-    "auto" (windows over the time or image axes when the teacher's input has them), "flat", or a size per axis.
+    x_train: the training inputs (the teacher labels them and made-up samples around them); y_train: labels (they
+    score the candidates, below, and detect the task when the teacher does not say). x_test, y_test: kept for
+    evaluate()/verify(). window: "auto" (choose, below), "flat", or a size per axis.
     options: any distill.Config field (tables, bits, hyperplanes, taps, stride, count_bits, epochs, seed, ...).
+    The choice (edgesketch.choose): unless window or a geometry option (stride, dilation, padding, pool, regions,
+    flat_branch) fixes the family, the flat sketch and windowed geometries are distilled cheapest first (estimated
+    Cortex-M0 instructions) on 80% of x_train and scored on the other 20%; the first within max_loss points of the
+    teacher's accuracy there (for regression: RMSE at most max_loss percent above the teacher's; without labels,
+    agreement with the teacher) is distilled again on the whole of x_train; if none is, the most accurate. max_loss
+    0 keeps the most accurate. The candidates' table is in the sketch's meta["choice"] and printed with progress=True.
     progress: True (bars in a terminal or a notebook), False, or a callback(phase, done, total, info).
     source, class_names, meta: provenance recorded in the .esk (the data source's name lets `edgesketch eval/verify`
     find the test set again).
@@ -249,7 +270,11 @@ def distill(model, x_train, y_train=None, x_test=None, y_test=None, *, window="a
         if y_test is not None and len(y_test) != len(x_test):
             raise DataError(f"x_test has {len(x_test)} samples but y_test {len(y_test)}", argument="y_test")
     xt = None if transfer is None else _array(transfer, t.n_inputs, "transfer").reshape(len(transfer), -1)
-    cfg = config(t.input_shape, window, **options)
+    from .choose import check_max_loss
+    max_loss = check_max_loss(max_loss)
+    if y_train is not None and len(y_train) != len(xtr):
+        raise DataError(f"x_train has {len(xtr)} samples but y_train {len(y_train)}", argument="y_train")
+    planned = plan(t.input_shape, t.n_outputs, window, **options)
     if t.task == "classification":
         classes = [str(c) for c in (class_names if class_names is not None else range(t.n_outputs))]
         if len(classes) != t.n_outputs:
@@ -261,8 +286,24 @@ def distill(model, x_train, y_train=None, x_test=None, y_test=None, *, window="a
     if xt is not None:
         meta.setdefault("transfer", {"file": "<array>", "samples": len(xt)})
     ctx = report.phase_progress() if progress is True else contextlib.nullcontext(progress or None)
+    choice = None
     with ctx as cb:
-        sk = D.distill(t, xtr.reshape(len(xtr), -1), cfg, meta, cb, transfer=xt)
+        if isinstance(planned, list):
+            from . import choose
+            say = (lambda text: report.console.print(text, markup=False)) if progress is True else None
+            choice = choose.choose(t, xtr, y_train, planned, max_loss, transfer=xt, progress=cb, meta=meta, say=say)
+            if progress is True:
+                report.console.print(choice.table())
+            cfg = choice.chosen.cfg
+            meta = dict(meta, choice=choice.to_meta())
+        else:
+            cfg = planned
+        t0 = time.time()
+        sk = D.distill(t, xtr.reshape(len(xtr), -1), cfg, meta, None if cb is None else
+                       (lambda ph, d, tot, info: cb(f"{choice.chosen.name} (all training data): {ph}", d, tot, info))
+                       if choice is not None else cb, transfer=xt)
+        if choice is not None:
+            sk.meta["choice"]["final_seconds"] = round(time.time() - t0, 1)
     m = Model(sk, t, x_test, None if y_test is None else np.asarray(y_test))
     if x_test is not None:
         sk.meta["metrics"] = m.evaluate().to_dict()

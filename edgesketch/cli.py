@@ -43,13 +43,22 @@ def build_parser() -> argparse.ArgumentParser:
   edgesketch distill teacher.keras --data sklearn:digits -o s.esk -K 4 -P 32 --count-bits 4 --selectors window --signs balanced
                                                        (small and fast; check its accuracy: the structure can cost some)
   edgesketch distill teacher.keras --data sklearn:digits -o c.esk --codebook 256   (int8 tables in about a third of the bytes)
-  edgesketch distill conv1d.keras --data accel.npz -o a.esk                         (a (T, C) input: windows over time)
-  edgesketch distill conv1d.keras --data mnist1d -o m.esk --window 9 --stride 3     (fewer positions: faster, less accurate)
+  edgesketch distill conv1d.keras --data accel.npz -o a.esk                         (a (T, C) input: the cheapest that keeps the teacher)
+  edgesketch distill conv1d.keras --data accel.npz -o a.esk --max-loss 0            (the most accurate candidate)
+  edgesketch distill conv1d.keras --data mnist1d -o m.esk --window 9 --stride 3     (this geometry: no choice)
   edgesketch distill cnn.keras --data sklearn:digits -o d.esk --window flat         (the flat sketch of an image teacher)
 
-shapes: a teacher input with a time axis (T x C, T > 1) or image axes (H x W x C) gets windows by default: every
-position of a window hashes with the same hyperplanes and the same tables, so a pattern is recognised wherever it
-is (a shift-invariant sketch); inputs with no such axis get the flat sketch. `edgesketch info` shows the geometry.
+the choice: for a teacher input with a time axis (T x C, T > 1) or image axes (H x W x C), distill tries the flat
+sketch, then windowed geometries (every position of a window hashes with the same hyperplanes and tables, so a
+pattern is recognised wherever it is), cheapest first by Cortex-M0 instructions estimated from the structure; each is
+distilled on 80% of the training set and scored on the other 20% (never the test set). It keeps the first within
+--max-loss points of the teacher's accuracy there (regression: RMSE within that percentage above the teacher's;
+without labels, agreement with the teacher), or the most accurate, prints the candidates and distils the kept one on
+the whole training set. --window, --stride, --dilation, --padding, --pool, --regions or --flat-branch fix the geometry
+and skip the choice; other options (--tables, --bits, --count-bits, --codebook, ...) apply to every candidate.
+Windowed geometries follow the input's length: stride ceil(T / 20) (10 and 20 read-out positions per axis are
+the candidates; 4 x 4 and 8 x 8 for images), a window of 9 taps (3 x 3) with dilation stride // 2.
+Inputs with no such axis get the flat sketch. `edgesketch info` shows the geometry, `info --json` the candidates.
 
 sizes: tables take L * 2^K * C bytes (int8 counts; half that with --count-bits 4; L * 2^K + R * C with
 --codebook R <= 256); hashing costs P * taps
@@ -60,12 +69,18 @@ data: """ + _data_help())
     d.add_argument("-o", "--out", required=True, metavar="OUT.esk", help="sketch file to write")
     d.add_argument("--mode", choices=["learned", "representer"], default="learned",
                    help="learned: trained sparse hyperplanes (default); representer: the paper's random-hash RACE sketch (flat)")
+    d.add_argument("--max-loss", default="1", metavar="POINTS",
+                   help="the choice keeps the cheapest candidate within this many points of the teacher's validation "
+                   "accuracy (regression: percent above its RMSE); 0: the most accurate (default 1)")
     g = d.add_argument_group("the sketch's shape (defaults depend on the teacher's input: see below)")
     g.add_argument("--window", default="auto", metavar="SIZE",
-                   help="auto (default): windows over the time or image axes when the teacher's input has them (T x C, "
-                   "H x W x C), else flat; flat: hash the whole input at once; or a size per spatial axis: 9, 3x3")
-    g.add_argument("--stride", metavar="S", help="window step per axis: 2, 2x2 (windowed default: %s)" % _fam("stride"))
-    g.add_argument("--dilation", metavar="D", help="gap between window taps per axis (default 1)")
+                   help="auto (default): choose between the flat sketch and windows over the time or image axes when the "
+                   "teacher's input has them (T x C, H x W x C), else flat; flat: hash the whole input at once; or a "
+                   "size per spatial axis: 9, 3x3")
+    g.add_argument("--stride", metavar="S", help="window step per axis: 2, 2x2 (windowed default: ceil(length / 20), "
+                   "ceil(side / 8) for images)")
+    g.add_argument("--dilation", metavar="D", help="gap between window taps per axis (default: stride // 2 with the "
+                   "default stride, else 1)")
     g.add_argument("--padding", choices=["same", "valid"], help="same: windows centred on every position, padded with the "
                    "zero point (default); valid: only windows inside the input")
     g.add_argument("--pool", metavar="Q", help="OR the hash bits of Q neighbouring positions before the tables read them "
@@ -200,8 +215,8 @@ data: """ + _data_help())
                         formatter_class=_fmt,
                         description="Search every option distill has (windows too, where the teacher's input has a time or "
                                     "image axis) for the most accurate sketch whose measured cost fits --board: each trial is "
-                                    "distilled on 80%% of the training set (stratified, fixed seed) over --seeds, scored on "
-                                    "the other 20%%, built for the emulated board of the budget's core and run under QEMU "
+                                    "distilled on 80% of the training set (stratified, fixed seed) over --seeds, scored on "
+                                    "the other 20%, built for the emulated board of the budget's core and run under QEMU "
                                     "(flash, RAM, instructions). The chosen configuration is distilled again on the whole "
                                     "training set and scored once on the test set.",
                         epilog="""examples:
@@ -301,27 +316,38 @@ def distill_options(a) -> dict:
 
 def cmd_distill(a) -> int:
     from . import api, data, report, teacher as tmod
+    from .choose import check_max_loss
     out = Path(a.out)
     if out.exists() and not a.force:
         raise UserError(f"{out} already exists; pass --force to replace it or choose another -o")
     window = a.window if a.window in ("auto", "flat") else _axes(a.window, "--window")
     options = distill_options(a)
+    max_loss = check_max_loss(a.max_loss)                      # before loading anything
     ds = data.load(a.data)
     t = tmod.load(a.teacher, a.task, ds.y_train)
     t.check_data(ds.x_train, a.data)
-    cfg = api.config(t.input_shape, window, **options)          # a bad combination fails here, before training
+    planned = api.plan(t.input_shape, t.n_outputs, window, **options)   # a bad combination fails here, before training
     xt = data.load_transfer(a.transfer, int(ds.x_train[0].size)) if a.transfer else None
     report.console.print(f"teacher {a.teacher}: input {t.input_shape}, {t.n_outputs} outputs, {t.task}; "
                          f"data {ds.source}: {len(ds.x_train)} train / {len(ds.x_test)} test"
                          + (f"; transfer {a.transfer}: {len(xt)} unlabelled" if xt is not None else ""))
-    report.console.print("sketch: " + _family_text(cfg))
+    if isinstance(planned, list):
+        report.console.print(f"sketch: the cheapest of {len(planned)} candidates within --max-loss {max_loss:g} of the "
+                             "teacher (fix one with --window flat, --window 9 --stride 2, ...): "
+                             + "; ".join(f"{c.name} (~{c.instructions:,} M0 instructions)" for c in planned), markup=False)
+    else:
+        report.console.print("sketch: " + _family_text(planned), markup=False)
     meta = {"split": ds.split}
     if xt is not None:
         meta["transfer"] = {"file": str(Path(a.transfer).resolve()), "samples": len(xt)}
     m = api.distill(t, ds.x_train, ds.y_train, x_test=ds.x_test, y_test=ds.y_test,
                     window=window, task=a.task, transfer=xt, source=ds.source, class_names=ds.class_names, meta=meta,
-                    **options)
+                    max_loss=max_loss, **options)
     m.save(out, force=a.force)
+    choice = m.sketch.meta.get("choice")
+    if choice:
+        report.out.print(f"chose {choice['chosen']} ({choice['reason'].split(': ', 1)[1]}); choice {choice['seconds']:.0f} s, "
+                         f"final distil on the whole training set {choice['final_seconds']:.0f} s", markup=False)
     report.out.print(report.metrics_table(m.sketch.meta["metrics"], f"{out} (model id {m.model_id[:16]})"))
     return 0
 
@@ -333,7 +359,7 @@ FLAGS = {"tables": "--tables", "bits": "--bits", "hyperplanes": "--hyperplanes",
          "representers": "--representers", "refit_epochs": "--epochs", "force": "--force", "task": "--task",
          "thresholds": "--thresholds", "shift": "--shift", "seed": "--seed", "layout": "--layout", "board": "--board",
          "flash": "--flash", "ram": "--ram", "max_instructions": "--max-instructions", "trials": "--trials", "seeds": "--seeds",
-         "resume": "--resume", "storage": "--storage", "jobs": "--jobs"}
+         "resume": "--resume", "storage": "--storage", "jobs": "--jobs", "max_loss": "--max-loss"}
 
 
 def _flag_message(e) -> str:

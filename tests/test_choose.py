@@ -1,0 +1,134 @@
+"""The choice (issue 31): candidates cheapest first by an estimate of their M0 instructions, windowed geometries that
+stay bounded as inputs grow, the rule that keeps the first within max_loss of the teacher on a validation split, and
+one-line errors for a bad --max-loss. The training tests are small: few epochs, a few thousand augmented samples."""
+import json
+
+import numpy as np
+import pytest
+
+import edgesketch as es
+from edgesketch import api, choose, cost, data
+from edgesketch.distill import geometry, windows_of
+from edgesketch.errors import ConfigError
+from test_esk_cli import assert_user_error, run_cli
+
+QUICK = dict(epochs=2, refit_epochs=2, aug_size=2000)
+
+
+@pytest.mark.parametrize("shape", [(64, 3), (40, 1), (128, 6), (1500, 1), (8, 8, 1), (28, 28, 1)])
+def test_candidates_are_cheapest_first_and_bounded(shape):
+    """The flat sketch first, then windowed geometries of at most 20 read-outs (1-D) or 8 x 8 (2-D), whatever the
+    input's length; estimates grow with the read-outs and the options apply to every candidate."""
+    cands = choose.candidates(shape, 6, {})
+    assert cands[0].name == "flat" and not cands[0].cfg.windowed
+    est = [c.instructions for c in cands]
+    assert est == sorted(est) and len(cands) == 3
+    for c in cands[1:]:
+        w = windows_of(c.cfg, shape)[0]
+        assert w.n_readouts <= (20 if len(shape) == 2 else 64) and w.n_readouts >= (10 if len(shape) == 2 else 16)
+        assert cost.m0_instructions(cost.structure(c.cfg, shape, 6)) == c.instructions
+    assert est[-1] < 80_000                                       # bounded: 1,500 samples cost what 40 do
+    small = choose.candidates(shape, 6, {"tables": 4, "bits": 4, "count_bits": 4})
+    assert all(c.cfg.tables == 4 and c.cfg.bits == 4 and c.cfg.count_bits == 4 for c in small)
+    flat_branch = 8 * 64 * 3 if len(shape) == 3 else 0             # the 2-D family's flat branch keeps its own size
+    assert [c.table_bytes for c in small] == [4 * 16 * 3 + (flat_branch if c.cfg.windowed else 0) for c in small]
+
+
+def test_the_geometry_follows_the_input_length():
+    """stride ceil(T / 20), 9 taps with dilation stride // 2: mnist1d's 40 samples keep window 9 stride 2; digits' 8 x 8
+    keeps 3 x 3 stride 1; longer inputs get longer strides, never more read-outs."""
+    assert geometry((40, 1)) == dict(window=(9,), stride=(2,), dilation=(1,), padding="same")
+    assert geometry((8, 8, 1)) == dict(window=(3, 3), stride=(1, 1), dilation=(1, 1), padding="same")
+    assert geometry((1500, 1))["stride"] == (75,) and geometry((1500, 1))["dilation"] == (37,)
+    assert geometry((64, 3), 10) == dict(window=(9,), stride=(7,), dilation=(3,), padding="same")
+    assert geometry((64,)) == {} and geometry((1, 12)) == {}
+    for T in (3, 16, 40, 64, 300, 1500, 4000):
+        assert windows_of(api.config((T, 2)), (T, 2))[0].n_readouts <= 20
+
+
+def test_geometry_options_skip_the_choice():
+    for window, opts in [("flat", {}), ((9,), {}), ("auto", {"stride": (2,)}), ("auto", {"flat_branch": ()}),
+                         ("auto", {"pool": (2,)}), ("auto", {"mode": "representer"})]:
+        assert not isinstance(api.plan((64, 3), 6, window, **opts), list), (window, opts)
+    assert api.plan((64, 3), 6, "auto", stride=(3,)).dilation == (1,)          # a stride of the caller's: no gaps
+    assert isinstance(api.plan((64, 3), 6, "auto", tables=8), list)             # a size option: every candidate
+    assert not isinstance(api.plan((64,), 10), list)                            # no time axis: the flat sketch only
+
+
+def test_qualifying_rule():
+    name, score, ok = choose._scorer("classification", True)
+    assert name == "accuracy" and ok(0.990, 1.0, 1) and not ok(0.989, 1.0, 1) and ok(0.95, 0.96, 1)
+    name, score, ok = choose._scorer("regression", True)
+    assert name == "rmse" and ok(10.1, 10.0, 1) and not ok(10.2, 10.0, 1)
+    assert score(np.array([[1.0], [3.0]]), np.array([2.0, 2.0])) == 1.0
+    name, _, ok = choose._scorer("classification", False)
+    assert name == "agreement" and ok(0.995, 1.0, 1) and not ok(0.98, 1.0, 1)
+    assert choose._scorer("regression", False)[0] == "relative rmse"
+
+
+@pytest.mark.parametrize("bad", [-1, "abc", float("nan"), None, True])
+def test_bad_max_loss_is_a_config_error(bad):
+    import keras
+    model = keras.Sequential([keras.Input((40, 1)), keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")])
+    with pytest.raises(ConfigError) as e:
+        es.distill(model, np.zeros((10, 40)), progress=False, max_loss=bad)
+    assert e.value.argument == "max_loss" and "\n" not in str(e.value)
+    assert choose.check_max_loss(0) == 0.0 and choose.check_max_loss("2.5") == 2.5
+
+
+@pytest.mark.parametrize("bad", ["-1", "abc", "inf"])
+def test_bad_max_loss_is_one_line_on_the_command_line(bad, tmp_path):
+    code, out, err = run_cli("distill", "t.keras", "--data", "mnist1d", "-o", tmp_path / "m.esk", "--max-loss", bad)
+    assert_user_error(code, err, f"--max-loss {bad}:", "0 or more")
+
+
+@pytest.mark.slow
+def test_first_candidate_within_max_loss_is_kept(mnist1d_cnn_teacher, tmp_path):
+    """max_loss 100: the flat sketch (cheapest) qualifies, nothing else is distilled; max_loss 0: every candidate is
+    distilled and the best validation score is kept. The table is in the sketch's meta and printed by the CLI."""
+    ds = data.load("mnist1d")
+    loose = es.distill(str(mnist1d_cnn_teacher), ds.x_train, ds.y_train, progress=False, max_loss=100, **QUICK)
+    c = loose.sketch.meta["choice"]
+    assert loose.sketch.is_flat and c["chosen"] == "flat" and c["max_loss"] == 100
+    assert [r["score"] is not None for r in c["candidates"]] == [True, False, False]
+    assert "not tried" in c["candidates"][1]["verdict"] and c["split"] == {"fit": 3200, "validation": 800,
+                                                                             "how": "tune.split (stratified, fixed seed)"}
+    code, out, err = run_cli("distill", mnist1d_cnn_teacher, "--data", "mnist1d", "-o", tmp_path / "best.esk",
+                             "--max-loss", "0", "--epochs", "2")
+    assert code == 0, err
+    text = " ".join((out + err).split())
+    assert "candidates, cheapest first" in text and "max_loss 0 asks for the best one" in text and "s left" in text
+    code, out, _ = run_cli("info", tmp_path / "best.esk", "--json")
+    c = json.loads(out)["choice"]
+    scores = [r["score"] for r in c["candidates"]]
+    assert None not in scores and len(scores) == 3
+    best = c["candidates"][int(np.argmax(scores))]
+    assert c["chosen"] == best["name"] and c["teacher_validation"] > max(scores)
+    sk = es.load(tmp_path / "best.esk").sketch
+    assert sk.is_flat == (best["window"] == "flat")
+    assert c["final_seconds"] > 0 and all(r["seconds"] > 0 for r in c["candidates"])
+
+
+@pytest.mark.slow
+def test_unlabelled_data_scores_agreement(mnist1d_cnn_teacher):
+    ds = data.load("mnist1d")
+    m = es.distill(str(mnist1d_cnn_teacher), ds.x_train[:1000], progress=False, max_loss=100, **QUICK)
+    c = m.sketch.meta["choice"]
+    assert c["metric"] == "agreement" and c["teacher_validation"] == 1.0 and c["chosen"] == "flat"
+
+
+@pytest.mark.slow
+def test_gru_teacher_loads_and_distils(tmp_path):
+    """A recurrent teacher of 64 x 3 gesture windows (two GRU layers of 32, trained briefly): loads, and distils into
+    the flat sketch and a windowed one, both agreeing with it far above chance (1/6)."""
+    from gestures import teachers as gestures_teachers
+    gestures_teachers.train("gru", str(tmp_path / "gru.keras"), epochs=2, samples=600)
+    from edgesketch import teacher
+    t = teacher.load(str(tmp_path / "gru.keras"))
+    assert t.input_shape == (64, 3) and t.n_outputs == 6 and t.task == "classification"
+    ds = data.load("synthetic:gestures")
+    for window, opts in (("flat", {}), ((9,), {"stride": (8,)})):
+        m = es.distill(t, ds.x_train, ds.y_train, x_test=ds.x_test, y_test=ds.y_test, window=window, progress=False,
+                       **QUICK, **opts)
+        assert m.sketch.is_flat == (window == "flat")
+        assert m.evaluate().teacher_agreement > 0.5, window
