@@ -244,8 +244,9 @@ def write_project(board: Board | str, model_files: dict[str, str], out_dir: str 
                   force: bool = False, model_id: str | None = None) -> Path:
     """Write a complete PlatformIO project for `board` with the generated model into out_dir; return out_dir.
 
-    model_files: {"es_model.h": text, "es_model.c": text} (edgesketch.codegen.generate). Everything is written into a
-    temporary folder next to out_dir, then renamed into place. An existing out_dir -> UserError unless force.
+    model_files: {"es_model.h": text, "es_model.c": text} (edgesketch.codegen.generate); the runtime they run on
+    (codegen.runtime_files) goes beside them in lib/es_model/. Everything is written into a temporary folder next to
+    out_dir, then renamed into place. An existing out_dir -> UserError unless force.
     """
     board = load(board) if isinstance(board, str) else board
     out = Path(out_dir).resolve()
@@ -260,7 +261,7 @@ def write_project(board: Board | str, model_files: dict[str, str], out_dir: str 
             _copy(src, tmp / dst, seen)
         lib = tmp / "lib" / MODEL_LIB
         lib.mkdir(parents=True)
-        for name, text in model_files.items():
+        for name, text in {**codegen.runtime_files(), **model_files}.items():
             (lib / name).write_text(text, encoding="utf-8")
 
         local = None

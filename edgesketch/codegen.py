@@ -1,47 +1,45 @@
-"""Codegen: Jinja2 only. Render codegen_templates/ with values chosen in Python; templates hold loops and ifs.
+"""Codegen: Jinja2 only. Plan every value in Python, render codegen_templates/ as const data over the runtime.
 
-generate(sketch) -> {"es_model.h": ..., "es_model.c": ...}: the C99 model API of docs/model-api.md. Every number,
-type name and array literal is chosen here; the templates only loop over what they are given.
+generate(sketch) -> {"es_model.h": ..., "es_model.c": ...}: the C99 model API of docs/model-api.md. The inference loop
+is the hand-written runtime in firmware/model/ (es_sketch.h, es_sketch_run.h and three small .c files, listed by
+runtime_files()), which every export ships beside the model: the generated .c holds a banner, const arrays, one
+descriptor per branch (es_branch_t) and of the model (es_model_t), and thin entry points that call the runtime,
+which is inlined there with the descriptors as constants. Every number, type name and array literal is chosen here.
 
 Two layouts of one computation (both equal sketch.int_scores bit for bit):
-  unrolled  each hyperplane is straight-line code (one load at a constant offset and one add/sub per tap, the
-            threshold a constant); its hash bit goes straight to its place(s) in packed bucket words, so a table's
-            bucket is one shift and mask. Fastest; about 6 bytes of code per tap.
-  compact   loops over const tap lists (one index byte per tap) into a word-aligned stack copy of x and ~x, the hash
-            bits a byte each, and a bucket gathered from K of them. Two structures make it faster (sketch.hash_structure,
-            distill --signs balanced / --selectors window): when every hyperplane has the same numbers of positive and
-            negative taps it reads x itself (no copy); when every table reads K consecutive hyperplanes within a
-            32-bit word, hash bits are packed into words and a bucket is one shift and mask.
-Count tables are one flat const array (row = table * 2^K + bucket, C counts a row). On cores with the DSP extension
-and unaligned loads (Cortex-M4/M7/M33...) int8 counts are added four at a time with SXTAB16 into 16-bit lanes, behind
-`#if`, next to the plain loop; it is used only when score_bound(sketch) fits a 16-bit lane.
-4-bit counts (count_bits 4) are stored biased by +8 as nibbles in "planes" of uint32/uint16/uint8 words (8, 4 or 2
-classes a word, ceil(C/2) bytes a cell) and added SIMD-within-a-register on every core: word & 0x0F0F0F0F and
-(word >> 4) & 0x0F0F0F0F put 4 classes each into byte lanes, which hold the sum of 17 tables (17 * 15 = 255) before
-they are spread into int32 scores; the bias (8 per table) is subtracted at the end.
-Shared rows (distill --codebook R) store the distinct rows once and a row number per cell: a lookup reads the cell's
-row number, then that row (one load more per table).
+  unrolled  each hyperplane is straight-line code (one load at a constant offset and one add/sub per tap, or an SMLAD
+            pair of taps on DSP cores; a sum shared by several thresholds computed once); its hash bit goes straight to
+            its place(s) in packed bucket words, and each table's lookup is one runtime call with its constants. What
+            unrolling needs is generated (a hash function and a lookup function per branch); the runtime does the rest.
+            Fastest; about 6 bytes of code per tap.
+  compact   only const data: tap lists that the runtime's loops read (es_sketch_hash_bytes / _words), hash bits a byte
+            each (buckets gathered through selectors) or, when every table reads K consecutive hyperplanes of one
+            32-bit word (--selectors window), packed words whose buckets are one shift and mask.
+Count tables are const arrays (row = (region * L + table) * 2^K + bucket, C counts a row). On cores with the DSP
+extension and unaligned loads (Cortex-M4/M7/M33...) int8 counts are added four at a time with SXTAB16 into 16-bit lanes
+when every read-out fits a lane, flushed into the int32 scores before they could overflow. 4-bit counts (count_bits 4)
+are stored biased by +8 as nibbles in planes of uint32/uint16/uint8 words (8, 4 or 2 classes a word, ceil(C/2) bytes a
+cell) and added SIMD-within-a-register in byte lanes that hold the sum of 17 cells (17 * 15 = 255). Shared rows
+(distill --codebook R) store the distinct rows once and a row number per cell.
 """
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import jinja2
 import numpy as np
 
 from . import __version__
 from .errors import UserError
-from .paths import templates_dir
-from .sketch import (Branch, Sketch, bit_order, hash_structure, projection_bound, readout_bounds, score_bound, shared_rows, validate,
-                     weight_sums)
+from .paths import firmware_dir, templates_dir
+from .sketch import (Branch, Sketch, bit_order, hash_structure, projection_bound, readout_bounds, score_bound, shared_rows,
+                     sum_group, validate, weight_sums)
 
 _env = None
 
 LAYOUTS = ("unrolled", "compact")
 INT32_MAX = 2**31 - 1
-# the read macro of each const array type (P_RD_<suffix>_: pgm_read_* on AVR, a plain dereference elsewhere)
-_RD = {"int8_t": "I8", "uint8_t": "U8", "int16_t": "I16", "uint16_t": "U16", "int32_t": "I32", "uint32_t": "U32",
-       "float": "F32"}
 
 
 def environment() -> jinja2.Environment:
@@ -118,18 +116,6 @@ def _model_id(sk: Sketch) -> tuple[str, list[str]]:
     return mid, [f"0x{mid[i:i + 2]}" for i in range(0, 16, 2)]
 
 
-def _flat_code(sk: Sketch) -> bool:
-    """Flat ternary sketches get the specialised flat code (codegen_templates/flat.c.j2); every other sketch the
-    general loop over branches and positions (branches.c.j2), which computes the same for a flat one and computes a
-    sum shared by several thresholds once."""
-    b = sk.branches[0]
-    shared = any(b.tap_ptr[p + 1] > b.tap_ptr[p] and np.array_equal(b.tap_idx[b.tap_ptr[p]:b.tap_ptr[p + 1]],
-                 b.tap_idx[b.tap_ptr[p + 1]:b.tap_ptr[p + 2]]) and np.array_equal(
-                 b.tap_weight[b.tap_ptr[p]:b.tap_ptr[p + 1]], b.tap_weight[b.tap_ptr[p + 1]:b.tap_ptr[p + 2]])
-                 for p in range(b.n_hyperplanes - 1))
-    return sk.is_flat and b.ternary and not shared
-
-
 def _check(sk: Sketch) -> None:
     P, L, K = sk.n_hyperplanes, sk.n_tables, sk.n_bits
     problems = validate(sk)
@@ -162,35 +148,6 @@ def _clamped_thresholds(b: Branch) -> list[int]:
     return thr
 
 
-def _common(sk: Sketch, layout: str, prefix: str, flat: bool) -> dict:
-    """Template values every layout and both code paths print: names, sizes, quantisation, count type."""
-    D, C = sk.n_inputs, sk.n_outputs
-    mid, id_bytes = _model_id(sk)
-    nibble = sk.count_bits == 4
-    shared = shared_rows(sk)
-    count_t = "int4 (packed)" if nibble else "int8_t" if sk.branches[0].counts.dtype == np.int8 else "int16_t"
-    geometry = [f"branch {j}: {_describe(b)}" for j, b in enumerate(sk.branches)] if not flat else []
-    return dict(
-        p=prefix, P_=prefix.upper(), layout=layout, flat=flat, rd=_RD,
-        model_id=mid, model_id_bytes=id_bytes,
-        meta_lines=[f"mode {sk.meta.get('mode', '?')}, task {sk.task}, {D} inputs, {C} outputs",
-                    f"P={sk.n_hyperplanes} hyperplanes, {sk.n_taps} taps (max {max(int(np.diff(b.tap_ptr).max(initial=0)) for b in sk.branches)} per hyperplane), "
-                    + (f"L={sk.n_tables} tables of 2^K={1 << sk.n_bits} cells, K={sk.n_bits}" if flat else
-                     f"{sk.n_tables} tables in {len(sk.branches)} branch(es)"),
-                    f"counts {count_t} ({sk.table_bytes} bytes{'' if shared is None else f': {len(shared[1])} shared rows'}), "
-                    f"layout {layout}"] + geometry,
-        D=D, C=C, L=sk.n_tables, K=sk.n_bits, NP=sk.n_hyperplanes, R=1 << sk.n_bits,
-        n_q=int(len(sk.in_scale)), n_debug_bits=sk.n_debug_bits, n_debug_buckets=sk.n_debug_buckets,
-        task_cls=1 if sk.task == "classification" else 0,
-        in_scale=_rows([_c_float(v) for v in sk.in_scale], 8),
-        in_zero=_rows([_c_int(v) for v in sk.in_zero]),
-        out_scale=_rows([_c_float(v) for v in sk.out_scale], 8),
-        out_bias=_rows([_c_float(v) for v in sk.out_bias], 8),
-        count_t=count_t, count_rd="I8" if count_t == "int8_t" else "I16",
-        nibble=nibble, classes=list(range(C)), n_lanew=-(-C // 4), codebook=shared is not None,
-    )
-
-
 def _describe(b: Branch) -> str:
     w = b.window
     if w.is_flat:
@@ -200,81 +157,26 @@ def _describe(b: Branch) -> str:
             f"{w.n_positions} positions, {w.n_readouts} read-outs, {w.regions} region(s); P={b.n_hyperplanes}, L={b.n_tables}, K={b.n_bits}")
 
 
-# ---------------------------------------------------------------- the plan: every value the templates print
-def _plan(sk: Sketch, layout: str, prefix: str) -> dict:
-    """The flat sketch (one branch, one window over the whole input): today's specialised code."""
-    b = sk.branches[0]
-    P, L, K, D, C = sk.n_hyperplanes, sk.n_tables, sk.n_bits, sk.n_inputs, sk.n_outputs
-    R = 1 << K
-    ptr, sign = b.tap_ptr.astype(np.int64), b.tap_weight.astype(np.int64)
-    sel = b.table_sel.astype(np.int64)
-    thr = _clamped_thresholds(b)
-    # compact code adds ~x[i] = -x[i] - 1 for a negative tap, so its thresholds drop by the negative-tap count; unless
-    # every hyperplane has the same numbers of positive and negative taps (--signs balanced): then it reads x directly
-    ntap = np.diff(ptr)
-    nneg = [int((sign[ptr[p]:ptr[p + 1]] < 0).sum()) for p in range(P)]
-    structure = hash_structure(b)
-    direct = layout == "compact" and structure["balanced"]
-    if layout == "compact" and not direct:
-        thr = [t - int(n) for t, n in zip(thr, nneg)]
-    # the C computes threshold - sum (its sign bit is the hash bit): |.| <= |threshold| + 128 * taps
-    pbound = max([projection_bound(sk)] + [abs(t) + 128 * int(n) for t, n in zip(thr, ntap)])
-    sbound = score_bound(sk)
-    proj_t, proj_max = _fast_type(pbound)
-    score_t, score_max = _fast_type(sbound)
-
-    used = np.zeros(P, bool)
-    used[sel.ravel()] = True
-
-    ctx = _common(sk, layout, prefix, flat=True)
-    nibble, count_t = ctx["nibble"], ctx["count_t"]
-    shared = shared_rows(sk)
-    counts = (b.counts if shared is None else shared[1]).astype(np.int64).reshape(-1)
-    dsp = count_t == "int8_t" and sbound <= 32767
-
-    ctx.update(
-        smlad=False, proj_t=proj_t, proj_max=proj_max, proj_bound=pbound,
-        score_t=score_t, score_max=score_max, score_bound=sbound, lane_bound=sbound,
-        counts=[] if nibble else _count_rows(counts, C), n_counts=counts.size + COUNT_PAD,
-        dsp=dsp,
-        **(_plan_nibbles(b, C) if nibble else {}),
-        n_rows=0 if shared is None else len(shared[1]),
-        rows=[] if shared is None else _rows(shared[0], R if R <= 32 else 32),
-        row_t=_uint_type(0 if shared is None else len(shared[1]) - 1),
-    )
-    if layout == "unrolled":
-        ctx.update(_plan_unrolled(b, thr, used, f"{prefix}_proj_t"))
-    else:
-        ctx.update(_plan_compact(b, thr, used, direct, structure["windows"], prefix))
-    return ctx
-
-
 NIBBLE_GROUP = 17   # tables a byte lane can sum: 17 * 15 = 255
 PRELOAD_MAX = 16    # windows of at most this many values are read into locals once per position
 
 
 def _plan_nibbles(b: Branch, C: int) -> dict:
-    """4-bit counts: planes of packed nibbles (class c0 + i at bits 4i of a plane's word, stored as count + 8) and,
-    per class, the C expression that reads its sum out of the byte-lane accumulators lo<j> / hi<j>."""
+    """4-bit counts: planes of packed nibbles (class c0 + i at bits 4i of a plane's word, stored as count + 8) and for
+    every class its plane * 16 + its place in the plane (nib)."""
     L, R = b.counts.shape[0], 1 << b.n_bits
     u = (b.counts.astype(np.int64) + 8).reshape(L * R, C)
-    planes, c0 = [], 0
+    planes, nib, c0 = [], [], 0
     while c0 < C:
         n = min(8, C - c0)
         width = 32 if n > 6 else 16 if n > 2 else 8
         if n in (5, 6):
             n, width = 4, 16                      # then a byte plane for the last 1 or 2: ceil(C / 2) bytes a cell
-        mask = {32: "0x0F0F0F0Fu", 16: "0x0F0Fu", 8: "0x0Fu"}[width]
         words = (u[:, c0:c0 + n] << (4 * np.arange(n))).sum(1)
-        planes.append(dict(j=len(planes), t=f"uint{width}_t", mask=mask, rd=f"U{width}",
-                           rows=_rows([f"0x{int(w):0{width // 4}X}" for w in words], 8),
-                           lanes=[(c0 + i, "hi" if i % 2 else "lo", i // 2) for i in range(n)]))
+        nib += [16 * len(planes) + i for i in range(n)]
+        planes.append(dict(t=f"uint{width}_t", c0=c0, n=n, rows=_rows([f"0x{int(w):0{width // 4}X}" for w in words], 8)))
         c0 += n
-    extract = {c: f"(int32_t)(({acc}{j} >> {8 * b}) & 0xFFu)" if b else f"(int32_t)({acc}{j} & 0xFFu)"
-               for j, pl in enumerate(planes) for c, acc, b in pl["lanes"]}
-    flush_after = sorted({min(L, g + NIBBLE_GROUP) - 1 for g in range(0, L, NIBBLE_GROUP)})
-    return dict(cplanes=planes, extract=[extract[c] for c in range(C)], bias=8 * L, group=NIBBLE_GROUP,
-                flush_after=flush_after)
+    return dict(planes=planes, nib=nib)
 
 
 def _negate(terms: str) -> str:
@@ -331,9 +233,11 @@ def _plan_unrolled(b: Branch, thr, used, proj_t, offsets=None, xname: str = "x",
 
     def planes(ps):
         out, prev = [], None
+        keys = [key(p) for p in ps]
+        shared = {p for i, p in enumerate(ps) if i and keys[i] == keys[i - 1] or i + 1 < len(ps) and keys[i] == keys[i + 1]}
         for p in ps:
             e, pre = expr(p), None
-            if share and ptr[p + 1] > ptr[p]:
+            if share and ptr[p + 1] > ptr[p] and (p in shared or inverted):
                 if prev != key(p):
                     pre = f"q = ({proj_t})0 {_negate(e.split(' ', 1)[1])};"
                 e = f"q - ({proj_t}){_c_int(thr[p] + 1)}" if inverted else f"({proj_t}){_c_int(thr[p])} - q"
@@ -347,7 +251,7 @@ def _plan_unrolled(b: Branch, thr, used, proj_t, offsets=None, xname: str = "x",
     src = [pos[p][0] for p in range(P)]
     return dict(
         per_word=per, n_bw=nbw, n_xw=nxw, bucket_mask=R - 1,
-        planes=planes([p for p in range(P) if used[p]]), extra_planes=planes(unused),
+        planes=planes([p for p in range(P) if used[p]]), extra_planes=planes(unused), src=src,
         bit_src=_rows(src), bit_src_t=_uint_type(max(src, default=0)),
         tables=[dict(l=l, word=at[l] // 32, shift=at[l] % 32, base=l * R * C) for l in range(L)],
         bat=_rows(at), bat_t=_uint_type(max(at, default=0)),
@@ -385,7 +289,7 @@ def _plan_smlad(b: Branch, offsets, avail: int, proj_t: str, name: str) -> dict 
         for reg, (lo, hi) in lanes.items():
             weights.append(f"0x{((hi & 0xFFFF) << 16) | (lo & 0xFFFF):08X}u")
             w = f"(int32_t){name}_wk_[{len(weights) - 1}]"
-            acc = f"__smuad({reg}, {w})" if acc is None else f"__smlad({reg}, {w}, {acc})"
+            acc = f"es_smuad({reg}, {w})" if acc is None else f"es_smlad({reg}, {w}, {acc})"
         sums[key] = f"q = ({proj_t}){acc};"
     cost = 2 * len(weights) + 3 * len(start)        # a weight load and a multiply-add per register; per word 3
     if cost >= plain:
@@ -393,148 +297,229 @@ def _plan_smlad(b: Branch, offsets, avail: int, proj_t: str, name: str) -> dict 
     return dict(words=[(j, s) for j, s in enumerate(start)], regs=sorted(regs), sums=sums, wk=_rows(weights, 8), n_wk=len(weights))
 
 
-def _plan_compact(b: Branch, thr, used, direct: bool, windows: bool, prefix: str) -> dict:
-    """direct: every hyperplane has the same (taps, negative taps); its positive taps come first and the C reads x
-    itself (no negated copy). packed: table l reads the K consecutive hyperplanes start[l] .. start[l] + K - 1 within
-    one 32-bit word (--selectors window): hash bits are packed into words and a bucket is one shift and mask."""
-    P, D, K = b.n_hyperplanes, b.window.n_inputs, b.n_bits
-    ptr, idx, sign = b.tap_ptr, b.tap_idx, b.tap_weight
-    nxw = -(-D // 4)   # words of x in the stack buffer; ~x starts at byte 4 * nxw
-    order = [p for p in range(P) if used[p]] + [p for p in range(P) if not used[p]]  # used first
-    rank = np.empty(P, np.int64)
-    rank[order] = np.arange(P)
-    tap_idx, ntap, thr_o = [], [], []
-    for p in order:   # a tap reads xx[i] = x[i] (positive) or xx[4 nxw + i] = ~x[i] (negative); direct: x[i], + then -
-        taps = list(zip(sign[ptr[p]:ptr[p + 1]], idx[ptr[p]:ptr[p + 1]]))
-        if direct:
-            taps.sort(key=lambda t: -int(t[0]))
-        ntap.append(int(ptr[p + 1] - ptr[p]))
-        tap_idx += [int(i) + (4 * nxw if s < 0 and not direct else 0) for s, i in taps]
-        thr_o.append(thr[p])
-    uniform = len(set(ntap)) == 1
-    permuted = order != list(range(P))
-    sel = b.table_sel.astype(np.int64)
-    packed, one_word = windows and not permuted, P <= 32
-    npos = int((sign[ptr[0]:ptr[1]] > 0).sum()) if direct and P else 0
-    if packed:   # one word stays in a register; more are read through BUCKET_ (es_debug_q's bucket too)
-        starts = [int(r[0]) for r in sel]
-        rd_sel = f"{prefix.upper()}_RD_{_RD[_uint_type(P - 1)]}_(sel)"
-        bucket = f"((w0 >> {rd_sel}) & {prefix.upper()}_MASK_)" if one_word else f"{prefix.upper()}_BUCKET_(w, {rd_sel})"
-    return dict(
-        n_used=int(used.sum()), permuted=permuted, direct=direct, packed=packed,
-        n_hw=-(-P // 32), one_word=one_word,
-        rank=_rows([int(r) for r in rank]), rank_t=_uint_type(P - 1),
-        tap_idx=_rows(tap_idx or [0]), idx_t=_uint_type(D - 1 if direct else 8 * nxw - 1), nxw=nxw, n_tapidx=max(1, len(tap_idx)),
-        taps_each=ntap[0] if uniform else None, npos=npos, ntap=_rows(ntap), n_t=_uint_type(max(ntap, default=0)),
-        thr=_rows([_c_int(t) for t in thr_o]), thr_t=_int_type(min(thr_o, default=0), max(thr_o, default=0)),
-        sel=_rows(starts if packed else [int(rank[s]) for s in sel.reshape(-1)]),
-        sel_t=_uint_type(P - 1),
-        sel_step=1 if packed else K, bucket=bucket if packed else f"{prefix}_bucket_(b, sel)",
-    )
+
+def _c_type_tag(ctype: str) -> str:
+    """The runtime's type tag (ES_T_*) of a const array's element type."""
+    return {"uint8_t": "ES_T_U8", "uint16_t": "ES_T_U16", "uint32_t": "ES_T_U32", "int8_t": "ES_T_I8",
+            "int16_t": "ES_T_I16", "int32_t": "ES_T_I32"}[ctype]
 
 
-def _plan_general(sk: Sketch, layout: str, prefix: str) -> dict:
-    """Any sketch as a sum of branches (codegen_templates/branches.c.j2): per branch its const data, a hash function
-    for one position (straight-line over a base pointer, or loops over tap lists) and a loop over read-out positions.
-    Accumulator lanes (DSP 16-bit lanes, 4-bit byte lanes) are added into int32 scores often enough never to overflow."""
-    ctx = _common(sk, layout, prefix, flat=False)
-    C, nibble, count_t = sk.n_outputs, ctx["nibble"], ctx["count_t"]
+class _Arrays:
+    """The const arrays of one model, in the order they are printed: name -> element type, values, comment."""
+
+    def __init__(self, prefix: str):
+        self.p, self.items = prefix, []
+
+    def add(self, name: str, ctype: str, values, doc: str = "", per_line: int = 16, rows=None, rom: bool = True) -> str:
+        """Add {p}_{name}_ (program memory unless rom=False); returns its C name."""
+        cname = f"{self.p}_{name}_"
+        vals = [str(v) for v in values]
+        n = len(vals) if rows is None else sum(len(r.split(",")) - 1 for r in rows)
+        self.items.append(dict(name=cname, t=ctype, n=n, rows=rows if rows is not None else _rows(vals, per_line),
+                               doc=doc, rom=rom))
+        return cname
+
+    def typed(self, name: str, values, doc: str = "", signed: bool = False) -> tuple[str, str]:
+        """An integer array of the smallest type that holds values: (C name, type tag)."""
+        vals = [int(v) for v in values] or [0]
+        t = _int_type(min(vals), max(vals)) if signed else _uint_type(max(vals))
+        return self.add(name, t, [_c_int(v) for v in vals] if signed else vals, doc), _c_type_tag(t)
+
+
+def _plan(sk: Sketch, layout: str, prefix: str) -> dict:
+    """Every value the template prints: names and sizes, the const arrays, the descriptors and (unrolled) the generated
+    hash and lookup functions of every branch."""
+    D, C = sk.n_inputs, sk.n_outputs
+    P_ = prefix.upper()
+    mid, id_bytes = _model_id(sk)
+    nibble = sk.count_bits == 4
     shared = shared_rows(sk)
-    if shared is not None:   # one book of rows for every branch; each branch a row number per cell
-        book = shared[1].astype(np.int64).reshape(-1)
-        row_t = _uint_type(len(shared[1]) - 1)
-        ctx.update(book=_count_rows(book, C), n_book=book.size + COUNT_PAD, n_rows=len(shared[1]),
-                   row_t=row_t, row_rd=_rd(row_t))
+    count_t = "int4 (packed)" if nibble else "int8_t" if sk.branches[0].counts.dtype == np.int8 else "int16_t"
+    arrays = _Arrays(prefix)
     per_readout = [int(readout_bounds(b).max(initial=0)) for b in sk.branches]
     lane_bound = max(per_readout)
-    dsp = count_t == "int8_t" and lane_bound <= 32767
-    pbound, branches = 0, []
-    nib = _plan_nibbles(sk.branches[0], C) if nibble else {}
+    lanes = count_t == "int8_t" and lane_bound <= 32767
+    sbound = score_bound(sk)
+    score_t, score_max = _fast_type(sbound)
+
+    model = {"n_inputs": D, "n_outputs": C, "counts": {"int8_t": "ES_COUNTS_I8", "int16_t": "ES_COUNTS_I16"}.get(count_t, "ES_COUNTS_I4"),
+             "lanes": int(lanes)}
+    if shared is not None:   # one book of rows for every branch; each branch a row number per cell
+        book = shared[1].astype(np.int64).reshape(-1)
+        model["book"] = arrays.add("book", count_t, list(book) + [0] * COUNT_PAD,
+                                   f"the {len(shared[1])} distinct rows of counts the cells share (book[row * {C} + c]), "
+                                   f"then {COUNT_PAD} bytes of padding (a word read at a row start stays inside)",
+                                   per_line=C * max(1, 16 // C))
+        row_t = _uint_type(len(shared[1]) - 1)
+        model["row_t"] = _c_type_tag(row_t)
+    nib = _plan_nibbles(sk.branches[0], C) if nibble else None
+    if nibble:
+        model.update(n_planes=len(nib["planes"]), plane_t="{ " + ", ".join(_c_type_tag(pl["t"]) for pl in nib["planes"]) + " }",
+                     bias=_c_int(8 * sum(b.n_reads for b in sk.branches)),
+                     nib=arrays.add("nib", "uint8_t", nib["nib"], "class c's plane * 16 + its place in the plane", rom=False))
+
+    pbound, branches, src, n_bytes, n_words, flushes = 0, [], 0, 1, 1, 0
+    proj_t_name = f"{prefix}_proj_t"
     for j, b in enumerate(sk.branches):
         w, L, K, P = b.window, b.n_tables, b.n_bits, b.n_hyperplanes
         R = 1 << K
+        name = f"b{j}"
         thr = _clamped_thresholds(b)
-        ptr, wt = b.tap_ptr.astype(np.int64), b.tap_weight.astype(np.int64)
         absw = weight_sums(b)
         pbound = max(pbound, max([abs(t) + 1 + 128 * int(a) for t, a in zip(thr, absw)], default=0), projection_bound(sk))
         offsets = w.element_offsets()
-        pad = bool(any(w.padding))
-        name = f"{prefix}_b{j}"
         base = w.position_base()
-        br = dict(j=j, name=name, NAME=name.upper(), desc=_describe(b), L=L, K=K, P=P, R=R, cells=b.n_cells,
-                  n_pos=w.n_positions, n_ro=w.n_readouts, pool=w.pool_size, regions=w.regions, ternary=b.ternary,
-                  base=_rows([int(v) for v in base]), base_t=_uint_type(int(base.max(initial=0))),
-                  base_rd=_rd(_uint_type(int(base.max(initial=0)))), pad=pad, padn=w.padded_inputs)
+        d = dict(n_pos=w.n_positions, n_ro=w.n_readouts, pool=w.pool_size, P=P, L=L, K=K)
+        if w.n_positions > 1:
+            d["base"], d["base_t"] = arrays.typed(f"{name}_base", base, "offset of each hashed position's window in the "
+                                                  f"{'padded ' if any(w.padding) else ''}input, in read-out then pool order")
         if w.regions > 1:
-            first = (w.readout_region * L * R).astype(np.int64)
-            br.update(region=_rows([int(v) for v in first]), region_t=_uint_type(int(first.max())), region_rd=_rd(_uint_type(int(first.max()))))
-        if pad:
-            fill = [int(v) for v in np.asarray(sk.in_zero)[:w.channels]]
+            d["region"], d["region_t"] = arrays.typed(f"{name}_region", (w.readout_region * L * R).astype(np.int64),
+                                                      f"first cell (region * {L} * {R}) of each read-out's region")
+        if any(w.padding):
             runs = _copy_runs(w)
-            rt = _uint_type(max(max(r) for r in runs))
-            br.update(fill=fill, runs=runs, run_rows=_rows([v for r in runs for v in r], 12), run_t=rt, run_rd=_rd(rt))
+            d["padn"] = w.padded_inputs
+            src = max(src, w.padded_inputs)
+            d["fill"] = arrays.add(f"{name}_fill", "int8_t", [int(v) for v in np.asarray(sk.in_zero)[:w.channels]],
+                                   "the pad value of each channel (its zero point)")
+            d["n_fill"] = w.channels
+            d["runs"], d["run_t"] = arrays.typed(f"{name}_runs", [v for r in runs for v in r],
+                                                 "(padded offset, input offset, length): the input copied into its pads")
+            d["n_runs"] = len(runs)
+        # tables
         if nibble:
-            planes = _plan_nibbles(b, C)["cplanes"]
-            br.update(cplanes=planes)
+            for k, pl in enumerate(_plan_nibbles(b, C)["planes"]):
+                arrays.add(f"{name}_cq{k}", pl["t"], (), f"4-bit counts + 8 of classes {pl['c0']}..{pl['c0'] + pl['n'] - 1}, "
+                           "one word a cell", rows=pl["rows"])
+            d["planes"] = "{ " + ", ".join(f"{prefix}_{name}_cq{k}_" for k in range(len(nib["planes"]))) + " }"
         elif shared is not None:
             start = sum(o.n_cells for o in sk.branches[:j])
-            br.update(rows=_rows([int(v) for v in shared[0][start:start + b.n_cells]]))
+            d["cells"] = arrays.add(f"{name}_rows", row_t, [int(v) for v in shared[0][start:start + b.n_cells]],
+                                    "the row of the book each cell holds ((region * L + l) * 2^K + bucket)",
+                                    per_line=R if R <= 32 else 32)
         else:
             counts = b.counts.astype(np.int64).reshape(-1)
-            br.update(counts=_count_rows(counts, C), n_counts=counts.size + COUNT_PAD)
+            d["cells"] = arrays.add(f"{name}_counts", count_t, (), f"counts[((region * {L} + l) * {R} + bucket) * {C} + c], "
+                                    f"then {COUNT_PAD} bytes of padding (a word read at a row start stays inside)",
+                                    rows=_count_rows(counts, C))
+        # flushes of the lanes
         if nibble:
-            per_ro = NIBBLE_GROUP // L if L <= NIBBLE_GROUP else 1
-            br.update(flush_every=per_ro, flush_within=[g - 1 for g in range(NIBBLE_GROUP, L, NIBBLE_GROUP)] if L > NIBBLE_GROUP else [])
-        elif dsp:
-            br.update(flush_every=max(1, 32767 // max(1, per_readout[j])), flush_within=[])
-        else:
-            br.update(flush_every=0, flush_within=[])
+            d["flush_every"] = NIBBLE_GROUP // L if L <= NIBBLE_GROUP else 1
+            if L > NIBBLE_GROUP:
+                d["flush_within"] = NIBBLE_GROUP
+        elif lanes:
+            d["flush_every"] = max(1, 32767 // max(1, per_readout[j]))
+            if d["flush_every"] >= w.n_readouts:
+                d["flush_every"] = 0
+        every = d.get("flush_every", 0)
+        flushes += (w.n_readouts // every + (1 if w.n_readouts % every else 0)) if every else 1
         used = np.zeros(P, bool)
         used[b.table_sel.reshape(-1)] = True
+        br = dict(j=j, name=f"{prefix}_{name}", desc=_describe(b), L=L, K=K, R=R, P=P)
         if layout == "unrolled":
-            # small windows: every value read once into a local (registers on most cores), not once per tap
             preload = sorted({int(offsets[i]) for i in b.tap_idx}) if w.n_elements <= PRELOAD_MAX else []
-            avail = (w.padded_inputs if pad else sk.n_inputs) - int(base.max(initial=0))
-            smlad = _plan_smlad(b, offsets, avail, f"{prefix}_proj_t", name) if preload else None
-            u = _plan_unrolled(b, thr, used, f"{prefix}_proj_t", offsets, xname="b", preloaded=bool(preload), share=True,
-                               smlad=smlad, packed=bit_order(b), inverted=True)
-            br.update(smlad=smlad, tables=u["tables"], bat=u["bat"], bat_t=u["bat_t"], bat_rd=_rd(u["bat_t"]),
-                      shared_sums=any(h["pre"] for h in u["planes"] + u["extra_planes"]), preload=preload, planes=u["planes"], extra_planes=u["extra_planes"], bit_src=u["bit_src"], bit_src_t=u["bit_src_t"],
-                      bit_src_rd=_rd(u["bit_src_t"]), n_bw=u["n_bw"], n_xw=u["n_xw"], per_word=u["per_word"])
+            avail = (w.padded_inputs if any(w.padding) else sk.n_inputs) - int(base.max(initial=0))
+            smlad = _plan_smlad(b, offsets, avail, proj_t_name, f"{prefix}_{name}") if preload else None
+            inverted = not w.is_flat   # windows: sum - (threshold + 1) (after shared sums); flat: threshold - sum
+            u = _plan_unrolled(b, thr, used, proj_t_name, offsets, xname="b", preloaded=bool(preload), share=True,
+                               smlad=smlad, packed=bit_order(b), inverted=inverted)
+            d["bat"], d["bat_t"] = arrays.typed(f"{name}_bat", [t["word"] * 32 + t["shift"] for t in u["tables"]],
+                                                f"first bit of table l's bucket in the hash words (debug)")
+            d["bit_src"], d["src_t"] = arrays.typed(f"{name}_bit_src", [int(v) for v in u["src"]],
+                                                    "where each hash bit lies in the hash words: word * 32 + bit (debug)")
+            d.update(n_words=u["n_bw"] + u["n_xw"], n_bucket_words=u["n_bw"])
+            n_words = max(n_words, u["n_bw"] + u["n_xw"])
+            within = [l for l in range(L - 1) if d.get("flush_within") and l % NIBBLE_GROUP == NIBBLE_GROUP - 1]
+            br.update(inverted=inverted, smlad=smlad, preload=preload, planes=u["planes"], extra_planes=u["extra_planes"],
+                      n_bw=u["n_bw"], n_xw=u["n_xw"], tables=u["tables"], flush_at=within,
+                      shared_sums=any(h["pre"] for h in u["planes"] + u["extra_planes"]))
         else:
-            off, npos, wts = [], [], []
-            for p in range(P):
-                taps = sorted(zip(wt[ptr[p]:ptr[p + 1]], b.tap_idx[ptr[p]:ptr[p + 1]]), key=lambda t: -int(t[0] > 0))
-                off += [int(offsets[i]) for _, i in taps]
-                wts += [int(v) for v, _ in taps]
-                npos.append(sum(1 for v, _ in taps if v > 0))
-            per = 32 // K
-            places = {p: [] for p in range(P)}        # flat bit positions (word * 32 + bit) where tables read bit p
-            for l in range(L):
-                for k in range(K):
-                    places[int(b.table_sel[l, k])].append((l // per) * 32 + (l % per) * K + k)
-            dst = [q for p in range(P) for q in places[p]]
-            ot, dt = _uint_type(max(off, default=0)), _uint_type(max(dst, default=0))
-            br.update(off=_rows(off or [0]), n_off=max(1, len(off)), off_t=ot, off_rd=_rd(ot), npos=_rows(npos), wt=_rows(wts or [0]),
-                      ntap=_rows([int(v) for v in np.diff(ptr)]), thr=_rows([_c_int(t) for t in thr]),
-                      thr_t=_int_type(min(thr, default=0), max(thr, default=0)), n_hw=-(-P // 32), per_word=per,
-                      n_bw=-(-L // per), ndst=_rows([len(places[p]) for p in range(P)]), dst=_rows(dst or [0]),
-                      n_dst=max(1, len(dst)), dst_t=dt, dst_rd=_rd(dt))
-            br.update(thr_rd=_rd(br["thr_t"]))
+            d.update(_plan_taps(b, thr, used, arrays, name))
+            if d["taps_kind"] == "ES_TAPS_NEG":
+                src = max(src, 2 * d["neg_at"])
+            if d["bits"] == "ES_BITS_WORDS":
+                n_words = max(n_words, -(-P // 32))
+            else:
+                n_bytes = max(n_bytes, P)
+        br["fields"] = d
         branches.append(br)
     proj_t, proj_max = _fast_type(pbound)
-    sbound = score_bound(sk)
-    score_t, score_max = _fast_type(sbound)
-    ctx.update(branches=branches, smlad=any(br.get("smlad") for br in branches), proj_t=proj_t, proj_max=proj_max, proj_bound=pbound, score_t=score_t, score_max=score_max,
-               score_bound=sbound, lane_bound=lane_bound, dsp=dsp, lane_every=min((b["flush_every"] for b in branches), default=1),
-               group=NIBBLE_GROUP, bias=8 * sum(b.n_reads for b in sk.branches),
-               **({k: nib[k] for k in ("cplanes", "extract")} if nibble else {}))
-    return ctx
+    model["one_flush"] = int(lanes and len(sk.branches) == 1 and flushes == 1)
+    geometry = [f"branch {j}: {_describe(b)}" for j, b in enumerate(sk.branches)]
+    return dict(
+        p=prefix, P_=P_, layout=layout, model_id=mid, model_id_bytes=id_bytes,
+        meta_lines=[f"mode {sk.meta.get('mode', '?')}, task {sk.task}, {D} inputs, {C} outputs",
+                    f"P={sk.n_hyperplanes} hyperplanes, {sk.n_taps} taps (max {max(int(np.diff(b.tap_ptr).max(initial=0)) for b in sk.branches)} per hyperplane), "
+                    f"{sk.n_tables} tables of up to 2^{sk.n_bits} cells in {len(sk.branches)} branch(es)",
+                    f"counts {count_t} ({sk.table_bytes} bytes{'' if shared is None else f': {len(shared[1])} shared rows'}), "
+                    f"layout {layout}"] + geometry,
+        D=D, C=C, L=sk.n_tables, K=sk.n_bits, NP=sk.n_hyperplanes,
+        n_q=int(len(sk.in_scale)), n_debug_bits=sk.n_debug_bits, n_debug_buckets=sk.n_debug_buckets,
+        task_cls=1 if sk.task == "classification" else 0,
+        in_scale=_rows([_c_float(v) for v in sk.in_scale], 8), in_zero=_rows([_c_int(v) for v in sk.in_zero]),
+        out_scale=_rows([_c_float(v) for v in sk.out_scale], 8), out_bias=_rows([_c_float(v) for v in sk.out_bias], 8),
+        proj_t=proj_t, proj_max=proj_max, proj_bound=pbound, score_t=score_t, score_max=score_max, score_bound=sbound,
+        lane_bound=lane_bound, lanes=lanes, count_t=count_t,
+        runtime=dict(outputs=C, proj_t=proj_t, score_t=score_t, planes=len(nib["planes"]) if nibble else 1, src=src,
+                     bits=n_bytes, words=n_words),
+        arrays=arrays.items, branches=branches, model=model,
+    )
 
 
-def _rd(ctype: str) -> str:
-    """The suffix of the program-memory read macro (ES_RD_<suffix>_) for a C type."""
-    return _RD[ctype]
+def _plan_taps(b: Branch, thr, used, arrays: _Arrays, name: str) -> dict:
+    """The compact layout's tap lists of a branch: sums of T consecutive hyperplanes (sketch.sum_group) stored once;
+    with one threshold a sum the hyperplanes some table reads come first (the rest are only for debug). Ternary taps
+    whose sums all have the same numbers of positive and negative taps (--signs balanced) are read directly, positive
+    first (ES_TAPS_SPLIT); other ternary taps read a negated copy of the input for their negative taps, so that every
+    tap subtracts (ES_TAPS_NEG: ~x = -x - 1, the -1s folded into the thresholds); integer weights multiply
+    (ES_TAPS_WEIGHTS). Hash bits are packed words when every table reads K consecutive hyperplanes of one word in
+    hyperplane order (buckets: one shift and mask), else a byte each (buckets gathered through the selectors)."""
+    P, K, w = b.n_hyperplanes, b.n_bits, b.window
+    T = sum_group(b)
+    order = ([p for p in range(P) if used[p]] + [p for p in range(P) if not used[p]]) if T == 1 else list(range(P))
+    rank = np.empty(P, np.int64)
+    rank[order] = np.arange(P)
+    permuted = order != list(range(P))
+    ptr, idx, wt = b.tap_ptr.astype(np.int64), b.tap_idx, b.tap_weight.astype(np.int64)
+    offsets = w.element_offsets()
+    sums = []
+    for p in order[::T]:
+        taps = sorted(zip(wt[ptr[p]:ptr[p + 1]], idx[ptr[p]:ptr[p + 1]]), key=lambda t: -int(t[0] > 0))
+        sums.append([(int(v), int(offsets[i])) for v, i in taps])
+    npos = [sum(1 for v, _ in t if v > 0) for t in sums]
+    ntap = [len(t) for t in sums]
+    kind = "ES_TAPS_WEIGHTS" if not b.ternary else "ES_TAPS_SPLIT" if len(set(zip(npos, ntap))) <= 1 else "ES_TAPS_NEG"
+    d = {"T": T, "n_used": int(used.sum()) if T == 1 else P, "taps_kind": kind}
+    thr_o = [thr[p] for p in order]
+    if kind == "ES_TAPS_NEG":   # negative taps read ~x, neg_at bytes on; each drops its sum's threshold by one
+        d["neg_at"] = neg = 4 * -(-(w.padded_inputs if any(w.padding) else w.n_inputs) // 4)
+        sums = [[(v, o + neg if v < 0 else o) for v, o in t] for t in sums]
+        thr_o = [t - (ntap[k // T] - npos[k // T]) for k, t in enumerate(thr_o)]
+    d["off"], d["off_t"] = arrays.typed(f"{name}_off", [o for t in sums for _, o in t] or [0],
+                                        "tap offsets in the window, sum after sum" + (", positive taps first" if kind == "ES_TAPS_SPLIT"
+                                                                                     else ", negative ones into the negated copy" if kind == "ES_TAPS_NEG" else ""))
+    if len(set(ntap)) <= 1:
+        d["taps"] = ntap[0] if ntap else 0
+    else:
+        d["ntap"] = arrays.add(f"{name}_ntap", "uint8_t", ntap, "taps of each sum")
+    if kind == "ES_TAPS_SPLIT":
+        d["npos"] = npos[0] if npos else 0
+    elif kind == "ES_TAPS_WEIGHTS":
+        d["wt"] = arrays.add(f"{name}_wt", "int8_t", [v for t in sums for v, _ in t] or [0], "tap weights, in the order of the offsets")
+    d["thr"], d["thr_t"] = arrays.typed(f"{name}_thr", thr_o, "thresholds (stored order)" +
+                                        (", each less its sum's negative taps" if kind == "ES_TAPS_NEG" else ""), signed=True)
+    sel = b.table_sel.astype(np.int64)
+    if hash_structure(b)["windows"] and not permuted:
+        d["bits"] = "ES_BITS_WORDS"
+        d["bat"], d["bat_t"] = arrays.typed(f"{name}_bat", [int(r[0]) for r in sel],
+                                            f"table l's bucket: the {K} hash bits from bit bat[l] on")
+    else:
+        d["bits"] = "ES_BITS_BYTES"
+        d["sel"], d["sel_t"] = arrays.typed(f"{name}_sel", [int(rank[s]) for s in sel.reshape(-1)],
+                                            "sel[l * K + k]: the (stored) hyperplane giving bit k of table l's bucket")
+        if permuted:
+            d["rank"], d["rank_t"] = arrays.typed(f"{name}_rank", rank, "the stored place of each hyperplane (debug)")
+    return d
 
 
 def _copy_runs(w) -> list[tuple[int, int, int]]:
@@ -553,29 +538,40 @@ def _copy_runs(w) -> list[tuple[int, int, int]]:
 
 
 # ---------------------------------------------------------------- public
-def generate(sketch: Sketch, layout: str = "unrolled", prefix: str = "es") -> dict[str, str]:
-    """Render the model as C99: {f"{prefix}_model.h": ..., f"{prefix}_model.c": ...}.
+RUNTIME = ("es_port.h", "es_sketch.h", "es_sketch_run.h", "es_sketch_quantize.c", "es_sketch_dequantize.c",
+           "es_sketch_argmax.c")
 
-    layout: "unrolled" (straight-line code per hyperplane, fastest) or "compact" (loops over const tap lists,
-    smallest). prefix: C identifier prefix of every symbol and macro (ES_N_INPUTS, es_predict_q, ...), so several
-    models can live in one firmware. The result equals sketch.int_scores bit for bit (tests/test_codegen.py)."""
+
+def runtime_files() -> dict[str, str]:
+    """The hand-written runtime every generated model includes (firmware/model/): {file name: text}. Exports ship it
+    beside the model; two models in one program share one copy."""
+    return {name: (firmware_dir() / "model" / name).read_text() for name in RUNTIME}
+
+
+def generate(sketch: Sketch, layout: str = "unrolled", prefix: str = "es") -> dict[str, str]:
+    """Render the model as C99: {f"{prefix}_model.h": ..., f"{prefix}_model.c": ...} (it includes the runtime of
+    runtime_files()).
+
+    layout: "unrolled" (straight-line code per hyperplane, fastest) or "compact" (const tap lists the runtime loops
+    over, smallest). prefix: C identifier prefix of every symbol and macro of the model (ES_N_INPUTS, es_predict_q,
+    ...), so several models can live in one firmware and share the runtime. The result equals sketch.int_scores bit
+    for bit (tests/test_codegen.py)."""
     if layout not in LAYOUTS:
         raise UserError(f"unknown layout {layout!r}: use one of {', '.join(LAYOUTS)}")
     if not re.fullmatch(r"[a-z][a-z0-9_]{0,30}", prefix):
         raise UserError(f"prefix {prefix!r} is not a lower-case C identifier (letters, digits, _; starts with a letter)")
     _check(sketch)
-    ctx = _plan(sketch, layout, prefix) if _flat_code(sketch) else _plan_general(sketch, layout, prefix)
+    ctx = _plan(sketch, layout, prefix)
     return {f"{prefix}_model.h": render("es_model.h.j2", **ctx),
             f"{prefix}_model.c": render("es_model.c.j2", **ctx)}
 
 
 def write(sketch: Sketch, out_dir, layout: str = "unrolled", prefix: str = "es") -> list:
-    """generate() and write the files into out_dir (created if missing). Returns the paths written."""
-    from pathlib import Path
+    """generate() and the runtime, written into out_dir (created if missing). Returns the paths written."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
-    for name, text in generate(sketch, layout, prefix).items():
+    for name, text in {**generate(sketch, layout, prefix), **runtime_files()}.items():
         (out / name).write_text(text)
         paths.append(out / name)
     return paths

@@ -3,11 +3,13 @@ folder for CMake builds (ESP-IDF, Zephyr, any CMake project). One writer per for
 codegen_templates/formats/ around the generated model (codegen.generate) into a temporary folder that replaces out_dir
 whole (build.atomic_dir), and refuses an existing out_dir unless force.
 
-    c        es_model.h, es_model.c, README.md (the API and a usage example)
-    arduino  library.properties, README.md, src/es_model.h, src/es_model.c, examples/classify/classify.ino
+    c        es_model.h, es_model.c, the runtime (codegen.runtime_files: es_sketch*.h/.c, es_port.h), README.md (the API
+             and a usage example)
+    arduino  library.properties, README.md, src/ (the model and the runtime), examples/classify/classify.ino
              (and <out_dir>.zip, the same folder zipped for the IDE's "Add .ZIP Library", when zip=True)
-    cmake    CMakeLists.txt (an ESP-IDF component under IDF, else a static library target es_model), es_model.h,
-             es_model.c, README.md; `espidf` writes the same folder
+    cmake    CMakeLists.txt (an ESP-IDF component under IDF, else a static library target es_model), the model and the
+             runtime, README.md; `espidf` writes the same folder
+Every format ships the runtime beside the model: two models exported with different prefixes share one copy of it.
 """
 from __future__ import annotations
 
@@ -33,7 +35,8 @@ def _context(sk: Sketch, files: dict[str, str], layout: str) -> dict:
     return dict(model_id=sk.meta.get("model_id") or "unsaved", task=sk.task, D=sk.n_inputs, C=sk.n_outputs,
                 L=sk.n_tables, layout=layout, class_names=names if len(names) == sk.n_outputs else [],
                 table_bytes=sk.table_bytes, projection_bytes=sk.projection_bytes,
-                source=sk.meta.get("source"), files=sorted(files))
+                source=sk.meta.get("source"), files=sorted(files), runtime=sorted(codegen.runtime_files()),
+                sources=sorted(n for n in {**files, **codegen.runtime_files()} if n.endswith(".c")))
 
 
 def _write(folder: Path, files: dict[str, str]) -> None:
@@ -44,11 +47,11 @@ def _write(folder: Path, files: dict[str, str]) -> None:
 
 
 def write_c(sk: Sketch, out_dir: str | os.PathLike, layout: str = "unrolled", force: bool = False) -> Path:
-    """es_model.h, es_model.c and a README.md with the C API and a usage example; nothing else."""
+    """es_model.h, es_model.c, the runtime and a README.md with the C API and a usage example; nothing else."""
     files = codegen.generate(sk, layout)
     readme = codegen.render("formats/c_README.md.j2", **_context(sk, files, layout))
     with atomic_dir(out_dir, force) as tmp:
-        _write(tmp, {**files, "README.md": readme})
+        _write(tmp, {**files, **codegen.runtime_files(), "README.md": readme})
     return Path(out_dir).resolve()
 
 
@@ -58,7 +61,7 @@ def write_cmake(sk: Sketch, out_dir: str | os.PathLike, layout: str = "unrolled"
     files = codegen.generate(sk, layout)
     ctx = _context(sk, files, layout)
     with atomic_dir(out_dir, force) as tmp:
-        _write(tmp, {**files, "CMakeLists.txt": codegen.render("formats/CMakeLists.txt.j2", **ctx),
+        _write(tmp, {**files, **codegen.runtime_files(), "CMakeLists.txt": codegen.render("formats/CMakeLists.txt.j2", **ctx),
                      "README.md": codegen.render("formats/cmake_README.md.j2", component=Path(out_dir).resolve().name,
                                                  **ctx)})
     return Path(out_dir).resolve()
@@ -107,7 +110,7 @@ def write_arduino(sk: Sketch, out_dir: str | os.PathLike, layout: str = "unrolle
         with atomic_dir(out, force) as tmp:
             _write(tmp, {"library.properties": codegen.render("formats/library.properties.j2", **ctx),
                          "README.md": codegen.render("formats/arduino_README.md.j2", **ctx),
-                         **{f"src/{n}": t for n, t in files.items()},
+                         **{f"src/{n}": t for n, t in {**files, **codegen.runtime_files()}.items()},
                          f"examples/{EXAMPLE}/{EXAMPLE}.ino": codegen.render("formats/example.ino.j2", **ctx)})
             if zpath is not None:   # zipped from the temporary folder, renamed into place after it
                 fd, tmpzip = tempfile.mkstemp(prefix=f".{zpath.name}.tmp-", dir=out.parent)

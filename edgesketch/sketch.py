@@ -674,6 +674,17 @@ def random_sketch(D: int = 64, C: int = 10, L: int = 16, K: int = 6, P: int | No
                   branches=branches, out_scale=out_scale, out_bias=np.zeros(C, np.float32), extras=extras)
 
 
+def sum_group(b: Branch) -> int:
+    """T when every run of T consecutive hyperplanes (0..T-1, T..2T-1, ...) has the same taps and weights, each with its
+    own threshold (distill's thresholds > 1: one sum compared with T thresholds); the largest such T, 1 when none."""
+    P, ptr = b.n_hyperplanes, b.tap_ptr.astype(np.int64)
+    key = lambda p: (b.tap_idx[ptr[p]:ptr[p + 1]].tobytes(), b.tap_weight[ptr[p]:ptr[p + 1]].tobytes())
+    for T in range(min(P, 8), 1, -1):
+        if P % T == 0 and all(key(p) == key(p - p % T) for p in range(P)):
+            return T
+    return 1
+
+
 def threshold_major(P: int, T: int) -> np.ndarray:
     """hyperplane at each packed bit position when the T thresholds of each of P / T sums are packed threshold-major:
     position t * (P / T) + s holds hyperplane s * T + t. [P]"""

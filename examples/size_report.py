@@ -43,10 +43,10 @@ def sh(argv, **kw):
 
 def build(sk, layout, cpu, work: Path, opt="-O2", extra=()):
     work.mkdir(parents=True, exist_ok=True)
-    for name, text in codegen.generate(sk, layout).items():
+    for name, text in {**codegen.generate(sk, layout), **codegen.runtime_files()}.items():
         (work / name).write_text(text)
     flags = [*CPUS[cpu], opt, "-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-ffunction-sections",
-             "-fdata-sections", *extra]
+             "-fdata-sections", "-I", str(work), *extra]
     obj = work / "es_model.o"
     sh(["arm-none-eabi-gcc", *flags, "-c", str(work / "es_model.c"), "-o", str(obj)])
     text, data, bss = map(int, sh(["arm-none-eabi-size", str(obj)]).splitlines()[1].split()[:3])

@@ -88,11 +88,17 @@ int main(int argc, char **argv)
 
 
 def write_model(sketch: Sketch, layout: str, workdir: Path, prefix: str = "es") -> Path:
+    """The generated model and the runtime (firmware/model/) in workdir; returns the model's .c."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    for name, text in codegen.generate(sketch, layout, prefix).items():
+    for name, text in {**codegen.generate(sketch, layout, prefix), **codegen.runtime_files()}.items():
         (workdir / name).write_text(text)
     return workdir / f"{prefix}_model.c"
+
+
+def runtime_sources(workdir: Path) -> list[Path]:
+    """The runtime's .c files written by write_model."""
+    return [Path(workdir) / n for n in codegen.RUNTIME if n.endswith(".c")]
 
 
 def _run(argv, **kw) -> subprocess.CompletedProcess:
@@ -111,7 +117,7 @@ def build_host(sketch: Sketch, layout: str, workdir: Path, *, sanitize: bool = F
     drv.write_text(DRIVER.replace("@p@", prefix).replace("@P@", prefix.upper()))
     exe = Path(workdir) / ("driver_san" if sanitize else "driver")
     _run(["gcc", *WARN, *cflags, *(SANITIZE + ["-g"] if sanitize else []), "-I", str(workdir),
-          str(src), str(drv), "-o", str(exe)])
+          str(src), *map(str, runtime_sources(workdir)), str(drv), "-o", str(exe)])
     return exe
 
 
@@ -187,7 +193,11 @@ def cross_compile(sketch: Sketch, layout: str, target: str, workdir: Path, extra
     """Generate and compile the model for a CROSS target with warnings as errors; returns the object file."""
     src = write_model(sketch, layout, workdir)
     obj = Path(workdir) / f"es_model_{target}.o"
-    _run([*CROSS[target], *WARN, *extra, "-ffunction-sections", "-fdata-sections", "-c", str(src), "-o", str(obj)])
+    _run([*CROSS[target], *WARN, *extra, "-ffunction-sections", "-fdata-sections", "-I", str(workdir), "-c", str(src),
+          "-o", str(obj)])
+    for rt in runtime_sources(workdir):
+        _run([*CROSS[target], *WARN, *extra, "-ffunction-sections", "-fdata-sections", "-I", str(workdir), "-c", str(rt),
+              "-o", str(rt.with_suffix(f".{target}.o"))])
     return obj
 
 
@@ -303,9 +313,12 @@ def run_qemu_cortex_m(sketch: Sketch, layout: str, xq: np.ndarray, workdir: Path
     (workdir / "link.ld").write_text(_ARM_LD)
     elf = workdir / f"model_{cpu}.elf"
     arch = ["arm-none-eabi-gcc", f"-mcpu={cpu}", "-mthumb", opt, "-ffunction-sections", "-fdata-sections"]
-    _run([*arch, *WARN, *extra, "-c", str(src), "-o", str(workdir / "es_model_arm.o")])  # the model: pedantic C99
+    objs = []
+    for c in [src, *runtime_sources(workdir)]:   # the model and the runtime: pedantic C99
+        objs.append(workdir / f"{c.stem}_arm.o")
+        _run([*arch, *WARN, *extra, "-I", str(workdir), "-c", str(c), "-o", str(objs[-1])])
     _run([*arch, "-std=gnu99", "-Wall", "-Werror", "-nostdlib", "-nostartfiles", "-Wl,--gc-sections",
-          "-T", str(workdir / "link.ld"), "-I", str(workdir), str(workdir / "arm_main.c"), str(workdir / "es_model_arm.o"),
+          "-T", str(workdir / "link.ld"), "-I", str(workdir), str(workdir / "arm_main.c"), *map(str, objs),
           "-lc", "-lgcc", "-o", str(elf)])
     r = _run(["qemu-system-arm", "-M", QEMU_MACHINES[cpu], "-nographic", "-monitor", "none", "-serial", "none",
               "-semihosting-config", "enable=on,target=native", "-icount", "shift=0,align=off,sleep=off",

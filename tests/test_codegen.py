@@ -205,17 +205,18 @@ def test_float_predict_matches_quantised_path(layout, tmp_path):
     ties = (x / sk.in_scale + sk.in_zero) % 1 == 0.5
     assert ties.sum() > 1000, "the input set has too few exact rounding ties"
 
-    # the quantiser alone (static in es_model.c; the test driver includes the .c to reach it)
+    # the quantiser alone (the runtime's es_sketch_quantize, over the model's parameters)
     drv = tmp_path / "quant.c"
     cu.write_model(sk, layout, tmp_path)
-    drv.write_text('#include <stdio.h>\n#include "es_model.c"\nint main(void) { float x[ES_N_INPUTS]; int8_t q[ES_N_INPUTS];'
-                   ' unsigned i; while (fread(x, sizeof x, 1, stdin) == 1) { for (i = 0; i < ES_N_INPUTS; ++i)'
-                   ' q[i] = es_quantize_(x[i], es_in_scale[i], es_in_zero[i]); fwrite(q, sizeof q, 1, stdout); } return 0; }\n')
+    drv.write_text('#include <stdio.h>\n#include "es_model.h"\n#include "es_sketch.h"\nint main(void) { float x[ES_N_INPUTS]; '
+                   'int8_t q[ES_N_INPUTS]; while (fread(x, sizeof x, 1, stdin) == 1) { es_sketch_quantize(x, q, ES_N_INPUTS, '
+                   'es_in_scale, es_in_zero, ES_N_QPARAMS); fwrite(q, sizeof q, 1, stdout); } return 0; }\n')
     exe = tmp_path / "quant"
-    subprocess.run(["gcc", *cu.WARN, "-O2", "-I", str(tmp_path), str(drv), "-o", str(exe)], check=True)
+    subprocess.run(["gcc", *cu.WARN, "-O2", "-I", str(tmp_path), str(drv), str(tmp_path / "es_model.c"),
+                    *map(str, cu.runtime_sources(tmp_path)), "-o", str(exe)], check=True)
     q = np.frombuffer(subprocess.run([str(exe)], input=x.tobytes(), capture_output=True, check=True).stdout, np.int8)
     want_q = quantize_inputs(sk, x)
-    assert np.array_equal(q.reshape(want_q.shape), want_q), "es_quantize_ differs from quantize_inputs"
+    assert np.array_equal(q.reshape(want_q.shape), want_q), "es_sketch_quantize differs from quantize_inputs"
 
     out, rc = cu.run_f(cu.build_host(sk, layout, tmp_path), sk, x)
     assert np.all(rc == 0)
@@ -261,7 +262,7 @@ def test_static_asserts_fire(std, tmp_path):
                    check=True)
     text = src.read_text()
     for what in ("projection_fits_its_type", "score_fits_its_type"):
-        broken = re.sub(rf"\w+ >= \d+L, {what}", f"0 >= 1, {what}", text)
+        broken = re.sub(rf"\w+ >= \d+L, (\w*){what}", rf"0 >= 1, \g<1>{what}", text)
         assert broken != text
         (tmp_path / "broken.c").write_text(broken)
         r = subprocess.run(["gcc", std, "-c", str(tmp_path / "broken.c"), "-o", str(tmp_path / "b.o"), "-I", str(tmp_path)],
@@ -283,7 +284,7 @@ def test_static_asserts_fire(std, tmp_path):
 def test_cortex_m_under_qemu(cpu, layout, counts, tmp_path):
     sk = make({"window-int8": "learned-window-balanced-P48-int8", "window-int4": "learned-window-balanced-int4",
                "codebook-int8": "learned-codebook-int8"}.get(counts, counts if counts.startswith("win") else f"learned-L16K6-{counts}"))
-    assert ("ES_USE_DSP_ 1" in codegen.generate(sk, layout)["es_model.c"]) == (sk.count_bits == 8)
+    assert (".lanes = 1," in codegen.generate(sk, layout)["es_model.c"]) == (sk.count_bits == 8)
     xq = rows_for(sk, n=150)[:300]
     scores, instr = cu.run_qemu_cortex_m(sk, layout, xq, tmp_path, cpu)
     want = int_scores(sk, xq)
@@ -293,21 +294,24 @@ def test_cortex_m_under_qemu(cpu, layout, counts, tmp_path):
 
 
 def test_two_models_link_together(tmp_path):
-    """prefix= gives every symbol its own name: two models in one program."""
+    """prefix= gives every symbol of a model its own name: two models in one program share one copy of the runtime,
+    with no duplicate symbols."""
     a, b = make("learned-L8K4-int8"), make("representer-L8K4-int16")
     for sk, pre in ((a, "alpha"), (b, "beta")):
-        for name, text in codegen.generate(sk, "compact" if pre == "beta" else "unrolled", pre).items():
+        for name, text in {**codegen.generate(sk, "compact" if pre == "beta" else "unrolled", pre), **codegen.runtime_files()}.items():
             (tmp_path / name).write_text(text)
     main = tmp_path / "main.c"
     main.write_text('#include <stdio.h>\n#include "alpha_model.h"\n#include "beta_model.h"\n'
                     'int main(void) { int8_t x[ALPHA_N_INPUTS] = {0}; int32_t s[ALPHA_N_OUTPUTS], t[BETA_N_OUTPUTS];'
-                    ' alpha_predict_q(x, s); beta_predict_q(x, t); printf("%ld %ld\\n", (long)s[0], (long)t[0]); return 0; }\n')
+                    ' alpha_predict_q(x, s); beta_predict_q(x, t); printf("%ld %ld %d %d\\n", (long)s[0], (long)t[0],'
+                    ' alpha_argmax(s), beta_argmax(t)); return 0; }\n')
     exe = tmp_path / "two"
     subprocess.run(["gcc", *cu.WARN, "-I", str(tmp_path), str(main), str(tmp_path / "alpha_model.c"),
-                    str(tmp_path / "beta_model.c"), "-o", str(exe)], check=True)
+                    str(tmp_path / "beta_model.c"), *map(str, cu.runtime_sources(tmp_path)), "-o", str(exe)], check=True)
     out = subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.split()
     z = np.zeros((1, 64), np.int8)
-    assert [int(v) for v in out] == [int(int_scores(a, z)[0, 0]), int(int_scores(b, z)[0, 0])]
+    sa, sb = int_scores(a, z)[0], int_scores(b, z)[0]
+    assert [int(v) for v in out] == [int(sa[0]), int(sb[0]), int(sa.argmax()), int(sb.argmax())]
 
 
 # ---------------------------------------------------------------- the generated text
@@ -330,8 +334,12 @@ def test_header_banner_and_api():
                   "int es_debug_q(const int8_t *x, uint8_t *bits, uint16_t *buckets);"):
         assert proto in h
     assert "#define ES_OK 0" in h and "#define ES_ERR_NULL (-1)" in h
-    assert "static const ES_ROM_ int8_t es_counts_[" in c and "const ES_ROM_ float es_in_scale[" in c
+    assert "static const ES_ROM int8_t es_b0_counts_[" in c and "const ES_ROM float es_in_scale[" in c
     assert "malloc" not in c and "float" not in c[c.index("int es_predict_q"):c.index("int es_debug_q")]
+    rt = codegen.runtime_files()
+    assert not any(re.search(r"\b(malloc|calloc|realloc|free)\s*\(", t) for t in rt.values())
+    run = rt["es_sketch_run.h"]
+    assert not re.search(r"\b(float|double)\b", run.split("*/", 1)[1])
     # no model id yet
     del sk.meta["model_id"]
     assert '#define ES_MODEL_ID        "unsaved"' in codegen.generate(sk)["es_model.h"]
@@ -343,8 +351,8 @@ def test_structured_hashing_takes_its_paths(name):
     negative taps, and packs hash bits into words (a bucket is one shift and mask) when every table reads a window."""
     direct, packed = STRUCTURED[name]
     c = codegen.generate(make(name), "compact")["es_model.c"]
-    assert ("xbuf" not in c) == direct
-    assert ("es_hash_(x, w)" in c and "es_bits_" not in c) == packed
+    assert (".taps_kind = ES_TAPS_SPLIT," in c) == direct and (".taps_kind = ES_TAPS_NEG," in c) == (not direct)
+    assert (".bits = ES_BITS_WORDS," in c) == packed and (".bits = ES_BITS_BYTES," in c) == (not packed)
 
 
 def test_codebook_stores_each_row_once(tmp_path):
@@ -355,8 +363,8 @@ def test_codebook_stores_each_row_once(tmp_path):
     full.extras = {}
     assert sk.table_bytes == 16 * 64 + 200 * 10 < full.table_bytes == 16 * 64 * 10
     c = codegen.generate(sk, "compact")["es_model.c"]
-    assert "static const ES_ROM_ int8_t es_counts_[2004]" in c and "static const ES_ROM_ uint8_t es_rows_[1024]" in c
-    assert "es_rows_" not in codegen.generate(full, "compact")["es_model.c"]
+    assert "static const ES_ROM int8_t es_book_[2004]" in c and "static const ES_ROM uint8_t es_b0_rows_[1024]" in c
+    assert "es_b0_rows_" not in codegen.generate(full, "compact")["es_model.c"]
     size = {n: cu.arm_size(cu.cross_compile(k, "compact", "cortex-m4", tmp_path / n))["text"] for n, k in (("a", sk), ("b", full))}
     assert size["b"] - size["a"] > full.table_bytes - sk.table_bytes - 64
     xq = rows_for(sk, n=500)
@@ -364,15 +372,20 @@ def test_codebook_stores_each_row_once(tmp_path):
 
 
 def test_unrolled_is_straight_line():
+    """The unrolled layout generates straight-line hashing (a load and an add per tap) and lookups (a call of the
+    runtime per table); the compact one only const data and thin entry points over the runtime's loops."""
     sk = make("learned-L16K6-int8")
     c = codegen.generate(sk, "unrolled")["es_model.c"]
-    body = c[c.index("static void es_hash_"):c.index("int es_predict_q")]
+    body = c[c.index("static void es_b0_hash_"):c.index("int es_predict_q")]
     assert "for (" not in body and "while" not in body
     p = 0
-    taps = [f"x[{i}]" for i in sk.branches[0].tap_idx[sk.branches[0].tap_ptr[p]:sk.branches[0].tap_ptr[p + 1]]]
-    assert any(all(t in line for t in taps) for line in body.splitlines() if line.strip().startswith("z ="))
+    taps = [f"b[{i}]" for i in sk.branches[0].tap_idx[sk.branches[0].tap_ptr[p]:sk.branches[0].tap_ptr[p + 1]]]
+    assert any(all(t in line for t in taps) for line in body.splitlines() if line.strip().startswith(("z =", "q =")))
+    assert body.count("es_sketch_cell(") == sk.n_tables
     c2 = codegen.generate(sk, "compact")["es_model.c"]
-    assert "es_tap_idx_" in c2 and len(c2) < len(c)
+    assert "es_b0_off_" in c2 and len(c2) < len(c)
+    code = re.sub(r"/\*.*?\*/", "", c2[c2.index("int es_predict_q"):], flags=re.S)
+    assert not re.search(r"\b(for|while)\b", code) and "_hash_(" not in c2
 
 
 def test_bad_arguments():

@@ -3,7 +3,8 @@
 A stack stand-in model writes the top 2 * x[1] words of a local array, so the painted peak must grow by exactly 8
 bytes per unit of x[1] and report "at least the window" once it outgrows it: on the host (the core built with gcc,
 ASan and UBSan) and on qemu-m4, qemu-m0 and qemu-rv32. Generated models on qemu-m4: the peak lies between what the
-code must keep on the stack (compact: xbuf[2*D] and bits[P] at once) and gcc's own frame sizes (-fstack-usage)."""
+code must keep on the stack (compact: the negated copy of the input, 2 * D bytes, and bits[P] at once) and gcc's own
+frame sizes (-fstack-usage)."""
 from __future__ import annotations
 
 import dataclasses
@@ -204,24 +205,27 @@ def test_device_peak_grows_exactly_and_saturates(tmp_path_factory, name):
 
 
 def _stack_usage(board: boards.Board, src: Path, tmp: Path) -> dict[str, int]:
-    """gcc -fstack-usage of the model with the flags the firmware build uses: {function: frame bytes}."""
+    """gcc -fstack-usage of the model with the flags the firmware build uses: {function: frame bytes} (a function gcc
+    split into parts, such as es_predict_q and es_predict_q.part.0, under its name with the parts' frames added)."""
     cc = board.platformio.toolchain + "gcc"
     subprocess.run([cc, *board.firmware.cpu_flags, build.C_STD, *board.firmware.c_flags, *board.define_flags(),
-                    "-ffunction-sections", "-fdata-sections", "-fstack-usage", "-c", str(src), "-o", str(tmp / "m.o")],
-                   check=True, capture_output=True, text=True)
-    su = {}
+                    "-ffunction-sections", "-fdata-sections", "-fstack-usage", "-I", str(src.parent), "-c", str(src),
+                    "-o", str(tmp / "m.o")], check=True, capture_output=True, text=True)
+    su: dict[str, int] = {}
     for line in (tmp / "m.su").read_text().splitlines():
         fn, size, _ = line.split("\t")
-        su[re.sub(r"\..*", "", fn.rsplit(":", 1)[-1])] = int(size)
+        name = re.sub(r"\..*", "", fn.rsplit(":", 1)[-1])
+        su[name] = su.get(name, 0) + int(size)
     return su
 
 
 @pytest.mark.parametrize("layout,D", [("unrolled", 64), ("compact", 64), ("compact", 256)])
 def test_generated_model_peak_within_sound_bounds(tmp_path_factory, layout, D):
-    """Lower bound from the generated code: compact keeps bits[P] (es_predict_q) and xbuf[2*D] (es_bits_) on the stack
-    at once and writes the first word of each; unrolled keeps w[N_W] words. Upper bound: es_predict_q's frame plus
-    the largest frame of the leaf helpers it calls (es_hash_, es_bits_, es_bucket_), as gcc reports them for the same
-    flags. Painting sees only written words, so the peak may fall short of gcc's frames by unwritten padding."""
+    """Lower bound from the generated code: compact keeps the input and its negation (2 * D bytes: the sketch's taps
+    are free signs) and bits[P] on the stack at once and writes the first word of each; unrolled keeps w[N_W] words.
+    Upper bound: es_predict_q's frame (all its parts: the runtime is inlined into it) plus the frame of the generated
+    hash function it calls (unrolled), as gcc reports them for the same flags. Painting sees only written words, so
+    the peak may fall short of gcc's frames by unwritten padding."""
     name, P = "qemu-m4", 48
     board = boards.load(name)
     sk = sketch.random_sketch(D=D, C=10, L=16, K=6, P=P, taps=8, seed=5)
@@ -230,8 +234,8 @@ def test_generated_model_peak_within_sound_bounds(tmp_path_factory, layout, D):
     proj = build.write_project(name, files, tmp / "fw")
     elf = build.run_pio(proj, test_build.session_core(tmp_path_factory))
     su = _stack_usage(board, proj / "lib" / "es_model" / "es_model.c", tmp)
-    upper = su["es_predict_q"] + max([su[f] for f in ("es_hash_", "es_bits_", "es_bucket_") if f in su], default=0)
-    n_w = int(re.search(r"#define ES_N_W_ (\d+)", files["es_model.c"]).group(1)) if layout == "unrolled" else 0
+    upper = su["es_predict_q"] + su.get("es_b0_hash_", 0)
+    n_w = int(re.search(r"\.n_words = (\d+),", files["es_model.c"]).group(1)) if layout == "unrolled" else 0
     lower = 2 * D + P if layout == "compact" else 4 * n_w
     xs = np.random.default_rng(1).integers(-128, 128, (20, D), dtype=np.int8)
     with emulate.qemu(name, elf) as url:

@@ -95,10 +95,11 @@ def run(board: str, files: dict[str, str], xq: np.ndarray | None, n_inputs: int,
 
 
 def host_run(files: dict[str, str], main_c: str, args: list[str], stdin: bytes, workdir: Path | None = None):
-    """Compile the model's files and a driver `main_c` with the host gcc (-O2), run it with `args` and `stdin`, and
-    return the finished process (stdout, stderr as bytes)."""
+    """Compile the model's files (with the runtime they include, codegen.runtime_files) and a driver `main_c` with the
+    host gcc (-O2), run it with `args` and `stdin`, and return the finished process (stdout, stderr as bytes)."""
     import subprocess
     tmp = Path(tempfile.mkdtemp(prefix="es-host-", dir=workdir))
+    files = {**codegen.runtime_files(), **files}
     try:
         for k, v in files.items():
             (tmp / k).write_text(v)
