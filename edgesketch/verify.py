@@ -53,13 +53,13 @@ class Result:
 
     @property
     def flash_text(self) -> str:
-        return "not measured (no ELF: a real board on --port)" if self.flash is None else \
-            f"{self.flash:,} bytes (firmware + model: text + data of the ELF)"
+        """The firmware and the model in flash (short: it is a table cell)."""
+        return "not measured (--port)" if self.flash is None else f"{self.flash:,} bytes (ELF text + data)"
 
     @property
     def static_ram_text(self) -> str:
-        return "not measured (no ELF: a real board on --port)" if self.static_ram is None else \
-            f"{self.static_ram:,} bytes (data + bss of the ELF; the stack comes on top)"
+        """Static RAM: buffers, the input, the model's arrays; the stack comes on top."""
+        return "not measured (--port)" if self.static_ram is None else f"{self.static_ram:,} bytes (ELF data + bss)"
 
     def to_json(self) -> dict:
         return asdict(self)
