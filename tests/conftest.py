@@ -1,6 +1,12 @@
 """Shared fixtures: small Keras teachers and distilled sketches, built once per test session (nothing cached on disk
 between runs). Quick sketches are for bit-exactness and plumbing, where accuracy does not matter; the full digits
-example (test_distill.py) checks accuracy."""
+example (test_distill.py) checks accuracy.
+
+Two tiers. `pytest -m fast` is the edit-test loop: no teacher training or distillation, no PlatformIO build, no QEMU
+(host gcc builds of small C programs are allowed). Every test that does any of those carries @pytest.mark.slow (or
+its module a `pytestmark`); the others are marked `fast` here at collection. The rule is enforced: while a fast test
+(its fixtures included) runs, distil, PlatformIO, QEMU and Keras training raise, so a misfiled test fails instead of
+slowing the loop. `pytest` alone (what .ci/run calls) runs both tiers."""
 from __future__ import annotations
 
 import os
@@ -13,6 +19,60 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples"))
+
+# fixtures that train a teacher or distil a sketch: a test that uses one is slow
+SLOW_FIXTURES = {"digits_teacher", "mnist1d_teacher", "mnist1d_cnn_teacher", "windowed_esk", "windowed_codebook_esk",
+                 "quick_sketches", "digits_esk"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.get_closest_marker("slow") is None and SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+        if item.get_closest_marker("slow") is None:
+            item.add_marker(pytest.mark.fast)
+
+
+class _SlowWork(RuntimeError):
+    pass
+
+
+def _refuse(what):
+    def f(*a, **k):
+        raise _SlowWork(f"a fast test may not {what}: mark it @pytest.mark.slow (tests/conftest.py)")
+    return f
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item):
+    """While a fast test sets up and runs, the slow work it must not do raises (torn down in pytest_runtest_teardown)."""
+    if item.get_closest_marker("fast") is not None:
+        mp = pytest.MonkeyPatch()
+        from edgesketch import build, distill, emulate
+        mp.setattr(distill, "distill", _refuse("distil a sketch"))
+        mp.setattr(build, "run_pio", _refuse("build firmware with PlatformIO"))
+        mp.setattr(emulate, "_start", _refuse("start QEMU"))
+        if "keras" in sys.modules:
+            mp.setattr(sys.modules["keras"].Model, "fit", _refuse("train a Keras model"))
+        import subprocess
+        init = subprocess.Popen.__init__
+
+        def popen(self, args, *a, **k):   # QEMU and PlatformIO started directly, not through edgesketch
+            prog = os.path.basename(str(args[0] if isinstance(args, (list, tuple)) else str(args).split()[0]))
+            if prog.startswith(("qemu-system", "pio", "platformio")) or "platformio" in " ".join(map(str, args))[:200]:
+                raise _SlowWork(f"a fast test may not run {prog}: mark it @pytest.mark.slow (tests/conftest.py)")
+            init(self, args, *a, **k)
+        mp.setattr(subprocess.Popen, "__init__", popen)
+        item._es_guard = mp
+    yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    yield
+    mp = getattr(item, "_es_guard", None)
+    if mp is not None:
+        mp.undo()
 
 
 def train_small_teacher(source: str, out: Path, epochs: int = 30, cnn: bool = False) -> Path:

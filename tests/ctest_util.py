@@ -218,7 +218,7 @@ def edge_rows(D: int) -> np.ndarray:
 # The model compiled for a real Cortex-M (M4: the SXTAB16 path; M3: the plain path), run by a tiny semihosting
 # program on QEMU's MPS2 boards. Each row's scores come back as hex lines; then a SysTick measurement of 50 calls
 # (QEMU -icount shift=0 runs one instruction per ns; the MPS2 SysTick counts at 25 MHz, so one tick = 40 instructions).
-QEMU_MACHINES = {"cortex-m4": "mps2-an386", "cortex-m3": "mps2-an385"}
+QEMU_MACHINES = {"cortex-m4": "mps2-an386", "cortex-m3": "mps2-an385", "cortex-m0": "mps2-an385"}   # M0 code (ARMv6-M) runs unchanged on the M3
 
 _ARM_LD = """
 MEMORY { FLASH (rx) : ORIGIN = 0x00000000, LENGTH = 4M

@@ -14,6 +14,8 @@ from edgesketch import data
 from edgesketch.bench import device, mlp
 from edgesketch.quantize import calibrate_inputs
 
+pytestmark = pytest.mark.slow   # trains, builds firmware or runs QEMU: the full suite's tier (tests/conftest.py)
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

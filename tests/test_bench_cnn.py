@@ -10,6 +10,8 @@ from ctest_util import CROSS, SANITIZE, WARN, _run, _san_env, edge_rows
 from edgesketch.bench import cnn, device
 from edgesketch.errors import ConfigError
 
+pytestmark = pytest.mark.slow   # trains, builds firmware or runs QEMU: the full suite's tier (tests/conftest.py)
+
 # (architecture, input positions, input channels, classes): GAP and flatten heads, one and two convs, strides that
 # leave odd position counts, odd filter counts (the DSP kernel's leftovers), 'valid' padding, several input channels
 NETS = [("c8k5s2-gap", 40, 1, 10), ("c7k9s3-c5k4s1-gap", 40, 2, 10), ("c8k5s1-c16k5s2-flatten", 40, 3, 10),

@@ -60,6 +60,7 @@ def core(tmp_path_factory):
 
 
 # ---------------------------------------------------------------- tool-scons
+@pytest.mark.slow
 def test_ensure_platformio_installs_tool_scons_once(core):
     pkg = core / "packages" / "tool-scons"
     meta = json.loads((pkg / ".piopm").read_text())
@@ -76,6 +77,7 @@ def test_ensure_platformio_installs_tool_scons_once(core):
     assert out.returncode == 0 and "SCons" in out.stdout
 
 
+@pytest.mark.slow
 def test_ensure_platformio_repairs_a_foreign_owner(tmp_path):
     # a tool-scons whose .piopm lost the owner is not recognised by PlatformIO: ensure_platformio redoes it
     core = tmp_path / "core"
@@ -147,6 +149,7 @@ def test_platform_folder_name_follows_its_contents(tmp_path, monkeypatch):
     assert build._platform_hash() != a
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", EMULATED)
 def test_pio_run_offline(tmp_path_factory, name):
     board = boards.load(name)
@@ -159,6 +162,7 @@ def test_pio_run_offline(tmp_path_factory, name):
     print(f"\n{name}: pio run {_SESSION[('seconds', name)]:.2f} s, text {size.text} data {size.data} bss {size.bss}")
 
 
+@pytest.mark.slow
 def test_pio_rebuild_is_incremental(tmp_path_factory):
     elf = built_elf(tmp_path_factory, "qemu-m4")
     t0 = time.perf_counter()
@@ -166,6 +170,7 @@ def test_pio_rebuild_is_incremental(tmp_path_factory):
     assert time.perf_counter() - t0 < 30
 
 
+@pytest.mark.slow
 def test_missing_toolchain_names_the_apt_package(tmp_path, monkeypatch):
     proj = build.write_project("qemu-rv32", standin_model(), tmp_path / "fw")
     empty = tmp_path / "bin"
@@ -176,6 +181,7 @@ def test_missing_toolchain_names_the_apt_package(tmp_path, monkeypatch):
     assert not (tmp_path / "core").exists()          # failed before touching PlatformIO
 
 
+@pytest.mark.slow
 def test_failed_build_is_a_user_error_with_log(tmp_path_factory, tmp_path):
     model = standin_model()
     model["es_model.c"] += "\n#error deliberately broken\n"
@@ -194,6 +200,7 @@ def test_elf_size_rejects_non_elf(tmp_path):
 
 
 # ---------------------------------------------------------------- real boards
+@pytest.mark.slow
 @pytest.mark.parametrize("name", REAL)
 def test_real_board_project_config_parses_offline(tmp_path, name):
     board = boards.load(name)

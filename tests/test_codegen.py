@@ -143,8 +143,14 @@ def check_ties_present(sk, xq):
 
 
 # ---------------------------------------------------------------- host: bit-exact on every row
+# the fast tier (pytest -m fast) builds one sketch of each kind; the full suite every one
+FAST = {"learned-L16K6-int8", "representer-L8K4-int16", "learned-L16K6-int4", "learned-window-balanced-int4",
+        "learned-codebook-int8", "win1d-flat-branch-int8", "win1d-pool-regions-C3", "win2d-valid-dilated-wide",
+        "win1d-thresholds-weights-int4", "win1d-codebook-int16-u16rows-regions-C3"}
+
+
 @pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("name", list(SKETCHES))
+@pytest.mark.parametrize("name", [n if n in FAST else pytest.param(n, marks=pytest.mark.slow) for n in SKETCHES])
 def test_host_matches_reference(name, layout, tmp_path):
     sk = make(name)
     xq = rows_for(sk)
@@ -153,6 +159,7 @@ def test_host_matches_reference(name, layout, tmp_path):
     cu.assert_c_matches_reference(sk, xq, layout, workdir=tmp_path)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("name", [n for n in SKETCHES if n.endswith(("L16K6-int8", "L8K4-int16", "L16K6-int4"))]
                          + ["learned-odd-D40-C3", "representer-dense-C1-regression", "learned-empty-hyperplanes",
@@ -179,6 +186,7 @@ def test_null_pointers_and_argmax_ties(layout, tmp_path):
     assert np.all(got["argmax"] == 0) and np.all(got["scores"] == 3 * flat.n_tables)
 
 
+@pytest.mark.slow
 def test_int8_count_extremes(tmp_path):
     """Counts at -128/127, int16 at -32768/32767 and 4-bit at -8/7 everywhere: the largest sums the types must hold
     (4 bits: 40 tables of 15 in a byte lane would carry into the next class without the flush every 17 tables)."""
@@ -225,6 +233,7 @@ def test_float_predict_matches_quantised_path(layout, tmp_path):
 
 
 # ---------------------------------------------------------------- cross compilers, warnings as errors
+@pytest.mark.slow
 @pytest.mark.parametrize("target", list(cu.CROSS))
 @pytest.mark.parametrize("name", ["learned-L16K6-int8", "representer-L8K4-int16", "representer-dense-C1-regression",
                                   "learned-L16K6-int4", "learned-int4-C9", "learned-window-balanced-int4",
@@ -271,6 +280,7 @@ def test_static_asserts_fire(std, tmp_path):
 
 
 # ---------------------------------------------------------------- Cortex-M under QEMU: the SXTAB16 path and the plain one
+@pytest.mark.slow
 @pytest.mark.parametrize("cpu,layout,counts", [("cortex-m4", "unrolled", "int8"), ("cortex-m4", "compact", "int8"),
                                               ("cortex-m3", "unrolled", "int8"), ("cortex-m4", "unrolled", "int4"),
                                               ("cortex-m4", "compact", "int4"), ("cortex-m4", "compact", "window-int8"),

@@ -6,6 +6,8 @@ import pytest
 from ctest_util import assert_c_matches_reference
 from edgesketch.sketch import quantize_inputs
 
+pytestmark = pytest.mark.slow   # trains, builds firmware or runs QEMU: the full suite's tier (tests/conftest.py)
+
 CASES = [(s, m, L, K) for s in ("sklearn:digits", "mnist1d") for m in ("learned", "representer") for L, K in ((4, 3), (16, 6), (32, 8))]
 CASES += [(s, "learned-int4", 32, 6) for s in ("sklearn:digits", "mnist1d")]
 

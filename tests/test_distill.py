@@ -7,6 +7,8 @@ import pytest
 from edgesketch import data, teacher
 from test_esk_cli import run_cli
 
+pytestmark = pytest.mark.slow   # trains, builds firmware or runs QEMU: the full suite's tier (tests/conftest.py)
+
 
 @pytest.mark.parametrize("fmt", ["h5", "savedmodel"])
 def test_other_teacher_formats_load_and_agree(digits_teacher, tmp_path, fmt):

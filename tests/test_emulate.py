@@ -24,6 +24,8 @@ from edgesketch import boards, build, codegen, emulate, sketch
 from edgesketch import protocol as p
 from edgesketch.errors import UserError
 
+pytestmark = pytest.mark.slow   # trains, builds firmware or runs QEMU: the full suite's tier (tests/conftest.py)
+
 ROOT = Path(__file__).resolve().parents[1]
 EMULATED = test_build.EMULATED
 N_IN, N_OUT, N_TABLES, N_BITS, N_HASHBITS = 16, 4, 3, 4, 12     # tests/fixtures/standin_model/es_model.h

@@ -52,6 +52,7 @@ def _files(folder: Path) -> set[str]:
 
 
 # ---------------------------------------------------------------- c
+@pytest.mark.slow
 def test_c_format_readme_example_builds_and_runs(model, tmp_path):
     path, sk = model
     out = tmp_path / "model"
@@ -73,6 +74,7 @@ def test_c_format_readme_example_builds_and_runs(model, tmp_path):
     assert "exported" in stdout and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
+@pytest.mark.slow
 def test_c_and_arduino_formats_of_a_regression_sketch(tmp_path):
     """Regression sketches print outputs, not classes: the README example and the Arduino example both compile."""
     sk = random_sketch(D=13, C=2, L=8, K=4, P=16, taps=4, seed=4, task="regression")
@@ -110,6 +112,7 @@ def _cmake(src: Path, bdir: Path, *args) -> str:
     return out + _run(["cmake", "--build", bdir, "--parallel", "2"], timeout=300)
 
 
+@pytest.mark.slow
 def test_cmake_component_builds_for_cortex_m4_and_checks_on_the_host(model, tmp_path):
     path, sk = model
     comp = tmp_path / "es_model"
@@ -189,6 +192,7 @@ def arduino_lib(model, tmp_path_factory) -> tuple[Path, object]:
     return out, sk
 
 
+@pytest.mark.slow
 def test_arduino_library_layout_and_zip(arduino_lib):
     out, sk = arduino_lib
     ex = "examples/classify/classify.ino"
@@ -221,6 +225,7 @@ def _stub_compile(cxx: str, flags: list[str], lib: Path, tmp_path: Path, tag: st
     return _run([cxx[:-3] + "nm", obj])
 
 
+@pytest.mark.slow
 def test_arduino_example_compiles_for_cortex_m_and_esp_against_the_standin(arduino_lib, tmp_path):
     out, _ = arduino_lib
     m4 = _stub_compile("arm-none-eabi-g++", ["-mcpu=cortex-m4", "-mthumb"], out, tmp_path, "m4")
@@ -237,6 +242,7 @@ def test_arduino_example_compiles_for_cortex_m_and_esp_against_the_standin(ardui
     assert b" cycles" not in (tmp_path / "m0-classify.o").read_bytes()
 
 
+@pytest.mark.slow
 def test_arduino_example_on_the_real_avr_core_runs_on_qemu_uno(arduino_lib, tmp_path, tmp_path_factory):
     """The example, as the Arduino IDE would build it for an Uno: Arduino's AVR core (Debian arduino-core-avr) with
     the flags of its platform.txt, the library under lib/. Then it runs under qemu-system-avr and prints the class."""

@@ -247,6 +247,7 @@ def qemu_firmware(request, tmp_path_factory):
     return board, sk, elf, model_id
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(SCENARIOS))
 def test_qemu_fault_proxy_scenario(qemu_firmware, name):
     from edgesketch import emulate
@@ -278,6 +279,7 @@ def test_qemu_fault_proxy_scenario(qemu_firmware, name):
     assert st.retries > 0 or st.boots > 0
 
 
+@pytest.mark.slow
 def test_qemu_clean_run_and_model_mismatch(qemu_firmware):
     from edgesketch import emulate
     board, sk, elf, model_id = qemu_firmware

@@ -428,6 +428,7 @@ def check_sizes(res, elf: Path, board: str) -> None:
     assert 0 < res.flash < b.flash_bytes and f"{res.flash:,} bytes" in res.flash_text
 
 
+@pytest.mark.slow
 def test_qemu_uno_192_inputs_bit_exact(tmp_path_factory):
     """A 64 x 3 accelerometer window (192 int8 inputs) on the Uno, whose frames carry 160 body bytes: INFER cannot take
     it and BATCH is off (max_batch 0), so each input goes in two LOAD frames and RUN; 300 random inputs bit-exact."""
@@ -457,6 +458,7 @@ def test_qemu_uno_192_inputs_bit_exact(tmp_path_factory):
           f"peak stack {res.stack_peak} B; test {dt:.1f} s")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("board", BIG_BOARDS)
 def test_qemu_1500_inputs_bit_exact(tmp_path_factory, board):
     """1,500 inputs (a machine-vibration window) on Cortex-M4, M0, RV32 and Xtensa: two LOAD frames of 750 bytes, then
@@ -493,6 +495,7 @@ def test_qemu_1500_inputs_bit_exact(tmp_path_factory, board):
           f"{len(buckets)} buckets agree; test {dt:.1f} s")
 
 
+@pytest.mark.slow
 def test_qemu_uno_multiframe_through_fault_proxy(tmp_path_factory):
     """The Uno's LOAD + RUN through the fault proxy (flips, drops, immediate and late duplicates, resets mid-transfer):
     every score bit-exact and answered once."""

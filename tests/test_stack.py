@@ -21,6 +21,8 @@ from edgesketch import protocol as p
 from test_emulate import _boot
 from test_protocol import APP_DRIVER, CORE
 
+pytestmark = pytest.mark.slow   # trains, builds firmware or runs QEMU: the full suite's tier (tests/conftest.py)
+
 WINDOW = 1024                       # ES_STACK_PAINT's default
 STACK_MODEL = r"""
 /* Stack stand-in (tests/test_stack.py): es_predict_q writes the top 2 * (uint8_t)x[1] words of a local array (at

@@ -149,6 +149,7 @@ def test_pareto_front_and_pruning_rule():
     assert not T._behind(0.93, T.Cost(4000, 0, 1000, ""), job)                   # within the margin
 
 
+@pytest.mark.slow
 def test_cost_is_measured_on_the_emulated_board_of_the_core():
     from edgesketch import boards
     twin = lambda name: getattr(T.twin(boards.load(name)), "name", None)

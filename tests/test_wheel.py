@@ -24,6 +24,8 @@ from packaging.utils import canonicalize_name
 from edgesketch import esk
 from edgesketch.sketch import random_sketch
 
+pytestmark = pytest.mark.slow   # trains, builds firmware or runs QEMU: the full suite's tier (tests/conftest.py)
+
 ROOT = Path(__file__).resolve().parents[1]
 ALREADY_IN_A_VENV = {"pip", "setuptools"}
 

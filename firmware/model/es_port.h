@@ -29,8 +29,9 @@
 
 /* Between the tables of an unrolled lookup: on 32-bit cores the barrier keeps gcc from computing every bucket first
  * and spilling the accumulators; avr-gcc, with 8-bit registers, then delays every addition to the end and spills the
- * counts instead, so there it is left out. */
-#if defined(__AVR__)
+ * counts instead, and Thumb-1 (Cortex-M0, eight low registers) spills the accumulators either way and is faster
+ * without it, so there it is left out. */
+#if defined(__AVR__) || defined(__ARM_ARCH_6M__)
 #define ES_TABLE_BARRIER() ((void)0)
 #else
 #define ES_TABLE_BARRIER() ES_BARRIER()

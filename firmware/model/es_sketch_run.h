@@ -208,23 +208,26 @@ ES_INLINE void es_sk_finish(const es_model_t *m, es_sk_acc_t *s, int32_t *scores
 #define ES_SK_SETTLE(s) ((void)(s))
 #endif
 
-/* Add the counts of one cell (its index into the branch's cells) to the accumulators. */
-ES_INLINE void es_sketch_cell(const es_model_t *m, const es_branch_t *b, es_sk_acc_t *s, size_t cell)
+/* Add the counts of cell first + bucket (its index into the branch's cells) to the accumulators. The unrolled lookup
+ * passes a table's first cell as a constant, so that it folds into the address of the table's data. */
+ES_INLINE void es_sketch_cell(const es_model_t *m, const es_branch_t *b, es_sk_acc_t *s, size_t first, unsigned bucket)
 {
     if (m->counts == ES_COUNTS_I4) {   /* a word of each plane: nibbles + 8, classes c0 + i at bits 4i */
 #define ES_SK_PLANE_(j) if (m->n_planes > j) { \
-        uint32_t v_ = es_sk_u(m->plane_t[j], b->planes[j], cell); \
+        uint32_t v_ = es_sk_u(m->plane_t[j], es_sk_at(m->plane_t[j], b->planes[j], first), bucket); \
         uint32_t mask_ = m->plane_t[j] == ES_T_U32 ? 0x0F0F0F0Fu : m->plane_t[j] == ES_T_U16 ? 0x0F0Fu : 0x0Fu; \
         s->lo[j] += v_ & mask_; s->hi[j] += (v_ >> 4) & mask_; }
         ES_SK_EACH_(ES_SK_PLANES, ES_SK_PLANE_);
 #undef ES_SK_PLANE_
         return;
     } else {
-        const void *row = m->row_t ? (const void *)((const int8_t *)m->book
-                                                    + (size_t)es_sk_u(m->row_t, b->cells, cell) * ES_SK_OUTPUTS
-                                                      * (m->counts == ES_COUNTS_I16 ? 2u : 1u))
-                                   : (const void *)((const int8_t *)b->cells
-                                                    + cell * ES_SK_OUTPUTS * (m->counts == ES_COUNTS_I16 ? 2u : 1u));
+        const size_t size = ES_SK_OUTPUTS * (m->counts == ES_COUNTS_I16 ? 2u : 1u);   /* bytes of a row of counts */
+        const void *row;
+        if (m->row_t) {
+            row = (const int8_t *)m->book + (size_t)es_sk_u(m->row_t, es_sk_at(m->row_t, b->cells, first), bucket) * size;
+        } else {
+            row = ((const int8_t *)b->cells + first * size) + bucket * size;
+        }
 #if ES_DSP
         if (m->lanes) {   /* four int8 counts a word: SXTAB16 adds bytes 0, 2 and 1, 3 into 16-bit lanes */
             const uint8_t *r = (const uint8_t *)row;
@@ -448,7 +451,7 @@ ES_INLINE void es_sketch_lookup(const es_model_t *m, const es_branch_t *b, const
     ES_OPAQUE(bits);   /* bits[sel]: one load with a register offset, not an sp offset rebuilt for every bit */
     for (l = 0; l < b->L; ++l) {
         unsigned bucket = b->bits == ES_BITS_WORDS ? es_sketch_bucket_words(b, h->w, l) : es_sketch_bucket_bytes(b, bits, l);
-        es_sketch_cell(m, b, s, row0 + l * R + bucket);
+        es_sketch_cell(m, b, s, row0 + l * R, bucket);
         if (b->flush_within && l % b->flush_within == b->flush_within - 1u && l + 1u < b->L) es_sk_flush(m, s, scores);
     }
 }

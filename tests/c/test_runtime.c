@@ -174,8 +174,8 @@ static void hand_hash(const int8_t *b, uint32_t *w, int all)
 static void hand_read(const uint32_t *w, size_t row0, es_sk_acc_t *s, int32_t *scores)
 {
     (void)scores;
-    es_sketch_cell(&model8, &flat_unrolled, s, row0 + 0u + ((w[0] >> 0) & 3u));
-    es_sketch_cell(&model8, &flat_unrolled, s, row0 + 4u + ((w[0] >> 2) & 3u));
+    es_sketch_cell(&model8, &flat_unrolled, s, row0 + 0u, (unsigned)(w[0] >> 0) & 3u);
+    es_sketch_cell(&model8, &flat_unrolled, s, row0 + 4u, (unsigned)(w[0] >> 2) & 3u);
 }
 
 int main(void)
