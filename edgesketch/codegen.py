@@ -358,7 +358,7 @@ def _plan(sk: Sketch, layout: str, prefix: str) -> dict:
                      bias=_c_int(8 * sum(b.n_reads for b in sk.branches)),
                      nib=arrays.add("nib", "uint8_t", nib["nib"], "class c's plane * 16 + its place in the plane", rom=False))
 
-    pbound, branches, src, n_bytes, n_words, flushes = 0, [], 0, 1, 1, 0
+    pbound, branches, src, neg, n_bytes, n_words, flushes = 0, [], 0, 0, 1, 1, 0
     proj_t_name = f"{prefix}_proj_t"
     for j, b in enumerate(sk.branches):
         w, L, K, P = b.window, b.n_tables, b.n_bits, b.n_hyperplanes
@@ -430,13 +430,14 @@ def _plan(sk: Sketch, layout: str, prefix: str) -> dict:
             d.update(n_words=u["n_bw"] + u["n_xw"], n_bucket_words=u["n_bw"])
             n_words = max(n_words, u["n_bw"] + u["n_xw"])
             within = [l for l in range(L - 1) if d.get("flush_within") and l % NIBBLE_GROUP == NIBBLE_GROUP - 1]
-            br.update(inverted=inverted, smlad=smlad, preload=preload, planes=u["planes"], extra_planes=u["extra_planes"],
+            br.update(inverted=inverted, settle=w.n_readouts == 1 and not nibble,
+                      smlad=smlad, preload=preload, planes=u["planes"], extra_planes=u["extra_planes"],
                       n_bw=u["n_bw"], n_xw=u["n_xw"], tables=u["tables"], flush_at=within,
                       shared_sums=any(h["pre"] for h in u["planes"] + u["extra_planes"]))
         else:
             d.update(_plan_taps(b, thr, used, arrays, name))
             if d["taps_kind"] == "ES_TAPS_NEG":
-                src = max(src, 2 * d["neg_at"])
+                neg = max(neg, 2 * d["neg_at"])
             if d["bits"] == "ES_BITS_WORDS":
                 n_words = max(n_words, -(-P // 32))
             else:
@@ -460,7 +461,7 @@ def _plan(sk: Sketch, layout: str, prefix: str) -> dict:
         out_scale=_rows([_c_float(v) for v in sk.out_scale], 8), out_bias=_rows([_c_float(v) for v in sk.out_bias], 8),
         proj_t=proj_t, proj_max=proj_max, proj_bound=pbound, score_t=score_t, score_max=score_max, score_bound=sbound,
         lane_bound=lane_bound, lanes=lanes, count_t=count_t,
-        runtime=dict(outputs=C, proj_t=proj_t, score_t=score_t, planes=len(nib["planes"]) if nibble else 1, src=src,
+        runtime=dict(outputs=C, proj_t=proj_t, score_t=score_t, planes=len(nib["planes"]) if nibble else 1, src=src, neg=neg,
                      bits=n_bytes, words=n_words),
         arrays=arrays.items, branches=branches, model=model,
     )
@@ -471,7 +472,8 @@ def _plan_taps(b: Branch, thr, used, arrays: _Arrays, name: str) -> dict:
     with one threshold a sum the hyperplanes some table reads come first (the rest are only for debug). Ternary taps
     whose sums all have the same numbers of positive and negative taps (--signs balanced) are read directly, positive
     first (ES_TAPS_SPLIT); other ternary taps read a negated copy of the input for their negative taps, so that every
-    tap subtracts (ES_TAPS_NEG: ~x = -x - 1, the -1s folded into the thresholds); integer weights multiply
+    tap subtracts (ES_TAPS_NEG: ~x = -x - 1, the -1s folded into the thresholds; flat branches only: a window's copy
+    would double its padded input on the stack, which the Uno's 2 KB cannot spare); integer weights multiply
     (ES_TAPS_WEIGHTS). Hash bits are packed words when every table reads K consecutive hyperplanes of one word in
     hyperplane order (buckets: one shift and mask), else a byte each (buckets gathered through the selectors)."""
     P, K, w = b.n_hyperplanes, b.n_bits, b.window
@@ -488,7 +490,8 @@ def _plan_taps(b: Branch, thr, used, arrays: _Arrays, name: str) -> dict:
         sums.append([(int(v), int(offsets[i])) for v, i in taps])
     npos = [sum(1 for v, _ in t if v > 0) for t in sums]
     ntap = [len(t) for t in sums]
-    kind = "ES_TAPS_WEIGHTS" if not b.ternary else "ES_TAPS_SPLIT" if len(set(zip(npos, ntap))) <= 1 else "ES_TAPS_NEG"
+    kind = ("ES_TAPS_WEIGHTS" if not b.ternary else
+            "ES_TAPS_SPLIT" if len(set(zip(npos, ntap))) <= 1 or w.n_positions > 1 else "ES_TAPS_NEG")
     d = {"T": T, "n_used": int(used.sum()) if T == 1 else P, "taps_kind": kind}
     thr_o = [thr[p] for p in order]
     if kind == "ES_TAPS_NEG":   # negative taps read ~x, neg_at bytes on; each drops its sum's threshold by one
@@ -503,7 +506,10 @@ def _plan_taps(b: Branch, thr, used, arrays: _Arrays, name: str) -> dict:
     else:
         d["ntap"] = arrays.add(f"{name}_ntap", "uint8_t", ntap, "taps of each sum")
     if kind == "ES_TAPS_SPLIT":
-        d["npos"] = npos[0] if npos else 0
+        if len(set(npos)) <= 1:
+            d["npos"] = npos[0] if npos else 0
+        else:
+            d["npos_"] = arrays.add(f"{name}_npos", "uint8_t", npos, "positive taps of each sum (they come first)")
     elif kind == "ES_TAPS_WEIGHTS":
         d["wt"] = arrays.add(f"{name}_wt", "int8_t", [v for t in sums for v, _ in t] or [0], "tap weights, in the order of the offsets")
     d["thr"], d["thr_t"] = arrays.typed(f"{name}_thr", thr_o, "thresholds (stored order)" +

@@ -13,9 +13,10 @@ wide-MLP teacher's six flat sketches, and the windowed defaults of the mnist1d a
 firmware's text+data minus the same firmware around an empty model (edgesketch.bench.device.run); instructions are the
 firmware's counter around es_predict_q (exact under QEMU -icount, the QEMU plugin on qemu-uno).
 
-Lines of generated C (the model's .c and .h files, and the runtime's when the generator ships one): a line is *data*
-when it holds only array literal values (numbers, commas, braces of an initialiser) or belongs to a const array's
-declaration; *comments and blank* lines are counted apart; every other line is *code*.
+Lines of generated C (the model's .c and .h files only; the hand-written runtime the generator ships beside them is
+counted once, apart): a line is *data* when it belongs to a const array's or a const descriptor's initialiser (from
+the `const ... = {` line to its `};`); *comments and blank* lines are counted apart; every other line (declarations,
+macros, functions, statements) is *code*.
 """
 from __future__ import annotations
 
@@ -91,7 +92,7 @@ def line_kinds(text: str) -> dict:
             if s.startswith("}"):
                 in_array = False
             continue
-        if re.match(r"^(static\s+)?const\b.*\[.*\]\s*=\s*\{", s) or re.match(r"^(static\s+)?const\s+\w[\w\s]*=\s*\{", s):
+        if re.match(r"^(static\s+)?const\b[^=]*=\s*\{", s):
             out["data"] += 1
             in_array = not s.rstrip().endswith("};")
             continue
@@ -113,8 +114,9 @@ def measure(folder: Path, boards, samples: int) -> dict:
             for layout in layouts:
                 files = codegen.generate(sk, layout)
                 runtime = getattr(codegen, "runtime_files", lambda: {})()
-                lines = {k: line_kinds(v) for k, v in {**files, **runtime}.items() if k.endswith((".c", ".h"))}
-                row = {"sketch": name, "layout": layout, "lines": lines, "boards": {}}
+                lines = {k: line_kinds(v) for k, v in files.items() if k.endswith((".c", ".h"))}
+                row = {"sketch": name, "layout": layout, "lines": lines, "boards": {},
+                       "runtime_lines": {k: line_kinds(v) for k, v in runtime.items()}}
                 for b in boards:
                     try:
                         r = device.run(b, files, xq, sk.n_inputs, sk.n_outputs, Path(work), _slug(name) + "-" + layout)
@@ -131,6 +133,20 @@ def measure(folder: Path, boards, samples: int) -> dict:
                 rows.append(row)
     import edgesketch
     return {"edgesketch": edgesketch.__version__, "generator": str(Path(edgesketch.__file__).parent), "rows": rows}
+
+
+def relines(folder: Path, path: Path) -> None:
+    """Count the lines again (this generator, the rule above) into the measurements of `path`, in place."""
+    from edgesketch import codegen, esk
+    res = json.loads(path.read_text())
+    runtime = getattr(codegen, "runtime_files", lambda: {})()
+    for row in res["rows"]:
+        name = row["sketch"]
+        sk = esk.load(folder / f"{_slug(name)}.esk")
+        files = codegen.generate(sk, row["layout"])
+        row["lines"] = {k: line_kinds(v) for k, v in files.items() if k.endswith((".c", ".h"))}
+        row["runtime_lines"] = {k: line_kinds(v) for k, v in runtime.items()}
+    path.write_text(json.dumps(res, indent=1))
 
 
 def compare(a: dict, b: dict, boards) -> str:
@@ -153,13 +169,17 @@ def compare(a: dict, b: dict, boards) -> str:
                 cells.append(f"{m[f]:,} -> {n[f]:,} ({100 * d:+.1f}%)")
         lines.append(f"| {r['sketch']} | {r['layout']} | " + " | ".join(cells) + " |")
     lines.append(f"\nlargest increase: {100 * worst:+.1f}%")
-    lines.append("\n| sketch | layout | data lines | code lines | comment/blank lines |\n|---|---|---|---|---|")
+    lines.append("\nGenerated C (es_model.c and es_model.h), lines:\n\n| sketch | layout | data | code | comment/blank |\n|---|---|---|---|---|")
     for r in b["rows"]:
         o = before.get(key(r))
         tot = lambda row: {k: sum(v[k] for v in row["lines"].values()) for k in ("data", "code", "comment")}
         n, m = tot(r), tot(o) if o else None
         lines.append(f"| {r['sketch']} | {r['layout']} | " + " | ".join(
             (f"{m[k]:,} -> {n[k]:,}" if m else f"{n[k]:,}") for k in ("data", "code", "comment")) + " |")
+    rt = b["rows"][0].get("runtime_lines") or {}
+    if rt:
+        lines.append("\nThe runtime (hand-written, shared by every model), lines:\n\n| file | data | code | comment/blank |\n|---|---|---|---|")
+        lines += [f"| {k} | {v['data']} | {v['code']} | {v['comment']} |" for k, v in sorted(rt.items())]
     return "\n".join(lines)
 
 
@@ -171,7 +191,11 @@ def main(argv=None) -> int:
     ap.add_argument("--boards", nargs="+", default=list(BOARDS))
     ap.add_argument("--samples", type=int, default=SAMPLES)
     ap.add_argument("--compare", nargs=2, metavar=("BEFORE", "AFTER"))
+    ap.add_argument("--relines", metavar="JSON", help="count the generated lines again into JSON (this generator)")
     a = ap.parse_args(argv)
+    if a.relines:
+        relines(Path(a.sketches), Path(a.relines))
+        return 0
     if a.compare:
         print(compare(*(json.loads(Path(p).read_text()) for p in a.compare), a.boards))
         return 0

@@ -8,8 +8,8 @@
  *   ES_SK_PROJ_T    the type of a hyperplane's sum minus its threshold (int_fast16_t when every sum fits, else int32_t)
  *   ES_SK_SCORE_T   the type of an int32 score while it is summed (int_fast16_t when every score fits, else int32_t)
  *   ES_SK_PLANES    4-bit counts: planes of nibbles (else 1)
- *   ES_SK_SRC       the largest copy of the input a branch hashes from, in bytes: its padded grid, and with ES_TAPS_NEG
- *                   its negation after it (0: every branch reads the input itself)
+ *   ES_SK_SRC       the largest padded input of a branch, in bytes (0: every branch reads the input itself)
+ *   ES_SK_NEG       a flat branch's input and its negation (ES_TAPS_NEG), in bytes (0: none)
  *   ES_SK_BITS      the most hash bits (hyperplanes) of a branch hashed into bytes (compact layout), at least 1
  *   ES_SK_WORDS     the most 32-bit words of hash bits a position of a branch writes, at least 1
  *
@@ -34,6 +34,9 @@
 #endif
 #ifndef ES_SK_SRC
 #define ES_SK_SRC 0
+#endif
+#ifndef ES_SK_NEG
+#define ES_SK_NEG 0
 #endif
 #ifndef ES_SK_BITS
 #define ES_SK_BITS 1
@@ -198,12 +201,14 @@ ES_INLINE void es_sk_finish(const es_model_t *m, es_sk_acc_t *s, int32_t *scores
     }
 }
 
-/* After each cell of a branch of one read-out: avr-gcc would otherwise reassociate every class's additions over all
- * the tables and delay them to the end, keeping every count read on the stack; an empty asm that reads and writes
- * each accumulator makes it add them as it goes. Elsewhere nothing. */
-#if defined(__AVR__) && defined(__GNUC__)
+/* After each table of a straight-line lookup of one read-out (the unrolled layout's flat branches): avr-gcc would
+ * otherwise reassociate every class's additions over all the tables and delay them to the end, keeping every count
+ * read on the stack; an empty asm that reads and writes each accumulator makes it add them as it goes. Elsewhere (and
+ * inside loops, where nothing can be delayed) nothing. */
 #define ES_SK_KEEP_(c) __asm__("" : "+r"(s_->a[c]));
-#define ES_SK_SETTLE(s) do { es_sk_acc_t *s_ = (s); ES_SK_EACH_CLASS(ES_SK_KEEP_); } while (0)
+#define ES_SK_KEEP_ALL_(s) do { es_sk_acc_t *s_ = (s); ES_SK_EACH_CLASS(ES_SK_KEEP_); } while (0)
+#if defined(__GNUC__) && defined(__AVR__)
+#define ES_SK_SETTLE(s) ES_SK_KEEP_ALL_(s)
 #else
 #define ES_SK_SETTLE(s) ((void)(s))
 #endif
@@ -249,7 +254,6 @@ ES_INLINE void es_sketch_cell(const es_model_t *m, const es_branch_t *b, es_sk_a
             ES_SK_EACH_CLASS(ES_SK_ADD_);
 #undef ES_SK_ADD_
         }
-        if (b->n_ro == 1) ES_SK_SETTLE(s);   /* a straight line of tables (a loop over read-outs does not need it) */
     }
 }
 
@@ -403,27 +407,49 @@ ES_INLINE unsigned es_sketch_bucket_words(const es_branch_t *b, const uint32_t *
     return (unsigned)((w[q >> 5] >> (q & 31u)) & ((1u << b->K) - 1u));
 }
 
-/* What branch b's windows read: the input itself, or its padded grid and (ES_TAPS_NEG) the negation after it, built
- * once per inference in buf. */
-ES_INLINE const int8_t *es_sketch_source(const es_model_t *m, const es_branch_t *b, const int8_t *x, uint32_t *buf)
+/* What branch b's windows read: the input itself, or its padded grid, built once per inference in buf. */
+ES_INLINE const int8_t *es_sketch_source(const es_branch_t *b, const int8_t *x, uint32_t *buf)
 {
-    int8_t *xb = (int8_t *)buf;
+    if (!b->padn) return x;
+    es_sketch_pad(b, x, (int8_t *)buf);
+    return (const int8_t *)buf;
+}
+
+/* On AVR, a step whose buffer should not sit in its caller's frame: avr-gcc reaches a frame's first 63 bytes in one
+ * instruction, so a large buffer there moves the accumulators' spill slots out of reach (four more instructions an
+ * access). Elsewhere it is inlined like the rest. (inline keeps models that do not use it free of warnings.) */
+#if defined(__AVR__) && defined(__GNUC__)
+#define ES_SK_OWN_FRAME static inline __attribute__((noinline))
+#else
+#define ES_SK_OWN_FRAME ES_INLINE
+#endif
+
+/* The hash bits of a flat branch with negative taps read from a negated copy (ES_TAPS_NEG: one position): the input
+ * then ~input, from byte neg_at on, in a buffer of this step's own. */
+ES_SK_OWN_FRAME void es_sketch_hash_negated(const es_model_t *m, const es_branch_t *b, const int8_t *x, es_sk_bits_t *h,
+                                            int all)
+{
+    uint32_t buf[ES_SK_NEG > 0 ? (ES_SK_NEG + 3) / 4 : 1];
+    int8_t *xx = (int8_t *)buf;
     unsigned i;
-    if (!b->padn && b->taps_kind != ES_TAPS_NEG) return x;
-    if (b->taps_kind == ES_TAPS_NEG) buf[b->neg_at / 4u - 1u] = 0;   /* bytes past the input in the last word */
-    if (b->padn) es_sketch_pad(b, x, xb);
-    else for (i = 0; i < m->n_inputs; ++i) xb[i] = x[i];
-    if (b->taps_kind == ES_TAPS_NEG) es_sketch_negate(b, buf);
-    ES_OPAQUE(xb);
-    return xb;
+    buf[b->neg_at / 4u - 1u] = 0;   /* bytes past the input in the last word */
+    for (i = 0; i < m->n_inputs; ++i) xx[i] = x[i];
+    es_sketch_negate(b, buf);
+    ES_OPAQUE(xx);
+    if (b->bits == ES_BITS_WORDS) es_sketch_hash_words(b, xx, h->w);
+    else es_sketch_hash_bytes(b, xx, h->b, all ? b->P : b->n_used);
 }
 
 /* ---------------------------------------------------------------- one branch */
 /* The bits of read-out ro: its positions hashed (a generated function, or tap lists), OR-ed over the pool block. */
-ES_INLINE void es_sketch_readout_bits(const es_branch_t *b, const int8_t *src, unsigned ro, es_sk_hash_fn hash,
-                                      es_sk_bits_t *h, int all)
+ES_INLINE void es_sketch_readout_bits(const es_model_t *m, const es_branch_t *b, const int8_t *src, unsigned ro,
+                                      es_sk_hash_fn hash, es_sk_bits_t *h, int all)
 {
     unsigned q, i;
+    if (!hash && b->taps_kind == ES_TAPS_NEG) {   /* flat: one position, src is the input */
+        es_sketch_hash_negated(m, b, src, h, all);
+        return;
+    }
     for (q = 0; q < b->pool; ++q) {
         const int8_t *win = src + (b->base ? es_sk_u(b->base_t, b->base, (size_t)ro * b->pool + q) : 0u);
         es_sk_bits_t u;
@@ -466,11 +492,11 @@ ES_INLINE void es_sketch_branch(const es_model_t *m, const es_branch_t *b, const
 {
     unsigned ro, since = 0;
     uint32_t buf[ES_SK_SRC > 0 ? (ES_SK_SRC + 3) / 4 : 1];
-    const int8_t *src = es_sketch_source(m, b, x, buf);
+    const int8_t *src = es_sketch_source(b, x, buf);
     for (ro = 0; ro < b->n_ro; ++ro) {
         es_sk_bits_t h;
         size_t row0 = b->region ? es_sk_u(b->region_t, b->region, ro) : 0u;
-        es_sketch_readout_bits(b, src, ro, hash, &h, 0);
+        es_sketch_readout_bits(m, b, src, ro, hash, &h, 0);
         if (read) read(h.w, row0, s, scores);
         else es_sketch_lookup(m, b, &h, row0, s, scores);
         if (b->flush_every && ++since == b->flush_every) {
@@ -492,7 +518,7 @@ ES_INLINE void es_sketch_debug_branch(const es_model_t *m, const es_branch_t *b,
     uint8_t *ob = *bits;
     uint16_t *ok = *buckets;
     uint32_t buf[ES_SK_SRC > 0 ? (ES_SK_SRC + 3) / 4 : 1];
-    const int8_t *src = es_sketch_source(m, b, x, buf);
+    const int8_t *src = es_sketch_source(b, x, buf);
     for (ro = 0; ro < b->n_ro; ++ro) {
         es_sk_bits_t h;
         for (i = 0; i < ES_SK_WORDS; ++i) h.w[i] = 0;
@@ -507,6 +533,13 @@ ES_INLINE void es_sketch_debug_branch(const es_model_t *m, const es_branch_t *b,
                     *ob++ = (uint8_t)((u.w[at >> 5] >> (at & 31u)) & 1u);
                 }
                 for (i = 0; i < b->n_words; ++i) h.w[i] |= u.w[i];
+            } else if (b->taps_kind == ES_TAPS_NEG) {   /* flat */
+                es_sketch_hash_negated(m, b, win, &u, 1);
+                for (p = 0; p < b->P; ++p)
+                    *ob++ = b->bits == ES_BITS_WORDS ? (uint8_t)((u.w[p >> 5] >> (p & 31u)) & 1u)
+                                                     : u.b[b->rank ? es_sk_u(b->rank_t, b->rank, p) : p];
+                for (i = 0; i < ES_SK_WORDS; ++i) h.w[i] |= u.w[i];
+                for (i = 0; i < ES_SK_BITS; ++i) h.b[i] |= u.b[i];
             } else if (b->bits == ES_BITS_WORDS) {
                 es_sketch_hash_words(b, win, u.w);
                 for (p = 0; p < b->P; ++p) *ob++ = (uint8_t)((u.w[p >> 5] >> (p & 31u)) & 1u);

@@ -10,6 +10,7 @@
 #define ES_SK_SCORE_T int32_t
 #define ES_SK_PLANES 1
 #define ES_SK_SRC 16
+#define ES_SK_NEG 8
 #define ES_SK_BITS 4
 #define ES_SK_WORDS 2
 #include "es_sketch_run.h"
