@@ -9,6 +9,7 @@ its module a `pytestmark`); the others are marked `fast` here at collection. The
 slowing the loop. `pytest` alone (what .ci/run calls) runs both tiers."""
 from __future__ import annotations
 
+import fcntl
 import os
 import sys
 from pathlib import Path
@@ -101,14 +102,31 @@ def workdir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("es")
 
 
-@pytest.fixture(scope="session")
-def digits_teacher(workdir) -> Path:
-    return train_small_teacher("sklearn:digits", workdir / "digits-small.keras")
+def shared_file(tmp_path_factory, name: str, make) -> Path:
+    """A file made once per test run, however many pytest-xdist workers ask for it: make(path) writes it (into a
+    temporary name, renamed when done), under a lock, in a folder every worker of this run shares. `name` holds every
+    input of its recipe, so different recipes never share a file. Nothing outlives the run (pytest's basetemp)."""
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "shared"
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / name
+    with open(root / f".{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not path.exists():
+            tmp = root / f".tmp-{os.getpid()}-{name}"
+            make(tmp)
+            tmp.rename(path)
+    return path
 
 
 @pytest.fixture(scope="session")
-def mnist1d_teacher(workdir) -> Path:
-    return train_small_teacher("mnist1d", workdir / "mnist1d-small.keras", epochs=15)
+def digits_teacher(tmp_path_factory) -> Path:
+    return shared_file(tmp_path_factory, "digits-small-e30.keras", lambda p: train_small_teacher("sklearn:digits", p))
+
+
+@pytest.fixture(scope="session")
+def mnist1d_teacher(tmp_path_factory) -> Path:
+    return shared_file(tmp_path_factory, "mnist1d-small-e15.keras", lambda p: train_small_teacher("mnist1d", p, epochs=15))
 
 
 def quick_distill(teacher_path, source, mode="learned", **kw):
@@ -123,63 +141,77 @@ def quick_distill(teacher_path, source, mode="learned", **kw):
     return sk, ds
 
 
+def shared_sketch(tmp_path_factory, name: str, teacher_path, source, mode="learned", **kw) -> Path:
+    """quick_distill's sketch saved as a .esk (the teacher's path in its meta), once per run (shared_file)."""
+    def make(path):
+        from edgesketch import esk
+        sk, _ = quick_distill(teacher_path, source, mode, **dict(kw))
+        sk.meta["teacher"] = str(teacher_path)
+        esk.save(sk, path, force=True)
+    key = "-".join(f"{k}{v}" for k, v in sorted(kw.items())).replace(" ", "").replace("(", "").replace(")", "").replace(",", "_")
+    return shared_file(tmp_path_factory, f"{name}-{mode}-{key}.esk", make)
+
+
 @pytest.fixture(scope="session")
-def mnist1d_cnn_teacher(workdir) -> Path:
+def mnist1d_cnn_teacher(tmp_path_factory) -> Path:
     """A small Conv1D teacher of mnist1d (input 40 x 1): what the windowed sketch is for."""
-    return train_small_teacher("mnist1d", workdir / "mnist1d-cnn.keras", epochs=15, cnn=True)
+    return shared_file(tmp_path_factory, "mnist1d-cnn-e15.keras",
+                       lambda p: train_small_teacher("mnist1d", p, epochs=15, cnn=True))
 
 
 @pytest.fixture(scope="session")
-def windowed_esk(workdir, mnist1d_cnn_teacher) -> Path:
+def windowed_esk(tmp_path_factory, mnist1d_cnn_teacher) -> Path:
     """A quick windowed sketch of the Conv1D teacher (window 9, stride 2, padding same: 20 positions) saved as a file,
     with the default family's structure: integer tap weights up to 7, two thresholds per sum."""
     from edgesketch import esk
-    sk, _ = quick_distill(mnist1d_cnn_teacher, "mnist1d", window=(9,), stride=(2,), hyperplanes=16, thresholds=2, taps=9,
-                          weights=7, tables=8, bits=5, epochs=3, aug_size=4000)
+    path = shared_sketch(tmp_path_factory, "mnist1d-windowed", mnist1d_cnn_teacher, "mnist1d", window=(9,), stride=(2,),
+                         hyperplanes=16, thresholds=2, taps=9, weights=7, tables=8, bits=5, epochs=3, aug_size=4000)
+    sk = esk.load(path)
     assert not sk.branches[0].ternary and sk.branches[0].sum_taps < sk.branches[0].n_taps
-    sk.meta["teacher"] = str(mnist1d_cnn_teacher)
-    path = workdir / "mnist1d-windowed-quick.esk"
-    esk.save(sk, path, force=True)
     return path
 
 
 @pytest.fixture(scope="session")
-def windowed_codebook_esk(workdir, mnist1d_cnn_teacher) -> Path:
+def windowed_codebook_esk(tmp_path_factory, mnist1d_cnn_teacher) -> Path:
     """The quick windowed sketch with a flat branch beside it and its cells stored as 100 shared rows (--codebook):
     one book of rows for both branches, a row number per cell."""
     from edgesketch import esk
-    sk, _ = quick_distill(mnist1d_cnn_teacher, "mnist1d", window=(9,), stride=(2,), hyperplanes=16, thresholds=2, taps=9,
-                          weights=7, tables=8, bits=5, flat_branch=(4, 5, 24, 6), codebook=100, epochs=3, aug_size=4000)
+    path = shared_sketch(tmp_path_factory, "mnist1d-windowed", mnist1d_cnn_teacher, "mnist1d", window=(9,), stride=(2,),
+                         hyperplanes=16, thresholds=2, taps=9, weights=7, tables=8, bits=5, flat_branch=(4, 5, 24, 6),
+                         codebook=100, epochs=3, aug_size=4000)
+    sk = esk.load(path)
     assert len(sk.branches) == 2 and sk.extras["cell_rows"].shape == (8 * 32 + 4 * 32,)
-    sk.meta["teacher"] = str(mnist1d_cnn_teacher)
-    path = workdir / "mnist1d-windowed-codebook-quick.esk"
-    esk.save(sk, path, force=True)
     return path
 
 
-@pytest.fixture(scope="session")
-def quick_sketches(digits_teacher, mnist1d_teacher):
-    """{(source, mode, L, K): (sketch, dataset)} for both data sets, both modes and three (L, K) sizes."""
-    out = {}
-    for source, tpath in (("sklearn:digits", digits_teacher), ("mnist1d", mnist1d_teacher)):
-        for mode in ("learned", "representer"):
-            for L, K in ((4, 3), (16, 6), (32, 8)):
-                kw = dict(tables=L, bits=K, hyperplanes=max(2 * K, 24))
-                if mode == "representer":
-                    kw["representers"] = 32
-                out[(source, mode, L, K)] = quick_distill(tpath, source, mode, **kw)
-        # 4-bit counts, trained through the 4-bit grid; L=32 > 17 tables makes the C flush its byte lanes mid-way
-        out[(source, "learned-int4", 32, 6)] = quick_distill(tpath, source, "learned", tables=32, bits=6, hyperplanes=24,
-                                                             count_bits=4)
-    return out
+class _LazySketches(dict):
+    """{(source, mode, L, K): (sketch, dataset)}, each distilled the first time a test asks for it (shared_sketch)."""
+
+    def __init__(self, tmp_path_factory, teachers):
+        super().__init__()
+        self.factory, self.teachers = tmp_path_factory, teachers
+
+    def __missing__(self, key):
+        from edgesketch import data, esk
+        source, mode, L, K = key
+        if mode == "learned-int4":   # 4-bit counts, trained through the 4-bit grid; L=32 > 17 tables flushes mid-way
+            kw, mode = dict(tables=L, bits=K, hyperplanes=24, count_bits=4), "learned"
+        else:
+            kw = dict(tables=L, bits=K, hyperplanes=max(2 * K, 24), **({"representers": 32} if mode == "representer" else {}))
+        path = shared_sketch(self.factory, source.replace(":", "-"), self.teachers[source](), source, mode, **kw)
+        self[key] = (esk.load(path), data.load(source))
+        return self[key]
 
 
 @pytest.fixture(scope="session")
-def digits_esk(workdir, digits_teacher) -> Path:
+def quick_sketches(tmp_path_factory, request):
+    """{(source, mode, L, K): (sketch, dataset)} for both data sets, both modes and three (L, K) sizes, and 4-bit counts:
+    each made when a test first asks for it (its teacher too), once per run."""
+    return _LazySketches(tmp_path_factory, {"sklearn:digits": lambda: request.getfixturevalue("digits_teacher"),
+                                            "mnist1d": lambda: request.getfixturevalue("mnist1d_teacher")})
+
+
+@pytest.fixture(scope="session")
+def digits_esk(tmp_path_factory, digits_teacher) -> Path:
     """A quick digits sketch saved as a file (for CLI, export and verify tests)."""
-    from edgesketch import esk
-    sk, _ = quick_distill(digits_teacher, "sklearn:digits", epochs=4)
-    sk.meta["teacher"] = str(digits_teacher)
-    path = workdir / "digits-quick.esk"
-    esk.save(sk, path, force=True)
-    return path
+    return shared_sketch(tmp_path_factory, "digits", digits_teacher, "sklearn:digits", epochs=4)
