@@ -4,6 +4,7 @@ import json
 import random
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -113,3 +114,14 @@ def test_distill_leaves_global_state_as_it_found_it(cnn_model, mnist1d):
     after = np.random.get_state()
     assert after[0] == npst[0] and np.array_equal(after[1], npst[1]) and after[2:] == npst[2:]
     assert tfconfig.is_op_determinism_enabled() == det
+
+
+def test_one_version_single_sourced():
+    """pyproject.toml takes its version from edgesketch.__version__ (stamped into every .esk and generated file): the
+    installed distribution reports the same one, and pyproject states none of its own."""
+    import importlib.metadata
+
+    import edgesketch
+    text = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    assert 'dynamic = ["version"]' in text and "\nversion =" not in text
+    assert importlib.metadata.version("edgesketch") == edgesketch.__version__
