@@ -412,7 +412,7 @@ def cmd_eval(a) -> int:
 
 def cmd_info(a) -> int:
     from . import esk, report
-    from .sketch import bit_order, projection_bound, score_bound, shared_rows
+    from .sketch import bit_order, projection_bound, score_bound, shared_rows, sum_group
     sk = esk.load(a.sketch)
     if a.json:
         print(json.dumps(sk.meta, indent=2, default=str))
@@ -435,7 +435,7 @@ def cmd_info(a) -> int:
                  (f"{tag}hyperplanes P", f"{b.n_hyperplanes}, {b.n_taps} {'ternary' if b.ternary else 'integer-weight'} taps "
                   f"over {w.n_elements} window values" + (f" ({b.sum_taps} in distinct sums)" if b.sum_taps < b.n_taps else "")),
                  (f"{tag}hash structure", _structure(b) if w.is_flat else "every position: straight-line sums over the "
-                  "window (unrolled) or tap lists (compact); " + (f"{_shared(b)} thresholds per sum" if _shared(b) > 1 else
+                  "window (unrolled) or tap lists (compact); " + (f"{sum_group(b)} thresholds per sum" if sum_group(b) > 1 else
                                                                   "one threshold per sum") + "; "
                   + ("window selectors (unrolled C: a bucket is one shift of the packed hash word)" if bit_order(b) is not None
                      else "random selectors (unrolled C: each hash bit is written into every bucket that reads it)"))]
@@ -453,13 +453,6 @@ def cmd_info(a) -> int:
             rows.append((k.replace("_", " ") + " (at distil time)", m["metrics"][k]))
     report.out.print(report.kv_table(rows, str(a.sketch)))
     return 0
-
-
-def _shared(b) -> int:
-    """How many hash bits share each projection sum (distill's thresholds)."""
-    keys = [(tuple(b.tap_idx[b.tap_ptr[p]:b.tap_ptr[p + 1]]), tuple(b.tap_weight[b.tap_ptr[p]:b.tap_ptr[p + 1]]))
-            for p in range(b.n_hyperplanes)]
-    return max(1, round(len(keys) / max(1, len(set(keys)))))
 
 
 def _x(v) -> str:

@@ -184,12 +184,6 @@ def _negate(terms: str) -> str:
     return " ".join({"-": "+", "+": "-"}.get(t, t) for t in terms.split(" "))
 
 
-def _sum_key(b: Branch, p: int) -> tuple:
-    """Hyperplanes with equal keys (the same taps and weights: distill's thresholds > 1) share one sum."""
-    lo, hi = int(b.tap_ptr[p]), int(b.tap_ptr[p + 1])
-    return tuple(int(i) for i in b.tap_idx[lo:hi]), tuple(int(v) for v in b.tap_weight[lo:hi])
-
-
 def _plan_unrolled(b: Branch, thr, used, proj_t, offsets=None, xname: str = "x", preloaded: bool = False,
                    share: bool = False, smlad: dict | None = None, packed: np.ndarray | None = None,
                    inverted: bool = False) -> dict:
@@ -229,7 +223,8 @@ def _plan_unrolled(b: Branch, thr, used, proj_t, offsets=None, xname: str = "x",
 
     # consecutive hyperplanes with the same taps (distill's thresholds > 1) share one sum: the first computes it into q,
     # the next ones only compare it with their own thresholds (windowed branches: `share`)
-    key = lambda p: _sum_key(b, p)
+    keys = b.sum_keys
+    key = lambda p: keys[p]
 
     def planes(ps):
         out, prev = [], None
@@ -274,8 +269,9 @@ def _plan_smlad(b: Branch, offsets, avail: int, proj_t: str, name: str) -> dict 
             for q in range(start[-1], start[-1] + 4):
                 word_of.setdefault(q, len(start) - 1)
     sums, weights, regs, plain = {}, [], set(), 0
+    keys = b.sum_keys
     for p in range(b.n_hyperplanes):
-        key = _sum_key(b, p)
+        key = keys[p]
         if not key[0] or key in sums:
             continue
         lanes: dict[str, list[int]] = {}

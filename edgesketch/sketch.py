@@ -213,16 +213,19 @@ class Branch:
     def ternary(self) -> bool: return bool(np.all(np.abs(self.tap_weight.astype(int)) == 1))
 
     @property
+    def sum_keys(self) -> list[tuple]:
+        """Each hyperplane's taps and weights: consecutive hyperplanes with equal keys (distill's thresholds > 1) compare
+        one sum with their own thresholds, so the C computes (and stores) that sum once. The one detector of shared
+        sums (sum_taps, sum_group, the C generator and `edgesketch info` use it)."""
+        ptr = self.tap_ptr.astype(np.int64)
+        return [(tuple(int(i) for i in self.tap_idx[ptr[p]:ptr[p + 1]]), tuple(int(v) for v in self.tap_weight[ptr[p]:ptr[p + 1]]))
+                for p in range(self.n_hyperplanes)]
+
+    @property
     def sum_taps(self) -> int:
-        """Taps of the distinct sums: consecutive hyperplanes with the same taps (distill's thresholds > 1) compare one
-        sum with their own thresholds, so their taps are added (and need storing) once."""
-        ptr, n = self.tap_ptr.astype(np.int64), 0
-        for p in range(self.n_hyperplanes):
-            a = slice(ptr[p], ptr[p + 1])
-            if not (p and ptr[p + 1] - ptr[p] == ptr[p] - ptr[p - 1] and np.array_equal(self.tap_idx[a], self.tap_idx[ptr[p - 1]:ptr[p]])
-                    and np.array_equal(self.tap_weight[a], self.tap_weight[ptr[p - 1]:ptr[p]])):
-                n += int(ptr[p + 1] - ptr[p])
-        return n
+        """Taps of the distinct sums: a hyperplane that shares its predecessor's sum (sum_keys) adds no taps."""
+        keys = self.sum_keys
+        return sum(len(k[0]) for p, k in enumerate(keys) if not p or k != keys[p - 1])
 
     def dense_projection(self) -> np.ndarray:
         """The hyperplanes as a dense integer [E, P] matrix (for vectorised numpy hashing)."""
@@ -395,19 +398,32 @@ def shared_rows(sk: Sketch) -> tuple[np.ndarray, np.ndarray] | None:
 
 # ---------------------------------------------------------------- inputs
 def _per_feature(a: np.ndarray, d: int) -> np.ndarray:
-    a = np.asarray(a)
+    a = np.atleast_1d(np.asarray(a))
     return a if a.shape[0] == d else np.tile(a, d // a.shape[0])
+
+
+def units(x: np.ndarray, scale, zero) -> np.ndarray:
+    """Float inputs [N, ...] -> quantised units x / scale + zero [N, D] (not rounded). scale and zero have Q entries
+    and feature i uses entry i % Q: per feature (Q = D), per channel (features channels last) or per tensor (Q = 1)."""
+    x = np.asarray(x, np.float32).reshape(len(x), -1)
+    return x / _per_feature(scale, x.shape[1]) + _per_feature(zero, x.shape[1])
+
+
+def quantize_int8(x: np.ndarray, scale, zero) -> np.ndarray:
+    """THE input quantiser of every int8 model in edgesketch (sketches, the bench's int8 MLPs and CNNs, TFLite's input
+    tensors): float inputs [N, ...] -> int8 [N, D] as TFLite quantises: units(x, scale, zero), rounded half to even
+    (numpy rint), saturated. The generated C's es_sketch_quantize computes the same."""
+    return np.clip(np.rint(units(x, scale, zero)), -128, 127).astype(np.int8)
 
 
 def input_units(sk: Sketch, x: np.ndarray) -> np.ndarray:
     """Float inputs [N, ...] -> quantised units u [N, D] (not rounded): what the float sketch hashes."""
-    x = np.asarray(x, np.float32).reshape(len(x), -1)
-    return x / _per_feature(sk.in_scale, x.shape[1]) + _per_feature(sk.in_zero, x.shape[1])
+    return units(x, sk.in_scale, sk.in_zero)
 
 
 def quantize_inputs(sk: Sketch, x: np.ndarray) -> np.ndarray:
-    """Float inputs -> int8 [N, D], as TFLite quantises: rint (half to even), add zero point, saturate."""
-    return np.clip(np.rint(input_units(sk, x)), -128, 127).astype(np.int8)
+    """Float inputs -> the sketch's int8 inputs [N, D] (quantize_int8 with its scales and zero points)."""
+    return quantize_int8(x, sk.in_scale, sk.in_zero)
 
 
 def windows(sk: Sketch, b: Branch, v: np.ndarray, dtype=np.float64) -> np.ndarray:
@@ -675,12 +691,11 @@ def random_sketch(D: int = 64, C: int = 10, L: int = 16, K: int = 6, P: int | No
 
 
 def sum_group(b: Branch) -> int:
-    """T when every run of T consecutive hyperplanes (0..T-1, T..2T-1, ...) has the same taps and weights, each with its
-    own threshold (distill's thresholds > 1: one sum compared with T thresholds); the largest such T, 1 when none."""
-    P, ptr = b.n_hyperplanes, b.tap_ptr.astype(np.int64)
-    key = lambda p: (b.tap_idx[ptr[p]:ptr[p + 1]].tobytes(), b.tap_weight[ptr[p]:ptr[p + 1]].tobytes())
+    """T when every run of T consecutive hyperplanes (0..T-1, T..2T-1, ...) shares one sum (Branch.sum_keys), each with
+    its own threshold (distill's thresholds > 1); the largest such T up to 8, 1 when none."""
+    P, keys = b.n_hyperplanes, b.sum_keys
     for T in range(min(P, 8), 1, -1):
-        if P % T == 0 and all(key(p) == key(p - p % T) for p in range(P)):
+        if P % T == 0 and all(keys[p] == keys[p - p % T] for p in range(P)):
             return T
     return 1
 

@@ -26,6 +26,7 @@ import numpy as np
 
 from .. import codegen
 from ..errors import ConfigError
+from ..sketch import quantize_int8
 from .mlp import _multiplier
 
 ZP = -128                    # zero point of every hidden activation (TFLite's ReLU output)
@@ -159,9 +160,8 @@ class Int8CNN:
         return conv + head + 4 * self.n_outputs
 
     def quantize_inputs(self, x: np.ndarray) -> np.ndarray:
-        """Float inputs [N, T * c_in] (channels last) -> int8, per channel: rint (half to even), zero point, saturate."""
-        u = np.asarray(x, np.float32).reshape(len(x), -1) / np.tile(self.in_scale, self.T) + np.tile(self.in_zero, self.T)
-        return np.clip(np.rint(u), -128, 127).astype(np.int8)
+        """Float inputs [N, T * c_in] (channels last) -> int8, per channel (sketch.quantize_int8)."""
+        return quantize_int8(x, self.in_scale, self.in_zero)
 
     def forward(self, xq: np.ndarray) -> np.ndarray:
         """THE integer reference: int8 [N, T * c_in] -> int32 scores [N, classes]."""

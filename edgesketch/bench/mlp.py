@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import codegen
+from ..sketch import quantize_int8
 
 
 @dataclass
@@ -54,8 +55,7 @@ class Int8MLP:
         return sum(l.w.size for l in self.layers)
 
     def quantize_inputs(self, x: np.ndarray) -> np.ndarray:
-        u = np.asarray(x, np.float32).reshape(len(x), -1) / self.in_scale + self.in_zero
-        return np.clip(np.rint(u), -128, 127).astype(np.int8)
+        return quantize_int8(x, self.in_scale, self.in_zero)
 
     def forward(self, xq: np.ndarray) -> np.ndarray:
         """THE integer reference: int8 [N, D] -> int32 scores [N, C]."""

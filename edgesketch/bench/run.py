@@ -199,7 +199,7 @@ def bench_teacher(task: str, tname: str, quick: bool, teacher_dir: str, workdir:
     y = ds.y_test
     D, C = x_tr.shape[1], int(ds.y_train.max()) + 1
     in_scale, in_zero = calibrate_inputs(x_tr)
-    xq = np.clip(np.rint(x_te / in_scale + in_zero), -128, 127).astype(np.int8)
+    xq = S.quantize_int8(x_te, in_scale, in_zero)
     rows, extra = [], {}
     is_mlp = mlp.teacher_layers(model) is not None
 

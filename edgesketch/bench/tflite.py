@@ -31,8 +31,9 @@ def convert_int8(keras_model, x_calib: np.ndarray, n_calib: int = 300) -> bytes:
 
 
 def _q8(x, scale, zero):
-    """Float inputs -> the model's int8 input tensor (TFLite's per-tensor scale and zero point)."""
-    return np.clip(np.rint(x / scale + zero), -128, 127).astype(np.int8)
+    """Float inputs -> the model's int8 input tensor (TFLite's per-tensor scale and zero point: sketch.quantize_int8)."""
+    from ..sketch import quantize_int8
+    return quantize_int8(x, np.float32(scale), zero).reshape(np.shape(x))
 
 
 def litert_eval(model_bytes: bytes, x: np.ndarray, repeats: int = 3):
