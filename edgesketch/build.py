@@ -19,6 +19,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -329,6 +330,9 @@ def run_pio(project_dir: str | os.PathLike, core_dir: str | os.PathLike, target:
     log.write_text(f"$ {' '.join(cmd)}\n{proc.stdout}\n{proc.stderr}")
     if proc.returncode != 0:
         text = proc.stdout + "\n" + proc.stderr
+        over = overflow(text, _map_text(project / ".pio" / "build" / info.env_name / "firmware.map"))
+        if over:
+            raise DoesNotFit(over, info.env_name, log)
         hint = " (PlatformIO needs internet to install this board's platform the first time)" \
             if "HTTPClientError" in text or "Could not resolve" in text else ""
         raise UserError(f"pio run failed in {project}: {_last_error(text)}{hint}; log: {log}")
@@ -336,6 +340,114 @@ def run_pio(project_dir: str | os.PathLike, core_dir: str | os.PathLike, target:
     if not elf.is_file():
         raise UserError(f"pio run succeeded but {elf} is missing; log: {log}")
     return elf
+
+
+# ---------------------------------------------------------------- a firmware too big for its board
+@dataclass(frozen=True)
+class Overflow:
+    """One memory region the linker could not fit: its name, the kind of memory, the section that did not fit (if
+    the linker named it) and the bytes over (None when the linker's message gives no number and no map tells it)."""
+    region: str
+    memory: str            # "flash" or "RAM"
+    section: str | None
+    over: int | None
+    note: str | None = None
+
+    def text(self) -> str:
+        where = (f"{self.memory} (the linker's region {self.region}" + (f", section {self.section}" if self.section else "")
+                 + (f": {self.note}" if self.note else "") + ")")
+        return f"{self.over:,} bytes over in {where}" if self.over is not None else f"too big for {where}"
+
+
+_CODE_REGIONS = ("flash", "text", "rom", "irom", "iram", "instr", "code", "itcm")
+
+
+def _memory(region: str) -> str:
+    r = region.lower()
+    return "flash" if any(k in r for k in _CODE_REGIONS) and "dram" not in r else "RAM"
+
+
+def _map_text(path: Path) -> str | None:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return None
+
+
+def _map_regions(map_text: str | None) -> dict[str, tuple[int, int]]:
+    """region -> (origin, length), from a linker map's Memory Configuration."""
+    out: dict[str, tuple[int, int]] = {}
+    if not map_text:
+        return out
+    block = map_text.split("Memory Configuration", 1)[-1].split("Linker script and memory map", 1)[0]
+    for m in re.finditer(r"^(\S+)\s+0x([0-9a-fA-F]+)\s+0x([0-9a-fA-F]+)", block, re.M):
+        out[m.group(1)] = (int(m.group(2), 16), int(m.group(3), 16))
+    return out
+
+
+def _map_symbol(map_text: str | None, name: str) -> int | None:
+    m = re.search(rf"^\s+0x([0-9a-fA-F]+)\s+{re.escape(name)} = ", map_text or "", re.M)
+    return int(m.group(1), 16) if m else None
+
+
+def overflow(log: str, map_text: str | None = None) -> list[Overflow]:
+    """What a failed link says about memory that overflowed, from its output (and the linker map, when there is one):
+    GNU ld's "region `FLASH' overflowed by N bytes" and "section `.text' will not fit in region `FLASH'", AVR's
+    "address 0x80093b of firmware.elf section `.bss' is not within region `data'" (N from the map's regions),
+    firmware/ld/sections.ld's "RAM is too small for .data, .bss and the stack" (N from the map's _ebss and _estack)
+    and PlatformIO's "The program size (N bytes) is greater than maximum allowed (M bytes)". [] when the failure is
+    something else."""
+    found: dict[str, Overflow] = {}
+    sections: dict[str, str] = {}
+
+    def put(region: str, section: str | None, over: int | None, note: str | None = None) -> None:
+        old = found.get(region)
+        section = section or sections.get(region) or (old.section if old else None)
+        if old is not None and over is None:
+            over = old.over
+        found[region] = Overflow(region, _memory(region), section, over, note or (old.note if old else None))
+
+    for m in re.finditer(r"section [`'](\S+?)' will not fit in region [`'](\S+?)'", log):
+        sections.setdefault(m.group(2), m.group(1))
+        put(m.group(2), m.group(1), None)
+    for m in re.finditer(r"region [`'](\S+?)' overflowed by (\d+) bytes?", log):
+        put(m.group(1), None, int(m.group(2)))
+    regions = _map_regions(map_text)
+    for m in re.finditer(r"address 0x([0-9a-fA-F]+) of \S+ section [`'](\S+?)' is not within region [`'](\S+?)'", log):
+        end, (origin, length) = int(m.group(1), 16), regions.get(m.group(3), (None, None))
+        over = end - (origin + length) if origin is not None and end > origin + length else None
+        if m.group(3) not in found or over is not None and (found[m.group(3)].over or 0) < over:
+            put(m.group(3), m.group(2), over)
+    if "RAM is too small for .data, .bss and the stack" in log:
+        ebss, estack, need = (_map_symbol(map_text, s) for s in ("_ebss", "_estack", "ES_MIN_STACK"))
+        over = need - (estack - ebss) if None not in (ebss, estack, need) else None
+        put("RAM", None, over, f".data and .bss leave less than the {need:,}-byte stack reserve" if need else
+            ".data and .bss leave too little for the stack")
+    for m in re.finditer(r"The (program|data) size \((\d+) bytes\) is greater than maximum allowed \((\d+) bytes\)", log):
+        region = "flash" if m.group(1) == "program" else "RAM"
+        put(region, None, int(m.group(2)) - int(m.group(3)))
+    return list(found.values())
+
+
+class DoesNotFit(UserError):
+    """The linker refused the firmware: it is too big for the board's memory. `overflows`: what overflowed."""
+
+    ADVICE = {"flash": "layout=compact, fewer tables or hash bits, count_bits=4 or shared rows (codebook=) make the model "
+                       "smaller",
+              "RAM": "layout=compact or a smaller padded window take less stack"}
+
+    def __init__(self, overflows: list[Overflow], board: str, log: Path | None = None):
+        self.overflows, self.board = list(overflows), board
+        kinds = sorted({o.memory for o in self.overflows})
+        super().__init__(f"the firmware for {board} does not fit: " + " and ".join(o.text() for o in self.overflows)
+                         + "; " + "; ".join(self.ADVICE[k] for k in kinds) + ", or pick a bigger board (edgesketch boards)"
+                         + (f"; log: {log}" if log else ""), argument="layout")
+
+    @property
+    def over(self) -> int | None:
+        """Bytes over, all regions together (None when the linker did not say)."""
+        total = [o.over for o in self.overflows]
+        return None if None in total else sum(total)
 
 
 # ---------------------------------------------------------------- sizes

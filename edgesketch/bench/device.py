@@ -15,7 +15,6 @@ import numpy as np
 
 from .. import build, codegen, emulate, harness
 from ..boards import load
-from ..errors import UserError
 
 _trivial: dict = {}
 
@@ -37,8 +36,9 @@ class DeviceRun:
         return None if self.costs is None else int(np.median(self.costs))
 
 
-class DoesNotFit(Exception):
-    """The model's firmware is too big for the board: the linker reported a region overflow."""
+# The model's firmware is too big for the board: the linker reported a region overflow (edgesketch.build parses it:
+# "does not fit: N bytes over in flash ...").
+DoesNotFit = build.DoesNotFit
 
 
 def bench_board(board: str):
@@ -53,14 +53,7 @@ def build_elf(board: str, files: dict[str, str], workdir: Path, tag: str) -> Pat
     """Build the firmware (bench_board); DoesNotFit if the linker finds it too big for the board's memory."""
     proj = Path(workdir) / f"{tag}-{board}"
     build.write_project(bench_board(board), files, proj, force=True)
-    try:
-        return build.run_pio(proj, build.default_core_dir())
-    except UserError:
-        log = proj / ".pio" / "edgesketch-pio.log"
-        text = log.read_text(errors="replace") if log.is_file() else ""
-        if "overflowed by" in text or "will not fit in region" in text:
-            raise DoesNotFit(f"{tag} does not fit {board}") from None
-        raise
+    return build.run_pio(proj, build.default_core_dir())     # build.DoesNotFit when the linker refuses it
 
 
 def trivial_files(n_inputs: int, n_outputs: int) -> dict[str, str]:
