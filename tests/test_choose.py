@@ -17,17 +17,17 @@ QUICK = dict(epochs=2, refit_epochs=2, aug_size=2000)
 
 @pytest.mark.parametrize("shape", [(64, 3), (40, 1), (128, 6), (1500, 1), (8, 8, 1), (28, 28, 1)])
 def test_candidates_are_cheapest_first_and_bounded(shape):
-    """The flat sketch first, then windowed geometries of at most 20 read-outs (1-D) or 8 x 8 (2-D), whatever the
+    """The flat sketch first, then windowed geometries of at most 32 read-outs (1-D) or 8 x 8 (2-D), whatever the
     input's length; estimates grow with the read-outs and the options apply to every candidate."""
     cands = choose.candidates(shape, 6, {})
     assert cands[0].name == "flat" and not cands[0].cfg.windowed
     est = [c.instructions for c in cands]
-    assert est == sorted(est) and len(cands) == 3
+    assert est == sorted(est) and len(cands) == (4 if len(shape) == 2 else 3)
     for c in cands[1:]:
         w = windows_of(c.cfg, shape)[0]
-        assert w.n_readouts <= (20 if len(shape) == 2 else 64) and w.n_readouts >= (10 if len(shape) == 2 else 16)
+        assert w.n_readouts <= (32 if len(shape) == 2 else 64) and w.n_readouts >= (5 if len(shape) == 2 else 16)
         assert cost.m0_instructions(cost.structure(c.cfg, shape, 6)) == c.instructions
-    assert est[-1] < 80_000                                       # bounded: 1,500 samples cost what 40 do
+    assert est[-1] < 90_000                                       # bounded: 1,500 samples cost what 64 do
     small = choose.candidates(shape, 6, {"tables": 4, "bits": 4, "count_bits": 4})
     assert all(c.cfg.tables == 4 and c.cfg.bits == 4 and c.cfg.count_bits == 4 for c in small)
     flat_branch = 8 * 64 * 3 if len(shape) == 3 else 0             # the 2-D family's flat branch keeps its own size
@@ -35,15 +35,15 @@ def test_candidates_are_cheapest_first_and_bounded(shape):
 
 
 def test_the_geometry_follows_the_input_length():
-    """stride ceil(T / 20), 9 taps with dilation stride // 2: mnist1d's 40 samples keep window 9 stride 2; digits' 8 x 8
+    """stride ceil(T / 32), 9 taps with dilation stride // 2: mnist1d's 40 samples keep window 9 stride 2; digits' 8 x 8
     keeps 3 x 3 stride 1; longer inputs get longer strides, never more read-outs."""
     assert geometry((40, 1)) == dict(window=(9,), stride=(2,), dilation=(1,), padding="same")
     assert geometry((8, 8, 1)) == dict(window=(3, 3), stride=(1, 1), dilation=(1, 1), padding="same")
-    assert geometry((1500, 1))["stride"] == (75,) and geometry((1500, 1))["dilation"] == (37,)
-    assert geometry((64, 3), 10) == dict(window=(9,), stride=(7,), dilation=(3,), padding="same")
+    assert geometry((1500, 1))["stride"] == (47,) and geometry((1500, 1))["dilation"] == (23,)
+    assert geometry((64, 3), 8) == dict(window=(9,), stride=(8,), dilation=(4,), padding="same")
     assert geometry((64,)) == {} and geometry((1, 12)) == {}
     for T in (3, 16, 40, 64, 300, 1500, 4000):
-        assert windows_of(api.config((T, 2)), (T, 2))[0].n_readouts <= 20
+        assert windows_of(api.config((T, 2)), (T, 2))[0].n_readouts <= 32
 
 
 def test_geometry_options_skip_the_choice():
@@ -90,7 +90,7 @@ def test_first_candidate_within_max_loss_is_kept(mnist1d_cnn_teacher, tmp_path):
     loose = es.distill(str(mnist1d_cnn_teacher), ds.x_train, ds.y_train, progress=False, max_loss=100, **QUICK)
     c = loose.sketch.meta["choice"]
     assert loose.sketch.is_flat and c["chosen"] == "flat" and c["max_loss"] == 100
-    assert [r["score"] is not None for r in c["candidates"]] == [True, False, False]
+    assert [r["score"] is not None for r in c["candidates"]] == [True, False, False, False]
     assert "not tried" in c["candidates"][1]["verdict"] and c["split"] == {"fit": 3200, "validation": 800,
                                                                              "how": "tune.split (stratified, fixed seed)"}
     code, out, err = run_cli("distill", mnist1d_cnn_teacher, "--data", "mnist1d", "-o", tmp_path / "best.esk",
@@ -101,7 +101,7 @@ def test_first_candidate_within_max_loss_is_kept(mnist1d_cnn_teacher, tmp_path):
     code, out, _ = run_cli("info", tmp_path / "best.esk", "--json")
     c = json.loads(out)["choice"]
     scores = [r["score"] for r in c["candidates"]]
-    assert None not in scores and len(scores) == 3
+    assert None not in scores and len(scores) == 4
     best = c["candidates"][int(np.argmax(scores))]
     assert c["chosen"] == best["name"] and c["teacher_validation"] > max(scores)
     sk = es.load(tmp_path / "best.esk").sketch
@@ -122,7 +122,7 @@ def test_gru_teacher_loads_and_distils(tmp_path):
     """A recurrent teacher of 64 x 3 gesture windows (two GRU layers of 32, trained briefly): loads, and distils into
     the flat sketch and a windowed one, both agreeing with it far above chance (1/6)."""
     from gestures import teachers as gestures_teachers
-    gestures_teachers.train("gru", str(tmp_path / "gru.keras"), epochs=2, samples=600)
+    assert gestures_teachers.train("gru", str(tmp_path / "gru.keras"), epochs=6, samples=1500) > 0.5
     from edgesketch import teacher
     t = teacher.load(str(tmp_path / "gru.keras"))
     assert t.input_shape == (64, 3) and t.n_outputs == 6 and t.task == "classification"
@@ -131,4 +131,26 @@ def test_gru_teacher_loads_and_distils(tmp_path):
         m = es.distill(t, ds.x_train, ds.y_train, x_test=ds.x_test, y_test=ds.y_test, window=window, progress=False,
                        **QUICK, **opts)
         assert m.sketch.is_flat == (window == "flat")
-        assert m.evaluate().teacher_agreement > 0.5, window
+        assert m.evaluate().teacher_agreement > 0.45, window
+
+
+@pytest.mark.parametrize("shape", [(64, 3), (8, 8, 1), (1500, 1), (64,)])
+def test_tune_starts_from_distills_candidates(shape):
+    """tune's first trials are distill's candidates, cheapest first: each, drawn back through tune.suggest, is the
+    candidate's configuration (so a budget that holds distill's choice scores it on the same split and seeds)."""
+    import optuna
+    from dataclasses import asdict
+    from edgesketch import tune
+    fixed = {"epochs": 3}
+    starts = tune.starts(shape, 10, fixed, {})
+    cands = choose.candidates(shape, 10, fixed)
+    assert len(starts) == len(cands) == (1 if len(shape) == 1 else 3)
+    for p, c in zip(starts, cands):
+        if p["window"] != "flat":                   # inside the space Optuna draws from (a long input's strides too)
+            assert p["stride"] in tune._geometry_choices(shape, "stride", [1, 2, 3])
+            assert p["dilation"] in tune._geometry_choices(shape, "dilation", [1, 2])
+        q = tune.suggest(optuna.trial.FixedTrial(p), shape, fixed, {})
+        q.pop("layout")
+        window = q.pop("window")
+        same = lambda cfg: {k: (v[:1] if isinstance(v, tuple) and len(set(v)) == 1 else v) for k, v in asdict(cfg).items()}
+        assert same(api.config(shape, window, **q)) == same(c.cfg), c.name
