@@ -12,7 +12,9 @@ few validation samples run under QEMU: flash and RAM are the firmware's minus th
 (RAM adds the peak stack of one inference), instructions the median count. The chosen configuration is distilled
 again on the whole training set and scored once on the test set.
 
-Search: Optuna (TPE, seeded). With a hard budget (flash=, ram= or max_instructions=) it maximises validation accuracy;
+Search: Optuna (TPE, seeded). The first trials are distill's candidates (edgesketch.choose: the flat sketch, then
+windowed geometries, cheapest first), so that a budget that holds distill's choice gets a sketch at least as good on
+the validation split. With a hard budget (flash=, ram= or max_instructions=) it maximises validation accuracy;
 without one it trades accuracy against flash and instructions (the Pareto front), the board's capacity still a
 constraint. A trial clearly behind (its first seeds `prune_margin` below a finished trial no bigger and no slower) is
 pruned. Trials run in this process (jobs=1), in `jobs` processes, or as Ray tasks (ray=ADDRESS); the study lives in
@@ -102,22 +104,34 @@ def budget(board: str, n_inputs: int, n_outputs: int, flash=None, ram=None, max_
 
 def measure(sk, layout: str, bud: Budget, xq: np.ndarray, workdir=None) -> Cost:
     """The sketch's measured cost: built for the budget's emulated board and run on xq under QEMU (flash, static RAM
-    plus peak stack, median instructions); a firmware the linker refuses costs the estimate (edgesketch.export)."""
+    plus peak stack, median instructions). A sketch that export's estimate (edgesketch.export.footprint) says does
+    not fit the board is not built, and a firmware the linker refuses is not run: they cost the estimate, or more than
+    the budget by what overflows, so that they never count as fitting."""
     from . import boards, codegen, export
+
+    def over(fp, what: str, flash_over: int, ram_over: int) -> Cost:
+        return Cost(max(fp.flash, bud.flash + flash_over) if flash_over > 0 else fp.flash,
+                    max(fp.ram, bud.ram + ram_over) if ram_over > 0 else fp.ram, None, what)
+
+    target = boards.load(bud.board)
+    fp = export.footprint(sk, layout, target)
+    if fp.total_flash > target.flash_bytes or fp.total_ram > target.ram_bytes:
+        return over(fp, f"estimate: does not fit {target.name}, not built", fp.total_flash - target.flash_bytes,
+                    fp.total_ram - target.ram_bytes)
     if bud.measured_on is None:
-        b = boards.load(bud.board)
-        fp = export.footprint(sk, layout, b)
-        flash = _object_flash(sk, layout, b, workdir)
+        flash = _object_flash(sk, layout, target, workdir)
         if flash is None:
             return Cost(fp.flash, fp.ram, None, "estimate (no emulated board of this core)")
-        return Cost(flash, fp.ram, None, f"model object built with {b.compile_check.cc}, RAM estimated (no emulated board of this core)")
+        return Cost(flash, fp.ram, None, f"model object built with {target.compile_check.cc}, RAM estimated (no emulated board of this core)")
     from .bench import device
     with _workdir(workdir) as wd:
         try:
             r = device.run(bud.measured_on, codegen.generate(sk, layout), xq, sk.n_inputs, sk.n_outputs, wd, "tune")
-        except device.DoesNotFit:
+        except device.DoesNotFit as e:
             fp = export.footprint(sk, layout, boards.load(bud.measured_on))
-            return Cost(fp.flash, fp.ram, None, f"estimate: does not link on {bud.measured_on}")
+            by = {m: sum(o.over or 1 for o in e.overflows if o.memory == m) for m in ("flash", "RAM")}
+            return over(fp, f"estimate: does not link on {bud.measured_on} ({e.over or '?'} bytes over)", by["flash"],
+                        by["RAM"])
     return Cost(int(r.flash), int(r.ram + (r.stack or 0)), r.instructions, f"measured on {bud.measured_on}")
 
 
@@ -157,8 +171,16 @@ def _workdir(path=None):
 
 # ---------------------------------------------------------------- the search space
 def spatial_axes(input_shape) -> int:
-    from .distill import family_defaults
-    return len(input_shape) - 1 if family_defaults(input_shape) else 0
+    from .distill import spatial_axes
+    return len(spatial_axes(input_shape))
+
+
+def _geometry_choices(input_shape, name: str, base: list) -> list:
+    """Choices of stride or dilation: `base` and the values of distill's windowed geometries for this input (a long
+    input's strides are long: distill.geometry), so that distill's candidates are points of the space."""
+    from .distill import READOUTS, geometry
+    n = spatial_axes(input_shape)
+    return sorted(set(base) | {geometry(input_shape, r)[name][0] for r in READOUTS.get(n, READOUTS[2])} if n else set(base))
 
 
 HYPERPLANES = [8, 16, 24, 32, 48, 64, 96]
@@ -189,8 +211,8 @@ def suggest(trial, input_shape, fixed: dict, space: dict) -> dict:
     if windowed:
         sizes = [3, 5, 7, 9, 11] if n_sp == 1 else [2, 3, 4, 5]
         p["window"] = (pick("window_size", sizes),) * n_sp
-        p["stride"] = (pick("stride", [1, 2, 3]),)
-        p["dilation"] = (pick("dilation", [1, 2]),)
+        p["stride"] = (pick("stride", _geometry_choices(input_shape, "stride", [1, 2, 3])),)
+        p["dilation"] = (pick("dilation", _geometry_choices(input_shape, "dilation", [1, 2])),)
         p["padding"] = pick("padding", ["same", "valid"])
         p["pool"] = (pick("pool", [1, 2]),)
         p["regions"] = pick("regions", [1, 2, 4])
@@ -234,12 +256,36 @@ def suggest(trial, input_shape, fixed: dict, space: dict) -> dict:
 
 
 def defaults(input_shape, fixed: dict, space: dict | None = None) -> dict:
-    """The configuration distill picks when given no options (the family's defaults), as Optuna parameters: trial 0
-    of every study, so the search starts from what the user would get anyway."""
-    from .distill import Config, family_defaults
-    fam, c = family_defaults(input_shape), Config()
-    kw = {f.name: getattr(c, f.name) for f in fields(Config)} | fam
-    out = {"layout": "unrolled", "window": "auto" if fam else "flat", "window_size": kw["window"][0] if fam else None,
+    """The configuration of the family's defaults (the windowed one for an input with a time or image axis), as
+    Optuna parameters."""
+    from .api import config
+    return params_of(config(input_shape), fixed, space)
+
+
+def starts(input_shape, n_outputs: int, fixed: dict, space: dict | None = None) -> list[dict]:
+    """distill's candidates (edgesketch.choose: the flat sketch, then windowed geometries, cheapest first by
+    estimated M0 instructions), with the fixed options that are distill options, as Optuna parameters: the first
+    trials of every study, so that a budget that holds distill's choice gets a sketch at least as good on the
+    validation split (the same split, the same seeds)."""
+    from .choose import candidates
+    from .distill import Config
+    known = {f.name for f in fields(Config)}
+    opts = {k: v for k, v in fixed.items() if k in known}
+    out = []
+    for c in candidates(input_shape, n_outputs, opts):
+        p = params_of(c.cfg, fixed, space)
+        if p not in out:
+            out.append(p)
+    return out
+
+
+def params_of(cfg, fixed: dict, space: dict | None = None) -> dict:
+    """A distill.Config as Optuna parameters (what suggest() turns back into it), less what `fixed` pins and what
+    `space` does not offer."""
+    from .distill import Config
+    kw = {f.name: getattr(cfg, f.name) for f in fields(Config)}
+    out = {"layout": "unrolled", "window": "auto" if cfg.windowed else "flat",
+           "window_size": kw["window"][0] if cfg.windowed else None,
            "stride": kw["stride"][0], "dilation": kw["dilation"][0], "pool": kw["pool"][0],
            "flat_branch": ",".join(map(str, kw["flat_branch"])) if kw["flat_branch"] else "none"}
     for k in ("mode", "padding", "regions", "tables", "bits", "hyperplanes", "thresholds", "taps", "augment", "shift",
@@ -603,8 +649,8 @@ def tune(teacher, x_train, y_train, x_test=None, y_test=None, *, board: str = "q
     in workdir). fixed: distill options held fixed (epochs=, aug_size=, ...); space: {option: [choices]} narrows the
     search. trial_options: distill options for the search's trials only ({"epochs": 6, "aug_size": 10000}): trials
     train shorter and only rank the configurations; the chosen one is distilled for the final with its own values.
-    finalists: with trial_options, the best `finalists` trials that fit, and trial 0 (distill's defaults) if it fits,
-    are distilled again with full training on the same split and the choice is made on those scores (0: choose on
+    finalists: with trial_options, the best `finalists` trials that fit, and distill's candidates (the first trials)
+    that fit, are distilled again with full training on the same split and the choice is made on those scores (0: choose on
     the shortened scores, which the report then gives as validation). progress: True prints a line per trial, False
     nothing, or a callback(event dict)."""
     from . import api
@@ -646,8 +692,11 @@ def tune(teacher, x_train, y_train, x_test=None, y_test=None, *, board: str = "q
                           "teacher": tpath if t.path != "<in-memory model>" else "<in-memory>", "sampler_seed": sampler_seed})
         url = _storage_url(storage, wd)
         study = _study(optuna, url, spec, bud.hard, resume, sampler_seed)
-        if start_from_defaults and not study.trials:
-            study.enqueue_trial(defaults(t.input_shape, fixed, space), skip_if_exists=True)
+        if start_from_defaults and not study.trials:      # distill's candidates first, cheapest first
+            first = starts(t.input_shape, t.n_outputs, fixed, space)
+            for params in first:
+                study.enqueue_trial(params, skip_if_exists=True)
+            study.set_user_attr("starts", len(first))
         if ray is not None:
             ex = _Ray(tpath, data, ray)
             jobs = max(1, min(jobs or ex.cpus, trials))
@@ -790,11 +839,12 @@ def shortened(epochs: int | None = None, aug_size: int | None = None) -> dict:
 
 
 def _rerun(study, ex, feasible, bud, seeds, task, samples, n, say) -> list[dict]:
-    """Shortened trials only rank configurations: the n best that fit (and trial 0, distill's defaults) are distilled
-    again with full training on the same split, no pruning; these rows, scored that way, are the ones to choose
-    from. Results are kept in the study (a resumed study does not run them again)."""
+    """Shortened trials only rank configurations: the n best that fit (and the first trials, distill's candidates) are
+    distilled again with full training on the same split, no pruning; these rows, scored that way, are the ones to
+    choose from. Results are kept in the study (a resumed study does not run them again)."""
     top = sorted(feasible, key=lambda r: (-r["mean"], r["number"]))[:n]
-    top += [r for r in feasible if r["number"] == 0 and r not in top]
+    first = int(study.user_attrs.get("starts", 1))
+    top += [r for r in feasible if r["number"] < first and r not in top]
     out, todo = [], {}
     for r in top:
         done = study.user_attrs.get(f"full:{r['number']}")
