@@ -69,6 +69,16 @@ def cases():
         ((1500, 1), 9, 150, 75, 1, 1, 5, 15, 6, 32, 9, 2, 7, {}),
         ((40, 1), 9, 4, 2, 1, 1, 10, 15, 6, 32, 9, 2, 7, {}),
         ((1500, 1), 1500, 1, 1, 1, 1, 5, 16, 6, 48, 8, 1, 1, {"padding": "valid"}),
+        # the candidates' geometries with 32, 16 and 8 read-outs (distill.READOUTS)
+        ((40, 1), 9, 5, 2, 1, 1, 10, 15, 6, 32, 9, 2, 7, {}),
+        ((40, 1), 9, 3, 1, 1, 1, 10, 15, 6, 32, 9, 2, 7, {}),
+        ((64, 3), 9, 8, 4, 1, 1, 6, 15, 6, 32, 9, 2, 7, {}),
+        ((128, 6), 9, 16, 8, 1, 1, 6, 15, 6, 32, 9, 2, 7, {}),
+        ((128, 6), 9, 8, 4, 1, 1, 6, 15, 6, 32, 9, 2, 7, {}),
+        ((128, 6), 9, 4, 2, 1, 1, 6, 15, 6, 32, 9, 2, 7, {}),
+        ((1500, 1), 9, 188, 94, 1, 1, 5, 15, 6, 32, 9, 2, 7, {}),
+        ((1500, 1), 9, 94, 47, 1, 1, 5, 15, 6, 32, 9, 2, 7, {}),
+        ((1500, 1), 9, 47, 23, 1, 1, 5, 15, 6, 32, 9, 2, 7, {}),
     ]
     for shape, k, st, d, q, R, C, L, K, P, s, T, wt, kw in win:
         n = len(shape) - 1
@@ -131,6 +141,8 @@ def main(argv=None):
     ap.add_argument("--fit-only", action="store_true", help=f"refit the measurements in {MEASURED.relative_to(ROOT)}")
     ap.add_argument("--limit", type=int, help="measure only the first N cases")
     ap.add_argument("--new", action="store_true", help="measure only the cases the stored measurements lack, and add them")
+    ap.add_argument("--src-commit", help="the commit --src was exported from (recorded; default: git rev-parse in --src, "
+                    "else this checkout's HEAD)")
     ap.add_argument("--no-write", action="store_true", help="print the fit, leave edgesketch/cost_m0.json alone")
     a = ap.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -140,7 +152,8 @@ def main(argv=None):
         old = json.loads(MEASURED.read_text())["rows"] if a.new and MEASURED.exists() else []
         rows = old + measure(a.board, a.limit, {r["name"] for r in old})
         src = Path(a.src or ROOT)
-        commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+        commit = a.src_commit or next(filter(None, (subprocess.run(["git", "-C", str(d), "rev-parse", "HEAD"], capture_output=True,
+                                                                   text=True).stdout.strip() for d in (src, ROOT))), "")
         MEASURED.parent.mkdir(parents=True, exist_ok=True)
         MEASURED.write_text(json.dumps({"board": a.board, "src": str(src), "commit": commit, "rows": rows}, indent=1))
     stored = json.loads(MEASURED.read_text())
