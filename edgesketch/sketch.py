@@ -530,7 +530,9 @@ def int_scores(sk: Sketch, xq: np.ndarray) -> np.ndarray:
     """THE integer reference: int8 inputs [N, D] -> int32 scores [N, C]. The C code must equal this exactly."""
     xq = _flat(xq)
     s = _sum_cells(all_counts(sk).astype(np.int64), int_cells(sk, xq))
-    assert np.abs(s).max(initial=0) <= score_bound(sk), "score exceeds the recorded worst-case bound"
+    if np.abs(s).max(initial=0) > score_bound(sk):   # a check that survives python -O
+        raise OverflowError("a score exceeds the sketch's worst-case bound (an int32 accumulator could overflow): "
+                            "the sketch is inconsistent; distil it again")
     return s.astype(np.int32)
 
 

@@ -27,7 +27,7 @@ import numpy as np
 from .. import codegen
 from ..errors import ConfigError
 from ..sketch import quantize_int8
-from .mlp import _multiplier
+from .mlp import _fits_int32, _multiplier
 
 ZP = -128                    # zero point of every hidden activation (TFLite's ReLU output)
 MAX_DIM = 32767              # every buffer, weight row and offset fits a 16-bit int (C: int may be 16 bits)
@@ -182,7 +182,7 @@ class Int8CNN:
             zp = np.full(h.shape[2], ZP, np.int64)
         v = h.sum(1) if self.pool == "gap" else h.reshape(len(h), -1)
         acc = _exact_matmul(v, self.head_w) + self.head_bias.astype(np.int64)
-        assert np.abs(acc).max(initial=0) < 2**31
+        _fits_int32(acc)
         return acc.astype(np.int32)
 
 
@@ -215,7 +215,7 @@ def _conv_acc(h, l: QConv, zp) -> np.ndarray:
     win = _windows(h, k, l.stride, l.pad, zp)
     n, t, e = win.shape
     acc = _exact_matmul(win.reshape(n * t, e), l.w.reshape(len(l.w), -1)) + l.bias.astype(np.int64)
-    assert np.abs(acc).max(initial=0) < 2**31
+    _fits_int32(acc)
     return acc.reshape(n, t, -1)
 
 
@@ -342,7 +342,8 @@ def distill_cnn(teacher, x_train, arch: Arch | str, epochs: int = 30, seed: int 
     f = FloatCNN(T, c_in, [tuple(c) for c in convs], arch.pool, head, arch)
     probe = xa[:256]
     want = np.asarray(m((probe.reshape(-1, T, c_in) * k).astype(np.float32), training=False), np.float64)
-    assert np.allclose(f.forward(probe), want, rtol=1e-3, atol=1e-3 * max(1.0, np.abs(want).max())), "float layers != Keras"
+    if not np.allclose(f.forward(probe), want, rtol=1e-3, atol=1e-3 * max(1.0, np.abs(want).max())):
+        raise RuntimeError("the float CNN's layers disagree with the Keras model they were read from")
     return f
 
 
@@ -400,7 +401,7 @@ def model_id(net: Int8CNN) -> str:
 
 
 def generate(net: Int8CNN) -> dict[str, str]:
-    """{"es_model.h", "es_model.c"}: the C model with the es_predict_q API (the same as mlp.generate's)."""
+    """{"es_model.h", "es_model.c", "es_port.h"}: the C model with the es_predict_q API (the same as mlp.generate's)."""
     mid = model_id(net)
     geo = net.geometry()
     layers, sizes = [], [0, 0]
@@ -435,4 +436,5 @@ def generate(net: Int8CNN) -> dict[str, str]:
                head_bias=_lines(net.head_bias), t_last=t_last, c_last=c, src_head="ab"[len(layers) % 2],
                out_scale=codegen._c_float(np.float32(net.out_scale)))
     return {"es_model.h": codegen.render("bench/int8_cnn.h.j2", **ctx),
-            "es_model.c": codegen.render("bench/int8_cnn.c.j2", **ctx)}
+            "es_model.c": codegen.render("bench/int8_cnn.c.j2", **ctx),
+            "es_port.h": codegen.runtime_files()["es_port.h"]}   # the DSP intrinsics it shares with the sketch runtime

@@ -63,7 +63,7 @@ class Int8MLP:
         for i, l in enumerate(self.layers):
             acc = h @ l.w.astype(np.int64).T + l.bias.astype(np.int64)
             if i == len(self.layers) - 1:
-                assert np.abs(acc).max(initial=0) < 2**31
+                _fits_int32(acc)
                 return acc.astype(np.int32)
             v = acc * l.mult.astype(np.int64)
             sh = l.shift.astype(np.int64)
@@ -80,8 +80,15 @@ def _multiplier(M: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     m[over] //= 2
     e[over] += 1
     shift = 30 - e
-    assert (shift >= 1).all() and (shift <= 62).all(), shift
+    if not ((shift >= 1).all() and (shift <= 62).all()):
+        raise OverflowError(f"a requantisation shift outside 1..62: {shift}")
     return m.astype(np.int32), shift.astype(np.int32)
+
+
+def _fits_int32(acc: np.ndarray) -> None:
+    """The C accumulates in int32: refuse a layer whose exact sums do not fit (a check that survives python -O)."""
+    if np.abs(acc).max(initial=0) >= 2**31:
+        raise OverflowError("an int8 layer's accumulator exceeds int32")
 
 
 def quantize(float_layers, in_scale, in_zero, x_calib, name="mlp", per_channel=True) -> Int8MLP:
@@ -187,7 +194,7 @@ def model_id(net: Int8MLP) -> str:
 
 
 def generate(net: Int8MLP) -> dict[str, str]:
-    """{"es_model.h", "es_model.c"}: the C model with the es_predict_q API."""
+    """{"es_model.h", "es_model.c", "es_port.h"}: the C model with the es_predict_q API."""
     mid = model_id(net)
     layers, src = [], "x"
     for i, l in enumerate(net.layers):
@@ -203,4 +210,5 @@ def generate(net: Int8MLP) -> dict[str, str]:
                in_zero=[str(int(v)) for v in net.in_zero], layers=layers,
                max_width=max(net.shape[1:-1] + [4]), out_scale=codegen._c_float(np.float32(net.out_scale)))
     return {"es_model.h": codegen.render("bench/int8_mlp.h.j2", **ctx),
-            "es_model.c": codegen.render("bench/int8_mlp.c.j2", **ctx)}
+            "es_model.c": codegen.render("bench/int8_mlp.c.j2", **ctx),
+            "es_port.h": codegen.runtime_files()["es_port.h"]}   # the DSP intrinsics it shares with the sketch runtime

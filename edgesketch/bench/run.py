@@ -30,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -103,7 +104,7 @@ def _device_all(files, xq, ref, D, C, workdir, tag, boards=BOARDS, xq_sub=None):
             continue
         if ref is not None:
             rep = harness.verify_report(ref[:len(rows)], r.scores)
-            assert rep.bit_exact, f"{tag} on {b}: {rep.n_mismatch} of {rep.n} samples differ from the numpy reference"
+            check(rep.bit_exact, f"{tag} on {b}: {rep.n_mismatch} of {rep.n} samples differ from the numpy reference")
         out[b] = r
     return out
 
@@ -184,127 +185,160 @@ def kernel_check(workdir: Path, quick: bool) -> list[dict]:
     return rows
 
 
-# ---------------------------------------------------------------- one teacher
-def bench_teacher(task: str, tname: str, quick: bool, teacher_dir: str, workdir: Path) -> tuple[list[dict], dict]:
-    from . import teachers
-    workdir.mkdir(parents=True, exist_ok=True)
+# ---------------------------------------------------------------- one teacher, one function per contender
+class CheckFailed(RuntimeError):
+    """A contender's C disagrees with its numpy reference: the bench stops rather than report its figures."""
+
+
+def check(ok, what: str) -> None:
+    """A correctness check that survives python -O (an assert would not)."""
+    if not ok:
+        raise CheckFailed(what)
+
+
+@dataclass
+class Bench:
+    """One teacher's bench: its data, the per-feature int8 inputs every flat contender takes, and what the contenders
+    add: rows (one per contender and layout) and extra (figures the goals and the report read)."""
+    task: str
+    tname: str
+    quick: bool
+    workdir: Path
+    tch: object
+    x_tr: np.ndarray
+    x_te: np.ndarray
+    y: np.ndarray
+    D: int
+    C: int
+    in_scale: np.ndarray
+    in_zero: np.ndarray
+    xq: np.ndarray
+    t_start: float
+    rows: list = field(default_factory=list)
+    extra: dict = field(default_factory=dict)
+
+    def row(self, contender: str, **kw) -> dict:
+        self.rows.append(_row(self.task, self.tname, contender, **kw))
+        return self.rows[-1]
+
+    def log(self, msg: str) -> None:
+        log(f"[{self.tname}] {msg}")
+
+
+def keras_float(b: Bench) -> None:
+    model = b.tch.model
+    b.extra["teacher_acc"] = t_acc = float(np.mean(b.tch.outputs(b.x_te).argmax(1) == b.y))
+    b.extra["teacher_f32"] = f32 = 4 * int(model.count_params())
+    b.row("Keras float32", accuracy=t_acc, bytes=f32, bytes_kind="float32 weights", notes=f"{model.count_params():,} parameters")
+    b.log(f"Keras float: {t_acc:.4f}, {f32:,} B")
+
+
+def tflite_int8(b: Bench) -> bytes:
+    """TFLite full-int8 in ai-edge-litert on the host; returns the .tflite (TFLite Micro runs the same bytes)."""
     from . import tflite
-    t_start = time.time()
-    ds = data.load(task)
-    path = teachers.ensure(tname, teacher_dir)
-    tch = T.load(path)
-    model = tch.model
-    x_tr = ds.x_train.reshape(len(ds.x_train), -1).astype(np.float32)
-    x_te = ds.x_test.reshape(len(ds.x_test), -1).astype(np.float32)
-    y = ds.y_test
-    D, C = x_tr.shape[1], int(ds.y_train.max()) + 1
-    in_scale, in_zero = calibrate_inputs(x_tr)
-    xq = S.quantize_int8(x_te, in_scale, in_zero)
-    rows, extra = [], {}
-    is_mlp = mlp.teacher_layers(model) is not None
+    tfl = tflite.convert_int8(b.tch.model, b.x_tr)
+    pred, lat = tflite.litert_eval(tfl, b.x_te)
+    r = b.row("TFLite int8 (ai-edge-litert, host)", accuracy=float(np.mean(pred == b.y)), bytes=len(tfl), bytes_kind=".tflite",
+              notes=f"host {lat * 1e6:.2f} us/sample (1 sample/invoke)")
+    b.extra["litert_s_per_sample"] = lat
+    b.log(f"TFLite int8: {r['accuracy']:.4f}, {len(tfl):,} B, {lat * 1e6:.2f} us/sample")
+    return tfl
 
-    # 1. Keras float
-    t_acc = float(np.mean(tch.outputs(x_te).argmax(1) == y))
-    f32 = 4 * int(model.count_params())
-    rows.append(_row(task, tname, "Keras float32", accuracy=t_acc, bytes=f32, bytes_kind="float32 weights",
-                     notes=f"{model.count_params():,} parameters"))
-    log(f"[{tname}] Keras float: {t_acc:.4f}, {f32:,} B")
 
-    # 2. TFLite int8 in ai-edge-litert
-    tfl = tflite.convert_int8(model, x_tr)
-    pred, lat = tflite.litert_eval(tfl, x_te)
-    rows.append(_row(task, tname, "TFLite int8 (ai-edge-litert, host)", accuracy=float(np.mean(pred == y)), bytes=len(tfl),
-                     bytes_kind=".tflite", notes=f"host {lat * 1e6:.2f} us/sample (1 sample/invoke)"))
-    extra["litert_s_per_sample"] = lat
-    log(f"[{tname}] TFLite int8: {rows[-1]['accuracy']:.4f}, {len(tfl):,} B, {lat * 1e6:.2f} us/sample")
-
-    # 3. TFLite Micro on the host
+def tflite_micro(b: Bench, tfl: bytes) -> None:
+    from . import tflite
     try:
-        pred, arena = tflite.tflm_eval(tfl, x_te)
-        rows.append(_row(task, tname, "TFLite Micro (host, tflite-micro)", accuracy=float(np.mean(pred == y)), bytes=len(tfl),
-                         bytes_kind=".tflite", ram=arena, ram_kind="arena (bisection)",
-                         notes="host x86 build of TFLM (reference kernels); not on the emulated cores"))
-        log(f"[{tname}] TFLM: {rows[-1]['accuracy']:.4f}, arena {arena:,} B")
+        pred, arena = tflite.tflm_eval(tfl, b.x_te)
+        r = b.row("TFLite Micro (host, tflite-micro)", accuracy=float(np.mean(pred == b.y)), bytes=len(tfl), bytes_kind=".tflite",
+                  ram=arena, ram_kind="arena (bisection)", notes="host x86 build of TFLM (reference kernels); not on the emulated cores")
+        b.log(f"TFLM: {r['accuracy']:.4f}, arena {arena:,} B")
     except Exception as e:  # reported, not hidden
-        rows.append(_row(task, tname, "TFLite Micro (host, tflite-micro)", notes=f"failed: {type(e).__name__}: {e}"))
-        log(f"[{tname}] TFLM failed: {e}")
+        b.row("TFLite Micro (host, tflite-micro)", notes=f"failed: {type(e).__name__}: {e}")
+        b.log(f"TFLM failed: {e}")
 
-    # 4. emlearn float C (MLP teachers), on qemu-m4 in the edgesketch firmware
-    if is_mlp:
-        from . import emlearn_c
-        files = emlearn_c.generate(model, in_scale, in_zero)
-        r = device.run("qemu-m4", files, xq, D, C, workdir, f"emlearn-{tname}")
-        rows.append(_row(task, tname, "emlearn 0.23.2 float C (loadable)", accuracy=_acc(r.scores, y), bytes=r.flash,
-                         bytes_kind="flash (fw delta)", **_ram(r), m4=r.instructions,
-                         notes="M4 FPU; M0 not run (soft float, ~30x slower)"))
-        log(f"[{tname}] emlearn: {rows[-1]['accuracy']:.4f}, flash {r.flash:,} B, M4 {r.instructions:,}")
 
-    # 5a. the teacher's own int8 cost with the SMLAD kernel (MLP teachers)
-    teacher_int8_m4 = None
-    if is_mlp:
-        net = mlp.quantize(mlp.teacher_layers(model), in_scale, in_zero, x_tr, name=tname)
-        ref = net.forward(xq)
-        files = mlp.generate(net)
-        assert (device.host_check(files, xq, C, workdir) == ref).all(), "teacher int8 C (host gcc) != numpy reference"
-        runs = _device_all(files, xq, ref, D, C, workdir, f"tint8-{tname}", boards=MLP_BOARDS,
-                           xq_sub=None if not quick else 60)
-        teacher_int8_m4 = runs["qemu-m4"].instructions
-        rows.append(_row(task, tname, f"teacher int8 C {net.shape_str} (SMLAD kernel)", accuracy=_acc(ref, y),
-                         bytes=runs["qemu-m4"].flash, bytes_kind="flash (fw delta)", **_ram(runs["qemu-m4"]), **_dev_fields(runs), notes="bit-exact vs numpy on the whole test set"))
-        log(f"[{tname}] teacher int8 {net.shape_str}: {rows[-1]['accuracy']:.4f}, M4 {teacher_int8_m4:,}")
-    else:
-        macs = _conv_macs(model)
-        extra["teacher_macs"] = macs
-        rows.append(_row(task, tname, "teacher int8 on device", notes=f"not measured (its pooling and Dense layers are not mapped to the int8 CNN C); "
-                         f"{macs:,} MACs per inference"))
+def emlearn_float(b: Bench) -> None:
+    """emlearn's float C of an MLP teacher, on qemu-m4 in the edgesketch firmware."""
+    from . import emlearn_c
+    files = emlearn_c.generate(b.tch.model, b.in_scale, b.in_zero)
+    r = device.run("qemu-m4", files, b.xq, b.D, b.C, b.workdir, f"emlearn-{b.tname}")
+    b.row("emlearn 0.23.2 float C (loadable)", accuracy=_acc(r.scores, b.y), bytes=r.flash, bytes_kind="flash (fw delta)",
+          **_ram(r), m4=r.instructions, notes="M4 FPU; M0 not run (soft float, ~30x slower)")
+    b.log(f"emlearn: {b.rows[-1]['accuracy']:.4f}, flash {r.flash:,} B, M4 {r.instructions:,}")
 
-    # 6. sketches: for a teacher with a time or image axis, first the windowed sketch distill chooses for it
-    goal_rows, host_models = [], []
-    tmeta = {"source": task, "class_names": [], "input_shape": list(tch.input_shape)}
-    fam = family_defaults(tch.input_shape)
-    plan = SKETCHES if (not quick and tname in EXTRA_SKETCH_TEACHERS) else SKETCHES[:N_GOAL_SKETCHES]
+
+def teacher_int8(b: Bench) -> int | None:
+    """The teacher's own Dense layers as int8 C with the SMLAD kernel (MLP teachers; for CNN teachers their MACs are
+    stated instead). Returns its M4 instructions (None: not measured)."""
+    if not b.extra["is_mlp"]:
+        b.extra["teacher_macs"] = macs = _conv_macs(b.tch.model)
+        b.row("teacher int8 on device", notes=f"not measured (its pooling and Dense layers are not mapped to the int8 CNN C); "
+              f"{macs:,} MACs per inference")
+        return None
+    net = mlp.quantize(mlp.teacher_layers(b.tch.model), b.in_scale, b.in_zero, b.x_tr, name=b.tname)
+    ref = net.forward(b.xq)
+    files = mlp.generate(net)
+    check((device.host_check(files, b.xq, b.C, b.workdir) == ref).all(), "teacher int8 C (host gcc) != numpy reference")
+    runs = _device_all(files, b.xq, ref, b.D, b.C, b.workdir, f"tint8-{b.tname}", boards=MLP_BOARDS,
+                       xq_sub=None if not b.quick else 60)
+    b.row(f"teacher int8 C {net.shape_str} (SMLAD kernel)", accuracy=_acc(ref, b.y), bytes=runs["qemu-m4"].flash,
+          bytes_kind="flash (fw delta)", **_ram(runs["qemu-m4"]), **_dev_fields(runs), notes="bit-exact vs numpy on the whole test set")
+    b.log(f"teacher int8 {net.shape_str}: {b.rows[-1]['accuracy']:.4f}, M4 {runs['qemu-m4'].instructions:,}")
+    return runs["qemu-m4"].instructions
+
+
+def sketches(b: Bench) -> tuple[list[dict], list]:
+    """edgesketch's sketches: for a teacher with a time or image axis first the windowed sketch, then the goal sketches
+    (and for EXTRA_SKETCH_TEACHERS the 20 KB, representer and codebook ones), both layouts, on every board that holds
+    them. Returns (the goal sketches' rows, [(label, sketch, files, int8 inputs)] for the host throughput)."""
+    tmeta = {"source": b.task, "class_names": [], "input_shape": list(b.tch.input_shape)}
+    fam = family_defaults(b.tch.input_shape)
+    plan = SKETCHES if (not b.quick and b.tname in EXTRA_SKETCH_TEACHERS) else SKETCHES[:N_GOAL_SKETCHES]
     n_goal = N_GOAL_SKETCHES + bool(fam)
     if fam:
         plan = [(f"sketch windowed {_geometry(fam)}", "learned", fam, ("unrolled", "compact"))] + plan
-    # the 20 KB, representer and codebook configurations only for EXTRA_SKETCH_TEACHERS (keeps the full run under 20 min)
+    goal_rows, host_models = [], []
     for k, (label, mode, cfg_kw, layouts) in enumerate(plan):
-        structure = STRUCTURE.get((task, label), {})
+        structure = STRUCTURE.get((b.task, label), {})
         label += "".join(f" {v}" for v in structure.values())
-        cfg = Config(mode=mode, **{**cfg_kw, **structure, **(QUICK_SKETCH if quick else {})})
+        cfg = Config(mode=mode, **{**cfg_kw, **structure, **(QUICK_SKETCH if b.quick else {})})
         t0 = time.time()
-        sk = distill(tch, x_tr, cfg, dict(tmeta))
+        sk = distill(b.tch, b.x_tr, cfg, dict(tmeta))
         sk.meta["model_id"] = esk.model_id(sk)
         secs = time.time() - t0
-        xs = S.quantize_inputs(sk, x_te)   # windowed sketches quantise per channel, flat ones per feature as the MLPs
+        xs = S.quantize_inputs(sk, b.x_te)   # windowed sketches quantise per channel, flat ones per feature as the MLPs
         ref = S.int_scores(sk, xs)
-        assert not sk.is_flat or (xs == xq).all()
+        check(not sk.is_flat or (xs == b.xq).all(), "a flat sketch's int8 inputs differ from the bench's")
         for layout in layouts:
             files = codegen.generate(sk, layout)
-            assert (device.host_check(files, xs, C, workdir) == ref).all(), "sketch C (host gcc) != int_scores"
+            check((device.host_check(files, xs, b.C, b.workdir) == ref).all(), "sketch C (host gcc) != int_scores")
             boards = BOARDS if layout == "unrolled" else ("qemu-m4", "qemu-m0")
-            runs = _device_all(files, xs, ref, D, C, workdir, f"sk-{tname}-{layout}", boards=boards)
-            r = _row(task, tname, f"{label} ({layout})", accuracy=_acc(runs["qemu-m4"].scores, y), bytes=runs["qemu-m4"].flash,
-                     bytes_kind="flash (fw delta)", **_ram(runs["qemu-m4"]),
-                     **_dev_fields(runs), params=sk.table_bytes + sk.projection_bytes, ops=sk.ops_per_inference,
-                     float_accuracy=_acc(S.float_outputs(sk, x_te), y),
-                     notes=f"bit-exact on {len(xs)} x {_ran(runs)} boards; distil {secs:.0f} s; "
-                     f"tables {sk.table_bytes:,} B + hashing {sk.projection_bytes:,} B; {sk.ops_per_inference:,} ops")
-            rows.append(r)
+            runs = _device_all(files, xs, ref, b.D, b.C, b.workdir, f"sk-{b.tname}-{layout}", boards=boards)
+            r = b.row(f"{label} ({layout})", accuracy=_acc(runs["qemu-m4"].scores, b.y), bytes=runs["qemu-m4"].flash,
+                      bytes_kind="flash (fw delta)", **_ram(runs["qemu-m4"]), **_dev_fields(runs),
+                      params=sk.table_bytes + sk.projection_bytes, ops=sk.ops_per_inference,
+                      float_accuracy=_acc(S.float_outputs(sk, b.x_te), b.y),
+                      notes=f"bit-exact on {len(xs)} x {_ran(runs)} boards; distil {secs:.0f} s; "
+                      f"tables {sk.table_bytes:,} B + hashing {sk.projection_bytes:,} B; {sk.ops_per_inference:,} ops")
             if k < n_goal:
                 goal_rows.append(r)
-            if k < n_goal and layout == "unrolled":
-                host_models.append((label, sk, files, xs))
-            log(f"[{tname}] {r['contender']}: {r['accuracy']:.4f}, flash {r['bytes']:,} B, M4 {r['m4']:,} M0 {r['m0']:,}")
+                if layout == "unrolled":
+                    host_models.append((label, sk, files, xs))
+            b.log(f"{r['contender']}: {r['accuracy']:.4f}, flash {r['bytes']:,} B, M4 {r['m4']:,} M0 {r['m0']:,}")
+    return goal_rows, host_models
 
-    # 5b. for each goal sketch, the smallest distilled int8 MLP reaching its accuracy (widths searched upward)
+
+def smallest_mlp(b: Bench, goal_rows: list[dict]) -> list:
+    """For each goal sketch, the smallest distilled int8 MLP (one hidden layer, widths searched upward) reaching its
+    accuracy. Returns [(goal row, MLP row)]."""
     target = max(r["accuracy"] for r in goal_rows)
     tried = []   # (h, accuracy, net)
     for h in WIDTHS:
-        layers = (mlp.distill_mlp(tch, x_tr, h, epochs=30, aug_size=5000, lr=1e-2) if quick
-                  else mlp.distill_mlp(tch, x_tr, h, epochs=20))
-        net = mlp.quantize(layers, in_scale, in_zero, x_tr, name=f"distilled h={h}")
-        tried.append((h, _acc(net.forward(xq), y), net))
-        log(f"[{tname}] distilled int8 MLP h={h}: {tried[-1][1]:.4f} (targets up to {target:.4f})")
+        layers = (mlp.distill_mlp(b.tch, b.x_tr, h, epochs=30, aug_size=5000, lr=1e-2) if b.quick
+                  else mlp.distill_mlp(b.tch, b.x_tr, h, epochs=20))
+        net = mlp.quantize(layers, b.in_scale, b.in_zero, b.x_tr, name=f"distilled h={h}")
+        tried.append((h, _acc(net.forward(b.xq), b.y), net))
+        b.log(f"distilled int8 MLP h={h}: {tried[-1][1]:.4f} (targets up to {target:.4f})")
         if tried[-1][1] >= target:
             break
     widths = ", ".join(f"{h}:{a:.3f}" for h, a, _ in tried)
@@ -312,63 +346,89 @@ def bench_teacher(task: str, tname: str, quick: bool, teacher_dir: str, workdir:
     for g in goal_rows:
         h, acc, net = next((t for t in tried if t[1] >= g["accuracy"]), tried[-1])
         if h not in mlp_rows:
-            ref = net.forward(xq)
+            ref = net.forward(b.xq)
             files = mlp.generate(net)
-            assert (device.host_check(files, xq, C, workdir) == ref).all(), "distilled MLP C (host gcc) != numpy reference"
-            runs = _device_all(files, xq, ref, D, C, workdir, f"dmlp{h}-{tname}", boards=MLP_BOARDS)
-            mlp_rows[h] = _row(task, tname, f"distilled int8 MLP {net.shape_str}", accuracy=acc, bytes=runs["qemu-m4"].flash,
-                               bytes_kind="flash (fw delta)", **_ram(runs["qemu-m4"]), **_dev_fields(runs),
-                               notes=f"smallest width reaching {'' if acc >= g['accuracy'] else 'NOT reaching '}"
-                               f"{g['accuracy']:.4f} ({g['contender']}); widths tried {widths}; "
-                               f"bit-exact vs numpy on the whole test set, {_ran(runs)} boards")
-            rows.append(mlp_rows[h])
+            check((device.host_check(files, b.xq, b.C, b.workdir) == ref).all(), "distilled MLP C (host gcc) != numpy reference")
+            runs = _device_all(files, b.xq, ref, b.D, b.C, b.workdir, f"dmlp{h}-{b.tname}", boards=MLP_BOARDS)
+            mlp_rows[h] = b.row(f"distilled int8 MLP {net.shape_str}", accuracy=acc, bytes=runs["qemu-m4"].flash,
+                                bytes_kind="flash (fw delta)", **_ram(runs["qemu-m4"]), **_dev_fields(runs),
+                                notes=f"smallest width reaching {'' if acc >= g['accuracy'] else 'NOT reaching '}"
+                                f"{g['accuracy']:.4f} ({g['contender']}); widths tried {widths}; "
+                                f"bit-exact vs numpy on the whole test set, {_ran(runs)} boards")
         pairs.append((g, mlp_rows[h]))
-    extra["mlp_bit_exact_n"] = int(len(xq))
+    b.extra["mlp_bit_exact_n"] = int(len(b.xq))
+    return pairs
 
-    # 5c. Conv1D teachers: the smallest int8 Conv1D (edgesketch.bench.cnn, cheapest first) reaching the windowed sketch
-    cnn_pairs = []
-    if fam and len(tch.input_shape) == 2:
-        from . import cnn
-        wrows = [g for g in goal_rows if g["contender"].startswith("sketch windowed")]
-        target = max(g["accuracy"] for g in wrows)
-        net, tried = cnn.smallest_cnn(target, tch, x_tr, x_te, y, epochs=8 if quick else 30, log=lambda m: log(f"[{tname}] {m}"))
-        cx = net.quantize_inputs(x_te)
-        ref = net.forward(cx)
-        files = cnn.generate(net)
-        assert (device.host_check(files, cx, C, workdir) == ref).all(), "int8 CNN C (host gcc) != numpy reference"
-        runs = _device_all(files, cx, ref, D, C, workdir, f"cnn-{tname}", boards=MLP_BOARDS)
-        acc = _acc(ref, y)
-        tried_s = ", ".join(f"{a}:{v:.3f}" for a, v, _ in tried)
-        crow = _row(task, tname, f"distilled int8 CNN {net.shape_str}", accuracy=acc, bytes=runs["qemu-m4"].flash,
-                    bytes_kind="flash (fw delta)", **_ram(runs["qemu-m4"]), **_dev_fields(runs),
-                    notes=f"smallest (by M4 instructions) reaching {'' if acc >= target else 'NOT reaching '}{target:.4f}; "
-                    f"{net.macs:,} MACs, {net.weight_bytes:,} weight bytes; tried {tried_s}; bit-exact vs numpy on the "
-                    f"whole test set, {_ran(runs)} boards")
-        rows.append(crow)
-        cnn_pairs = [(g, crow) for g in wrows]
-        log(f"[{tname}] {crow['contender']}: {acc:.4f}, flash {crow['bytes']:,} B, M4 {crow['m4']:,}")
-    extra["cnn_pairs"] = cnn_pairs
 
-    # 7. host throughput: generated sketch C (gcc -O2) vs ai-edge-litert on the int8 teacher, both one sample per call
-    #    and litert with the whole test set in one call (its best case)
-    reps = 20 if quick else 200
-    lat_b = tflite.litert_batched(tfl, x_te)
-    extra.update(litert_batched_s_per_sample=lat_b, host=[])
+def smallest_cnn(b: Bench, goal_rows: list[dict]) -> list:
+    """Conv1D teachers: the smallest int8 Conv1D (edgesketch.bench.cnn, cheapest first) reaching the windowed sketch.
+    Returns [(windowed goal row, CNN row)] (empty for other teachers)."""
+    if not (family_defaults(b.tch.input_shape) and len(b.tch.input_shape) == 2):
+        return []
+    from . import cnn
+    wrows = [g for g in goal_rows if g["contender"].startswith("sketch windowed")]
+    target = max(g["accuracy"] for g in wrows)
+    net, tried = cnn.smallest_cnn(target, b.tch, b.x_tr, b.x_te, b.y, epochs=8 if b.quick else 30, log=b.log)
+    cx = net.quantize_inputs(b.x_te)
+    ref = net.forward(cx)
+    files = cnn.generate(net)
+    check((device.host_check(files, cx, b.C, b.workdir) == ref).all(), "int8 CNN C (host gcc) != numpy reference")
+    runs = _device_all(files, cx, ref, b.D, b.C, b.workdir, f"cnn-{b.tname}", boards=MLP_BOARDS)
+    acc = _acc(ref, b.y)
+    tried_s = ", ".join(f"{a}:{v:.3f}" for a, v, _ in tried)
+    crow = b.row(f"distilled int8 CNN {net.shape_str}", accuracy=acc, bytes=runs["qemu-m4"].flash,
+                 bytes_kind="flash (fw delta)", **_ram(runs["qemu-m4"]), **_dev_fields(runs),
+                 notes=f"smallest (by M4 instructions) reaching {'' if acc >= target else 'NOT reaching '}{target:.4f}; "
+                 f"{net.macs:,} MACs, {net.weight_bytes:,} weight bytes; tried {tried_s}; bit-exact vs numpy on the "
+                 f"whole test set, {_ran(runs)} boards")
+    b.log(f"{crow['contender']}: {acc:.4f}, flash {crow['bytes']:,} B, M4 {crow['m4']:,}")
+    return [(g, crow) for g in wrows]
+
+
+def host_vs_litert(b: Bench, tfl: bytes, host_models: list) -> None:
+    """Host throughput: the generated sketch C (gcc -O2) against ai-edge-litert on the int8 teacher, both one sample
+    per call, and litert with the whole test set in one call (its best case)."""
+    from . import tflite
+    reps = 20 if b.quick else 200
+    lat_b = tflite.litert_batched(tfl, b.x_te)
+    b.extra.update(litert_batched_s_per_sample=lat_b, host=[])
     for label, sk, files, xs in host_models:
-        sec, host_scores = host_throughput(files, xs, C, reps, workdir)
-        assert (host_scores == S.int_scores(sk, xs)).all()
-        extra["host"].append(dict(sketch=label, s_per_sample=sec, ratio=extra["litert_s_per_sample"] / sec,
-                                  ratio_batched=lat_b / sec))
-        log(f"[{tname}] host: {label} C {sec * 1e9:.0f} ns/sample, litert {extra['litert_s_per_sample'] * 1e9:.0f} ns "
-            f"(1/invoke) {lat_b * 1e9:.0f} ns (batched): x{extra['host'][-1]['ratio']:.1f} / x{extra['host'][-1]['ratio_batched']:.1f}")
+        sec, host_scores = host_throughput(files, xs, b.C, reps, b.workdir)
+        check((host_scores == S.int_scores(sk, xs)).all(), "sketch C (host gcc, throughput build) != int_scores")
+        b.extra["host"].append(dict(sketch=label, s_per_sample=sec, ratio=b.extra["litert_s_per_sample"] / sec,
+                                    ratio_batched=lat_b / sec))
+        b.log(f"host: {label} C {sec * 1e9:.0f} ns/sample, litert {b.extra['litert_s_per_sample'] * 1e9:.0f} ns "
+              f"(1/invoke) {lat_b * 1e9:.0f} ns (batched): x{b.extra['host'][-1]['ratio']:.1f} / "
+              f"x{b.extra['host'][-1]['ratio_batched']:.1f}")
 
-    # ratios
-    for r in rows:
-        r["x_bytes_vs_f32"] = f32 / r["bytes"] if r["bytes"] else None
-        r["x_instr_vs_int8"] = teacher_int8_m4 / r["m4"] if (teacher_int8_m4 and r["m4"]) else None
-    extra.update(teacher_acc=t_acc, teacher_f32=f32, teacher_int8_m4=teacher_int8_m4, seconds=time.time() - t_start,
-                 goal_sketches=goal_rows, pairs=pairs, is_mlp=is_mlp)
-    return rows, extra
+
+def bench_teacher(task: str, tname: str, quick: bool, teacher_dir: str, workdir: Path) -> tuple[list[dict], dict]:
+    """Every contender for one teacher, in the order of the report. Returns (rows, extra)."""
+    from . import teachers
+    workdir.mkdir(parents=True, exist_ok=True)
+    ds = data.load(task)
+    tch = T.load(teachers.ensure(tname, teacher_dir))
+    x_tr = ds.x_train.reshape(len(ds.x_train), -1).astype(np.float32)
+    x_te = ds.x_test.reshape(len(ds.x_test), -1).astype(np.float32)
+    in_scale, in_zero = calibrate_inputs(x_tr)
+    b = Bench(task, tname, quick, workdir, tch, x_tr, x_te, ds.y_test, x_tr.shape[1], int(ds.y_train.max()) + 1,
+              in_scale, in_zero, S.quantize_int8(x_te, in_scale, in_zero), time.time())
+    b.extra["is_mlp"] = mlp.teacher_layers(tch.model) is not None
+    keras_float(b)
+    tfl = tflite_int8(b)
+    tflite_micro(b, tfl)
+    if b.extra["is_mlp"]:
+        emlearn_float(b)
+    teacher_m4 = teacher_int8(b)
+    goal_rows, host_models = sketches(b)
+    pairs = smallest_mlp(b, goal_rows)
+    b.extra["cnn_pairs"] = smallest_cnn(b, goal_rows)
+    host_vs_litert(b, tfl, host_models)
+    for r in b.rows:   # ratios against the teacher's float32 bytes and int8 instructions
+        r["x_bytes_vs_f32"] = b.extra["teacher_f32"] / r["bytes"] if r["bytes"] else None
+        r["x_instr_vs_int8"] = teacher_m4 / r["m4"] if (teacher_m4 and r["m4"]) else None
+    b.extra.update(teacher_int8_m4=teacher_m4, seconds=time.time() - b.t_start, goal_sketches=goal_rows, pairs=pairs)
+    return b.rows, b.extra
 
 
 def _geometry(f: dict) -> str:
