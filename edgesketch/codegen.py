@@ -148,6 +148,41 @@ def _clamped_thresholds(b: Branch) -> list[int]:
     return thr
 
 
+def _c_string(text: str) -> str:
+    """A C string literal of text (UTF-8): printable ASCII as is, quotes and backslashes escaped, every other byte an
+    octal escape (three digits, so that a digit after it stays a digit)."""
+    out = []
+    for byte in str(text).encode("utf-8"):
+        ch = chr(byte)
+        out.append("\\" + ch if ch in '"\\' else ch if 32 <= byte < 127 and ch != "?" else f"\\{byte:03o}")
+    return '"' + "".join(out) + '"'
+
+
+def _names(sk: Sketch) -> list[str]:
+    """The outputs' names: the sketch's class_names, else 0, 1, ... (classification) or y0, y1, ... (regression)."""
+    names = [str(n) for n in sk.meta.get("class_names") or []]
+    if len(names) != sk.n_outputs:
+        names = [str(c) if sk.task == "classification" else f"y{c}" for c in range(sk.n_outputs)]
+    return names
+
+
+def _inputs(sk: Sketch) -> tuple[str, list[str]]:
+    """(the input units, comma-separated per channel, or "", the header's lines on the inputs' units and the ranges the
+    model was distilled on) from the sketch's meta (input_units, input_ranges)."""
+    units = sk.meta.get("input_units") or []
+    ranges = sk.meta.get("input_ranges") or {}
+    if not units and not ranges:
+        return "", []
+    lines = [f"{len(sk.in_scale) if len(sk.in_scale) != sk.n_inputs else sk.n_inputs} "
+             f"{'channels' if len(sk.in_scale) != sk.n_inputs else 'features'}, the training data's range per "
+             f"{'channel' if len(sk.in_scale) != sk.n_inputs else 'feature'}:"]
+    lo, hi, mean = (ranges.get(k) or [] for k in ("min", "max", "mean"))
+    for c in range(len(lo)):
+        unit = units[c] if c < len(units) else (units[-1] if units else "")
+        lines.append(f"  {c}: {lo[c]:.4g} .. {hi[c]:.4g}{' ' + unit if unit else ''} (mean {mean[c]:.4g})")
+    return ",".join(units), lines
+
+
 def _describe(b: Branch) -> str:
     w = b.window
     if w.is_flat:
@@ -450,6 +485,8 @@ def _plan(sk: Sketch, layout: str, prefix: str) -> dict:
                     f"{sk.n_tables} tables of up to 2^{sk.n_bits} cells in {len(sk.branches)} branch(es)",
                     f"counts {count_t} ({sk.table_bytes} bytes{'' if shared is None else f': {len(shared[1])} shared rows'}), "
                     f"layout {layout}"] + geometry,
+        class_names=[_c_string(n) for n in _names(sk)], class_names_plain=_names(sk),
+        longest_name=max(len(n.encode("utf-8")) for n in _names(sk)), units=_inputs(sk)[0], input_lines=_inputs(sk)[1],
         D=D, C=C, L=sk.n_tables, K=sk.n_bits, NP=sk.n_hyperplanes,
         n_q=int(len(sk.in_scale)), n_debug_bits=sk.n_debug_bits, n_debug_buckets=sk.n_debug_buckets,
         task_cls=1 if sk.task == "classification" else 0,

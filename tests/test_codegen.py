@@ -256,7 +256,8 @@ def test_cross_compiles(name, target, tmp_path):
         if target == "avr5":                 # every const model array in program memory, none copied into RAM
             size = subprocess.run(["avr-size", str(obj)], capture_output=True, text=True, check=True).stdout
             text, data, bss = (int(v) for v in size.splitlines()[1].split()[:3])
-            assert data == 0 and bss == 0 and text > sk.table_bytes, size
+            longest = max(len(str(n).encode()) for n in sk.meta["class_names"])   # es_class_name's copy of a name
+            assert data == 0 and bss == longest + 1 and text > sk.table_bytes, size
             heads = subprocess.run(["avr-objdump", "-h", str(obj)], capture_output=True, text=True, check=True).stdout
             assert re.search(r"\.progmem\.data\.es_(b0_)?(counts|cq0|book)_\s", heads), "count tables are not in PROGMEM"
             assert re.search(r"\.progmem\.data\.es_in_scale\s", heads), "es_in_scale is not in PROGMEM"
@@ -412,3 +413,22 @@ def test_bad_arguments():
     bad.branches[0].tap_idx[0] = 999
     with pytest.raises(UserError, match="outside the window"):
         codegen.generate(bad)
+
+
+def test_class_names_in_the_c(tmp_path):
+    """es_class_name(i) and ES_CLASS_NAMES give the sketch's class names, escaped for C (quotes, backslashes, UTF-8,
+    a '?' that would start a trigraph), NULL outside 0 .. C-1; an AVR build keeps them in program memory."""
+    sk = make("learned-odd-D40-C3")
+    sk.meta["class_names"] = ['say "hi"', "back\\slash??=", "café"]
+    exe = tmp_path / "names"
+    cu.write_model(sk, "compact", tmp_path)
+    (tmp_path / "main.c").write_text(
+        '#include <stdio.h>\n#include "es_model.h"\nstatic const char *const mine[] = ES_CLASS_NAMES;\n'
+        'int main(void) { int i; for (i = 0; i < ES_N_OUTPUTS; ++i) printf("%s|%s\\n", es_class_name(i), mine[i]);'
+        ' printf("%d %d\\n", es_class_name(-1) == NULL, es_class_name(ES_N_OUTPUTS) == NULL); return 0; }\n')
+    subprocess.run(["gcc", *cu.WARN, "-I", str(tmp_path), str(tmp_path / "main.c"), str(tmp_path / "es_model.c"),
+                    *map(str, cu.runtime_sources(tmp_path)), "-o", str(exe)], check=True)
+    out = subprocess.run([str(exe)], capture_output=True, check=True).stdout.decode("utf-8").splitlines()
+    assert out == [f"{n}|{n}" for n in sk.meta["class_names"]] + ["1 1"]
+    c = codegen.generate(sk)["es_model.c"]
+    assert 'static const char ES_ROM es_cn2_[] = "caf\\303\\251";' in c

@@ -417,9 +417,9 @@ ES_INLINE const int8_t *es_sketch_source(const es_branch_t *b, const int8_t *x, 
 
 /* On AVR, a step whose buffer should not sit in its caller's frame: avr-gcc reaches a frame's first 63 bytes in one
  * instruction, so a large buffer there moves the accumulators' spill slots out of reach (four more instructions an
- * access). Elsewhere it is inlined like the rest. (inline keeps models that do not use it free of warnings.) */
+ * access). Elsewhere it is inlined like the rest. (unused: models that do not use it compile without a warning.) */
 #if defined(__AVR__) && defined(__GNUC__)
-#define ES_SK_OWN_FRAME static inline __attribute__((noinline))
+#define ES_SK_OWN_FRAME static __attribute__((noinline, unused))
 #else
 #define ES_SK_OWN_FRAME ES_INLINE
 #endif
