@@ -257,9 +257,9 @@ def suggest(trial, input_shape, fixed: dict, space: dict) -> dict:
 
 def defaults(input_shape, fixed: dict, space: dict | None = None) -> dict:
     """The configuration of the family's defaults (the windowed one for an input with a time or image axis), as
-    Optuna parameters."""
-    from .api import config
-    return params_of(config(input_shape), fixed, space)
+    Optuna parameters (not checked: a space whose defaults distill refuses gets them as an invalid first trial)."""
+    from .distill import Config, family_defaults
+    return params_of(Config(**family_defaults(input_shape)), fixed, space)
 
 
 def starts(input_shape, n_outputs: int, fixed: dict, space: dict | None = None) -> list[dict]:
@@ -271,8 +271,12 @@ def starts(input_shape, n_outputs: int, fixed: dict, space: dict | None = None) 
     from .distill import Config
     known = {f.name for f in fields(Config)}
     opts = {k: v for k, v in fixed.items() if k in known}
+    try:
+        cands = candidates(input_shape, n_outputs, opts)
+    except ConfigError:      # options distill refuses for its candidates: the family's defaults, refused as a trial
+        return [defaults(input_shape, fixed, space)]
     out = []
-    for c in candidates(input_shape, n_outputs, opts):
+    for c in cands:
         p = params_of(c.cfg, fixed, space)
         if p not in out:
             out.append(p)

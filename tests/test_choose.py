@@ -144,7 +144,7 @@ def test_tune_starts_from_distills_candidates(shape):
     fixed = {"epochs": 3}
     starts = tune.starts(shape, 10, fixed, {})
     cands = choose.candidates(shape, 10, fixed)
-    assert len(starts) == len(cands) == (1 if len(shape) == 1 else 3)
+    assert len(starts) == len(cands) == {1: 1, 2: 4, 3: 3}[len(shape)]
     for p, c in zip(starts, cands):
         if p["window"] != "flat":                   # inside the space Optuna draws from (a long input's strides too)
             assert p["stride"] in tune._geometry_choices(shape, "stride", [1, 2, 3])

@@ -68,6 +68,7 @@ def main(argv=None):
     ap.add_argument("--window", help="a fixed window size (no choice): 9, or flat")
     ap.add_argument("--stride", type=int, help="with --window: the stride")
     ap.add_argument("--json", help="default build/study/choice-<cases>.json")
+    ap.add_argument("--save", help="save every sketch here as <case>-seed<S>.esk")
     a = ap.parse_args(argv)
     from edgesketch import api, cost, data
     from edgesketch.choose import table
@@ -89,6 +90,9 @@ def main(argv=None):
             m = api.distill(str(ROOT / tpath), ds.x_train, ds.y_train, x_test=ds.x_test, y_test=ds.y_test, progress=False,
                             source=source, max_loss=a.max_loss, seed=seed, **fixed)
             seconds = time.time() - t0
+            if a.save:
+                Path(a.save).mkdir(parents=True, exist_ok=True)
+                m.save(Path(a.save) / f"{case}-seed{seed}.esk", force=True)
             sk, met = m.sketch, m.sketch.meta["metrics"]
             choice = sk.meta.get("choice")
             with tempfile.TemporaryDirectory() as wd:
