@@ -94,6 +94,32 @@ class Model:
             raise DataError("xq must be int8 values (-128..127); quantise float inputs with Model.quantize(x)", argument="xq")
         return S.int_scores(self.sketch, _array(xq, self.sketch.n_inputs, "xq").astype(np.int8))
 
+    # -- streams: a window hopping over a live stream of samples (docs/model-api.md, "Streaming")
+    def stream_plan(self, hop: int) -> S.StreamPlan:
+        """How the sketch streams with this hop (samples between two scores): which read-outs are computed once and
+        which are recomputed at every hop. ConfigError (argument "hop" or "sketch") when it cannot stream."""
+        return S.stream_plan(self.sketch, hop)
+
+    def predict_stream(self, samples, hop: int) -> np.ndarray:
+        """Float samples [N, C] (one time step of C channels a row) -> the outputs [W, C_out] at every hop: row j is
+        `predict` of the window of samples j * hop .. j * hop + T - 1, bit for bit (W = (N - T) // hop + 1)."""
+        plan = S.stream_plan(self.sketch, hop)
+        x = S.stream_samples(self.sketch, samples)
+        if np.issubdtype(x.dtype, np.floating) and not np.all(np.isfinite(x)):
+            raise DataError("samples hold NaN or Inf values; clean them first", argument="samples")
+        return S.stream_outputs(self.sketch, x, plan.hop)
+
+    def predict_stream_int(self, xq_samples, hop: int) -> np.ndarray:
+        """int8 samples [N, C] -> int32 scores [W, C_out] at every hop: THE integer reference of a stream, as the
+        generated {p}_stream_push_q computes it (interior read-outs once each, sliding sums). Row j equals
+        `predict_int` of the window of samples j * hop .. j * hop + T - 1, bit for bit."""
+        plan = S.stream_plan(self.sketch, hop)
+        xq = S.stream_samples(self.sketch, xq_samples, "xq_samples")
+        if not np.issubdtype(xq.dtype, np.integer) or xq.size and (xq.min() < -128 or xq.max() > 127):
+            raise DataError("xq_samples must be int8 values (-128..127); quantise float samples with Model.quantize",
+                            argument="xq_samples")
+        return S.stream_scores(self.sketch, xq.astype(np.int8), plan.hop)
+
     def evaluate(self, x=None, y=None, teacher=None) -> Metrics:
         """Teacher, float and integer figures on x, y (default: the test data given to distill, else the data source
         recorded in the sketch). The teacher is scored when one is known (the distilling one, or `teacher`)."""

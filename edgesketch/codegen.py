@@ -577,8 +577,8 @@ def _copy_runs(w) -> list[tuple[int, int, int]]:
 
 
 # ---------------------------------------------------------------- public
-RUNTIME = ("es_port.h", "es_sketch.h", "es_sketch_run.h", "es_sketch_quantize.c", "es_sketch_dequantize.c",
-           "es_sketch_argmax.c")
+RUNTIME = ("es_port.h", "es_sketch.h", "es_sketch_run.h", "es_sketch_stream.h", "es_sketch_quantize.c",
+           "es_sketch_dequantize.c", "es_sketch_argmax.c")
 
 
 def runtime_files() -> dict[str, str]:
@@ -587,30 +587,135 @@ def runtime_files() -> dict[str, str]:
     return {name: (firmware_dir() / "model" / name).read_text() for name in RUNTIME}
 
 
-def generate(sketch: Sketch, layout: str = "unrolled", prefix: str = "es") -> dict[str, str]:
+def generate(sketch: Sketch, layout: str = "unrolled", prefix: str = "es", hop: int | None = None,
+             stream_state: str = "keep") -> dict[str, str]:
     """Render the model as C99: {f"{prefix}_model.h": ..., f"{prefix}_model.c": ...} (it includes the runtime of
     runtime_files()).
 
     layout: "unrolled" (straight-line code per hyperplane, fastest) or "compact" (const tap lists the runtime loops
     over, smallest). prefix: C identifier prefix of every symbol and macro of the model (ES_N_INPUTS, es_predict_q,
     ...), so several models can live in one firmware and share the runtime. The result equals sketch.int_scores bit
-    for bit (tests/test_codegen.py)."""
+    for bit (tests/test_codegen.py). hop: also generate the stream ({prefix}_stream_t, _init, _push_q, _push: scores
+    of a window hopping over a stream of samples, hop samples at a time; sketch.stream_scores bit for bit), keeping
+    each read-out's contribution (stream_state "keep") or hashing the leaving ones again ("recompute"); None: no
+    stream, and the files are those of a model without one, byte for byte."""
     if layout not in LAYOUTS:
         raise UserError(f"unknown layout {layout!r}: use one of {', '.join(LAYOUTS)}")
     if not re.fullmatch(r"[a-z][a-z0-9_]{0,30}", prefix):
         raise UserError(f"prefix {prefix!r} is not a lower-case C identifier (letters, digits, _; starts with a letter)")
     _check(sketch)
     ctx = _plan(sketch, layout, prefix)
+    ctx["stream"] = None if hop is None else _plan_stream(sketch, ctx, hop, stream_state)
     return {f"{prefix}_model.h": render("es_model.h.j2", **ctx),
             f"{prefix}_model.c": render("es_model.c.j2", **ctx)}
 
 
-def write(sketch: Sketch, out_dir, layout: str = "unrolled", prefix: str = "es") -> list:
+def write(sketch: Sketch, out_dir, layout: str = "unrolled", prefix: str = "es", hop: int | None = None,
+          stream_state: str = "keep") -> list:
     """generate() and the runtime, written into out_dir (created if missing). Returns the paths written."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
-    for name, text in {**generate(sketch, layout, prefix), **runtime_files()}.items():
+    for name, text in {**generate(sketch, layout, prefix, hop, stream_state), **runtime_files()}.items():
         (out / name).write_text(text)
         paths.append(out / name)
     return paths
+
+
+# ---------------------------------------------------------------- the stream (generate(hop=...))
+STREAM_STATES = ("keep", "recompute")
+
+
+def stream_ram(sk: Sketch, hop: int, stream_state: str = "keep") -> dict:
+    """Bytes of the generated {p}_stream_t (32-bit cores; AVR packs the same fields without padding) and its parts:
+    ring (the last samples, each twice, plus slack for word reads), acc (int32 scores), keep (per-read-out
+    contributions, keep mode), ctr (uint16 counters)."""
+    from .sketch import stream_plan
+    plan = stream_plan(sk, hop)
+    return _stream_layout(sk, plan, stream_state)["ram"]
+
+
+def _stream_layout(sk: Sketch, plan, state: str) -> dict:
+    """What the stream keeps: the ring (samples, slack), the keep type, the edge buffer, per branch its descriptor."""
+    if state not in STREAM_STATES:
+        raise UserError(f"stream state {state!r}: use keep or recompute", argument="stream_state")
+    T, Cin, C = plan.length, plan.channels, sk.n_outputs
+    keep_t = "int16_t" if max(int(readout_bounds(b).max(initial=0)) for b in sk.branches) <= 32767 else "int32_t"
+    whole = state == "recompute" or any(sb.kind == "flat" or sb.recomputed for sb in plan.branches)
+    spans = [sb.span for sb in plan.branches if sb.kind == "window" and sb.count]
+    ring = T if whole or not spans else max(spans)
+    slack, edge, branches, n_keep, n_ctr = 0, 0, [], 0, 2
+    for b, sb in zip(sk.branches, plan.branches):
+        w = b.window
+        d = dict(kind=sb.kind, count=sb.count)
+        if sb.kind == "window":
+            padn = w.padded_inputs if any(w.padding) else w.n_inputs
+            base = w.position_base()
+            avail = padn - int(base.max(initial=0))                   # a position's reads stay within avail bytes
+            extent = ((w.size[0] - 1) * w.dilation[0] + 1) * Cin
+            slack = max(slack, avail - extent)
+            step = sb.every * Cin
+            left = min(padn, (sb.first * w.pool[0] - 1) * w.stride[0] * Cin + avail) if sb.first else 0
+            right_from = sb.right_at * step
+            right = padn - right_from if sb.right_at < sb.n_readouts else 0
+            edge = max(edge, left, right)
+            d.update(fields=dict(first=sb.first, count=sb.count, shift=sb.shift, every=sb.every, span=sb.span,
+                                 wait0=sb.first * sb.every - sb.pad + sb.span, keep=int(state == "keep"),
+                                 n_ro=sb.n_readouts, right_at=sb.right_at, pad=sb.pad * Cin, step=step, left_len=left,
+                                 right_from=right_from, right_len=right, win=T * Cin),
+                     edges=bool(sb.recomputed), ctr=n_ctr if sb.count else None,
+                     keep_at=n_keep if sb.count and state == "keep" else None)
+            if sb.count:
+                n_ctr += 3
+                n_keep += sb.count * C if state == "keep" else 0
+        branches.append(d)
+    kbytes = 2 if keep_t == "int16_t" else 4
+    ring_bytes = 2 * ring * Cin + slack
+    parts = dict(acc=4 * C, keep=kbytes * n_keep, ctr=2 * n_ctr, ring=ring_bytes)
+    total32 = -(-(parts["acc"] + parts["keep"] + parts["ctr"] + parts["ring"]) // 4) * 4
+    ram = dict(parts, total=total32, avr=sum(parts.values()))
+    return dict(ring=ring, ring_bytes=ring_bytes, slack=slack, keep_t=keep_t, n_keep=n_keep, n_ctr=n_ctr, edge=edge,
+                whole=whole, branches=branches, ram=ram)
+
+
+def _plan_stream(sk: Sketch, ctx: dict, hop: int, state: str) -> dict:
+    """The template's stream: descriptors (es_sk_stream_t, es_sk_stream_branch_t), the state's layout and the calls of
+    {p}_stream_push_q, from sketch.stream_plan (ConfigError when the sketch cannot stream with this hop)."""
+    from .sketch import stream_plan
+    plan = stream_plan(sk, hop)
+    lay = _stream_layout(sk, plan, state)
+    if lay["ring_bytes"] > 65535:
+        raise UserError(f"a stream window of {plan.length} samples of {plan.channels} values needs a ring of "
+                        f"{lay['ring_bytes']} bytes, beyond 65535", argument="hop")
+    p = ctx["p"]
+    steps, edges, flats, drops = [], [], [], []
+    for br, d in zip(ctx["branches"], lay["branches"]):
+        one = f"{br['name']}_one_"
+        if d["kind"] == "flat":
+            flats.append(dict(one=one))
+            continue
+        sname = f"{br['name']}_stream_"
+        d["name"], d["one"], d["br"] = sname, one, br["name"]
+        if d["ctr"] is not None:
+            steps.append(dict(name=sname, one=one, ctr=d["ctr"], keep_at=d["keep_at"]))
+            if state == "recompute":
+                drops.append(dict(name=sname, one=one))
+        if d["edges"]:
+            edges.append(dict(name=sname, one=one, br=br["name"]))
+    new = plan.readouts_per_hop(sk)
+    doc = [f"window {plan.length} samples of {plan.channels} value(s), scores every {plan.hop} samples once it filled "
+           f"(stride x pool {plan.unit})"]
+    for j, (b, sb) in enumerate(zip(sk.branches, plan.branches)):
+        if sb.kind == "flat":
+            doc.append(f"branch {j}: flat, its one read-out recomputed at every hop")
+        else:
+            doc.append(f"branch {j}: {sb.count} of {sb.n_readouts} read-outs computed once each ({sb.new_per_hop} a hop), "
+                       f"{sb.recomputed} reading padding recomputed at every hop")
+    doc.append(f"state: {state} ({'each interior read-out kept: count x C values of ' + lay['keep_t'] if state == 'keep' else 'the leaving read-outs hashed again from the samples at every hop'}); "
+               f"ring of {lay['ring']} samples, each twice")
+    doc.append(f"operations a hop: {new['new'] + new['recomputed'] * 1 + (new['new'] if state == 'recompute' else 0):,} "
+               f"(full inference: {new['full']:,})")
+    return dict(hop=plan.hop, len=plan.length, channels=plan.channels, ring=lay["ring"], ring_bytes=lay["ring_bytes"],
+                keep_t=lay["keep_t"], n_keep=lay["n_keep"], n_ctr=lay["n_ctr"], edge=lay["edge"], whole=lay["whole"],
+                branches=[d for d in lay["branches"] if d["kind"] == "window"], steps=steps, edges=edges, flats=flats,
+                drops=drops, ram=lay["ram"], state=state, doc=doc, unit=plan.unit, name=f"{p}_stream_")

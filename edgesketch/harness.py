@@ -53,7 +53,8 @@ class LinkStats:
     stale: int = 0          # well-formed frames for another seq or command, discarded
     boots: int = 0          # BOOT frames seen (device resets)
     probes: int = 0         # HELLO probes after a timeout
-    restarts: int = 0       # inputs sent again from offset 0 in LOAD frames (the device lost or mixed the transfer)
+    restarts: int = 0       # inputs sent again from offset 0 in LOAD frames (the device lost or mixed the transfer),
+                            # and streams started again a window before the scores due (STREAM)
     bytes_out: int = 0
     bytes_in: int = 0
 
@@ -62,6 +63,19 @@ class LinkStats:
 
     def summary(self) -> str:
         return ", ".join(f"{f.name} {getattr(self, f.name)}" for f in fields(self))
+
+
+@dataclass
+class StreamRun:
+    """What Device.stream returns: for every window j (samples j * hop .. j * hop + length - 1 of the stream) the
+    device's scores, the counter over its hop's pushes and whether those pushes filled a whole window (the stream's
+    first window, or the first after a restart) rather than one hop."""
+    scores: np.ndarray      # int32 [W, n_outputs]
+    costs: np.ndarray       # int64 [W]
+    fills: np.ndarray       # bool [W]
+    length: int
+    hop: int
+    samples: int            # samples of the stream (N)
 
 
 class _Restart(Exception):
@@ -108,6 +122,7 @@ class Device:
         self._events: deque = deque()
         self._seq = 0
         self._xfer = 0
+        self._sid = 0
 
     # ------------------------------------------------------------ port
     def open(self) -> "Device":
@@ -240,10 +255,11 @@ class Device:
                 self._events.extend(self._decoder.feed(data))
 
     def _transact(self, cmd: int, body: bytes, parse: Callable[[bytes], object], probe: bool = True,
-                  transfer: bool = False):
+                  transfer: bool = False, lost: tuple = _LOST_TRANSFER):
         """Send one request until a valid reply comes (resending it as the module docstring says). transfer=True: a
-        request of an input transfer (LOAD, RUN xfer, DEBUG of the loaded input), which raises _Restart instead of
-        resending after a BOOT, a timeout (after the HELLO probe) or a NAK "out of order" / "input incomplete"."""
+        request of an input transfer (LOAD, RUN xfer, DEBUG of the loaded input, STREAM), which raises _Restart instead
+        of resending after a BOOT, a timeout (after the HELLO probe) or a NAK in `lost` ("out of order" / "input
+        incomplete"; a stream also "too much input": the device holds another stream, whose scores fall elsewhere)."""
         if self._ser is None:
             self.open()
         seq = self._next_seq()
@@ -263,13 +279,13 @@ class Device:
             if outcome == "nak":
                 reason, nak_seq = value
                 last = P.nak_name(reason)
+                if transfer and nak_seq == seq and reason in lost:
+                    raise _Restart(f"{name}: {last}")
                 if nak_seq == seq and reason in _VERDICTS:
                     verdicts[reason] = verdicts.get(reason, 0) + 1
                     if verdicts[reason] >= 2:      # the same verdict twice on an intact frame: not line noise
                         raise UserError(f"device on {self.port} rejects {name} with {last}: the host and the firmware "
                                         f"disagree about the model or the protocol (rebuild and flash)")
-                if transfer and nak_seq == seq and reason in _LOST_TRANSFER:
-                    raise _Restart(f"{name}: {last}")
             else:
                 last = value
             if outcome == "timeout" and probe:
@@ -381,6 +397,72 @@ class Device:
         """Peak stack of es_predict_q over every call since start-up (or RESET), measured by painting on the device."""
         self._need_info()
         return self._transact(P.ES_CMD_STACK, b"", P.unpack_stack_reply)
+
+    def stream(self, xq_samples, progress: Callable[[int, int], None] | None = None) -> StreamRun:
+        """Stream int8 samples [N, C] through the device's stream (firmware of a model exported with a hop): the scores
+        of every window j, samples j * hop .. j * hop + T - 1 (T, hop and C from HELLO), W = (N - T) // hop + 1 of them,
+        and the counter over each hop's pushes. The samples go in STREAM frames that end where scores become ready
+        (protocol.stream_pieces), each with the stream position of its first sample, under a stream id (sid, 1..255).
+        A resent or duplicated frame is acknowledged without pushing anything twice; when the device may have lost the
+        stream (a BOOT, a timeout, a NAK "out of order" or "too much input", or a reply that does not confirm exactly
+        the samples sent and, at a window's end, its scores) the stream starts again under a new sid one window before
+        the scores due, so every window's scores come from its own samples, once. progress(done, total) after every
+        window."""
+        info = self._need_info()
+        if not info.streams:
+            raise UserError(f"the firmware on {self.port} has no stream: export the model with a hop (edgesketch export "
+                            f"--hop H, or verify --stream --board B), then flash it")
+        T, h, C = info.stream_len, info.stream_hop, info.stream_channels
+        a = np.asarray(xq_samples)
+        if a.dtype != np.int8:
+            if not np.issubdtype(a.dtype, np.integer) or (a.size and (a.min() < -128 or a.max() > 127)):
+                raise UserError(f"stream samples must be int8 (quantised), got {a.dtype}")
+            a = a.astype(np.int8)
+        if a.ndim != 2 or a.shape[1] != C:
+            raise UserError(f"stream samples have shape {a.shape}: the device's stream takes samples of {C} values, (N, {C})")
+        if len(a) >= 2**32 - 1:
+            raise UserError(f"a stream of {len(a):,} samples is beyond the protocol's 32-bit positions")
+        W = (len(a) - T) // h + 1 if len(a) >= T else 0
+        scores = np.zeros((W, info.n_outputs), np.int32)
+        costs = np.zeros(W, np.int64)
+        fills = np.zeros(W, bool)
+        parse = lambda b: P.unpack_stream_reply(b, self.info.n_outputs)
+        before = copy.copy(self.stats)
+        sid, base, pos = None, 0, 0                 # the stream the device should hold: its id, first and next sample
+        try:
+            for j in range(W):
+                end = T + j * h
+                last = ""
+                for attempt in range(self.retries + 1):
+                    if sid is None or attempt:
+                        if attempt:
+                            self.stats.restarts += 1
+                            log.info("%s: restarting the stream at window %d (%s)", self.port, j, last)
+                        self._sid = self._sid % 255 + 1   # 1..255: a device starts holding stream 0
+                        sid, base = self._sid, end - T
+                        pos = base
+                    try:
+                        got = None
+                        for p0, k in P.stream_pieces(pos, end, C, info.max_body):
+                            got = self._transact(P.ES_CMD_STREAM, P.pack_stream(sid, p0, a[p0:p0 + k]), parse,
+                                                 transfer=True, lost=(P.ES_NAK_ORDER, P.ES_NAK_TOO_MUCH, P.ES_NAK_INCOMPLETE))
+                            if (got.sid, got.have) != (sid, p0 + k):
+                                raise _Restart(f"STREAM reply says stream {got.sid} at {got.have}, expected {sid} at {p0 + k}")
+                            pos = p0 + k
+                        if got.at != end:
+                            raise _Restart(f"STREAM reply has scores at {got.at}, expected them at {end}")
+                        scores[j], costs[j], fills[j] = got.scores, got.cost, base == end - T
+                        break
+                    except _Restart as e:
+                        last = str(e)
+                else:
+                    raise UserError(f"could not stream window {j} to {self.port} in {self.retries + 1} attempts (last: "
+                                    f"{last}); check the link and that the board runs edgesketch firmware")
+                if progress is not None:
+                    progress(j + 1, W)
+        finally:
+            self.last_run_stats = self.stats.since(before)
+        return StreamRun(scores, costs, fills, T, h, len(a))
 
     def reset(self, boot_timeout: float | None = None) -> P.HelloInfo:
         """RESET the device, wait for its BOOT frame (or for HELLO to work again) and re-handshake."""

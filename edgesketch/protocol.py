@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 # ---------------------------------------------------------------- constants, named as in es_proto.h
-ES_PROTO_VERSION = 3
+ES_PROTO_VERSION = 4
 ES_PROTO_MAX_BODY = 1024
 ES_PROTO_MAX_RAW = ES_PROTO_MAX_BODY + 6                          # cmd, seq, body, crc16, 2 spare
 ES_PROTO_MAX_WIRE = ES_PROTO_MAX_RAW + ES_PROTO_MAX_RAW // 254 + 2  # COBS overhead + delimiter
@@ -39,6 +39,7 @@ ES_CMD_RESET = 0x05
 ES_CMD_STACK = 0x06
 ES_CMD_LOAD = 0x07
 ES_CMD_RUN = 0x08
+ES_CMD_STREAM = 0x09
 ES_REPLY = 0x80
 ES_MSG_BOOT = 0xB0
 ES_MSG_NAK = 0x7F
@@ -50,8 +51,9 @@ ES_NAK_TOO_LONG = 4
 ES_NAK_COBS = 5
 ES_NAK_BATCH = 6
 ES_NAK_SHORT = 7
-ES_NAK_ORDER = 8          # LOAD: neither a piece already held, nor offset 0, nor the current transfer's next piece
-ES_NAK_TOO_MUCH = 9       # LOAD: the piece would pass n_inputs
+ES_NAK_ORDER = 8          # LOAD: neither a piece already held, nor offset 0, nor the current transfer's next piece;
+                          # STREAM: neither samples already pushed, nor a new stream, nor the next samples
+ES_NAK_TOO_MUCH = 9       # LOAD: the piece would pass n_inputs; STREAM: the frame would pass the next scores
 ES_NAK_INCOMPLETE = 10    # RUN (or DEBUG of the loaded input): no complete input of that transfer is loaded
 
 # counter kinds in the HELLO body
@@ -60,7 +62,8 @@ ES_COUNTER_CYCLES = 1
 ES_COUNTER_INSTRUCTIONS = 2
 
 CMD_NAMES = {ES_CMD_HELLO: "HELLO", ES_CMD_INFER: "INFER", ES_CMD_BATCH: "BATCH", ES_CMD_DEBUG: "DEBUG",
-             ES_CMD_RESET: "RESET", ES_CMD_STACK: "STACK", ES_CMD_LOAD: "LOAD", ES_CMD_RUN: "RUN", ES_MSG_BOOT: "BOOT",
+             ES_CMD_RESET: "RESET", ES_CMD_STACK: "STACK", ES_CMD_LOAD: "LOAD", ES_CMD_RUN: "RUN", ES_CMD_STREAM: "STREAM",
+             ES_MSG_BOOT: "BOOT",
              ES_MSG_NAK: "NAK"}
 CMD_NAMES.update({c | ES_REPLY: n + " reply" for c, n in list(CMD_NAMES.items()) if c < ES_REPLY})
 NAK_NAMES = {ES_NAK_CRC: "bad CRC", ES_NAK_LENGTH: "wrong body length", ES_NAK_UNKNOWN: "unknown command",
@@ -275,6 +278,13 @@ class HelloInfo:
     core: str               # e.g. "cortex-m4"
     max_body: int = 1024    # the most body bytes a frame may carry (ES_PROTO_MAX_BODY); firmware before it was
                             # reported sends no such field and has 1024
+    stream_hop: int = 0     # version 4: samples between two scores of the firmware's stream (0: no STREAM)
+    stream_len: int = 0     # ... samples its window holds
+    stream_channels: int = 0  # ... values a sample holds
+
+    @property
+    def streams(self) -> bool:
+        return self.stream_hop > 0
 
     @property
     def model_id_hex(self) -> str:
@@ -298,23 +308,32 @@ def model_id_bytes(model_id: bytes | str) -> bytes:
     return model_id[:MODEL_ID_BYTES]
 
 
-def pack_hello(info: HelloInfo, with_max_body: bool = True) -> bytes:
-    """The HELLO body; with_max_body=False gives the body of firmware from before max_body was reported."""
+_HELLO_STREAM = struct.Struct("<HHH")     # version 4: stream hop, window length, channels
+
+
+def pack_hello(info: HelloInfo, with_max_body: bool = True, with_stream: bool | None = None) -> bytes:
+    """The HELLO body; with_max_body=False gives the body of firmware from before max_body was reported;
+    with_stream (default: version >= 4) appends the stream fields of version 4."""
     core = info.core.encode("ascii")
     if len(core) > 255:
         raise ProtocolError("core name longer than 255 bytes")
     if not 1 <= info.max_body <= ES_PROTO_MAX_BODY:
         raise ProtocolError(f"max_body {info.max_body} is outside 1..{ES_PROTO_MAX_BODY}")
+    stream = info.version >= 4 if with_stream is None else with_stream
+    if stream and not with_max_body:
+        raise ProtocolError("the stream fields follow max_body")
     return _HELLO_FIXED.pack(info.version, model_id_bytes(info.model_id), info.n_inputs, info.n_outputs,
                              info.n_tables, info.n_bits, info.n_hashbits, info.counter_kind, info.max_batch) \
-        + bytes((len(core),)) + core + (struct.pack("<H", info.max_body) if with_max_body else b"")
+        + bytes((len(core),)) + core + (struct.pack("<H", info.max_body) if with_max_body else b"") \
+        + (_HELLO_STREAM.pack(info.stream_hop, info.stream_len, info.stream_channels) if stream else b"")
 
 
 def unpack_hello(body: bytes) -> HelloInfo:
-    """The HELLO (or BOOT) body, with or without the trailing max_body (docs/protocol.md)."""
+    """The HELLO (or BOOT) body: with or without the trailing max_body (docs/protocol.md), and with the stream fields
+    of version 4 (hop, window length, channels)."""
     body = bytes(body)
     k = _HELLO_FIXED.size
-    if len(body) < k + 1 or len(body) not in (k + 1 + body[k], k + 3 + body[k]):
+    if len(body) < k + 1 or len(body) not in (k + 1 + body[k], k + 3 + body[k], k + 3 + _HELLO_STREAM.size + body[k]):
         raise ProtocolError(f"HELLO body of {len(body)} bytes does not match its layout")
     f = _HELLO_FIXED.unpack_from(body)
     end = k + 1 + body[k]
@@ -325,7 +344,11 @@ def unpack_hello(body: bytes) -> HelloInfo:
     max_body = struct.unpack_from("<H", body, end)[0] if len(body) > end else ES_PROTO_MAX_BODY
     if not 1 <= max_body <= ES_PROTO_MAX_BODY:
         raise ProtocolError(f"HELLO max_body {max_body} is outside 1..{ES_PROTO_MAX_BODY}")
-    return HelloInfo(f[0], f[1], *f[2:], core=core, max_body=max_body)
+    hop, length, channels = _HELLO_STREAM.unpack_from(body, end + 2) if len(body) > end + 2 else (0, 0, 0)
+    if hop and not (length and channels):
+        raise ProtocolError(f"HELLO stream of hop {hop} has a window of {length} samples of {channels} values")
+    return HelloInfo(f[0], f[1], *f[2:], core=core, max_body=max_body, stream_hop=hop, stream_len=length,
+                     stream_channels=channels)
 
 
 def batch_limit(info: HelloInfo) -> int:
@@ -590,12 +613,146 @@ class InputBuffer:
         return np.frombuffer(bytes(self.buf), np.int8).copy() if self.complete else ES_NAK_INCOMPLETE
 
 
+# ---------------------------------------------------------------- STREAM (a window hopping over a stream of samples)
+STREAM_HEADER = 5         # u8 sid, u32 pos
+_STREAM_REPLY = struct.Struct("<BIII")     # sid, have, at, cost; then i32[n_outputs] scores
+
+
+def pack_stream(sid: int, pos: int, samples) -> bytes:
+    """STREAM request body: u8 sid, u32 pos (the stream position of the first sample), then the samples (int8, channels
+    values each, at least one sample)."""
+    data = _int8_row(samples).tobytes() if not isinstance(samples, (bytes, bytearray)) else bytes(samples)
+    if not 0 <= sid <= 255 or not 0 <= pos <= 0xFFFFFFFF or not data:
+        raise ProtocolError(f"STREAM needs sid 0..255, pos 0..2^32-1 and at least one sample (got {sid}, {pos}, "
+                            f"{len(data)} bytes)")
+    return struct.pack("<BI", sid, pos) + data
+
+
+def unpack_stream(body: bytes, channels: int) -> tuple[int, int, bytes]:
+    """-> (sid, pos, samples as bytes: channels per sample)."""
+    body = bytes(body)
+    if len(body) < STREAM_HEADER + channels or (len(body) - STREAM_HEADER) % channels:
+        raise ProtocolError(f"STREAM body of {len(body)} bytes: expected 5 + a multiple of {channels} (at least one sample)")
+    sid, pos = struct.unpack_from("<BI", body)
+    return sid, pos, body[STREAM_HEADER:]
+
+
+@dataclass(frozen=True)
+class StreamReply:
+    """The STREAM reply: the device's stream and its latest scores."""
+    sid: int                # the stream the device holds
+    have: int               # the stream position after its last sample: samples pushed since position 0
+    at: int                 # the stream position at which `scores` became ready (0: none since the stream started)
+    cost: int               # the counter over the pushes of that hop (the first window: every push that filled it)
+    scores: np.ndarray      # int32 [n_outputs]: the scores of the window ending at sample at - 1
+
+
+def pack_stream_reply(sid: int, have: int, at: int, cost: int, scores) -> bytes:
+    return _STREAM_REPLY.pack(sid, have, at, int(cost) & 0xFFFFFFFF) + np.asarray(scores, "<i4").reshape(-1).tobytes()
+
+
+def unpack_stream_reply(body: bytes, n_outputs: int) -> StreamReply:
+    body = bytes(body)
+    if len(body) != _STREAM_REPLY.size + 4 * n_outputs:
+        raise ProtocolError(f"STREAM reply of {len(body)} bytes, expected {_STREAM_REPLY.size + 4 * n_outputs}")
+    sid, have, at, cost = _STREAM_REPLY.unpack_from(body)
+    if at > have:
+        raise ProtocolError(f"STREAM reply: scores at {at} past the stream's end {have}")
+    return StreamReply(sid, have, at, cost, np.frombuffer(body, "<i4", n_outputs, _STREAM_REPLY.size).astype(np.int32))
+
+
+def stream_limit(max_body: int, channels: int) -> int:
+    """The most samples one STREAM frame carries on a device with this max_body."""
+    return (max_body - STREAM_HEADER) // channels
+
+
+def stream_pieces(start: int, end: int, channels: int, max_body: int) -> list[tuple[int, int]]:
+    """(pos, samples) of the STREAM frames that carry samples start .. end - 1: as few as fit max_body, of nearly
+    equal sizes. A host ends a frame at every position where scores become ready (a frame never passes one)."""
+    per = stream_limit(max_body, channels)
+    if per < 1 or end <= start:
+        raise ProtocolError(f"cannot split samples {start}..{end} of {channels} values into STREAM frames of {max_body} "
+                            f"body bytes")
+    n = end - start
+    k = -(-n // per)
+    base, extra = divmod(n, k)
+    out, pos = [], start
+    for i in range(k):
+        m = base + (i < extra)
+        out.append((pos, m))
+        pos += m
+    return out
+
+
+class StreamState:
+    """The device's stream (es_app.c: es_stream, es_sid, es_sbase, es_shave, ...): the rules of STREAM after its length
+    passed `request_error`, as a pure twin. `score(window)` gives the int32 scores of one window (int8 [length *
+    channels], oldest sample first: sketch.int_scores of it); `cost(sample)` what the device counts for one push.
+
+        push(body) -> STREAM reply body (bytes) or a NAK reason (int)
+        reset()    -> the state after a (re)boot: stream 0 at position 0, nothing pushed
+
+    Rules (docs/protocol.md), in order, no NAK changing anything: (1) sid is the stream held and every sample was
+    pushed already (base <= pos, pos + k <= have): nothing changes; (2) another sid starts that stream at pos; (3) the
+    stream held at pos == have takes the next samples; (4) anything else: NAK 8. Before (2) and (3) push anything: a
+    frame that would pass the next scores (k > samples until them) or position 2^32 - 1: NAK 9. Every reply is the
+    state: sid, have, at (where the latest scores became ready), their hop's cost and the scores."""
+
+    def __init__(self, length: int, hop: int, channels: int, n_outputs: int, score, cost=lambda sample: 0):
+        if length < 1 or hop < 1 or channels < 1:
+            raise ProtocolError(f"a stream needs a window, a hop and channels (got {length}, {hop}, {channels})")
+        self.length, self.hop, self.channels, self.n_outputs = length, hop, channels, n_outputs
+        self.score, self.cost = score, cost
+        self.reset()
+
+    def reset(self) -> None:
+        self.sid, self.base, self.have, self.at = 0, 0, 0, 0
+        self.until, self.hop_cost, self.last_cost = self.length, 0, 0
+        self.scores = np.zeros(self.n_outputs, np.int32)
+        self.window = bytearray()
+
+    def reply(self) -> bytes:
+        return pack_stream_reply(self.sid, self.have, self.at, self.last_cost, self.scores)
+
+    def push(self, body: bytes) -> bytes | int:
+        sid, pos, data = unpack_stream(body, self.channels)
+        k = len(data) // self.channels
+        if sid == self.sid and self.base <= pos <= self.have and k <= self.have - pos:
+            return self.reply()                                      # pushed already: a resent or duplicated frame
+        fresh = sid != self.sid
+        if not fresh and pos != self.have:
+            return ES_NAK_ORDER
+        if k > (self.length if fresh else self.until) or k > 0xFFFFFFFF - pos:
+            return ES_NAK_TOO_MUCH
+        if fresh:
+            self.reset()
+            self.sid, self.base, self.have = sid, pos, pos
+        C, T = self.channels, self.length
+        for i in range(k):
+            sample = data[i * C:(i + 1) * C]
+            self.window = (self.window + sample)[-T * C:]
+            self.hop_cost += int(self.cost(np.frombuffer(sample, np.int8)))
+            self.have += 1
+            self.until -= 1
+            if self.until == 0:
+                self.until = self.hop
+                self.at, self.last_cost, self.hop_cost = self.have, self.hop_cost & 0xFFFFFFFF, 0
+                self.scores = np.asarray(self.score(np.frombuffer(bytes(self.window), np.int8)), np.int32).reshape(-1)
+        return self.reply()
+
+
 # ---------------------------------------------------------------- dispatch checks (device side)
-def request_error(cmd: int, body: bytes, n_inputs: int, max_batch: int) -> int | None:
+def request_error(cmd: int, body: bytes, n_inputs: int, max_batch: int, stream_channels: int = 0) -> int | None:
     """The NAK reason a device gives a well-framed request for its length alone, or None if the dispatcher goes on
-    (docs/protocol.md): unknown command -> ES_NAK_UNKNOWN; BATCH count outside 1..max_batch -> ES_NAK_BATCH; any other
-    size -> ES_NAK_LENGTH. LOAD, RUN and DEBUG with an empty body then follow `InputBuffer`."""
+    (docs/protocol.md): unknown command -> ES_NAK_UNKNOWN (STREAM too on firmware without a stream: stream_channels
+    0); BATCH count outside 1..max_batch -> ES_NAK_BATCH; any other size -> ES_NAK_LENGTH. LOAD, RUN and DEBUG with an
+    empty body then follow `InputBuffer`, STREAM `StreamState`."""
     n = len(body)
+    if cmd == ES_CMD_STREAM:
+        if not stream_channels:
+            return ES_NAK_UNKNOWN
+        return None if n >= STREAM_HEADER + stream_channels and (n - STREAM_HEADER) % stream_channels == 0 \
+            else ES_NAK_LENGTH
     if cmd in (ES_CMD_HELLO, ES_CMD_RESET, ES_CMD_STACK):
         return None if n == 0 else ES_NAK_LENGTH
     if cmd == ES_CMD_INFER:

@@ -788,3 +788,246 @@ def representer_counts(w_bits: np.ndarray, alpha: np.ndarray, L: int, K: int) ->
     counts = np.zeros((L, 1 << K, C))
     np.add.at(counts, (np.broadcast_to(np.arange(L), (M, L)), buckets), alpha[:, None, :] / L)
     return counts
+
+
+# ---------------------------------------------------------------- streaming (a window hopping over a live stream)
+# A sketch whose read-out is global (one region) is a sum over read-out positions. Over a stream of samples [N, C] the
+# window j holds samples j * hop .. j * hop + T - 1; when hop is a multiple of stride * pool (m = hop / (stride * pool)
+# read-outs a hop), read-out r of window j reads the same samples as read-out r - m of window j - 1, unless it reads
+# padding (whose place moves with the window). So a read-out that reads no padding is a function of its global index
+# g = j * m + r alone: it is hashed and looked up once, when its last sample arrives, and window j's scores are the sum
+# of its interior read-outs g = j * m + first .. j * m + first + count - 1 (a sliding sum: add the m new ones, subtract
+# the m oldest), plus the read-outs that read padding (the edges, recomputed at every hop) and flat branches (one
+# read-out over the whole window, recomputed at every hop). Integer addition is exact and commutative, so the sum is
+# int_scores of the window bit for bit: the exactness rule is "one read-out region, every read-out either interior or
+# recomputed". padding "valid" has no edges; "same" recomputes ceil(pad / (stride * pool)) read-outs at each end.
+STREAMS = ("what streams: 1-D windows over (time, channels) inputs with one read-out region (--regions 1), any stride, "
+           "dilation and pool; --padding valid streams every read-out once, same recomputes its edge read-outs at every "
+           "hop; flat branches are recomputed at every hop")
+
+
+@dataclass(frozen=True)
+class StreamBranch:
+    """How one branch of a sketch streams (stream_plan). kind "window": read-outs first .. first + count - 1 of every
+    window read no padding and are computed once each (the stream's read-out g completes when its last sample arrives);
+    read-outs 0 .. first - 1 (left padding) and right_at .. n_readouts - 1 (right padding) are recomputed at every hop.
+    kind "flat": the whole window is one read-out, recomputed at every hop."""
+    kind: str
+    n_readouts: int
+    first: int = 0          # first interior read-out of a window
+    count: int = 0          # interior read-outs of a window
+    right_at: int = 1       # first read-out that reads right padding (n_readouts: none)
+    shift: int = 0          # read-outs a hop moves the window by: hop / every
+    every: int = 1          # samples between two read-outs: stride * pool
+    span: int = 1           # samples one read-out reads, its first to its last: (pool - 1) * stride + (size - 1) * dilation + 1
+    pad: int = 0            # padding samples before the window's first sample
+
+    @property
+    def recomputed(self) -> int:
+        """Read-outs recomputed at every hop (edges, or the flat branch's one)."""
+        return self.n_readouts - self.count
+
+    @property
+    def new_per_hop(self) -> int:
+        """Interior read-outs a hop adds (each hashed and looked up once)."""
+        return min(self.count, self.shift)
+
+
+@dataclass(frozen=True)
+class StreamPlan:
+    length: int             # T: samples a window holds
+    channels: int           # C: values a sample holds
+    hop: int                # samples between two scores (after the first window)
+    branches: tuple         # StreamBranch per branch of the sketch
+
+    @property
+    def unit(self) -> int:
+        """The smallest hop: every valid hop is a multiple of it (the lcm of stride * pool over windowed branches)."""
+        return stream_unit(self.branches)
+
+    def readouts_per_hop(self, sk: "Sketch") -> dict:
+        """Read-outs a hop hashes and looks up: new interior ones, recomputed ones (edges and flat branches), and the
+        full inference's, weighted by each branch's hashing and lookup operations (Sketch.ops_per_inference's rule)."""
+        new = rec = full = 0
+        for b, sb in zip(sk.branches, self.branches):
+            per = b.window.pool_size * b.sum_taps + b.n_tables * sk.n_outputs
+            new += sb.new_per_hop * per
+            rec += sb.recomputed * per
+            full += b.window.n_readouts * per
+        return {"new": new, "recomputed": rec, "full": full}
+
+
+def stream_unit(branches) -> int:
+    import math
+    u = 1
+    for sb in branches:
+        if sb.kind == "window":
+            u = u * sb.every // math.gcd(u, sb.every)
+    return u
+
+
+def stream_plan(sk: Sketch, hop: int) -> StreamPlan:
+    """How the sketch streams with this hop (ConfigError, argument "hop" or "sketch", if it cannot: 2-D windows,
+    several read-out regions, per-feature input quantisation, an input without a time axis, or a hop that is not a
+    multiple of stride * pool)."""
+    from .errors import ConfigError
+    for j, b in enumerate(sk.branches):
+        w, tag = b.window, f"branch {j}" if len(sk.branches) > 1 else "the sketch"
+        if not w.is_flat and len(w.spatial) != 1:
+            raise ConfigError(f"{tag} slides a {len(w.spatial)}-D window over {'x'.join(map(str, w.shape))}: streams "
+                              f"are 1-D; " + STREAMS, argument="sketch")
+        if not w.is_flat and w.regions != 1:
+            raise ConfigError(f"{tag} has {w.regions} read-out regions (tables of their own per part of the window, "
+                              f"which move as it hops): distil with --regions 1 to stream; " + STREAMS, argument="sketch")
+    shapes = {b.window.shape for b in sk.branches if not b.window.is_flat}
+    shape = next(iter(shapes)) if shapes else tuple(int(v) for v in sk.meta.get("input_shape") or (sk.n_inputs,))
+    if len(shapes) > 1 or len(shape) != 2 or shape[0] < 2 and not shapes:
+        raise ConfigError(f"this sketch's input {'x'.join(map(str, shape))} has no single time axis to stream over; "
+                          + STREAMS, argument="sketch")
+    T, C = int(shape[0]), int(shape[1])
+    if int(np.asarray(sk.in_scale).size) != C:
+        raise ConfigError(f"this sketch quantises each of its {sk.n_inputs} inputs on its own scale: a stream needs one "
+                          f"scale per channel ({C}); " + STREAMS, argument="sketch")
+    out = []
+    for b in sk.branches:
+        w = b.window
+        if w.is_flat:
+            out.append(StreamBranch("flat", 1))
+            continue
+        k, S, d, p, q = w.size[0], w.stride[0], w.dilation[0], w.padding[0], w.pool[0]
+        R, every = w.n_readouts, q * S
+        span = (q - 1) * S + (k - 1) * d + 1
+        first = min(R, -(-p // every))
+        lim = T - 1 + p - span + 1              # read-out r reads no right padding when r * every <= lim
+        hi = min(R, lim // every + 1) if lim >= 0 else 0
+        right_at = max(first, hi)
+        out.append(StreamBranch("window", R, first, right_at - first, right_at, 0, every, span, p))
+    hop = _check_hop(hop, stream_unit(out))
+    out = tuple(replace(sb, shift=hop // sb.every) if sb.kind == "window" else sb for sb in out)
+    return StreamPlan(T, C, hop, out)
+
+
+def _check_hop(hop, unit: int) -> int:
+    from .errors import ConfigError
+    if isinstance(hop, bool) or not isinstance(hop, (int, np.integer)) or hop < 1 or hop > 65535:
+        raise ConfigError(f"hop={hop!r}: give the samples between two scores, a whole number 1..65535 (a multiple "
+                          f"of {unit})", argument="hop")
+    if hop % unit:
+        raise ConfigError(f"hop={hop} is not a multiple of stride x pool ({unit}): the window must move by whole "
+                          f"read-outs for the sums to stay exact; use {unit * max(1, hop // unit)} or "
+                          f"{unit * (hop // unit + 1)}", argument="hop")
+    return int(hop)
+
+
+def stream_samples(sk: Sketch, samples, name: str = "samples") -> np.ndarray:
+    """A stream as the sketch's samples [N, C] (C: its channels): any array of N * C values, one sample a row."""
+    from .errors import DataError
+    a = np.asarray(samples)
+    C = stream_plan_shape(sk)[1]
+    if a.ndim == 0 or a.size % C or (a.ndim >= 2 and a.shape[-1] != C) or not np.issubdtype(a.dtype, np.number):
+        raise DataError(f"{name} must be samples of {C} value(s) each, shape (N, {C}); got {a.dtype} {a.shape}",
+                        argument=name)
+    return a.reshape(-1, C)
+
+
+def stream_plan_shape(sk: Sketch) -> tuple[int, int]:
+    """(T, C) of the sketch's stream: samples a window holds, values a sample holds."""
+    for b in sk.branches:
+        if not b.window.is_flat:
+            return int(b.window.shape[0]), int(b.window.shape[-1])
+    shape = tuple(int(v) for v in sk.meta.get("input_shape") or (sk.n_inputs,))
+    return (int(shape[0]), int(shape[1])) if len(shape) == 2 else (sk.n_inputs, 1)
+
+
+def stream_windows(xq_samples: np.ndarray, length: int, hop: int) -> np.ndarray:
+    """The windows of a stream [N, C]: window j holds samples j * hop .. j * hop + length - 1, flattened channels
+    last: [W, length * C] with W = (N - length) // hop + 1 (0 when N < length). A view: no copy."""
+    x = np.ascontiguousarray(xq_samples)
+    N, C = x.shape
+    W = (N - length) // hop + 1 if N >= length else 0
+    return np.lib.stride_tricks.as_strided(x, (W, length * C), (hop * C * x.itemsize, x.itemsize), writeable=False)
+
+
+def _readout_contributions(sk: Sketch, b: Branch, sb: StreamBranch, x: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """Scores [len(g), C_out] (int64) that the stream's interior read-outs g add: read-out g's positions start at sample
+    g * every - pad + i * stride (i < pool), each reading size samples dilation apart, every channel."""
+    w = b.window
+    k, S, d, q = w.size[0], w.stride[0], w.dilation[0], w.pool[0]
+    C = w.channels
+    R = b.dense_projection().astype(np.float64)
+    table = b.counts.reshape(-1, b.counts.shape[-1]).astype(np.int64)
+    rows = np.arange(b.n_tables) << b.n_bits
+    out = np.empty((len(g), table.shape[1]), np.int64)
+    for i in range(0, len(g), 8192):
+        gg = g[i:i + 8192]
+        start = gg[:, None] * sb.every - sb.pad + np.arange(q)[None, :] * S               # [n, q]
+        el = start[..., None] + np.arange(k) * d                                            # [n, q, k]
+        win = x[el].reshape(len(gg), q, k * C).astype(np.float64)                          # [n, q, E]
+        bits = (np.rint(win @ R).astype(np.int64) > b.threshold).any(1)                     # OR over the pool block
+        bk = (bits[:, b.table_sel].astype(np.int64) << np.arange(b.n_bits)).sum(-1)         # [n, L]
+        out[i:i + 8192] = table[rows + bk].sum(1)
+    return out
+
+
+def _window_readouts(sk: Sketch, b: Branch, wins: np.ndarray, readouts) -> np.ndarray:
+    """Scores [W, C_out] (int64) that read-outs `readouts` of branch b add to each window (rows of wins, int8 [W, D])."""
+    readouts = np.asarray(readouts, np.int64)
+    q = b.window.pool_size
+    pos = (readouts[:, None] * q + np.arange(q)).reshape(-1)
+    idx = b.window.element_index()[pos]                                                    # [n * q, E]
+    table = b.counts.reshape(-1, b.counts.shape[-1]).astype(np.int64)
+    R = b.dense_projection().astype(np.float64)
+    fill = _per_feature(sk.in_zero, b.window.n_inputs)[:b.window.channels]
+    out = np.zeros((len(wins), table.shape[1]), np.int64)
+    for i in range(0, len(wins), 2048):
+        v = np.asarray(wins[i:i + 2048])
+        ext = np.concatenate([v.astype(np.float64), np.broadcast_to(fill.astype(np.float64), (len(v), len(fill)))], 1)
+        z = np.rint(ext[:, idx] @ R).astype(np.int64)                                       # [n, n * q, P]
+        bits = (z > b.threshold).reshape(len(v), len(readouts), q, -1).any(2)
+        bk = (bits[:, :, b.table_sel].astype(np.int64) << np.arange(b.n_bits)).sum(-1)      # [n, r, L]
+        out[i:i + 2048] = table[(np.arange(b.n_tables) << b.n_bits) + bk].sum((1, 2))
+    return out
+
+
+def stream_scores(sk: Sketch, xq_samples: np.ndarray, hop: int) -> np.ndarray:
+    """THE integer reference of a stream: int8 samples [N, C] -> int32 scores [W, C_out] of every window, window j
+    holding samples j * hop .. j * hop + T - 1 (W = (N - T) // hop + 1). Computed as the device streams it: each
+    interior read-out of the stream once (its contribution), window sums as sliding sums of them, edge read-outs and
+    flat branches per window; equal to int_scores of each window bit for bit (tests/test_stream.py)."""
+    plan = stream_plan(sk, hop)
+    x = np.asarray(xq_samples)
+    if x.ndim != 2 or x.shape[1] != plan.channels or x.dtype != np.int8:
+        from .errors import DataError
+        raise DataError(f"xq_samples must be int8 samples of shape (N, {plan.channels}); got {x.dtype} {x.shape}",
+                        argument="xq_samples")
+    T = plan.length
+    W = (len(x) - T) // plan.hop + 1 if len(x) >= T else 0
+    total = np.zeros((W, sk.n_outputs), np.int64)
+    if not W:
+        return total.astype(np.int32)
+    wins = None
+    for b, sb in zip(sk.branches, plan.branches):
+        if sb.kind == "window" and sb.count:
+            j = np.arange(W)
+            if sb.count >= sb.shift:     # consecutive windows share read-outs: one contribution each, sliding sums
+                g = np.arange(sb.first, (W - 1) * sb.shift + sb.first + sb.count)
+                cs = np.concatenate([np.zeros((1, sk.n_outputs), np.int64),
+                                     np.cumsum(_readout_contributions(sk, b, sb, x, g), 0)])
+                total += cs[j * sb.shift + sb.count] - cs[j * sb.shift]
+            else:                        # a hop longer than the interior: no read-out is shared
+                g = (j[:, None] * sb.shift + sb.first + np.arange(sb.count)).reshape(-1)
+                total += _readout_contributions(sk, b, sb, x, g).reshape(W, sb.count, -1).sum(1)
+        edges = [0] if sb.kind == "flat" else list(range(sb.first)) + list(range(sb.right_at, sb.n_readouts))
+        if edges:
+            if wins is None:
+                wins = stream_windows(x, T, plan.hop)
+            total += _window_readouts(sk, b, wins, edges)
+    assert np.abs(total).max(initial=0) <= score_bound(sk), "score exceeds the recorded worst-case bound"
+    return total.astype(np.int32)
+
+
+def stream_outputs(sk: Sketch, samples: np.ndarray, hop: int) -> np.ndarray:
+    """Float samples [N, C] -> quantise each sample per channel -> stream_scores -> dequantised outputs [W, C_out]:
+    int_outputs of every window, bit for bit."""
+    xq = quantize_int8(np.asarray(samples, np.float32).reshape(-1, stream_plan_shape(sk)[1]), sk.in_scale, sk.in_zero)
+    return stream_scores(sk, xq, hop) * sk.out_scale.astype(np.float64) + sk.out_bias

@@ -1,8 +1,8 @@
 """A fake edgesketch device for harness tests: the device side of docs/protocol.md on a TCP socket, in a thread.
 
 `DeviceModel` is the device as pure functions (no I/O): it frames with edgesketch.protocol (the twin of es_proto.c),
-applies the dispatch rules of protocol.request_error and the input transfer of protocol.InputBuffer (LOAD, RUN, DEBUG
-of the loaded input: the twin of es_app.c), and answers with the integer reference of a sketch
+applies the dispatch rules of protocol.request_error, the input transfer of protocol.InputBuffer (LOAD, RUN, DEBUG
+of the loaded input) and the stream of protocol.StreamState (STREAM): the twin of es_app.c, and answers with the integer reference of a sketch
 (edgesketch.sketch.int_scores) and a cost function. tests/test_multiframe.py compares it byte for byte with a host
 build of es_app.c. `FakeDevice` serves a DeviceModel (with a made-up deterministic cost) and behaves like firmware
 under QEMU with `-serial tcp:...,server=on,wait=on`: it sends BOOT when a client connects, RESET drops everything it
@@ -26,6 +26,21 @@ def fake_cost(xq: np.ndarray) -> np.ndarray:
     return 1000 + np.abs(xq).sum(1)
 
 
+def fake_push_cost(sample: np.ndarray) -> int:
+    """Deterministic stand-in for the count of one stream push: 10 + sum |x| of the sample."""
+    return 10 + int(np.abs(np.asarray(sample, np.int64)).sum())
+
+
+def fake_hop_costs(xq_samples: np.ndarray, length: int, hop: int) -> np.ndarray:
+    """What a fake device reports for every hop of a stream pushed from position 0 in one go: the pushes since the
+    previous scores (the first window: its length)."""
+    c = np.array([fake_push_cost(s) for s in np.asarray(xq_samples)], np.int64)
+    W = (len(c) - length) // hop + 1 if len(c) >= length else 0
+    cs = np.concatenate([[0], np.cumsum(c)])
+    ends = length + hop * np.arange(W)
+    return cs[ends] - cs[np.maximum(ends - np.where(np.arange(W) == 0, length, hop), 0)]
+
+
 class DeviceModel:
     """What a device sends back for each frame it receives (docs/protocol.md), as pure functions.
 
@@ -33,19 +48,23 @@ class DeviceModel:
     disagrees with itself); has_debug=False: DEBUG is an unknown command (a board with too little RAM for it)."""
 
     def __init__(self, sk: S.Sketch, info: P.HelloInfo, cost=fake_cost, real_max_batch: int | None = None,
-                 has_debug: bool = True, counts: dict | None = None):
+                 has_debug: bool = True, counts: dict | None = None, push_cost=fake_push_cost):
         self.sk, self.info, self.cost = sk, info, cost
         self.real_max_batch = info.max_batch if real_max_batch is None else real_max_batch
         self.has_debug = has_debug
         self.inputs = P.InputBuffer(info.n_inputs)
+        self.stream = (P.StreamState(info.stream_len, info.stream_hop, info.stream_channels, info.n_outputs,
+                                     lambda w: S.int_scores(sk, w[None])[0], push_cost) if info.streams else None)
         self.stack = P.StackInfo(peak=100, window=1024, full=False)   # what STACK answers
         self.counts = counts if counts is not None else {}
-        for k in ("requests", "naks", "samples", "loads", "runs"):
+        for k in ("requests", "naks", "samples", "loads", "runs", "streams"):
             self.counts.setdefault(k, 0)
 
     def boot(self) -> bytes:
-        """Start-up: the input transfer is forgotten; the BOOT frame."""
+        """Start-up: the input transfer and the stream are forgotten; the BOOT frame."""
         self.inputs.reset()
+        if self.stream is not None:
+            self.stream.reset()
         return P.encode_frame(P.ES_MSG_BOOT, 0, P.pack_hello(self.info))
 
     def decoder(self) -> P.FrameDecoder:
@@ -74,7 +93,7 @@ class DeviceModel:
         info = self.info
         if ev.cmd == P.ES_CMD_DEBUG and not self.has_debug:
             return self._nak(P.ES_NAK_UNKNOWN, ev.seq)
-        err = P.request_error(ev.cmd, ev.body, info.n_inputs, self.real_max_batch)
+        err = P.request_error(ev.cmd, ev.body, info.n_inputs, self.real_max_batch, info.stream_channels)
         if err is not None:
             return self._nak(err, ev.seq)
         reply = ev.cmd | P.ES_REPLY
@@ -102,6 +121,12 @@ class DeviceModel:
             return self._result(ev.cmd, ev.seq, got[None])
         if ev.cmd == P.ES_CMD_STACK:
             return P.encode_frame(reply, ev.seq, P.pack_stack_reply(self.stack))
+        if ev.cmd == P.ES_CMD_STREAM:
+            got = self.stream.push(ev.body)
+            if isinstance(got, int):
+                return self._nak(got, ev.seq)
+            self.counts["streams"] += 1
+            return P.encode_frame(reply, ev.seq, got)
         if ev.cmd == P.ES_CMD_DEBUG:
             x = self.inputs.loaded() if not ev.body else P.unpack_debug(ev.body, info.n_inputs)
             if isinstance(x, int):
@@ -116,19 +141,22 @@ class FakeDevice:
     def __init__(self, sk: S.Sketch | None = None, *, model_id: bytes = bytes.fromhex("5ca1ab1e00c0ffee"),
                  max_batch: int | None = 8, core: str = "fake-m4", boot_delay: float = 0.05, reply_delay: float = 0.0,
                  send_boot: bool = True, echo_twice: bool = False, real_max_batch: int | None = None,
-                 max_body: int = P.ES_PROTO_MAX_BODY, has_debug: bool = True):
+                 max_body: int = P.ES_PROTO_MAX_BODY, has_debug: bool = True, hop: int | None = None):
         """echo_twice: send every reply twice (stale duplicates). real_max_batch: NAK batches above this although
         HELLO reports max_batch (firmware that disagrees with itself). max_body: the device's ES_PROTO_MAX_BODY (inputs
         larger than a frame need LOAD); max_batch None: what firmware with that max_body reports (0 when an input does
-        not fit a BATCH)."""
+        not fit a BATCH). hop: the device streams (STREAM) with this hop (sketch.stream_plan)."""
         self.sk = sk if sk is not None else S.random_sketch(D=16, C=4, L=8, K=4, seed=1)
+        plan = S.stream_plan(self.sk, hop) if hop else None
         if max_batch is None:
             rec = 4 + 4 * self.sk.n_outputs
             max_batch = min(255, (max_body - 1) // self.sk.n_inputs, (max_body - 1) // rec)
         self.info = P.HelloInfo(version=P.ES_PROTO_VERSION, model_id=model_id, n_inputs=self.sk.n_inputs,
                                 n_outputs=self.sk.n_outputs, n_tables=self.sk.n_tables, n_bits=self.sk.n_bits,
                                 n_hashbits=self.sk.n_hyperplanes, counter_kind=P.ES_COUNTER_CYCLES,
-                                max_batch=max_batch, core=core, max_body=max_body)
+                                max_batch=max_batch, core=core, max_body=max_body,
+                                stream_hop=plan.hop if plan else 0, stream_len=plan.length if plan else 0,
+                                stream_channels=plan.channels if plan else 0)
         self.boot_delay = boot_delay
         self.reply_delay = reply_delay
         self.send_boot = send_boot

@@ -1,4 +1,4 @@
-"""Inputs larger than a frame (protocol version 3: LOAD pieces with a transfer id, then RUN; DEBUG of the loaded input).
+"""Inputs larger than a frame (protocol v3 on: LOAD pieces with a transfer id, then RUN; DEBUG of the loaded input).
 
 - the pure parts of edgesketch/protocol.py: bodies, load_pieces, the InputBuffer rules;
 - the C state machine (a host build of firmware/core/es_app.c with a stub board) against its Python twin
@@ -50,7 +50,7 @@ def hard_timeout(request):
 
 # ---------------------------------------------------------------- pure: bodies, pieces, the transfer rules
 def test_load_bodies_and_names():
-    assert (P.ES_CMD_LOAD, P.ES_CMD_RUN, P.ES_PROTO_VERSION) == (0x07, 0x08, 3)
+    assert (P.ES_CMD_LOAD, P.ES_CMD_RUN, P.ES_PROTO_VERSION) == (0x07, 0x08, 4)
     assert P.pack_load(5, 0x0102, b"\x01\xff") == b"\x05\x02\x01\x01\xff"
     assert P.unpack_load(P.pack_load(200, 65535, np.array([-1, 2], np.int8))) == (200, 65535, b"\xff\x02")
     assert P.unpack_load_reply(P.pack_load_reply(7, 1500)) == (7, 1500) and P.pack_load_reply(7, 1500) == b"\x07\xdc\x05"
@@ -219,7 +219,7 @@ def test_firmware_load_run_matches_python_twin(tmp_path, case):
     kw, max_body = TWIN_CASES[case]
     sk = S.random_sketch(**kw)
     exe, info = build_core(tmp_path, sk, max_body)
-    assert info.version == 3 and info.max_body == (max_body or 1024) and info.n_inputs == sk.n_inputs
+    assert info.version == 4 and info.max_body == (max_body or 1024) and info.n_inputs == sk.n_inputs
     assert info.max_batch == P.batch_limit(info) and (info.max_batch == 0) == (sk.n_inputs > info.max_body - 1)
     model = DeviceModel(sk, info, cost=lambda x: np.zeros(len(x), np.int64))
     rng = np.random.default_rng(kw["seed"])

@@ -1,6 +1,6 @@
 /* The portable firmware core: command dispatch for docs/protocol.md (HELLO, INFER, BATCH, DEBUG, STACK, RESET, LOAD,
- * RUN, NAK and the BOOT frame), with the cost of each es_predict_q call measured by the BSP's counter and its peak
- * stack by painting. C99, no malloc, static buffers only.
+ * RUN, STREAM, NAK and the BOOT frame), with the cost of each es_predict_q call (and of each stream push) measured by
+ * the BSP's counter and its peak stack by painting. C99, no malloc, static buffers only.
  *
  * RAM: the device holds one frame and one input. The receiver decodes each frame in place in its one buffer
  * (es_rx.buf), every reply body is built in that same buffer where the request's body was (ES_OUT) and is COBS-encoded
@@ -35,6 +35,20 @@
 #define ES_DEBUG_RAM 65535
 #endif
 #define ES_HAS_DEBUG (ES_N_DEBUG_BITS + 2 * ES_N_DEBUG_BUCKETS <= ES_DEBUG_RAM)
+/* STREAM: a model generated with a hop (edgesketch export --hop) defines ES_STREAM_HOP and has es_stream_push_q; the
+ * firmware then holds one stream (docs/protocol.md, STREAM). Without it STREAM is an unknown command. */
+#ifdef ES_STREAM_HOP
+#define ES_HAS_STREAM 1
+#define ES_STREAM_REPLY (13 + 4 * ES_N_OUTPUTS)   /* u8 sid, u32 have, u32 at, u32 cost, i32 scores[] */
+#if ES_STREAM_REPLY > ES_PROTO_MAX_BODY || 5 + ES_STREAM_CHANNELS > ES_PROTO_MAX_BODY
+#error "a STREAM reply (and a frame of one sample) must fit ES_PROTO_MAX_BODY"
+#endif
+#else
+#define ES_HAS_STREAM 0
+#define ES_STREAM_HOP 0
+#define ES_STREAM_LEN 0
+#define ES_STREAM_CHANNELS 0
+#endif
 
 #define ES_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define ES_REPLY_REC (4 + 4 * ES_N_OUTPUTS)   /* one result in an INFER or BATCH reply */
@@ -95,6 +109,19 @@ static uint32_t es_null_cost;              /* counter cost of calling es_null_pr
 static volatile es_predict_fn es_target;   /* volatile: the compiler can neither inline nor specialise the call */
 static uint32_t es_stack_peak;             /* deepest stack an es_predict_q call wrote, bytes below sp at the call */
 static uint8_t es_stack_full;              /* some call overwrote its whole painted window: the peak is a lower bound */
+#if ES_HAS_STREAM
+typedef int (*es_push_fn)(es_stream_t *s, const int8_t *x, int32_t *scores);
+static es_stream_t es_stream;              /* the one stream (docs/protocol.md, STREAM) */
+static uint8_t es_sid;                     /* its id */
+static uint32_t es_sbase, es_shave;        /* the position of its first sample, and after its last one */
+static uint32_t es_sat;                    /* the position after the sample that made es_sscores ready (0: none yet) */
+static uint16_t es_suntil;                 /* samples until its next scores */
+static uint32_t es_shop_cost, es_scost;    /* the pushes since the last scores, counted; and those of es_sscores' hop */
+static int32_t es_sscores[ES_N_OUTPUTS];   /* its latest scores */
+static uint32_t es_push_null_cost;         /* counter cost of pushing through es_push_target with es_null_push */
+static volatile es_push_fn es_push_target; /* volatile: the call is neither inlined nor specialised */
+static int es_push_rc;
+#endif
 
 static void es_put_u16(uint8_t *p, uint32_t v)
 {
@@ -182,7 +209,7 @@ static uintptr_t es_stack_low(uintptr_t sp)
  * from its far end after it: *stack = bytes from sp at the call to the deepest overwritten word, *full = 1 if even the
  * far end was overwritten (*stack is then a lower bound). Painting and scanning are written here, not in a callee,
  * whose own frame would lie in the window; volatile accesses keep the compiler from dropping or moving them. */
-static uint32_t es_measure(const int8_t *x, int32_t *scores, uint32_t *stack, int *full)
+static uint32_t es_measure(const int8_t *x, int32_t *scores, uint32_t *stack, int *full, int paint)
 {
     es_predict_fn fn;
     uint32_t t0, t1;
@@ -192,7 +219,7 @@ static uint32_t es_measure(const int8_t *x, int32_t *scores, uint32_t *stack, in
     es_bsp_counter_start();
     ES_SP(sp);
     sp &= ~(uintptr_t)3u;
-    lo = ES_STACK_PAINT != 0 ? es_stack_low(sp) : sp;
+    lo = ES_STACK_PAINT != 0 && paint ? es_stack_low(sp) : sp;
     for (a = lo; a < sp; a += 4u)
         *(volatile uint32_t *)a = ES_STACK_FILL;
     fn = es_target;
@@ -203,7 +230,7 @@ static uint32_t es_measure(const int8_t *x, int32_t *scores, uint32_t *stack, in
     }
     wrapped = es_bsp_counter_stop();
     *stack = (uint32_t)(sp - a);
-    *full = ES_STACK_PAINT != 0 && a == lo;
+    *full = ES_STACK_PAINT != 0 && paint && a == lo;
     return wrapped ? ES_COST_VOID : es_scale(t1 - t0);
 }
 
@@ -215,7 +242,7 @@ static uint32_t es_predict_cost(const int8_t *x, int32_t *scores)
     uint32_t c, stack;
     int full;
     es_target = es_predict_q;
-    c = es_measure(x, scores, &stack, &full);
+    c = es_measure(x, scores, &stack, &full, 1);
     if (stack > es_stack_peak)
         es_stack_peak = stack;
     es_stack_full |= (uint8_t)full;
@@ -234,8 +261,8 @@ static uint16_t es_hello_body(void)
 
     if (n > 255)
         n = 255;
-    if (n > ES_PROTO_MAX_BODY - 16u)   /* the fixed fields, the name's length byte and max_body take 16 bytes */
-        n = ES_PROTO_MAX_BODY - 16u;
+    if (n > ES_PROTO_MAX_BODY - 22u)   /* the fixed fields, the name's length byte, max_body and the stream: 22 bytes */
+        n = ES_PROTO_MAX_BODY - 22u;
     *p++ = ES_PROTO_VERSION;
     for (i = 0; i < sizeof id; i++)
         *p++ = id[i];
@@ -251,7 +278,10 @@ static uint16_t es_hello_body(void)
     for (i = 0; i < n; i++)
         *p++ = (uint8_t)core[i];
     es_put_u16(p, ES_PROTO_MAX_BODY);
-    p += 2;
+    es_put_u16(p + 2, ES_STREAM_HOP);          /* version 4: the stream (0: none) */
+    es_put_u16(p + 4, ES_STREAM_LEN);
+    es_put_u16(p + 6, ES_STREAM_CHANNELS);
+    p += 8;
     return (uint16_t)(p - ES_OUT);
 }
 
@@ -364,6 +394,103 @@ static int es_loaded(void)
     return es_have == ES_N_INPUTS;
 }
 
+#if ES_HAS_STREAM
+/* ---------------------------------------------------------------- STREAM */
+static int es_null_push(es_stream_t *s, const int8_t *x, int32_t *scores)
+{
+    (void)s;
+    (void)x;
+    (void)scores;
+    return ES_OK;
+}
+
+/* es_measure's target for a push: the same code around es_null_push calibrates it */
+static int es_push_one(const int8_t *x, int32_t *scores)
+{
+    es_push_rc = es_push_target(&es_stream, x, scores);
+    return es_push_rc;
+}
+
+/* One push, counted (no stack painting): the scores go into es_sscores when ready. Returns the cost. */
+static uint32_t es_push_cost(const int8_t *x)
+{
+    uint32_t c, stack;
+    int full;
+    es_push_target = es_stream_push_q;
+    es_target = es_push_one;
+    c = es_measure(x, es_sscores, &stack, &full, 0);
+    if (c == ES_COST_VOID)
+        return c;
+    return c > es_push_null_cost ? c - es_push_null_cost : 0u;
+}
+
+/* A fresh stream sid whose first sample has position pos. */
+static void es_stream_start(uint8_t sid, uint32_t pos)
+{
+    uint32_t i;
+    (void)es_stream_init(&es_stream);
+    es_sid = sid;
+    es_sbase = es_shave = pos;
+    es_sat = 0;
+    es_suntil = ES_STREAM_LEN;
+    es_shop_cost = es_scost = 0;
+    for (i = 0; i < ES_N_OUTPUTS; i++)
+        es_sscores[i] = 0;
+}
+
+/* STREAM: u8 sid, u32 pos, k >= 1 samples of ES_STREAM_CHANNELS int8 (docs/protocol.md). In this order: samples of the
+ * stream held that were all pushed already (a resent or duplicated frame) change nothing; another sid starts that
+ * stream at pos; the stream held takes its next samples (pos == have); anything else is out of order. A frame that
+ * would pass the next scores, or position 2^32 - 1, is too much input. No NAK changes the state. Reply: u8 sid, u32
+ * have, u32 at, u32 cost, i32 scores[]: the latest scores, the position after the sample that made them ready and the
+ * counter over the pushes of their hop. */
+static void es_do_stream(uint8_t seq, const uint8_t *body, uint16_t len)
+{
+    uint32_t pos, k, i, c;
+    uint8_t sid;
+    int fresh;
+    if (len < 5u + ES_STREAM_CHANNELS || (len - 5u) % ES_STREAM_CHANNELS != 0) {
+        es_nak(seq, ES_NAK_LENGTH);
+        return;
+    }
+    sid = body[0];
+    pos = (uint32_t)body[1] | (uint32_t)body[2] << 8 | (uint32_t)body[3] << 16 | (uint32_t)body[4] << 24;
+    k = (uint32_t)(len - 5u) / ES_STREAM_CHANNELS;
+    if (!(sid == es_sid && es_sbase <= pos && pos <= es_shave && k <= es_shave - pos)) {
+        fresh = sid != es_sid;
+        if (!fresh && pos != es_shave) {
+            es_nak(seq, ES_NAK_ORDER);
+            return;
+        }
+        if (k > (fresh ? (uint32_t)ES_STREAM_LEN : (uint32_t)es_suntil) || k > 0xFFFFFFFFu - pos) {
+            es_nak(seq, ES_NAK_TOO_MUCH);
+            return;
+        }
+        if (fresh)
+            es_stream_start(sid, pos);
+        for (i = 0; i < k; i++) {   /* body (in ES_OUT's buffer) is read before the reply is written */
+            c = es_push_cost((const int8_t *)(body + 5u + i * ES_STREAM_CHANNELS));
+            es_shop_cost = c == ES_COST_VOID || es_shop_cost == ES_COST_VOID || c > ES_COST_VOID - 1u - es_shop_cost
+                               ? ES_COST_VOID : es_shop_cost + c;
+            es_shave++;
+            if (--es_suntil == 0) {   /* the push wrote es_sscores */
+                es_suntil = ES_STREAM_HOP;
+                es_sat = es_shave;
+                es_scost = es_shop_cost;
+                es_shop_cost = 0;
+            }
+        }
+    }
+    ES_OUT[0] = es_sid;
+    es_put_u32(ES_OUT + 1, es_shave);
+    es_put_u32(ES_OUT + 5, es_sat);
+    es_put_u32(ES_OUT + 9, es_scost);
+    for (i = 0; i < ES_N_OUTPUTS; i++)
+        es_put_u32(ES_OUT + 13 + 4 * i, (uint32_t)es_sscores[i]);
+    es_send(ES_CMD_STREAM | ES_REPLY, seq, ES_STREAM_REPLY);
+}
+#endif
+
 static void es_dispatch(const es_frame_t *f)
 {
     switch (f->cmd) {
@@ -411,6 +538,13 @@ static void es_dispatch(const es_frame_t *f)
         es_nak(f->seq, ES_NAK_UNKNOWN);
 #endif
         return;
+    case ES_CMD_STREAM:
+#if ES_HAS_STREAM
+        es_do_stream(f->seq, f->body, f->len);
+#else
+        es_nak(f->seq, ES_NAK_UNKNOWN);
+#endif
+        return;
     case ES_CMD_STACK:
         if (f->len != 0)
             break;
@@ -443,12 +577,25 @@ void es_app_start(void)
     es_target = es_null_predict;
     es_null_cost = ES_COST_VOID;
     for (i = 0; i < 3; i++) {   /* the smallest of three: the first call may pay for cold caches on real boards */
-        uint32_t c = es_measure(es_input, es_scores, &stack, &full);
+        uint32_t c = es_measure(es_input, es_scores, &stack, &full, 1);
         if (c < es_null_cost)
             es_null_cost = c;
     }
     if (es_null_cost == ES_COST_VOID)
         es_null_cost = 0;
+#if ES_HAS_STREAM
+    es_stream_start(0, 0);                     /* stream 0 at position 0, nothing pushed */
+    es_target = es_push_one;
+    es_push_target = es_null_push;
+    es_push_null_cost = ES_COST_VOID;
+    for (i = 0; i < 3; i++) {
+        uint32_t c = es_measure(es_input, es_scores, &stack, &full, 0);
+        if (c < es_push_null_cost)
+            es_push_null_cost = c;
+    }
+    if (es_push_null_cost == ES_COST_VOID)
+        es_push_null_cost = 0;
+#endif
     es_send(ES_MSG_BOOT, 0, es_hello_body());
 }
 

@@ -1,4 +1,4 @@
-/* edgesketch serial protocol v3: COBS framing and CRC-16/CCITT-FALSE. See docs/protocol.md and es_proto.h.
+/* edgesketch serial protocol v4: COBS framing and CRC-16/CCITT-FALSE. See docs/protocol.md and es_proto.h.
  * The host twin is edgesketch/protocol.py: the receiver below and protocol.FrameDecoder give the same frames and
  * the same NAK reasons for every byte stream (tests/test_protocol.py checks it; firmware/fuzz/ fuzzes this file).
  *

@@ -1,11 +1,11 @@
-/* edgesketch serial protocol v3: framing only (COBS + CRC-16/CCITT-FALSE), no I/O. See docs/protocol.md.
+/* edgesketch serial protocol v4: framing only (COBS + CRC-16/CCITT-FALSE), no I/O. See docs/protocol.md.
  * The host twin is edgesketch/protocol.py. C99, no malloc; fuzzed in a host build (firmware/fuzz/). */
 #ifndef ES_PROTO_H
 #define ES_PROTO_H
 #include <stddef.h>
 #include <stdint.h>
 
-#define ES_PROTO_VERSION   3
+#define ES_PROTO_VERSION   4
 /* The most body bytes one frame may carry, either way: 1024 unless the board's toml sets less (boards with little RAM:
  * the receiver's one buffer, which es_app.c also builds its replies in, is ES_PROTO_MAX_BODY + 8 bytes of .bss, and
  * an input larger than a frame arrives in several LOAD frames). HELLO reports it (docs/protocol.md). */
@@ -19,7 +19,8 @@
 #define ES_PROTO_MAX_WIRE  (ES_PROTO_MAX_RAW + ES_PROTO_MAX_RAW / 254 + 2)  /* COBS overhead + delimiter */
 
 enum { ES_CMD_HELLO = 0x01, ES_CMD_INFER = 0x02, ES_CMD_BATCH = 0x03, ES_CMD_DEBUG = 0x04, ES_CMD_RESET = 0x05,
-       ES_CMD_STACK = 0x06, ES_CMD_LOAD = 0x07, ES_CMD_RUN = 0x08, ES_REPLY = 0x80, ES_MSG_BOOT = 0xB0,
+       ES_CMD_STACK = 0x06, ES_CMD_LOAD = 0x07, ES_CMD_RUN = 0x08, ES_CMD_STREAM = 0x09,
+       ES_REPLY = 0x80, ES_MSG_BOOT = 0xB0,
        ES_MSG_NAK = 0x7F };
 enum { ES_NAK_CRC = 1, ES_NAK_LENGTH = 2, ES_NAK_UNKNOWN = 3, ES_NAK_TOO_LONG = 4, ES_NAK_COBS = 5,
        ES_NAK_BATCH = 6, ES_NAK_SHORT = 7, ES_NAK_ORDER = 8, ES_NAK_TOO_MUCH = 9, ES_NAK_INCOMPLETE = 10 };

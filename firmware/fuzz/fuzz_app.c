@@ -3,10 +3,13 @@
  * the UART receives; a RESET longjmps back to a fresh es_app_start() and the rest of the input keeps coming, like a
  * reboot. Every byte the firmware sends goes through a checking receiver. Properties (abort on failure):
  *   - the firmware sends only well-formed frames (no COBS/CRC/length error at the host end);
- *   - only BOOT, NAK (reasons 1..ES_NAK_LAST) and replies 0x81..0x88, each with the body size docs/protocol.md gives;
+ *   - only BOOT, NAK (reasons 1..ES_NAK_LAST) and replies 0x81..0x89, each with the body size docs/protocol.md gives;
  *   - LOAD, RUN and DEBUG of the loaded input follow the transfer rules of docs/protocol.md: a shadow of the device's
  *     state (its own receiver on the same bytes, reset with the device) predicts every LOAD reply (xfer, have) or NAK
  *     reason, every RUN's NAK or scores (es_predict_q on the shadow's copy of the input) and DEBUG's NAK 10;
+ *   - STREAM (a model generated with a hop) follows the stream rules: the shadow's own stream (sid, base, have, the
+ *     samples until the next scores, and a second es_stream_t the shadow pushes the same samples into) predicts every
+ *     STREAM reply, sid, have, at, cost and scores, or its NAK reason;
  *   - at most one reply per 0x00 received (every frame, good or bad, gets at most one answer);
  *   - BOOT and HELLO bodies carry ES_PROTO_VERSION, the model's sizes and ES_PROTO_MAX_BODY; a BATCH reply's count is
  *     at least 1;
@@ -39,6 +42,72 @@ enum { EXPECT_ANY, EXPECT_NAK, EXPECT_LOAD, EXPECT_RUN, EXPECT_DEBUG };
 static int expect;               /* what the reply to the frame just received must be */
 static uint8_t expect_nak, expect_seq;
 static int32_t expect_scores[ES_N_OUTPUTS];
+#ifdef ES_STREAM_HOP
+enum { EXPECT_STREAM = EXPECT_DEBUG + 1 };
+static es_stream_t shadow_stream;
+static uint8_t shadow_sid;
+static uint32_t shadow_sbase, shadow_shave, shadow_sat, shadow_suntil;
+static int32_t shadow_sscores[ES_N_OUTPUTS];
+#define HELLO_STREAM 6           /* version 4: u16 hop, u16 window, u16 channels after max_body */
+#else
+#define ES_STREAM_HOP 0
+#define ES_STREAM_LEN 0
+#define ES_STREAM_CHANNELS 0
+#define HELLO_STREAM 6
+#endif
+/* DEBUG reports as many of the model's hash bits and buckets as fit a reply (es_app.c) */
+#ifndef ES_N_DEBUG_BITS
+#define ES_N_DEBUG_BITS ES_N_HASHBITS
+#define ES_N_DEBUG_BUCKETS ES_N_TABLES
+#endif
+#define DEBUG_BITS (ES_N_DEBUG_BITS < 8 * (ES_PROTO_MAX_BODY / 2) ? ES_N_DEBUG_BITS : 8 * (ES_PROTO_MAX_BODY / 2))
+#define DEBUG_ROOM ((ES_PROTO_MAX_BODY - 4 - (DEBUG_BITS + 7) / 8) / 2)
+#define DEBUG_BUCKETS (ES_N_DEBUG_BUCKETS < DEBUG_ROOM ? ES_N_DEBUG_BUCKETS : DEBUG_ROOM)
+
+#ifdef ES_STREAM_HOP
+static void shadow_stream_start(uint8_t sid, uint32_t pos)
+{
+    uint32_t i;
+    CHECK(es_stream_init(&shadow_stream) == ES_OK);
+    shadow_sid = sid;
+    shadow_sbase = shadow_shave = pos;
+    shadow_sat = 0;
+    shadow_suntil = ES_STREAM_LEN;
+    for (i = 0; i < ES_N_OUTPUTS; i++) shadow_sscores[i] = 0;
+}
+
+static void shadow_stream_frame(const es_frame_t *f)
+{
+    uint32_t pos, k, i;
+    int fresh, rc;
+    if (f->len < 5u + ES_STREAM_CHANNELS || (f->len - 5u) % ES_STREAM_CHANNELS != 0) return;   /* NAK 2: any */
+    pos = (uint32_t)f->body[1] | (uint32_t)f->body[2] << 8 | (uint32_t)f->body[3] << 16 | (uint32_t)f->body[4] << 24;
+    k = (f->len - 5u) / ES_STREAM_CHANNELS;
+    expect = EXPECT_STREAM;
+    if (f->body[0] == shadow_sid && shadow_sbase <= pos && pos <= shadow_shave && k <= shadow_shave - pos) return;
+    fresh = f->body[0] != shadow_sid;
+    if (!fresh && pos != shadow_shave) {
+        expect = EXPECT_NAK;
+        expect_nak = ES_NAK_ORDER;
+        return;
+    }
+    if (k > (fresh ? (uint32_t)ES_STREAM_LEN : shadow_suntil) || k > 0xFFFFFFFFu - pos) {
+        expect = EXPECT_NAK;
+        expect_nak = ES_NAK_TOO_MUCH;
+        return;
+    }
+    if (fresh) shadow_stream_start(f->body[0], pos);
+    for (i = 0; i < k; i++) {
+        rc = es_stream_push_q(&shadow_stream, (const int8_t *)(f->body + 5u + i * ES_STREAM_CHANNELS), shadow_sscores);
+        shadow_shave++;
+        CHECK(rc == (--shadow_suntil == 0 ? ES_STREAM_READY : ES_OK));   /* ready exactly where the protocol says */
+        if (shadow_suntil == 0) {
+            shadow_suntil = ES_STREAM_HOP;
+            shadow_sat = shadow_shave;
+        }
+    }
+}
+#endif
 
 static void shadow_reset(void)
 {
@@ -46,6 +115,9 @@ static void shadow_reset(void)
     shadow_xfer = 0;
     shadow_have = 0;
     expect = EXPECT_ANY;
+#ifdef ES_STREAM_HOP
+    shadow_stream_start(0, 0);
+#endif
 }
 
 static void shadow_frame(const es_frame_t *f)
@@ -82,6 +154,11 @@ static void shadow_frame(const es_frame_t *f)
         expect = shadow_have != ES_N_INPUTS ? EXPECT_NAK : EXPECT_DEBUG;
         expect_nak = ES_NAK_INCOMPLETE;
     }
+#ifdef ES_STREAM_HOP
+    else if (f->cmd == ES_CMD_STREAM) {
+        shadow_stream_frame(f);
+    }
+#endif
 }
 
 void es_bsp_init(void) {}
@@ -103,6 +180,11 @@ int es_bsp_rx(uint8_t *byte)
     return 1;
 }
 
+static uint32_t get32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
 static void check_expected(const es_frame_t *f)
 {
     uint32_t i, have;
@@ -120,6 +202,13 @@ static void check_expected(const es_frame_t *f)
             CHECK((int32_t)((uint32_t)f->body[4 + 4 * i] | (uint32_t)f->body[5 + 4 * i] << 8 |
                             (uint32_t)f->body[6 + 4 * i] << 16 | (uint32_t)f->body[7 + 4 * i] << 24) == expect_scores[i]);
         break;
+#ifdef ES_STREAM_HOP
+    case EXPECT_STREAM:
+        CHECK(f->cmd == (ES_CMD_STREAM | ES_REPLY) && f->len == 13 + 4 * ES_N_OUTPUTS && f->body[0] == shadow_sid);
+        CHECK(get32(f->body + 1) == shadow_shave && get32(f->body + 5) == shadow_sat && get32(f->body + 9) == 0);
+        for (i = 0; i < ES_N_OUTPUTS; i++) CHECK((int32_t)get32(f->body + 13 + 4 * i) == shadow_sscores[i]);
+        break;
+#endif
     default: CHECK(f->cmd == (ES_CMD_DEBUG | ES_REPLY)); break;
     }
     expect = EXPECT_ANY;           /* one reply per frame */
@@ -132,8 +221,11 @@ static void check_reply(const es_frame_t *f)
     switch (f->cmd) {
     case ES_MSG_BOOT:
     case ES_CMD_HELLO | ES_REPLY:
-        CHECK(f->len >= 24 && f->len == 24 + f->body[21] && f->body[0] == ES_PROTO_VERSION);
-        CHECK((f->body[f->len - 2] | f->body[f->len - 1] << 8) == ES_PROTO_MAX_BODY);   /* max_body, last */
+        CHECK(f->len >= 24 + HELLO_STREAM && f->len == 24 + HELLO_STREAM + f->body[21] && f->body[0] == ES_PROTO_VERSION);
+        CHECK((f->body[f->len - 8] | f->body[f->len - 7] << 8) == ES_PROTO_MAX_BODY);   /* max_body, then the stream */
+        CHECK((f->body[f->len - 6] | f->body[f->len - 5] << 8) == ES_STREAM_HOP);
+        CHECK((f->body[f->len - 4] | f->body[f->len - 3] << 8) == ES_STREAM_LEN);
+        CHECK((f->body[f->len - 2] | f->body[f->len - 1] << 8) == ES_STREAM_CHANNELS);
         CHECK((f->body[9] | f->body[10] << 8) == ES_N_INPUTS && (f->body[16] | f->body[17] << 8) == ES_N_HASHBITS);
         if (f->cmd == ES_MSG_BOOT) { CHECK(f->seq == 0); boots++; return; }
         break;
@@ -145,7 +237,8 @@ static void check_reply(const es_frame_t *f)
     case ES_CMD_BATCH | ES_REPLY:
         CHECK(f->len >= 1 && f->body[0] >= 1 && f->len == 1 + f->body[0] * rec);
         break;
-    case ES_CMD_DEBUG | ES_REPLY: CHECK(f->len == 4 + (ES_N_HASHBITS + 7) / 8 + 2 * ES_N_TABLES); break;
+    case ES_CMD_DEBUG | ES_REPLY: CHECK(f->len == 4 + (DEBUG_BITS + 7) / 8 + 2 * DEBUG_BUCKETS); break;
+    case ES_CMD_STREAM | ES_REPLY: CHECK(f->len == 13 + 4 * ES_N_OUTPUTS && ES_STREAM_HOP > 0); break;
     case ES_CMD_RESET | ES_REPLY: CHECK(f->len == 0); break;
     case ES_CMD_STACK | ES_REPLY:
         CHECK(f->len == 5 && f->body[4] <= 1 && (f->body[0] | f->body[1] << 8) <= (f->body[2] | f->body[3] << 8));

@@ -8,8 +8,9 @@
  *   - every frame re-encoded with es_tx_encode decodes to the same cmd, seq and body in a fresh receiver,
  *     es_tx_stream hands the sink the same bytes in chunks of 1..ES_TX_CHUNK, and es_tx_encode into a buffer one
  *     byte short returns 0 without writing past it (ASan checks the bound);
- *   - the dispatch-like checks (the rules of edgesketch.protocol.request_error, LOAD and RUN included) and the reply a
- *     device would build for the frame (a NAK or a reply of the right size) round-trip through the receiver too. */
+ *   - the dispatch-like checks (the rules of edgesketch.protocol.request_error, LOAD, RUN and STREAM included) and the
+ *     reply a device would build for the frame (a NAK or a reply of the right size) round-trip through the receiver
+ *     too. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,14 +19,18 @@
 
 #define CHECK(c) do { if (!(c)) abort(); } while (0)
 
-static const uint16_t shapes[4][3] = {   /* n_inputs, n_outputs, max_batch (0: inputs come in LOAD frames) */
-    {64, 10, 8}, {1, 1, 255}, {1500, 10, 0}, {16, 3, 40},
+static const uint16_t shapes[4][4] = {   /* n_inputs, n_outputs, max_batch (0: inputs come in LOAD frames), stream
+                                           channels (0: no stream) */
+    {64, 10, 8, 1}, {1, 1, 255, 0}, {1500, 10, 0, 3}, {16, 3, 40, 2},
 };
 
 /* The NAK reason a device gives a well-framed request, 0 if valid (same rules as protocol.request_error). */
-static uint8_t request_error(const es_frame_t *f, uint16_t n_inputs, uint16_t max_batch)
+static uint8_t request_error(const es_frame_t *f, uint16_t n_inputs, uint16_t max_batch, uint16_t channels)
 {
     switch (f->cmd) {
+    case ES_CMD_STREAM:                       /* u8 sid, u32 pos, whole samples, at least one */
+        if (channels == 0) return ES_NAK_UNKNOWN;
+        return f->len >= 5u + channels && (f->len - 5u) % channels == 0 ? 0 : ES_NAK_LENGTH;
     case ES_CMD_HELLO:
     case ES_CMD_RESET:
         return f->len == 0 ? 0 : ES_NAK_LENGTH;
@@ -114,7 +119,7 @@ static void check_dispatch(const es_frame_t *f, uint8_t flags)
     const uint16_t *s = shapes[(flags >> 1) & 3];
     uint8_t reply[ES_PROTO_MAX_BODY];
     uint16_t rlen = 0;
-    uint8_t nak = request_error(f, s[0], s[2]);
+    uint8_t nak = request_error(f, s[0], s[2], s[3]);
     if (nak != 0) {
         reply[0] = nak;
         check_encode(ES_MSG_NAK, f->seq, reply, 1);
@@ -127,6 +132,9 @@ static void check_dispatch(const es_frame_t *f, uint8_t flags)
         break;
     case ES_CMD_LOAD:                           /* u8 xfer, u16 have */
         rlen = 3;
+        break;
+    case ES_CMD_STREAM:                         /* u8 sid, u32 have, u32 at, u32 cost, i32 scores[] */
+        rlen = (uint16_t)(13u + 4u * s[1]);
         break;
     case ES_CMD_BATCH: {
         size_t want = 1u + (size_t)f->body[0] * (4u + 4u * s[1]);

@@ -2,10 +2,12 @@
 # Fuzz the firmware's input path on the host with libFuzzer + ASan + UBSan. Two targets, run one after the other:
 #   rx   fuzz_rx.c:  es_proto.c alone (receiver, streaming encoder, dispatch-like checks for every command, LOAD and
 #        RUN included), with round-trip properties
-#   app  fuzz_app.c: the firmware core es_app.c + es_proto.c + a generated model + a stub board, with a shadow of the
-#        input transfer that predicts every LOAD, RUN and DEBUG-of-the-loaded-input reply (needs python3 with
-#        edgesketch importable to generate the model; skipped with a note otherwise). Its seeds hold whole LOAD / RUN
-#        exchanges (pieces, resends, gaps, stale transfer ids), which the fuzzer splices and mutates.
+#   app  fuzz_app.c: the firmware core es_app.c + es_proto.c + a generated model (a windowed branch with padding and
+#        a flat branch, 16 x 2 inputs, generated with a stream of hop 2) + a stub board, with a shadow of the input
+#        transfer and of the stream that predicts every LOAD, RUN, DEBUG-of-the-loaded-input and STREAM reply (needs
+#        python3 with edgesketch importable to generate the model; skipped with a note otherwise). Its seeds hold whole
+#        LOAD / RUN and STREAM exchanges (pieces, resends, gaps, stale ids, frames past the next scores), which the
+#        fuzzer splices and mutates.
 # Usage: firmware/fuzz/run.sh [LIMIT] [TARGET...]
 #   LIMIT: 30 or 30s = seconds per target (default 10); 1000000runs or 1000000r = executions per target
 #   TARGET: rx, app (default both)
@@ -55,13 +57,16 @@ out = pathlib.Path(sys.argv[1])
 for t in ("rx", "app"):
     (out / t / "seeds").mkdir(parents=True, exist_ok=True)
 from edgesketch import codegen, sketch
-codegen.write(sketch.random_sketch(D=16, C=4, L=8, K=4, seed=3), out / "app" / "model")
-D = 16
+win = sketch.Window.over((16, 2), 3, 1)                      # padding 1: edge read-outs recomputed at every hop
+codegen.write(sketch.random_sketch(L=6, K=4, P=16, taps=6, C=4, windows=[(win, 6, 4, 12, 4)], seed=3),
+              out / "app" / "model", "compact", hop=2)
+D = 32
 bodies = {p.ES_CMD_HELLO: b"", p.ES_CMD_INFER: bytes(range(D)), p.ES_CMD_BATCH: bytes([2]) + bytes(2 * D),
           p.ES_CMD_DEBUG: bytes(D), p.ES_CMD_RESET: b"", p.ES_CMD_STACK: b"", p.ES_MSG_NAK: b"\x01", 0x42: b"\x00\x01",
           p.ES_CMD_INFER | p.ES_REPLY: bytes(44), p.ES_CMD_BATCH | p.ES_REPLY: bytes([1]) + bytes(44),
           p.ES_CMD_LOAD: p.pack_load(1, 0, bytes(range(1, 7))), p.ES_CMD_RUN: p.pack_run(1),
-          p.ES_CMD_LOAD | p.ES_REPLY: p.pack_load_reply(1, 6)}
+          p.ES_CMD_LOAD | p.ES_REPLY: p.pack_load_reply(1, 6), p.ES_CMD_STREAM: p.pack_stream(1, 0, bytes(range(1, 9))),
+          p.ES_CMD_STREAM | p.ES_REPLY: p.pack_stream_reply(1, 4, 0, 0, [0, 0, 0, 0])}
 for i, (cmd, body) in enumerate(bodies.items()):
     frame = p.encode_frame(cmd, i + 1, body)
     for flags in (0, 1, 2, 4, 6):
@@ -69,7 +74,7 @@ for i, (cmd, body) in enumerate(bodies.items()):
     (out / "app" / "seeds" / f"seed-{i}").write_bytes(b"\x00" + frame)
 (out / "rx" / "seeds" / "seed-big").write_bytes(b"\x01" + p.encode_frame(p.ES_CMD_BATCH, 9, bytes([15]) + bytes(range(1, 241)) * 4))
 (out / "rx" / "seeds" / "seed-max").write_bytes(b"\x01" + p.encode_frame(p.ES_CMD_INFER, 9, bytes(1024)))
-(out / "app" / "seeds" / "seed-batch").write_bytes(b"\x00" + p.encode_frame(p.ES_CMD_BATCH, 9, bytes([40]) + bytes(i % 251 for i in range(40 * D))))
+(out / "app" / "seeds" / "seed-batch").write_bytes(b"\x00" + p.encode_frame(p.ES_CMD_BATCH, 9, bytes([30]) + bytes(i % 251 for i in range(30 * D))))
 (out / "app" / "seeds" / "seed-many").write_bytes(b"\x00" + b"".join(p.encode_frame(c, 3, b) for c, b in bodies.items()))
 # input transfers: an input in pieces then RUN, with a resent piece, a gap, a stale transfer, DEBUG of the loaded input
 x = bytes((7 * i + 3) % 256 for i in range(D))
@@ -86,6 +91,18 @@ for i, frames in enumerate([
     (out / "app" / "seeds" / f"seed-load-{i}").write_bytes(b"\x00" + b"".join(frames))
     for flags in (1, 5):
         (out / "rx" / "seeds" / f"seed-load-{i}-{flags}").write_bytes(bytes([flags]) + b"".join(frames))
+# streams: a window of 16 samples of 2 values, scores every 2: frames up to the scores, resends, a late copy, a gap, a
+# frame past the scores, a new stream mid-way, a RESET
+xs = bytes((5 * i + 1) % 256 for i in range(2 * 64))
+st = lambda sid, pos, n, s: p.encode_frame(p.ES_CMD_STREAM, s, p.pack_stream(sid, pos, xs[2 * pos:2 * (pos + n)]))
+for i, frames in enumerate([
+        [st(1, 0, 10, 1), st(1, 10, 6, 2), st(1, 16, 2, 3), st(1, 18, 2, 4), st(1, 20, 2, 5)],
+        [st(2, 0, 16, 1), st(2, 0, 16, 1), st(2, 16, 2, 2), st(2, 10, 6, 3), st(2, 18, 3, 4), st(2, 20, 2, 5),
+         st(2, 18, 2, 6), st(3, 30, 16, 7), st(3, 46, 2, 8), st(2, 48, 2, 9)],
+        [st(4, 0, 16, 1), p.encode_frame(p.ES_CMD_RESET, 2), b"\x00", st(4, 16, 2, 3), st(4, 0, 16, 4), st(4, 16, 2, 5)]]):
+    (out / "app" / "seeds" / f"seed-stream-{i}").write_bytes(b"\x00" + b"".join(frames))
+    for flags in (1, 3):
+        (out / "rx" / "seeds" / f"seed-stream-{i}-{flags}").write_bytes(bytes([flags]) + b"".join(frames))
 PY
 
 FAILED=0
