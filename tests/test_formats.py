@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import serial
 
-from edgesketch import build, cli, emulate, esk, export
+from edgesketch import build, cli, codegen, emulate, esk, export
 from edgesketch.errors import ConfigError, UserError
 from edgesketch.sketch import int_scores, quantize_inputs, random_sketch
 from test_build import FIXTURES, session_core
@@ -47,6 +47,13 @@ def _run(cmd, cwd=None, timeout=300):
     return r.stdout
 
 
+RUNTIME = codegen.RUNTIME         # the hand-written runtime every export ships beside the model
+
+
+def _runtime_c(folder: Path) -> list[Path]:
+    return [folder / r for r in RUNTIME if r.endswith(".c")]
+
+
 def _files(folder: Path) -> set[str]:
     return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
 
@@ -58,7 +65,7 @@ def test_c_format_readme_example_builds_and_runs(model, tmp_path):
     out = tmp_path / "model"
     code, stdout, err = run_cli("export", path, "--format", "c", "-o", out)
     assert code == 0, err
-    assert _files(out) == {"es_model.h", "es_model.c", "README.md"}
+    assert _files(out) == {"es_model.h", "es_model.c", "README.md", *RUNTIME}
     readme = (out / "README.md").read_text()
     assert sk.meta["model_id"] in readme and "es_predict_q" in readme and "es_argmax" in readme
     example = re.search(r"## Usage\n+```c\n(.*?)```", readme, re.S).group(1)
@@ -66,7 +73,7 @@ def test_c_format_readme_example_builds_and_runs(model, tmp_path):
     (tmp_path / "main.c").write_text(example)
     exe = tmp_path / "main"
     _run(["gcc", "-std=c99", "-O1", "-Wall", "-Wextra", "-Werror", f"-I{out}", tmp_path / "main.c", out / "es_model.c",
-          "-o", exe])
+          *_runtime_c(out), "-o", exe])
     # float zeros quantise to the zero points; the int8 input is zeros
     want_f = int(np.argmax(int_scores(sk, quantize_inputs(sk, np.zeros((1, 64), np.float32)))[0]))
     want_q = int(np.argmax(int_scores(sk, np.zeros((1, 64), np.int8))[0]))
@@ -83,7 +90,7 @@ def test_c_and_arduino_formats_of_a_regression_sketch(tmp_path):
     (tmp_path / "main.c").write_text(re.search(r"## Usage\n+```c\n(.*?)```", readme, re.S).group(1))
     exe = tmp_path / "main"
     _run(["gcc", "-std=c99", "-O1", "-Wall", "-Wextra", "-Werror", f"-I{tmp_path / 'c'}", tmp_path / "main.c",
-          tmp_path / "c" / "es_model.c", "-o", exe])
+          tmp_path / "c" / "es_model.c", *_runtime_c(tmp_path / "c"), "-o", exe])
     q = int_scores(sk, np.zeros((1, 13), np.int8))[0] * sk.out_scale + sk.out_bias
     lines = _run([exe]).strip().splitlines()
     assert len(lines) == 2 and all(f"{q[c]:.6f} (int8 input)" in lines[c] for c in range(2)), lines
@@ -117,7 +124,7 @@ def test_cmake_component_builds_for_cortex_m4_and_checks_on_the_host(model, tmp_
     path, sk = model
     comp = tmp_path / "es_model"
     export.export(sk, None, comp, format="cmake")
-    assert _files(comp) == {"CMakeLists.txt", "es_model.h", "es_model.c", "README.md"}
+    assert _files(comp) == {"CMakeLists.txt", "es_model.h", "es_model.c", "README.md", *RUNTIME}
     idf = tmp_path / "espidf"
     export.export(sk, "esp32", idf, format="espidf")          # the same folder, checked against the ESP32's memory
     for name in ("CMakeLists.txt", "es_model.h", "es_model.c"):
@@ -177,7 +184,8 @@ int main(void)
         f'add_subdirectory("{idf}" es_model)\n'
         'if(TARGET es_model)\n  message(FATAL_ERROR "plain target made under IDF")\nendif()\n')
     log = _run(["cmake", "-S", fake, "-B", fake / "build"], timeout=120)
-    assert "idf_component_register(SRCS;es_model.c;INCLUDE_DIRS;.)" in log
+    srcs = ";".join(sorted(["es_model.c", *(r for r in RUNTIME if r.endswith(".c"))]))
+    assert f"idf_component_register(SRCS;{srcs};INCLUDE_DIRS;.)" in log
 
 
 # ---------------------------------------------------------------- arduino
@@ -196,7 +204,8 @@ def arduino_lib(model, tmp_path_factory) -> tuple[Path, object]:
 def test_arduino_library_layout_and_zip(arduino_lib):
     out, sk = arduino_lib
     ex = "examples/classify/classify.ino"
-    assert _files(out) == {"library.properties", "README.md", "src/es_model.h", "src/es_model.c", ex}
+    assert _files(out) == {"library.properties", "README.md", "src/es_model.h", "src/es_model.c", ex,
+                           *(f"src/{r}" for r in RUNTIME)}
     props = dict(line.split("=", 1) for line in (out / "library.properties").read_text().splitlines())
     assert props["name"] == "digits_sketch" and props["includes"] == "es_model.h" and props["architectures"] == "*"
     assert {"version", "author", "maintainer", "sentence", "paragraph", "category"} <= set(props)
@@ -221,7 +230,8 @@ def _stub_compile(cxx: str, flags: list[str], lib: Path, tmp_path: Path, tag: st
     obj = tmp_path / f"{tag}-classify.o"
     _run([cxx, *flags, *inc, *warn, "-x", "c++", "-std=gnu++11", "-fno-exceptions", "-fno-rtti", "-c",
           lib / "examples" / "classify" / "classify.ino", "-o", obj])
-    _run([cc, *flags, *inc, *warn, "-std=c99", "-c", lib / "src" / "es_model.c", "-o", tmp_path / f"{tag}-model.o"])
+    for c in ["es_model.c", *(r for r in RUNTIME if r.endswith(".c"))]:
+        _run([cc, *flags, *inc, *warn, "-std=c99", "-c", lib / "src" / c, "-o", tmp_path / f"{tag}-{c}.o"])
     return _run([cxx[:-3] + "nm", obj])
 
 

@@ -117,7 +117,8 @@ def test_lean_install_runs_help_export_info_and_bench_help(lean):
     assert "--quick" in _ok(_run([exe, "bench", "--help"], env=env, cwd=tmp))
     assert "model id" in _ok(_run([exe, "info", "r.esk"], env=env, cwd=tmp))
     _ok(_run([exe, "export", "r.esk", "--format", "c", "-o", "c-out"], env=env, cwd=tmp))
-    assert sorted(p.name for p in (tmp / "c-out").iterdir()) == ["README.md", "es_model.c", "es_model.h"]
+    from edgesketch.codegen import RUNTIME
+    assert sorted(p.name for p in (tmp / "c-out").iterdir()) == sorted(["README.md", "es_model.c", "es_model.h", *RUNTIME])
     # the Arduino example falls back to zeros when the sketch's data needs an extra to load
     out = _ok(_run([exe, "export", "r.esk", "--format", "arduino", "-o", "lib", "--zip"], env=env, cwd=tmp))
     assert "zeros" in out and "edgesketch[train]" in out and (tmp / "lib.zip").is_file()
