@@ -25,10 +25,18 @@ Schema of one board file (all sizes in bytes):
                   and loaded by edgesketch.emulate), idle_sleeps (default true: the waiting firmware sleeps and
                   QEMU uses almost no host CPU)                                        emulated boards only
     [compile_check]  cc, flags, defines: an offline cross-compile check of the core     real boards only
-    [footprint]   what `export` assumes around the model (edgesketch/export.py), all optional: firmware_flash and
-                  firmware_ram (bytes the firmware takes besides the model; default 16384 and 11264), and the
-                  model's code estimate: code_per_tap, code_per_table, code_per_table_output, code_base (unrolled
-                  layout) and code_compact (defaults 11, 16, 0, 400 and 600: Thumb-2, measured)
+    [footprint]   what `export` assumes around the model (edgesketch/export.py: flash = firmware_flash + the model's
+                  const data + its code; RAM = firmware_ram - firmware_stack + the firmware's per-model arrays +
+                  max(min_stack, firmware_stack + the model's stack)): firmware_flash, firmware_ram (bytes the firmware
+                  takes besides the model: its code and data; its static RAM and its stack outside the model),
+                  firmware_stack (the stack part of firmware_ram), min_stack (stack the linker reserves whatever the
+                  need), dsp (the core has the DSP extension: the model's SXTAB16/SMLAD paths), harvard (const data
+                  not marked ES_ROM is copied into RAM: AVR), align (static arrays start at multiples of it: default
+                  4, AVR 1). Sub-tables: [footprint.unrolled] and [footprint.compact], bytes of code per feature of
+                  the model in that layout, [footprint.stack_unrolled] and [footprint.stack_compact], bytes of its
+                  stack per feature (the features: edgesketch.codegen.footprint; unknown names are an error, missing
+                  ones the conservative defaults DEFAULT_CODE / DEFAULT_STACK). Fitted to linked firmware by
+                  examples/studies/footprint_fit.py.
 """
 from __future__ import annotations
 
@@ -142,22 +150,49 @@ class CompileCheck:
         return self.cc[:-3] + "g++" if self.cc.endswith("gcc") else self.cc
 
 
+# Bytes per feature of edgesketch.codegen.footprint, for a board whose toml has no [footprint] sub-table: the largest
+# of the fitted emulated boards' (examples/studies/footprint_fit.py), so that such a board is refused rather than
+# overflowed. Filled from the fit; every feature codegen.footprint reports has a value here.
+DEFAULT_CODE = {
+    "unrolled": {"model": 2000.0, "class": 64.0, "branch": 800.0, "window": 600.0, "pad": 400.0, "pool": 400.0,
+                 "region": 200.0, "branch_class": 64.0, "tap": 12.0, "tap_weight": 8.0, "reg_tap": 12.0,
+                 "reg_tap_weight": 8.0, "preload": 8.0,
+                 "smlad_word": 12.0, "smlad_term": 12.0, "hyperplane": 16.0, "bit_set": 8.0, "table": 24.0,
+                 "table_class": 24.0, "table_class16": 24.0, "table_lane": 16.0, "table_plane": 24.0, "table_book": 24.0},
+    "compact": {"model": 2000.0, "class": 64.0, "branch": 800.0, "window": 600.0, "pad": 400.0, "pool": 400.0,
+                "region": 200.0, "branch_class": 64.0, "c_branch": 1200.0, "c_bytes": 400.0, "c_words": 400.0,
+                "c_neg": 400.0, "c_weights": 400.0, "c_shared": 400.0, "c_term": 24.0, "c_term_weight": 48.0,
+                "c_select": 48.0, "c_class": 64.0, "c_class16": 64.0, "c_lane": 64.0, "c_plane": 64.0, "c_book": 200.0},
+}
+_STACK = {"base": 400.0, "src": 1.0, "neg": 1.0, "hash": 8.0, "pool": 1.0, "acc16": 4.0, "acc32": 4.0, "lane": 8.0,
+          "plane": 8.0, "class": 8.0, "branch": 64.0, "window": 64.0}
+DEFAULT_STACK = {"unrolled": dict(_STACK), "compact": dict(_STACK)}
+
+
 @dataclass(frozen=True)
 class FootprintModel:
-    """export's upper estimate of what a model needs on this board besides the firmware (edgesketch.export)."""
+    """export's estimate of what a model needs on this board besides the firmware (edgesketch.export.footprint)."""
     firmware_flash: int = 16 * 1024   # the firmware around the model: protocol, UART, start-up
-    firmware_ram: int = 11 * 1024     # its buffers and the stack it reserves
-    code_per_tap: int = 11            # unrolled code: bytes per tap, per table, per table and output, and the rest
-    code_per_table: int = 16
-    code_per_table_output: int = 0
-    code_base: int = 400
-    code_compact: int = 600           # the compact layout's loops
+    firmware_ram: int = 11 * 1024     # its static RAM besides the per-model arrays, and its stack outside the model
+    firmware_stack: int = 0           # the stack part of firmware_ram (an interrupt's included)
+    min_stack: int = 0                # the stack the linker reserves, whatever the need (firmware/ld/sections.ld)
+    dsp: bool = False                 # the core has the DSP extension (the model's SXTAB16 / SMLAD paths)
+    harvard: bool = False             # const data outside program memory (not ES_ROM) is copied into RAM (AVR)
+    align: int = 4                    # static arrays start at multiples of this (bytes of padding the linker adds)
+    unrolled: dict = field(default_factory=lambda: dict(DEFAULT_CODE["unrolled"]))   # bytes of code per feature
+    compact: dict = field(default_factory=lambda: dict(DEFAULT_CODE["compact"]))
+    stack_unrolled: dict = field(default_factory=lambda: dict(DEFAULT_STACK["unrolled"]))   # bytes of stack per feature
+    stack_compact: dict = field(default_factory=lambda: dict(DEFAULT_STACK["compact"]))
 
-    def code(self, n_taps: int, n_tables: int, n_outputs: int, layout: str) -> int:
-        if layout != "unrolled":
-            return self.code_compact
-        return (self.code_per_tap * n_taps + (self.code_per_table + self.code_per_table_output * n_outputs) * n_tables
-                + self.code_base)
+    def code(self, features: dict, layout: str) -> int:
+        """Bytes of code of a model with these features (codegen.footprint(...)["code"]) in this layout."""
+        coef = self.unrolled if layout == "unrolled" else self.compact
+        return int(round(sum(coef.get(k, 0.0) * v for k, v in features.items())))
+
+    def stack_bytes(self, features: dict, layout: str) -> int:
+        """Bytes of the model's deepest stack (codegen.footprint(...)["stack"]) in this layout."""
+        coef = self.stack_unrolled if layout == "unrolled" else self.stack_compact
+        return int(round(coef.get("base", 0.0) + sum(coef.get(k, 0.0) * v for k, v in features.items())))
 
 
 @dataclass(frozen=True)
@@ -303,7 +338,25 @@ def _parse(path: Path) -> Board:
     foot = FootprintModel()
     t = top.table("footprint", required=False)
     if t is not None:
-        foot = FootprintModel(**{f: t.get(f, int, getattr(foot, f)) for f in FootprintModel.__dataclass_fields__})
+        kw = {f: t.get(f, int, getattr(foot, f)) for f in ("firmware_flash", "firmware_ram", "firmware_stack", "min_stack",
+                                                            "align")}
+        kw.update({f: t.get(f, bool, getattr(foot, f)) for f in ("dsp", "harvard")})
+        for sub, known in (("unrolled", DEFAULT_CODE["unrolled"]), ("compact", DEFAULT_CODE["compact"]),
+                           ("stack_unrolled", DEFAULT_STACK["unrolled"]), ("stack_compact", DEFAULT_STACK["compact"])):
+            u = t.table(sub, required=False)
+            coef = dict(known)
+            if u is not None:
+                for k in u.data:
+                    if k not in known:
+                        u._fail(f"unknown feature {k!r} (known: {', '.join(known)})")
+                    u.used.add(k)
+                    v = u.data[k]
+                    if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+                        u._fail(f"{k} must be a number of bytes >= 0")
+                    coef[k] = float(v)
+                u.done()
+            kw[sub] = coef
+        foot = FootprintModel(**kw)
         t.done()
 
     board = Board(name=name, description=top.get("description", str), kind=kind, core=top.get("core", str),

@@ -434,7 +434,8 @@ class DoesNotFit(UserError):
 
     ADVICE = {"flash": "layout=compact, fewer tables or hash bits, count_bits=4 or shared rows (codebook=) make the model "
                        "smaller",
-              "RAM": "layout=compact or a smaller padded window take less stack"}
+              "RAM": "RAM holds the input (a byte an input), DEBUG's hash bits and buckets of every position (a board's "
+                     "ES_DEBUG_RAM caps them) and the model's stack (its padded window; the other layout may take less)"}
 
     def __init__(self, overflows: list[Overflow], board: str, log: Path | None = None):
         self.overflows, self.board = list(overflows), board

@@ -581,6 +581,129 @@ RUNTIME = ("es_port.h", "es_sketch.h", "es_sketch_run.h", "es_sketch_stream.h", 
            "es_sketch_dequantize.c", "es_sketch_argmax.c")
 
 
+_CTYPE_BYTES = {"int8_t": 1, "uint8_t": 1, "int16_t": 2, "uint16_t": 2, "int32_t": 4, "uint32_t": 4, "float": 4}
+_TAP = re.compile(r"\b[bx]\[\d+\]|\bv\d+\b")          # a tap's read in a generated sum (b[3], v3)
+_MUL = re.compile(r"\b(\d+) \* ")                         # an integer weight beyond 1
+
+
+def footprint(sk: Sketch, layout: str = "unrolled", prefix: str = "es", dsp: bool = False) -> dict:
+    """What the generated C holds, without rendering it (the plan of generate()): the inputs of the flash and RAM
+    estimate (edgesketch.export.footprint, which weighs them with a board's [footprint]).
+
+    data     bytes of const data in program memory: every array the plan prints (its C type and element count), the
+             DSP tap weights of the unrolled hash (dsp: cores with the DSP extension compile that path)
+    data_ram bytes of const arrays not in program memory (ES_ROM), which AVR copies into RAM
+    quant    bytes of the public quantisation arrays (es_in_scale, es_in_zero, es_out_scale, es_out_bias) and of the
+             class names (es_class_name's strings and table): a program links them only if it reads them or calls
+             es_predict or es_class_name (the firmware does neither)
+    code     the code's features, counts a board's [footprint.code] weighs in bytes each: model (1), class (C), branch,
+             window / pad / pool / region (branches that have them), branch_class (branches x C), and by layout:
+             unrolled: tap (a tap's read and add in a generated sum; with dsp the SMLAD form: smlad_word, smlad_term),
+             tap_weight (a tap weighted beyond 1), reg_tap / reg_tap_weight (the same on a window of at most 16 values,
+             each read once into a local: preload), hyperplane (its
+             compare), bit_set (a hash bit written into a bucket word), table (a lookup: bucket and address), and the
+             read-out's adds per table: table_class (int8 counts, a class), table_class16 (int16), table_lane (int8 in
+             SXTAB16 lanes, 4 classes: dsp), table_plane (4-bit, a plane), table_book (shared rows: the row number);
+             compact: c_branch, c_bytes / c_words (hash bits a byte each / packed), c_neg / c_weights (the tap kinds
+             beside ES_TAPS_SPLIT), c_shared (thresholds > 1 a sum), c_term (straight-line tap terms: a run of a
+             constant count, 16 for a count that varies), c_term_weight (the same with integer weights), c_select (a
+             bucket's bits gathered from bytes, per bit), and the read-out per branch: c_class, c_class16, c_lane,
+             c_plane, c_book as above
+    stack    the stack's features: src (bytes of the largest padded input, rounded to words), neg (a flat input and its
+             negation), hash (bytes of one position's hash state, es_sk_bits_t), pool (hash states of a pooled
+             branch), acc16 / acc32 (accumulators of int_fast16_t / int32_t scores: C), lane (SXTAB16 lane words:
+             dsp), plane (4-bit lane words), class (C), branch, window (windowed branches); a board weighs them by
+             layout ([footprint.stack_unrolled], [footprint.stack_compact])
+    arrays   [(C name, C type, elements, bytes)] of every const array (the quantisation arrays included)"""
+    if layout not in LAYOUTS:
+        raise UserError(f"unknown layout {layout!r}: use one of {', '.join(LAYOUTS)}")
+    _check(sk)
+    ctx = _plan(sk, layout, prefix)
+    C, rt, model = sk.n_outputs, ctx["runtime"], ctx["model"]
+    n_q = int(len(sk.in_scale))
+    arrays = [(f"{prefix}_in_scale", "float", n_q), (f"{prefix}_in_zero", "int32_t", n_q),
+              (f"{prefix}_out_scale", "float", C), (f"{prefix}_out_bias", "float", C)]
+    quant = sum(_CTYPE_BYTES[t] * n for _, t, n in arrays)
+    names = ctx.get("class_names_plain") or []     # es_class_name's strings and their table (pointers: 4 bytes or less)
+    quant += sum(len(n.encode("utf-8")) + 1 for n in names) + 4 * len(names)
+    data = data_ram = 0
+    for a in ctx["arrays"]:
+        n = _CTYPE_BYTES[a["t"]] * a["n"]
+        arrays.append((a["name"], a["t"], a["n"]))
+        if a["rom"]:
+            data += n
+        else:
+            data_ram += n
+    kind = model["counts"]
+    lanes = bool(ctx["lanes"]) and dsp and kind == "ES_COUNTS_I8"
+    book = "row_t" in model
+    planes = rt["planes"] if kind == "ES_COUNTS_I4" else 0
+    code = dict.fromkeys(("model", "class", "branch", "window", "pad", "pool", "region", "branch_class"), 0)
+    code.update(model=1, **{"class": C})
+    for br, b in zip(ctx["branches"], sk.branches):
+        w, d, L = b.window, br["fields"], b.n_tables
+        code["branch"] += 1
+        code["branch_class"] += C
+        code["window"] += int(w.n_positions > 1)
+        code["pad"] += int(any(w.padding))
+        code["pool"] += int(w.pool_size > 1)
+        code["region"] += int(w.regions > 1)
+        reads = {"class": C if kind == "ES_COUNTS_I8" and not lanes else 0, "class16": C if kind == "ES_COUNTS_I16" else 0,
+                 "lane": -(-C // 4) if lanes else 0, "plane": planes, "book": int(book)}
+        if layout == "unrolled":
+            smlad = br["smlad"] if dsp else None
+            if smlad:
+                arrays.append((f"{br['name']}_wk_", "uint32_t", smlad["n_wk"]))
+                data += 4 * smlad["n_wk"]
+            f = dict.fromkeys(("tap", "tap_weight", "reg_tap", "reg_tap_weight", "preload", "smlad_word", "smlad_term",
+                               "hyperplane", "bit_set", "table"), 0)
+            reg = "reg_" if br["preload"] and not smlad else ""     # taps of values read once into locals
+            for h in br["planes"] + br["extra_planes"]:
+                f["hyperplane"] += 1
+                f["bit_set"] += len(h["sets"])
+                if smlad and h["pre_dsp"]:
+                    f["smlad_term"] += h["pre_dsp"].count("es_smlad") + h["pre_dsp"].count("es_smuad")
+                    continue
+                e = h["pre"] or h["expr"]
+                f[reg + "tap"] += len(_TAP.findall(e))
+                f[reg + "tap_weight"] += sum(1 for m in _MUL.findall(e) if int(m) > 1)
+            if smlad:
+                f["smlad_word"] += len(smlad["words"])
+            else:
+                f["preload"] += len(br["preload"])
+            f["table"] = L
+            for k, v in reads.items():
+                f[f"table_{k}"] = L * v
+        else:
+            runs = []
+            n = d.get("taps")
+            if d["taps_kind"] == "ES_TAPS_SPLIT" and "npos" in d and n is not None:
+                runs = [d["npos"], n - d["npos"]]
+            elif d["taps_kind"] == "ES_TAPS_SPLIT":
+                runs = [None, None]
+            else:
+                runs = [n]
+            terms = sum(16 if r is None else min(r, 16) + (16 if r > 16 else 0) for r in runs if r != 0)
+            weighted = d["taps_kind"] == "ES_TAPS_WEIGHTS"
+            f = {"c_branch": 1, "c_bytes": int(d["bits"] == "ES_BITS_BYTES"), "c_words": int(d["bits"] == "ES_BITS_WORDS"),
+                 "c_neg": int(d["taps_kind"] == "ES_TAPS_NEG"), "c_weights": int(weighted), "c_shared": int(d["T"] > 1),
+                 "c_term": 0 if weighted else terms, "c_term_weight": terms if weighted else 0,
+                 "c_select": b.n_bits if d["bits"] == "ES_BITS_BYTES" else 0}
+            for k, v in reads.items():
+                f[f"c_{k}"] = v
+        for k, v in f.items():
+            code[k] = code.get(k, 0) + v
+    score32 = ctx["score_t"] == "int32_t"
+    hash_bytes = max(4 * rt["words"], 4 * -(-rt["bits"] // 4))
+    stack = {"src": 4 * -(-rt["src"] // 4), "neg": 4 * -(-rt.get("neg", 0) // 4), "hash": hash_bytes,
+             "pool": hash_bytes * int(any(b.window.pool_size > 1 for b in sk.branches)),
+             "acc16": 0 if score32 else C, "acc32": C if score32 else 0, "lane": -(-C // 4) if lanes else 0,
+             "plane": planes, "class": C, "branch": len(sk.branches),
+             "window": sum(int(b.window.n_positions > 1) for b in sk.branches)}
+    return {"data": data, "data_ram": data_ram, "quant": quant, "code": code, "stack": stack,
+            "arrays": [(n, t, k, _CTYPE_BYTES[t] * k) for n, t, k in arrays]}
+
+
 def runtime_files() -> dict[str, str]:
     """The hand-written runtime every generated model includes (firmware/model/): {file name: text}. Exports ship it
     beside the model; two models in one program share one copy."""

@@ -6,7 +6,8 @@ whole (build.atomic_dir), and refuses an existing out_dir unless force.
     c        es_model.h, es_model.c, the runtime (codegen.runtime_files: es_sketch*.h/.c, es_port.h), README.md (the API
              and a usage example)
     arduino  library.properties, README.md, src/ (the model and the runtime), examples/classify/classify.ino
-             (and <out_dir>.zip, the same folder zipped for the IDE's "Add .ZIP Library", when zip=True)
+             (and <out_dir>.zip, the same folder zipped for the IDE's "Add .ZIP Library", when zip=True); with a hop
+             also examples/stream/stream.ino (a sample at a fixed rate, the class at every hop)
     cmake    CMakeLists.txt (an ESP-IDF component under IDF, else a static library target es_model), the model and the
              runtime, README.md; `espidf` writes the same folder
 Every format ships the runtime beside the model: two models exported with different prefixes share one copy of it.
@@ -28,6 +29,7 @@ from .sketch import Sketch, int_scores
 
 FORMATS = ("platformio", "c", "arduino", "cmake", "espidf")
 EXAMPLE = "classify"          # the Arduino library's example: examples/classify/classify.ino
+STREAM_EXAMPLE = "stream"     # with a hop: examples/stream/stream.ino
 
 
 def _context(sk: Sketch, files: dict[str, str], layout: str) -> dict:
@@ -46,19 +48,22 @@ def _write(folder: Path, files: dict[str, str]) -> None:
         p.write_text(text, encoding="utf-8")
 
 
-def write_c(sk: Sketch, out_dir: str | os.PathLike, layout: str = "unrolled", force: bool = False) -> Path:
-    """es_model.h, es_model.c, the runtime and a README.md with the C API and a usage example; nothing else."""
-    files = codegen.generate(sk, layout)
+def write_c(sk: Sketch, out_dir: str | os.PathLike, layout: str = "unrolled", force: bool = False,
+            hop: int | None = None, stream_state: str = "keep") -> Path:
+    """es_model.h, es_model.c, the runtime and a README.md with the C API and a usage example; nothing else. hop: the
+    model's stream too (codegen.generate)."""
+    files = codegen.generate(sk, layout, hop=hop, stream_state=stream_state)
     readme = codegen.render("formats/c_README.md.j2", **_context(sk, files, layout))
     with atomic_dir(out_dir, force) as tmp:
         _write(tmp, {**files, **codegen.runtime_files(), "README.md": readme})
     return Path(out_dir).resolve()
 
 
-def write_cmake(sk: Sketch, out_dir: str | os.PathLike, layout: str = "unrolled", force: bool = False) -> Path:
+def write_cmake(sk: Sketch, out_dir: str | os.PathLike, layout: str = "unrolled", force: bool = False,
+                hop: int | None = None, stream_state: str = "keep") -> Path:
     """A component folder: CMakeLists.txt (idf_component_register under ESP-IDF, else add_library(es_model STATIC)),
-    es_model.h, es_model.c and README.md. The `espidf` format writes the same folder."""
-    files = codegen.generate(sk, layout)
+    es_model.h, es_model.c and README.md. The `espidf` format writes the same folder. hop: the model's stream too."""
+    files = codegen.generate(sk, layout, hop=hop, stream_state=stream_state)
     ctx = _context(sk, files, layout)
     with atomic_dir(out_dir, force) as tmp:
         _write(tmp, {**files, **codegen.runtime_files(), "CMakeLists.txt": codegen.render("formats/CMakeLists.txt.j2", **ctx),
@@ -89,29 +94,45 @@ def check_sample(sk: Sketch, sample) -> np.ndarray:
     return a.reshape(-1)
 
 
+def _stream_context(sk: Sketch, ctx: dict) -> dict:
+    """The stream example's values: its sample rate (the synthetic source's, the sketch's meta rate_hz, else 50 Hz) and
+    the inputs' units."""
+    from . import synthetic
+    source = str(sk.meta.get("source") or "")
+    rate = sk.meta.get("rate_hz") or (synthetic.SETS[source.split(":", 1)[1]][5]
+                                      if source.startswith("synthetic:") and source.split(":", 1)[1] in synthetic.SETS else 50)
+    return dict(ctx, stream_example=STREAM_EXAMPLE, sample_hz=int(rate), units=",".join(sk.meta.get("input_units") or []))
+
+
 def write_arduino(sk: Sketch, out_dir: str | os.PathLike, layout: str = "unrolled", force: bool = False,
-                  sample=None, sample_note: str | None = None, zip: bool = False) -> Path:
+                  sample=None, sample_note: str | None = None, zip: bool = False, hop: int | None = None,
+                  stream_state: str = "keep") -> Path:
     """An Arduino library: library.properties, README.md, src/es_model.{h,c} and examples/classify/classify.ino, which
     classifies `sample` (int8 [ES_N_INPUTS]; None: zeros) and prints the class, the microseconds and, where the core
     has a cycle counter (ESP32/ESP8266, Cortex-M3 and up), the cycles. zip: also write <out_dir>.zip (the library
-    folder inside, for the IDE's Add .ZIP Library); it too is refused if it exists, unless force."""
+    folder inside, for the IDE's Add .ZIP Library); it too is refused if it exists, unless force. hop: the model's
+    stream too, and examples/stream/stream.ino, which pushes a sample at a fixed rate (read_sample: a stand-in for the
+    user's sensor) and prints the class at every hop, with optional majority smoothing over the last hops."""
     out = refuse_existing(out_dir, force)
     zpath = refuse_existing(zip_path(out), force) if zip else None
     xq = np.zeros(sk.n_inputs, np.int8) if sample is None else check_sample(sk, sample)
     note = sample_note or ("a sample given to the exporter" if sample is not None else
                            "zeros (no test sample was given): replace them with a real input, quantised")
-    files = codegen.generate(sk, layout)
+    files = codegen.generate(sk, layout, hop=hop, stream_state=stream_state)
     name = library_name(out)
     scores = [int(s) for s in int_scores(sk, xq[None])[0]]
     ctx = dict(_context(sk, files, layout), name=name, example=EXAMPLE, sample_rows=codegen._rows([int(v) for v in xq]),
-               sample_note=note, scores=scores, expected=int(np.argmax(scores)))
+               sample_note=note, scores=scores, expected=int(np.argmax(scores)),
+               stream_example=STREAM_EXAMPLE if hop is not None else "")
     tmpzip = None
     try:
         with atomic_dir(out, force) as tmp:
             _write(tmp, {"library.properties": codegen.render("formats/library.properties.j2", **ctx),
                          "README.md": codegen.render("formats/arduino_README.md.j2", **ctx),
                          **{f"src/{n}": t for n, t in {**files, **codegen.runtime_files()}.items()},
-                         f"examples/{EXAMPLE}/{EXAMPLE}.ino": codegen.render("formats/example.ino.j2", **ctx)})
+                         f"examples/{EXAMPLE}/{EXAMPLE}.ino": codegen.render("formats/example.ino.j2", **ctx),
+                         **({} if hop is None else {f"examples/{STREAM_EXAMPLE}/{STREAM_EXAMPLE}.ino":
+                                                    codegen.render("formats/stream.ino.j2", **_stream_context(sk, ctx))})})
             if zpath is not None:   # zipped from the temporary folder, renamed into place after it
                 fd, tmpzip = tempfile.mkstemp(prefix=f".{zpath.name}.tmp-", dir=out.parent)
                 with os.fdopen(fd, "wb") as fh, zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED) as z:

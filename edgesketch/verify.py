@@ -1,5 +1,6 @@
 """Verify: stream a test set through a device (real, or emulated and built here) and compare it with the integer
-reference, sample by sample. Composes sketch (the reference), export/build/emulate (emulated boards) and harness."""
+reference, sample by sample; or (run_stream) a recording through the device's stream, hop by hop. Composes sketch (the
+reference), export/build/emulate (emulated boards) and harness."""
 from __future__ import annotations
 
 import contextlib
@@ -14,7 +15,8 @@ import numpy as np
 from . import build, emulate, export, harness
 from .boards import Board
 from .errors import UserError
-from .sketch import Sketch, int_buckets, int_hash_bits, int_scores, quantize_inputs
+from .sketch import (Sketch, int_buckets, int_hash_bits, int_scores, quantize_inputs, quantize_int8, stream_plan,
+                     stream_plan_shape, stream_samples, stream_scores, stream_windows)
 
 
 @dataclass
@@ -39,6 +41,8 @@ class Result:
     stack_full: bool = False       # the whole painted window was overwritten: stack_peak is a lower bound
     flash: int | None = None       # bytes of flash the firmware ELF takes (text + data), emulated boards; None: no ELF here
     static_ram: int | None = None  # bytes of static RAM it takes (data + bss: buffers, the input, the model's arrays)
+    stream: dict | None = None     # run_stream: hop, window length, samples, hops; n counts hops; costs are a hop's
+                                   # pushes (fill_cost: the first window's, every push that filled it)
 
     @property
     def ok(self) -> bool:
@@ -66,14 +70,19 @@ class Result:
 
 
 @contextlib.contextmanager
-def open_emulated(sk: Sketch, board: Board, project: str | None, layout: str, log=print):
-    """Export (unless `project` is given), build with PlatformIO offline, start QEMU; yield the socket:// URL."""
+def open_emulated(sk: Sketch, board: Board, project: str | None, layout: str, log=print, hop: int | None = None,
+                  stream_state: str | None = None):
+    """Export (unless `project` is given; with hop, the model's stream too), build with PlatformIO offline, start
+    QEMU; yield the socket:// URL."""
     tmp = None
     try:
         if project is None:
             tmp = Path(tempfile.mkdtemp(prefix=f"edgesketch-{board.name}-"))
             project_dir = tmp / "project"
-            export.export(sk, board, project_dir, layout)
+            if hop is None:
+                export.export(sk, board, project_dir, layout)
+            else:
+                export.export(sk, board, project_dir, layout, hop=hop, stream_state=stream_state)
         else:
             project_dir = Path(project)
         log(f"building {project_dir} with PlatformIO (offline dev-platform)")
@@ -158,3 +167,84 @@ def run(sk: Sketch, x: np.ndarray, labels, url: str, board_name: str, baud: int,
                   seconds=round(secs, 3), samples_per_second=round(rep.n / secs, 1) if secs > 0 else 0.0,
                   link=asdict(link), mismatch=mismatch, stack_peak=stack.peak if stack.measured else None,
                   stack_full=stack.full, flash=size.flash if size else None, static_ram=size.ram if size else None)
+
+
+# ---------------------------------------------------------------- streams
+def recording(sk: Sketch, stream=True, x_test=None) -> tuple[np.ndarray, str]:
+    """The samples of a stream recording, quantised: int8 [N, C] and a line saying what they are. stream: an .npz
+    path with an array `stream` of shape (N, C) (float: quantised per channel as the sketch does; int8: taken as
+    quantised), an array of that shape, or True / "" for x_test (the test windows) laid end to end."""
+    from .errors import DataError
+    C = stream_plan_shape(sk)[1]
+    if stream is True or stream is None or (isinstance(stream, str) and not stream):
+        if x_test is None:
+            raise DataError("no recording and no test windows to lay end to end: pass stream= an .npz with an array "
+                            "`stream` (N, C)", argument="stream")
+        a, what = np.asarray(x_test), f"the {len(x_test):,} test windows laid end to end"
+    elif isinstance(stream, (str, Path)):
+        try:
+            with np.load(stream, allow_pickle=False) as z:
+                if "stream" not in z.files:
+                    raise DataError(f"{stream} has no array `stream` (it has {', '.join(z.files) or 'none'}): save the "
+                                    f"recording as np.savez(path, stream=samples) with samples of shape (N, {C})",
+                                    argument="stream")
+                a = z["stream"]
+        except (OSError, ValueError) as e:
+            raise DataError(f"cannot read the recording {stream}: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
+                            argument="stream") from None
+        what = f"{stream}"
+    else:
+        a, what = np.asarray(stream), "the samples given"
+    a = stream_samples(sk, a, "stream")
+    if a.dtype == np.int8:
+        return np.ascontiguousarray(a), what + " (int8)"
+    if not np.issubdtype(a.dtype, np.number) or (np.issubdtype(a.dtype, np.floating) and not np.all(np.isfinite(a))):
+        raise DataError("the recording holds NaN, Inf or non-numbers; clean it first", argument="stream")
+    return quantize_int8(a.astype(np.float32), sk.in_scale, sk.in_zero), what
+
+
+def run_stream(sk: Sketch, xq: np.ndarray, url: str, board_name: str, baud: int, progress=None) -> Result:
+    """Stream int8 samples [N, C] through the device's stream (the hop is the firmware's, from HELLO) and compare every
+    hop's scores with sketch.stream_scores. n counts hops; costs are each hop's pushes (the device's counter)."""
+    elf = getattr(url, "elf", None)
+    size = build.elf_size(elf) if elf is not None else None
+    with harness.Device(url, model_id=sk.meta["model_id"], baudrate=baud) as dev:
+        info = dev.info
+        if not info.streams:
+            raise UserError(f"the firmware on {url} has no stream: export the model with --hop H (or verify --stream "
+                            f"--board BOARD, which does)")
+        plan = stream_plan(sk, info.stream_hop)
+        if (info.stream_len, info.stream_channels) != (plan.length, plan.channels):
+            raise UserError(f"the device streams windows of {info.stream_len} samples of {info.stream_channels} values, "
+                            f"the sketch {plan.length} of {plan.channels}; flash the firmware exported from this sketch")
+        expected = stream_scores(sk, xq, plan.hop)
+        t0 = time.monotonic()
+        run = dev.stream(xq, progress=progress)
+        secs = time.monotonic() - t0
+        steady = run.costs[~run.fills] if (~run.fills).any() else run.costs
+        rep = harness.verify_report(expected, run.scores, steady if info.counter_kind else None)
+        mismatch = None
+        if not rep.bit_exact:
+            j = rep.mismatch_idx[0]
+            window = np.ascontiguousarray(stream_windows(xq, plan.length, plan.hop)[j])
+            mismatch = {"sample": int(j), "window": [int(j * plan.hop), int(j * plan.hop + plan.length)]}
+            try:
+                _, one = dev.infer(window)
+            except UserError:
+                one = None
+            if one is not None and np.array_equal(one, expected[j]):
+                mismatch.update(expected_scores=expected[j].tolist(), device_scores=run.scores[j].tolist(),
+                                stage="stream: the device's es_predict_q of the same window agrees with the reference, "
+                                      "its stream does not (its sums or its ring of samples)")
+            else:
+                mismatch.update(diagnose(dev, sk, window, expected[j], run.scores[j]))
+        link = dev.last_run_stats
+    fills = run.costs[run.fills]
+    return Result(board=board_name, port=str(url), core=info.core, counter=info.counter_name, n=rep.n,
+                  bit_exact=rep.n - rep.n_mismatch, device_accuracy=None, host_int_accuracy=None, teacher_accuracy=None,
+                  cost_median=rep.cost_median, cost_min=rep.cost_min, cost_max=rep.cost_max, seconds=round(secs, 3),
+                  samples_per_second=round(len(xq) / secs, 1) if secs > 0 else 0.0, link=asdict(link),
+                  mismatch=mismatch, flash=size.flash if size else None, static_ram=size.ram if size else None,
+                  stream=dict(hop=plan.hop, length=plan.length, channels=plan.channels, samples=int(len(xq)),
+                              hops=int(rep.n), fills=int(run.fills.sum()),
+                              fill_cost=int(fills[0]) if len(fills) and info.counter_kind else None))

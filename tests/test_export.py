@@ -45,11 +45,12 @@ def test_export_bad_inputs(digits_esk, tmp_path):
     corrupt.write_bytes(digits_esk.read_bytes()[:300])
     for args, needles in [
         (["export", digits_esk, "--board", "arduino-uno", "-o", tmp_path / "u"], ["unknown board", "qemu-m4", "esp32"]),
-        (["export", big, "--board", "qemu-m0", "-o", tmp_path / "b"], ["flash", "262,144", "--tables", "--bits"]),
+        (["export", big, "--board", "qemu-m0", "-o", tmp_path / "b"],
+         ["bytes of flash", "qemu-m0 has 262,144", "fewer tables or bits (now 64 tables of 2^10 cells)"]),
         (["export", uno_flash, "--board", "qemu-uno", "-o", tmp_path / "b"],
-         ["bytes of flash plus 4,096 for the firmware", "qemu-uno has 32,768", "--layout compact"]),
+         ["bytes of flash", "4,818 for the firmware", "qemu-uno has 32,768", "--layout compact"]),
         (["export", uno_ram, "--board", "uno", "-o", tmp_path / "b", "--layout", "compact"],
-         ["bytes of RAM plus 1,088 for the firmware", "uno has 2,048"]),
+         ["bytes of RAM", "374 for the firmware", "700 for the input", "uno has 2,048", "--layout unrolled"]),
         (["export", digits_esk, "--board", "qemu-m4", "-o", existing], ["already exists", "--force"]),
         (["export", corrupt, "--board", "qemu-m4", "-o", tmp_path / "c"], ["corrupt or truncated"]),
     ]:
