@@ -54,6 +54,10 @@ class Metrics:
         return getattr(self, key)
 
 
+class RangeWarning(UserWarning):
+    """Data far outside the ranges the model was distilled on (sketch.far_from_ranges): other units, another order."""
+
+
 class Model:
     """A distilled sketch with what it was made from: the numpy Sketch (`.sketch`), its teacher (when known) and the
     test data it was distilled with, so that evaluate/verify need no arguments in a notebook."""
@@ -80,8 +84,20 @@ class Model:
         return S.quantize_inputs(self.sketch, _array(x, self.sketch.n_inputs, "x"))
 
     def predict(self, x) -> np.ndarray:
-        """Float inputs -> the integer sketch's dequantised outputs [N, C] (what es_predict returns on the device)."""
-        return S.int_outputs(self.sketch, _array(x, self.sketch.n_inputs, "x"))
+        """Float inputs -> the integer sketch's dequantised outputs [N, C] (what es_predict returns on the device).
+        Warns once (RangeWarning) when x lies far outside the training data's ranges (sketch.far_from_ranges)."""
+        x = _array(x, self.sketch.n_inputs, "x")
+        self._check_range(x)
+        return S.int_outputs(self.sketch, x)
+
+    def _check_range(self, x) -> None:
+        if getattr(self, "_range_warned", False):
+            return
+        msg = S.far_from_ranges(self.sketch.meta.get("input_ranges"), x, self.sketch.meta.get("input_units"))
+        if msg:
+            import warnings
+            self._range_warned = True
+            warnings.warn(msg, RangeWarning, stacklevel=3)
 
     def predict_float(self, x) -> np.ndarray:
         """Float inputs -> the float sketch's outputs [N, C] (float hashing of unrounded inputs, float tables)."""
@@ -125,7 +141,13 @@ class Model:
         recorded in the sketch). The teacher is scored when one is known (the distilling one, or `teacher`)."""
         from . import evaluate
         x, y = self._test_data(x, y)
+        self._check_range(x)
         t = _teacher(teacher, self.sketch.task) if teacher is not None else self.teacher
+        recorded = self.sketch.meta.get("teacher")
+        import importlib.util
+        if t is None and recorded and Path(recorded).exists() and importlib.util.find_spec("tensorflow"):
+            # the teacher the .esk records, when it is here (and TensorFlow to run it)
+            t = self.teacher = _teacher(recorded, self.sketch.task)
         return Metrics(**evaluate.evaluate(self.sketch, x, y, t))
 
     # -- files and code
@@ -153,39 +175,80 @@ class Model:
         return paths
 
     def export(self, out_dir, board: str | None = None, format: str = "platformio", layout: str = "unrolled",
-               force: bool = False, **options) -> Path:
-        """Write a project for `board` (default: the emulated Cortex-M4) in `format`: platformio (a PlatformIO project),
-        or c / arduino / cmake / espidf where the export module offers them. Checks the model fits the board first."""
+               force: bool = False, *, sample="test", zip: bool = False, hop: int | None = None,
+               stream_state: str | None = None) -> Path:
+        """Write the model in `format` into out_dir (refused if it exists, unless force=True): platformio (a project
+        for `board`, default the emulated Cortex-M4), c, arduino, cmake or espidf (the model and the runtime for any
+        build; a board there only checks the fit). The model must fit the board's flash and RAM (footprint()).
+        arduino: the example classifies `sample` (int8 [n_inputs]; "test": the first test sample of the sketch's data,
+        zeros when that cannot be loaded; None: zeros); zip=True also writes <out_dir>.zip.
+        hop: also the stream (a window's outputs every `hop` samples; see stream_plan), whose state keeps each
+        read-out's contribution (stream_state="keep") or hashes the leaving ones again ("recompute"); None: the
+        board's choice (export.stream_choice)."""
         from . import boards, export
-        b = boards.load(board) if board else boards.default_board()
-        if format == "platformio" and not options:
-            return export.export(self.sketch, b, out_dir, layout, force)[0]
-        try:
-            return export.export(self.sketch, b, out_dir, layout, force, format=format, **options)[0]
-        except TypeError:
-            raise ConfigError(f"format={format!r}: this edgesketch exports platformio projects only", argument="format") from None
+        b = boards.load(board) if board else boards.default_board() if format == "platformio" else None
+        note = None
+        if format == "arduino" and isinstance(sample, str):
+            if sample != "test":
+                raise ConfigError(f"sample={sample!r}: give an int8 array, \"test\" or None", argument="sample")
+            from .build import refuse_existing
+            refuse_existing(out_dir, force)          # loading the data can take seconds: refuse first
+            sample, note = export.first_test_sample(self.sketch)
+            note = note if sample is not None else f"zeros: {note}; replace them with a real input, quantised"
+        elif format != "arduino" and not (sample is None or isinstance(sample, str) and sample == "test"):
+            raise ConfigError(f"sample= is the Arduino example's input: use it with format='arduino', not {format!r}",
+                              argument="sample")
+        return export.export(self.sketch, b, out_dir, layout, force, format,
+                             sample=None if isinstance(sample, str) else sample, sample_note=note, zip=zip, hop=hop,
+                             stream_state=stream_state)[0]
+
+    def footprint(self, board: str | None = None, layout: str = "unrolled", format: str = "platformio"):
+        """export's estimate of the model's flash and RAM on `board` (export.Footprint; None: no board, conservative
+        defaults). UserError when it does not fit, with the figures and what would make it fit."""
+        from . import boards, export
+        b = boards.load(board) if board else None
+        float_api = format != "platformio"
+        return export.check_fits(self.sketch, b, layout, float_api) if b is not None else \
+            export.footprint(self.sketch, layout, None, float_api)
 
     def verify(self, board: str | None = None, port: str | None = None, x=None, y=None, layout: str = "unrolled",
-               project=None, baud: int = 115200, limit: int | None = None, progress=True):
+               project=None, baud: int = 115200, limit: int | None = None, progress=True, *, hop: int | None = None,
+               stream=None, stream_state: str | None = None):
         """Run the test data through a device and compare every score with the integer reference: an emulated board
         (built and started here) or a flashed one on `port` (a serial port or pyserial URL). Returns verify.Result;
-        `.ok` is True when every sample agrees bit for bit."""
+        `.ok` is True when every sample agrees bit for bit.
+        Streams (hop= on an emulated board, or stream= on a device flashed with a hop): `stream` is the recording, an
+        .npz with an array `stream` (N, C) or such an array (None / True: the test windows laid end to end); every
+        hop's outputs are compared with predict_stream_int, and the costs are a hop's (Result.stream holds the first
+        window's fill and a whole window's es_predict_q for comparison)."""
         from . import boards, report, verify
         if (board is None) == (port is None):
             raise ConfigError("give board= (an emulated board, built and run here) or port= (a flashed device), not both",
                               argument="board")
-        x, y = self._test_data(x, y)
-        if limit:
+        streaming = hop is not None or stream is not None
+        if board is not None and stream is not None and hop is None and project is None:
+            raise ConfigError("stream= on an emulated board needs hop= (samples between two outputs) or project= (a "
+                              "project exported with one)", argument="hop")
+        if hop is not None:
+            self.stream_plan(hop)             # refused here (ConfigError, argument hop) before any build
+        x, y = self._test_data(x, y) if not streaming or stream is None or stream is True else (x, y)
+        if limit and x is not None:
             x, y = x[:limit], (None if y is None else y[:limit])
         teacher_acc = self.sketch.meta.get("metrics", {}).get("teacher_accuracy") if limit is None else None
         if board is not None:
             b = boards.load(board)
             if not b.emulated:
                 raise ConfigError(f"board={board!r} is a real board: flash it, then verify with port=", argument="board")
-            ctx = verify.open_emulated(self.sketch, b, project, layout, log=(report.console.print if progress else _quiet))
+            ctx = verify.open_emulated(self.sketch, b, project, layout, log=(report.console.print if progress else _quiet),
+                                       hop=hop, stream_state=stream_state)
             name = b.name
         else:
             ctx, name = contextlib.nullcontext(port), port
+        if streaming:
+            xq, _what = verify.recording(self.sketch, True if stream is None else stream, x)
+            with ctx as url, (report.count_progress(f"streaming {len(xq):,} samples") if progress is True
+                              else contextlib.nullcontext(progress or None)) as cb:
+                return verify.run_stream(self.sketch, xq, url, name, baud, cb)
         with ctx as url, (report.count_progress(f"verifying {len(x)} samples") if progress is True
                           else contextlib.nullcontext(progress or None)) as cb:
             return verify.run(self.sketch, x, y, url, name, baud, teacher_acc, cb)
@@ -267,7 +330,7 @@ def plan(input_shape, n_outputs: int, window="auto", **options):
 
 
 def distill(model, x_train, y_train=None, x_test=None, y_test=None, *, window="auto", task=None, transfer=None,
-            progress=True, source: str | None = None, class_names=None, meta: dict | None = None,
+            progress=True, source: str | None = None, class_names=None, input_units=None, meta: dict | None = None,
             max_loss: float = 1.0, **options) -> Model:
     """Distil a Keras teacher (a keras.Model in memory, or a path to .keras/.h5/SavedModel) into a sketch.
 
@@ -283,16 +346,25 @@ def distill(model, x_train, y_train=None, x_test=None, y_test=None, *, window="a
     0 keeps the most accurate. The candidates' table is in the sketch's meta["choice"] and printed with progress=True.
     progress: True (bars in a terminal or a notebook), False, or a callback(phase, done, total, info).
     source, class_names, meta: provenance recorded in the .esk (the data source's name lets `edgesketch eval/verify`
-    find the test set again).
+    find the test set again). input_units: the inputs' unit ("g"), or one per channel ("g", "g", "g", "dps", ...);
+    recorded with the training data's min, max and mean per channel (input_ranges), which the generated header
+    states and evaluate() checks new data against (evaluate.range_warning).
     Seeds TensorFlow's global generators for the run and restores Python's and NumPy's (distill._deterministic);
     sets TF_CPP_MIN_LOG_LEVEL=3 and KERAS_HOME (if unset) when it first imports TensorFlow."""
     from . import distill as D, report
     from .errors import require
     require("edgesketch.distill", "tensorflow", "keras")
+    if y_train is not None and np.asarray(y_train).dtype.kind in "USO":     # before the teacher reads them
+        raise DataError(f"y_train holds strings ({np.asarray(y_train).reshape(-1)[:1].tolist()[0]!r}, ...): map them to "
+                        "integers 0..C-1 and pass the names as class_names=", argument="y_train")
     t = _teacher(model, task, y_train)
     xtr = _array(x_train, t.n_inputs, "x_train")
+    t.check_data(xtr, "x_train", "x_train")
+    t.check_labels(y_train, "y_train", "y_train")
     if x_test is not None:
         x_test = _array(x_test, t.n_inputs, "x_test")
+        t.check_data(x_test, "x_test", "x_test")
+        t.check_labels(y_test, "y_test", "y_test")
         if y_test is not None and len(y_test) != len(x_test):
             raise DataError(f"x_test has {len(x_test)} samples but y_test {len(y_test)}", argument="y_test")
     xt = None if transfer is None else _array(transfer, t.n_inputs, "transfer").reshape(len(transfer), -1)
@@ -309,6 +381,14 @@ def distill(model, x_train, y_train=None, x_test=None, y_test=None, *, window="a
         classes = [f"y{c}" for c in range(t.n_outputs)]
     meta = dict({"source": source or "<arrays>", "teacher": str(Path(t.path).resolve()) if t.path != "<in-memory model>" else None,
                  "input_shape": list(t.input_shape), "class_names": classes}, **(meta or {}))
+    channels = t.input_shape[-1] if len(t.input_shape) > 1 else 1
+    meta["input_ranges"] = S.input_ranges(xtr.reshape(len(xtr), -1), channels)
+    if input_units is not None:
+        units = [input_units] if isinstance(input_units, str) else [str(u) for u in input_units]
+        if len(units) not in (1, channels) or not all(u.strip() for u in units):
+            raise ConfigError(f"input_units: give one unit or {channels} (one a channel), got {len(units)}",
+                              argument="input_units")
+        meta["input_units"] = [u.strip() for u in units] * (channels if len(units) == 1 else 1)
     if xt is not None:
         meta.setdefault("transfer", {"file": "<array>", "samples": len(xt)})
     ctx = report.phase_progress() if progress is True else contextlib.nullcontext(progress or None)

@@ -427,9 +427,17 @@ def names() -> list[str]:
 
 def load(name: str) -> Board:
     """The board called `name`. Unknown name -> UserError listing the known boards."""
+    known = names()
+    by_lower = {n.lower(): n for n in known}
+    if isinstance(name, str) and name.lower() in by_lower:          # case-insensitive: QEMU-M4, Uno, ESP32
+        name = by_lower[name.lower()]
     path = boards_dir() / f"{name}.toml"
     if not name or "/" in name or "\\" in name or not path.is_file():
-        raise UserError(f"unknown board {name!r}; known boards: {', '.join(names())}")
+        import difflib
+        norm = {n.lower().replace("_", "-"): n for n in known}
+        close = difflib.get_close_matches(str(name).lower().replace("_", "-"), list(norm), n=1, cutoff=0.6)
+        hint = f"did you mean {norm[close[0]]}? " if close else ""
+        raise UserError(f"unknown board {name!r}; {hint}known boards: {', '.join(known)}", argument="board")
     path = path.resolve()
     if path not in _cache:
         _cache[path] = _parse(path)

@@ -122,6 +122,12 @@ data: """ + _data_help())
                    "they take the place of made-up samples, and real inputs teach more (mnist1d: +3 to +7 points)")
     d.add_argument("--task", choices=["classification", "regression"], help="override the task detected from the teacher")
     d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--class-names", metavar="NAMES", help="the classes' names in the order of the teacher's outputs, "
+                   "comma-separated (walk,run,idle) or @FILE (a name a line); default: the data's class_names, else 0..C-1. "
+                   "They reach the C (es_class_name) and the Arduino examples")
+    d.add_argument("--input-units", metavar="UNITS", help="the inputs' unit (g), or one a channel (g,g,g,dps,dps,dps): "
+                   "recorded with the training data's range per channel, stated in the generated header; eval warns "
+                   "when data lie far outside those ranges")
     d.add_argument("--force", action="store_true", help="replace OUT.esk if it exists")
 
     e = sub.add_parser("eval", help="accuracy of a sketch (teacher, float, integer) on a test set",
@@ -173,6 +179,13 @@ model fits that board. --layout compact: smaller code, a loop over tap lists. Li
     x.add_argument("--layout", choices=["unrolled", "compact"], default="unrolled",
                    help="unrolled: straight-line code per hyperplane, fastest (default); compact: loops over tap lists, least flash")
     x.add_argument("--zip", action="store_true", help="arduino: also write DIR.zip (the library for Add .ZIP Library)")
+    x.add_argument("--hop", type=int, metavar="H", help="also generate the model's stream: push samples one at a time, "
+                   "get the outputs of the window ending there every H samples, at the cost of the window's new "
+                   "read-outs only (1-D windowed sketches; H a multiple of stride x pool); arduino: also "
+                   "examples/stream/stream.ino")
+    x.add_argument("--stream-state", choices=["keep", "recompute"], help="with --hop: keep each read-out's "
+                   "contribution (fastest) or hash the leaving read-outs again (least RAM); default: keep when the "
+                   "board has the RAM for it")
     x.add_argument("--force", action="store_true", help="replace DIR (and DIR.zip) if it exists")
 
     v = sub.add_parser("verify", help="run the test set on a device and check it agrees bit for bit", formatter_class=_fmt,
@@ -197,6 +210,11 @@ data: """ + _data_help())
     v.add_argument("--project", metavar="DIR", help="with --board: an exported project to build, instead of a fresh export")
     v.add_argument("--layout", choices=["unrolled", "compact"], default="unrolled", help="with --board: code layout to export")
     v.add_argument("--limit", type=int, help="only the first N test samples")
+    v.add_argument("--stream", nargs="?", const=True, metavar="FILE.npz", help="verify the model's stream instead: "
+                   "the recording in FILE.npz (an array `stream` of shape (N, channels)), or without FILE the test "
+                   "windows laid end to end; every hop's outputs against the host's; with --board also --hop")
+    v.add_argument("--hop", type=int, metavar="H", help="with --board: export the stream with this hop (implies --stream)")
+    v.add_argument("--stream-state", choices=["keep", "recompute"], help="with --hop: how the stream keeps its state")
     v.add_argument("--json", metavar="FILE", help="also write the report as JSON to FILE ('-' for stdout)")
 
     f = sub.add_parser("flash", help="upload a project to a board (pio run -t upload), or start the emulator",
@@ -326,6 +344,8 @@ def cmd_distill(a) -> int:
     ds = data.load(a.data)
     t = tmod.load(a.teacher, a.task, ds.y_train)
     t.check_data(ds.x_train, a.data)
+    t.check_labels(ds.y_train, f"{a.data} training labels")
+    names = _class_names(a.class_names, ds.class_names, t) if t.task == "classification" else None
     planned = api.plan(t.input_shape, t.n_outputs, window, **options)   # a bad combination fails here, before training
     xt = data.load_transfer(a.transfer, int(ds.x_train[0].size)) if a.transfer else None
     report.console.print(f"teacher {a.teacher}: input {t.input_shape}, {t.n_outputs} outputs, {t.task}; "
@@ -341,7 +361,8 @@ def cmd_distill(a) -> int:
     if xt is not None:
         meta["transfer"] = {"file": str(Path(a.transfer).resolve()), "samples": len(xt)}
     m = api.distill(t, ds.x_train, ds.y_train, x_test=ds.x_test, y_test=ds.y_test,
-                    window=window, task=a.task, transfer=xt, source=ds.source, class_names=ds.class_names, meta=meta,
+                    window=window, task=a.task, transfer=xt, source=ds.source, class_names=names, meta=meta,
+                    input_units=a.input_units.split(",") if a.input_units else None,
                     max_loss=max_loss, **options)
     m.save(out, force=a.force)
     choice = m.sketch.meta.get("choice")
@@ -359,7 +380,25 @@ FLAGS = {"tables": "--tables", "bits": "--bits", "hyperplanes": "--hyperplanes",
          "representers": "--representers", "refit_epochs": "--epochs", "force": "--force", "task": "--task",
          "thresholds": "--thresholds", "shift": "--shift", "seed": "--seed", "layout": "--layout", "board": "--board",
          "flash": "--flash", "ram": "--ram", "max_instructions": "--max-instructions", "trials": "--trials", "seeds": "--seeds",
-         "resume": "--resume", "storage": "--storage", "jobs": "--jobs", "max_loss": "--max-loss"}
+         "resume": "--resume", "storage": "--storage", "jobs": "--jobs", "max_loss": "--max-loss",
+         "hop": "--hop", "stream_state": "--stream-state", "zip": "--zip", "format": "--format"}
+
+
+def _class_names(flag: str | None, from_data, t) -> list[str] | None:
+    """--class-names a,b,c (or @FILE, a name a line), else the data's class_names, else None (0..C-1)."""
+    if not flag:
+        return from_data
+    if flag.startswith("@"):
+        try:
+            names = [ln.strip() for ln in Path(flag[1:]).read_text(encoding="utf-8").splitlines() if ln.strip()]
+        except OSError as e:
+            raise UserError(f"--class-names {flag}: cannot read {flag[1:]} ({e.strerror})") from None
+    else:
+        names = [n.strip() for n in flag.split(",")]
+    if len(names) != t.n_outputs or not all(names):
+        raise UserError(f"--class-names: {len(names)} names for a teacher of {t.n_outputs} outputs; give {t.n_outputs}, "
+                        "comma-separated, in the order of its outputs")
+    return names
 
 
 def _flag_message(e) -> str:
@@ -396,13 +435,21 @@ def _sketch_and_test_data(a):
 
 
 def cmd_eval(a) -> int:
-    from . import evaluate, report, teacher as tmod
+    import warnings
+
+    from . import api, report, teacher as tmod
     sk, ds, source = _sketch_and_test_data(a)
     tpath = a.teacher or (sk.meta.get("teacher") if sk.meta.get("teacher") and Path(sk.meta["teacher"]).exists() else None)
     t = tmod.load(tpath, sk.task) if tpath else None
     if t is not None:
         t.check_data(ds.x_test, source)
-    m = evaluate.evaluate(sk, ds.x_test, ds.y_test, t)
+        t.check_labels(ds.y_test, f"{source} test labels")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", api.RangeWarning)
+        m = api.Model(sk, t).evaluate(ds.x_test, ds.y_test).to_dict()
+    for w in caught:
+        if issubclass(w.category, api.RangeWarning):
+            print(f"edgesketch: warning: {source}: {w.message}", file=sys.stderr)
     if a.json:
         print(json.dumps(m, indent=2))
     else:
@@ -487,42 +534,45 @@ def cmd_boards(a) -> int:
 
 
 def cmd_export(a) -> int:
-    from . import boards, esk, report
-    from .build import refuse_existing
-    from .export import export, first_test_sample
+    from . import api, boards, report
     from .formats import library_name, zip_path
     if a.zip and a.format != "arduino":
         raise UserError(f"--zip is for --format arduino (a zipped Arduino library), not --format {a.format}")
-    sk = esk.load(a.sketch)
+    if a.stream_state and a.hop is None:
+        raise UserError("--stream-state goes with --hop H (the samples between two outputs of the stream)")
+    m = api.load(a.sketch)
+    sk = m.sketch
     board = boards.load(a.board) if a.board else boards.default_board() if a.format == "platformio" else None
     out = Path(a.out or f"{Path(a.sketch).stem}-{board.name if a.format == 'platformio' else a.format}")
-    try:
-        sample, note = None, None
-        if a.format == "arduino":      # the example's input: loading the data can take seconds, so refuse first
-            refuse_existing(out, a.force)
-            sample, note = first_test_sample(sk)
-            note = note if sample is not None else f"zeros: {note}; replace them with a real input, quantised"
-        path, fp = export(sk, board, out, a.layout, a.force, a.format, sample=sample, sample_note=note, zip=a.zip)
-    except UserError as e:
-        if e.argument == "force":
-            raise UserError(str(e).replace("force=True", "--force"), e.argument) from None
-        raise
+    path = m.export(out, board.name if board else None, a.format, a.layout, a.force, zip=a.zip, hop=a.hop,
+                    stream_state=a.stream_state)
+    fp = m.footprint(board.name if board else None, a.layout, a.format)
+    note = (path / "examples" / "classify" / "classify.ino").read_text() if a.format == "arduino" else ""
     rows = [("folder" if a.format != "platformio" else "project", str(path)), ("format", a.format)]
     if board is not None:
         rows.append(("board", f"{board.name}: {board.description}"))
     rows += [("model id", sk.meta.get("model_id")), ("layout", a.layout)]
     if board is not None:
-        rows += [("model flash (estimate)", f"{fp.flash:,} of {board.flash_bytes:,} bytes"),
-                 ("model RAM (estimate)", f"{fp.ram:,} of {board.ram_bytes:,} bytes")]
+        rows += [("flash (estimate)", f"{fp.total_flash:,} of {board.flash_bytes:,} bytes (the model {fp.flash:,})"),
+                 ("RAM (estimate)", f"{fp.total_ram:,} of {board.ram_bytes:,} bytes (the model {fp.ram:,})")]
     else:
-        rows.append(("model flash (estimate)", f"{fp.flash:,} bytes (Cortex-M; AVR about twice the code)"))
+        rows.append(("model flash (estimate)", f"{fp.flash:,} bytes (no board given: conservative defaults)"))
+    if a.hop is not None:
+        from .codegen import stream_ram
+        from .export import stream_choice
+        state = stream_choice(sk, a.hop, board, a.layout, a.stream_state)
+        rows.append(("stream", f"a window of {m.stream_plan(a.hop).length} samples every {a.hop}; state {state}, "
+                               f"{stream_ram(sk, a.hop, state)['total']:,} bytes of RAM"))
     if a.format == "platformio":
         nxt = (f"edgesketch verify {a.sketch} --board {board.name} --project {out}" if board.emulated
                else f"cd {out} && pio run -t upload && edgesketch verify {a.sketch} --port /dev/ttyUSB0")
     elif a.format == "c":
-        nxt = f"add {out}/es_model.h and es_model.c to your build; API and example: {out}/README.md"
+        nxt = f"add {out}/*.c to your build and {out} to its include path; API and example: {out}/README.md"
     elif a.format == "arduino":
-        rows.append(("example input", note))
+        import re
+        found = re.search(r"The input, int8 as es_predict_q takes it: (.*?)\.?\n", note)
+        if found:
+            rows.append(("example input", found.group(1)))
         if a.zip:
             rows.append(("zip", str(zip_path(path))))
         nxt = (f"copy {out} into ~/Arduino/libraries/ (or Add .ZIP Library), then File > Examples > "
@@ -536,32 +586,53 @@ def cmd_export(a) -> int:
 
 
 def cmd_verify(a) -> int:
-    from . import boards, report
-    from .verify import open_emulated, run
-    sk, ds, source = _sketch_and_test_data(a)
-    x, y = ds.x_test, ds.y_test
-    if a.limit:
-        x, y = x[:a.limit], (y[:a.limit] if y is not None else None)
-    recorded = sk.meta.get("metrics", {})
-    teacher_acc = recorded.get("teacher_accuracy") if source == sk.meta.get("source") and not a.limit else None
-    if a.board:
-        board = boards.load(a.board)
-        if not board.emulated:
-            raise UserError(f"{board.name} is a real board: flash it (edgesketch flash --board {board.name} DIR), then verify with --port")
-        ctx = open_emulated(sk, board, a.project, a.layout, log=lambda m: report.console.print(m))
+    from . import api, boards, report
+    streaming = a.stream is not None or a.hop is not None
+    if a.hop is not None and not a.board:
+        raise UserError("--hop goes with --board (the stream is exported with it); a flashed device streams with the hop "
+                        "it was exported with: verify --port PORT --stream")
+    if streaming:
+        m = api.load(a.sketch)
+        x = None
+        if a.stream is None or a.stream is True:            # the test windows laid end to end
+            _, ds, _ = _sketch_and_test_data(a)
+            x = ds.x_test[:a.limit] if a.limit else ds.x_test
+        stream = a.stream if isinstance(a.stream, str) else True
+        board = boards.load(a.board) if a.board else None
+        res = m.verify(a.board, a.port, x=x, layout=a.layout, project=a.project, baud=a.baud, hop=a.hop,
+                       stream=stream, stream_state=a.stream_state)
     else:
-        board = None
-        ctx = contextlib.nullcontext(a.port)
-    with ctx as url, report.count_progress(f"verifying {len(x)} samples") as progress:
-        res = run(sk, x, y, url, board.name if board else a.port, a.baud, teacher_acc, progress)
+        sk, ds, source = _sketch_and_test_data(a)
+        x, y = ds.x_test, ds.y_test
+        if a.limit:
+            x, y = x[:a.limit], (y[:a.limit] if y is not None else None)
+        m = api.Model(sk)
+        board = boards.load(a.board) if a.board else None
+        if board is not None and not board.emulated:
+            raise UserError(f"{board.name} is a real board: flash it (edgesketch flash --board {board.name} DIR), then verify with --port")
+        res = m.verify(a.board, a.port, x=x, y=y, layout=a.layout, project=a.project, baud=a.baud)
+        if source != sk.meta.get("source") or a.limit:
+            res.teacher_accuracy = None        # the recorded teacher accuracy is of the whole recorded test set
     how = "QEMU plugin" if board is not None and board.counter.source == "icount_plugin" else "QEMU -icount"
     unit = {"instructions": f"instructions ({how}, exact)", "cycles": "cycles"}.get(res.counter, res.counter)
-    rows = [("device", f"{res.board} ({res.core}) on {res.port}"), ("samples", res.n),
-            ("bit-exact agreements", f"{res.bit_exact} / {res.n}" + ("" if res.ok else "  MISMATCH")),
-            ("on-device accuracy", res.device_accuracy), ("host integer accuracy", res.host_int_accuracy),
-            ("teacher accuracy", res.teacher_accuracy)]
-    if res.cost_median is not None:
-        rows.append((f"{unit} per inference", f"median {res.cost_median:,.0f}, min {res.cost_min:,}, max {res.cost_max:,}"))
+    rows = [("device", f"{res.board} ({res.core}) on {res.port}")]
+    if res.stream:
+        st = res.stream
+        rows += [("stream", f"{st['samples']:,} samples of {st['channels']}, a window of {st['length']} every "
+                            f"{st['hop']}: {st['hops']:,} hops"),
+                 ("bit-exact hops", f"{res.bit_exact} / {res.n}" + ("" if res.ok else "  MISMATCH"))]
+        if res.cost_median is not None:
+            rows.append((f"{unit} per hop", f"median {res.cost_median:,.0f}, min {res.cost_min:,}, max {res.cost_max:,}"))
+        if st.get("window_cost") is not None:
+            rows.append((f"{unit} of a whole window", f"{st['window_cost']:,} (es_predict_q on the first window)"))
+        if st.get("fill_cost") is not None:
+            rows.append(("filling the first window", f"{st['fill_cost']:,}"))
+    else:
+        rows += [("samples", res.n), ("bit-exact agreements", f"{res.bit_exact} / {res.n}" + ("" if res.ok else "  MISMATCH")),
+                 ("on-device accuracy", res.device_accuracy), ("host integer accuracy", res.host_int_accuracy),
+                 ("teacher accuracy", res.teacher_accuracy)]
+        if res.cost_median is not None:
+            rows.append((f"{unit} per inference", f"median {res.cost_median:,.0f}, min {res.cost_min:,}, max {res.cost_max:,}"))
     rows.append(("peak stack of es_predict_q", res.stack_text))
     rows += [("flash", res.flash_text), ("static RAM", res.static_ram_text)]
     rows += [("throughput", f"{res.samples_per_second:,.1f} samples/s round trip ({res.seconds:.2f} s)"),
@@ -625,6 +696,8 @@ def cmd_tune(a) -> int:
         raise UserError(f"{a.data} has no labels (y_train); tune scores trials on a labelled validation split")
     t = tmod.load(a.teacher, None, ds.y_train)
     t.check_data(ds.x_train, a.data)
+    t.check_labels(ds.y_train, f"{a.data} training labels")
+    names = _class_names(a.class_names, ds.class_names, t) if t.task == "classification" else None
     storage = a.storage or str(out.with_suffix(".tune.db"))
     report.console.print(f"tune {a.teacher} on {ds.source} ({len(ds.x_train)} train / {len(ds.x_test)} test) for {a.board}: "
                          f"{a.trials} trials x {len(a.seeds)} seed(s); study {storage}")

@@ -173,10 +173,10 @@ def _inputs(sk: Sketch) -> tuple[str, list[str]]:
     ranges = sk.meta.get("input_ranges") or {}
     if not units and not ranges:
         return "", []
-    lines = [f"{len(sk.in_scale) if len(sk.in_scale) != sk.n_inputs else sk.n_inputs} "
-             f"{'channels' if len(sk.in_scale) != sk.n_inputs else 'features'}, the training data's range per "
-             f"{'channel' if len(sk.in_scale) != sk.n_inputs else 'feature'}:"]
     lo, hi, mean = (ranges.get(k) or [] for k in ("min", "max", "mean"))
+    n = max(len(lo), len(units))
+    lines = [f"{n} channels (the last axis of a window), the training data's range per channel:" if n > 1 else
+             "the training data's range (every input):"]
     for c in range(len(lo)):
         unit = units[c] if c < len(units) else (units[-1] if units else "")
         lines.append(f"  {c}: {lo[c]:.4g} .. {hi[c]:.4g}{' ' + unit if unit else ''} (mean {mean[c]:.4g})")

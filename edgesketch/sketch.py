@@ -416,6 +416,38 @@ def quantize_int8(x: np.ndarray, scale, zero) -> np.ndarray:
     return np.clip(np.rint(units(x, scale, zero)), -128, 127).astype(np.int8)
 
 
+def input_ranges(x: np.ndarray, channels: int) -> dict:
+    """The training data's min, max and mean per channel (the last axis of a window; one channel for flat inputs):
+    {"min": [...], "max": [...], "mean": [...]}, floats, as recorded in a sketch's meta (input_ranges)."""
+    a = np.asarray(x, np.float64).reshape(len(x), -1)
+    a = a.reshape(-1, channels) if channels > 1 else a.reshape(-1, 1)
+    return {k: [float(v) for v in f(a, axis=0)] for k, f in (("min", np.min), ("max", np.max), ("mean", np.mean))}
+
+
+FAR = 0.5            # a value is far from the training data when it lies beyond min - FAR*span or max + FAR*span
+FAR_SHARE = 0.01     # and data are far when more than this share of one channel's values are
+
+
+def far_from_ranges(ranges: dict | None, x: np.ndarray, units=None) -> str | None:
+    """A line saying which channel of x lies far outside the training data's ranges (input_ranges), or None. Far: more
+    than FAR_SHARE (1%) of a channel's values beyond its training min or max by more than FAR (half) of its span; the
+    usual cause is other units (m/s^2 for g: 9.8x) or channels in another order."""
+    if not ranges or not ranges.get("min"):
+        return None
+    lo, hi = np.asarray(ranges["min"], np.float64), np.asarray(ranges["max"], np.float64)
+    a = np.asarray(x, np.float64).reshape(len(x), -1).reshape(-1, len(lo))
+    span = np.maximum(hi - lo, 1e-12)
+    far = (a < lo - FAR * span) | (a > hi + FAR * span)
+    share = far.mean(axis=0)
+    worst = int(np.argmax(share))
+    if share[worst] <= FAR_SHARE:
+        return None
+    unit = f" {units[worst]}" if units and worst < len(units) else ""
+    return (f"{share[worst]:.0%} of channel {worst}'s values lie far outside the range the model was distilled on "
+            f"({lo[worst]:.4g} .. {hi[worst]:.4g}{unit}; these span {a[:, worst].min():.4g} .. {a[:, worst].max():.4g}): "
+            f"check the units and the channel order")
+
+
 def input_units(sk: Sketch, x: np.ndarray) -> np.ndarray:
     """Float inputs [N, ...] -> quantised units u [N, D] (not rounded): what the float sketch hashes."""
     return units(x, sk.in_scale, sk.in_zero)

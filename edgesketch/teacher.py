@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UserError
+from .errors import DataError, UserError
 
 
 def tensorflow():
@@ -43,11 +43,55 @@ class Teacher:
     @property
     def n_inputs(self) -> int: return int(np.prod(self.input_shape))
 
-    def check_data(self, x: np.ndarray, source: str) -> None:
-        n = int(np.prod(x.shape[1:]))
+    def check_data(self, x: np.ndarray, source: str, argument: str | None = None) -> None:
+        """DataError (naming `argument`) unless x holds samples of the teacher's input: as many values, and not its
+        axes swapped (channels-first windows (N, 3, 64) for a (64, 3) teacher would be reshaped into nonsense)."""
+        shape = tuple(int(v) for v in np.shape(x)[1:])
+        n = int(np.prod(shape))
         if n != self.n_inputs:
-            raise UserError(f"{source} has {n} values per sample {tuple(x.shape[1:])} but the teacher {Path(self.path).name} "
-                            f"expects {self.n_inputs} {self.input_shape}; pass the data the teacher was trained on")
+            raise DataError(f"{source} has {n} values per sample {shape} but the teacher {Path(self.path).name} "
+                            f"expects {self.n_inputs} {self.input_shape}; pass the data the teacher was trained on",
+                            argument=argument)
+        if len(shape) == len(self.input_shape) > 1 and shape != self.input_shape and sorted(shape) == sorted(self.input_shape):
+            order = tuple(shape.index(d) + 1 for d in self.input_shape) if len(set(shape)) == len(shape) else None
+            fix = f"x.transpose(0, {', '.join(map(str, order))})" if order else "transpose them"
+            raise DataError(f"{source} has samples of shape {shape} but the teacher takes {self.input_shape}: the axes look "
+                            f"swapped (channels first?); reorder them with {fix}", argument=argument)
+
+    def check_labels(self, y, source: str, argument: str | None = None) -> None:
+        """DataError (naming `argument`) unless y can be this teacher's labels: for classification, integers 0..C-1
+        (C = the teacher's outputs), one a sample, or one-hot rows of C; for regression, numbers, C a sample."""
+        if y is None:
+            return
+        a = np.asarray(y)
+        if a.dtype.kind in "USO":
+            ex = next((v for v in a.reshape(-1)[:1]), "")
+            raise DataError(f"{source} holds {'strings' if a.dtype.kind in 'US' else 'objects'} ({str(ex)!r}, ...): map "
+                            f"them to integers 0..{self.n_outputs - 1} and pass the names as class names", argument=argument)
+        if a.dtype.kind not in "biuf":
+            raise DataError(f"{source} is {a.dtype}, not numbers", argument=argument)
+        if self.task != "classification":
+            if a.size and not np.all(np.isfinite(a.astype(np.float64))):
+                raise DataError(f"{source} holds NaN or Inf values; clean them first", argument=argument)
+            return
+        C = self.n_outputs
+        if a.ndim == 2 and a.shape[1] == C and C > 1:          # one-hot rows
+            return
+        if a.ndim > 1 and int(np.prod(a.shape[1:])) != 1:
+            raise DataError(f"{source} has shape {a.shape}: give one integer label a sample (or one-hot rows of {C})",
+                            argument=argument)
+        a = a.reshape(-1)
+        if a.size == 0:
+            return
+        if a.dtype.kind == "f" and not (np.all(np.isfinite(a)) and np.all(a == np.round(a))):
+            raise DataError(f"{source} holds non-integer labels (such as {a[a != np.round(a)][:1].tolist() or 'NaN'}): "
+                            f"classification labels are integers 0..{C - 1}", argument=argument)
+        lo, hi = int(a.min()), int(a.max())
+        if lo < 0 or hi >= C:
+            fix = (f"subtract {lo} (labels {lo}..{hi} for {C} classes)" if hi - lo < C and lo > 0
+                   else f"the teacher has {C} outputs; pass the labels it was trained on")
+            raise DataError(f"{source} has labels {lo}..{hi} but a classifier of {C} outputs needs 0..{C - 1}; {fix}",
+                            argument=argument)
 
     def outputs(self, x: np.ndarray, batch: int = 1024) -> np.ndarray:
         """Raw outputs [N, C]: probabilities for a softmax teacher, logits or values otherwise."""
@@ -66,6 +110,9 @@ def load(path: str, task: str | None = None, labels: np.ndarray | None = None) -
     p = Path(path)
     if not p.exists():
         raise UserError(f"teacher {path} not found; give a Keras model file (.keras or .h5) or a SavedModel folder",
+                        argument="teacher")
+    if p.is_file() and p.stat().st_size == 0:
+        raise UserError(f"teacher {path} is an empty file (0 bytes): save the model again, model.save('{p.name}')",
                         argument="teacher")
     tensorflow()
     import keras

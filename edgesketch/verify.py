@@ -180,7 +180,8 @@ def recording(sk: Sketch, stream=True, x_test=None) -> tuple[np.ndarray, str]:
         if x_test is None:
             raise DataError("no recording and no test windows to lay end to end: pass stream= an .npz with an array "
                             "`stream` (N, C)", argument="stream")
-        a, what = np.asarray(x_test), f"the {len(x_test):,} test windows laid end to end"
+        a = np.asarray(x_test)
+        a, what = a.reshape(len(a), -1, C).reshape(-1, C), f"the {len(x_test):,} test windows laid end to end"
     elif isinstance(stream, (str, Path)):
         try:
             with np.load(stream, allow_pickle=False) as z:
@@ -238,6 +239,10 @@ def run_stream(sk: Sketch, xq: np.ndarray, url: str, board_name: str, baud: int,
                                       "its stream does not (its sums or its ring of samples)")
             else:
                 mismatch.update(diagnose(dev, sk, window, expected[j], run.scores[j]))
+        # the same window through es_predict_q: what a hop would cost without the stream
+        window_cost = None
+        if info.counter_kind and len(expected):
+            window_cost, _ = dev.infer(np.ascontiguousarray(stream_windows(xq, plan.length, plan.hop)[0]))
         link = dev.last_run_stats
     fills = run.costs[run.fills]
     return Result(board=board_name, port=str(url), core=info.core, counter=info.counter_name, n=rep.n,
@@ -247,4 +252,5 @@ def run_stream(sk: Sketch, xq: np.ndarray, url: str, board_name: str, baud: int,
                   mismatch=mismatch, flash=size.flash if size else None, static_ram=size.ram if size else None,
                   stream=dict(hop=plan.hop, length=plan.length, channels=plan.channels, samples=int(len(xq)),
                               hops=int(rep.n), fills=int(run.fills.sum()),
-                              fill_cost=int(fills[0]) if len(fills) and info.counter_kind else None))
+                              fill_cost=int(fills[0]) if len(fills) and info.counter_kind else None,
+                              window_cost=None if window_cost is None else int(window_cost)))
