@@ -633,7 +633,8 @@ def cmd_verify(a) -> int:
                  ("teacher accuracy", res.teacher_accuracy)]
         if res.cost_median is not None:
             rows.append((f"{unit} per inference", f"median {res.cost_median:,.0f}, min {res.cost_min:,}, max {res.cost_max:,}"))
-    rows.append(("peak stack of es_predict_q", res.stack_text))
+    if not res.stream:
+        rows.append(("peak stack of es_predict_q", res.stack_text))
     rows += [("flash", res.flash_text), ("static RAM", res.static_ram_text)]
     rows += [("throughput", f"{res.samples_per_second:,.1f} samples/s round trip ({res.seconds:.2f} s)"),
              ("link", f"{res.link.get('retries', 0)} retries, {res.link.get('boots', 0)} resets, {res.link.get('bad_frames', 0)} bad frames")]
