@@ -8,9 +8,8 @@ The API is edgesketch.api (docs/python-api.md); importing the package does not i
 """
 __version__ = "0.2.0"
 
-from . import distill  # noqa: E402  (callable: edgesketch.distill(model, x_train, ...) is api.distill)
-from . import tune  # noqa: E402  (callable: edgesketch.tune(model, x_train, y_train, board=...) is tune.tune)
-from .api import Metrics, Model, config, load  # noqa: E402
+from .api import Metrics, Model, config, distill, load  # noqa: E402
+from .tuning import tune  # noqa: E402
 from .errors import ConfigError, DataError, UserError  # noqa: E402
 
 __all__ = ["distill", "tune", "load", "config", "Model", "Metrics", "UserError", "ConfigError", "DataError", "__version__"]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -288,34 +288,15 @@ def _array(x, n_inputs: int, name: str) -> np.ndarray:
 
 
 def _teacher(model, task=None, labels=None):
-    from . import teacher as T
-    if isinstance(model, T.Teacher):
-        return model
-    if isinstance(model, (str, Path)):
-        return T.load(str(model), task, labels)
-    return T.from_model(model, task=task, labels=labels)
+    from .teacher import resolve
+    return resolve(model, task, labels)
 
 
 def config(input_shape, window="auto", **options):
-    """The distill.Config for a teacher input shape: the family's defaults (windows over a time or image axis unless
-    window="flat"), then `options` (any Config field). ConfigError names an unknown option."""
-    from .distill import Config, check, family_defaults
-    known = {f.name for f in fields(Config)}
-    bad = [k for k in options if k not in known]
-    if bad:
-        raise ConfigError(f"{bad[0]}=...: no such option; use one of {', '.join(sorted(known))}", argument=bad[0])
-    kw = {} if window == "flat" or options.get("mode") == "representer" else dict(family_defaults(input_shape))
-    if window not in ("auto", "flat"):
-        win = tuple(window) if isinstance(window, (tuple, list)) else (int(window),)
-        if not kw:
-            kw = dict(family_defaults((16,) * len(win) + (1,)))
-        kw["window"] = win
-    if "stride" in options and "dilation" not in options:   # a stride of the caller's: windows without gaps, as before
-        kw["dilation"] = (1,)
-    kw.update(options)
-    cfg = Config(**kw)
-    check(cfg, input_shape)
-    return cfg
+    """The distillation.Config for a teacher input shape (distillation.config: the family's defaults unless
+    window="flat", then `options`). ConfigError names an unknown option."""
+    from .distillation import config as make
+    return make(input_shape, window, **options)
 
 
 def plan(input_shape, n_outputs: int, window="auto", **options):
@@ -351,7 +332,7 @@ def distill(model, x_train, y_train=None, x_test=None, y_test=None, *, window="a
     states and evaluate() checks new data against (evaluate.range_warning).
     Seeds TensorFlow's global generators for the run and restores Python's and NumPy's (distill._deterministic);
     sets TF_CPP_MIN_LOG_LEVEL=3 and KERAS_HOME (if unset) when it first imports TensorFlow."""
-    from . import distill as D, report
+    from . import distillation as D, report
     from .errors import require
     require("edgesketch.distill", "tensorflow", "keras")
     if y_train is not None and np.asarray(y_train).dtype.kind in "USO":     # before the teacher reads them

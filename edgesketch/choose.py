@@ -9,7 +9,7 @@ positions; for image axes 4 x 4, then 8 x 8), each with the options the caller g
 count_bits, codebook apply to every candidate), in order of Cortex-M0 instructions per inference estimated from the
 structure (edgesketch.cost). An input with no time or image axis has one candidate, the flat sketch: nothing to choose.
 
-choose() distils them in that order on a stratified 80% of the training set (tune.split: the split tune uses), with
+choose() distils them in that order on a stratified 80% of the training set (choose.split: the split tune uses too), with
 early stopping on the other 20% (the straight-through and refit phases end after PATIENCE epochs without a lower
 validation loss and keep their best epoch), and scores the integer sketch on that 20%: never on the test set. It keeps
 the first candidate within max_loss points of the teacher's own score on the same 20%; when none is, the best one.
@@ -65,7 +65,7 @@ class Choice:
         """What the .esk records (meta["choice"])."""
         return {"metric": self.metric, "teacher_validation": self.teacher_score, "max_loss": self.max_loss,
                 "chosen": self.chosen.name, "reason": self.reason, "seconds": round(self.seconds, 1),
-                "split": {"fit": self.n_fit, "validation": self.n_val, "how": "tune.split (stratified, fixed seed)"},
+                "split": {"fit": self.n_fit, "validation": self.n_val, "how": "choose.split (stratified, fixed seed)"},
                 "candidates": self.rows}
 
     def table(self):
@@ -87,6 +87,19 @@ def table(choice: dict):
     return t
 
 
+VALIDATION = {"fraction": 0.2, "seed": 0}   # the validation split: a fifth of the training set, stratified, fixed seed
+
+
+def split(x, y, task: str):
+    """(fit, validation) indices of x: VALIDATION["fraction"] of the training set, stratified by class, fixed seed;
+    the split distill's choice and tune both score on."""
+    from sklearn.model_selection import train_test_split
+    idx = np.arange(len(x))
+    fit, val = train_test_split(idx, test_size=VALIDATION["fraction"], random_state=VALIDATION["seed"],
+                                stratify=y if task == "classification" else None)
+    return fit, val
+
+
 def fixes_geometry(window, options: dict) -> bool:
     """True when the caller chose the family or the geometry (window other than "auto", or any GEOMETRY option), or a
     mode with one family (representer: flat)."""
@@ -97,8 +110,7 @@ def candidates(input_shape, n_outputs: int, options: dict) -> list[Candidate]:
     """The flat sketch and the windowed geometries for input_shape, each with `options`, cheapest first (estimated
     Cortex-M0 instructions, then table bytes)."""
     from . import cost
-    from .api import config
-    from .distill import READOUTS, geometry, spatial_axes
+    from .distillation import READOUTS, config, geometry, spatial_axes
     spatial = spatial_axes(input_shape)
     out = [_candidate("flat", "flat", {}, input_shape, n_outputs, options, config, cost)]
     seen = set()
@@ -157,9 +169,8 @@ def choose(teacher, x_train: np.ndarray, y_train, cands: list[Candidate], max_lo
     """Distil the candidates cheapest first on the fit split and keep the first within max_loss of the teacher on
     the validation split (see the module). progress(phase, done, total, info): every candidate's phases, named
     "<candidate>: <phase>"; say(text): a line per candidate."""
-    from . import distill as D
+    from . import distillation as D
     from .sketch import int_outputs
-    from .tune import split
     max_loss = check_max_loss(max_loss)
     t0 = time.time()
     x = np.asarray(x_train, np.float32).reshape(len(x_train), -1)

@@ -290,7 +290,7 @@ data: """ + _data_help())
 
 def _fam(key: str, ndim: int = 2):
     """A windowed-family default for the help text (ndim 2: T x C inputs, 3: H x W x C)."""
-    from .distill import family_defaults
+    from .distillation import family_defaults
     v = family_defaults((16,) * (ndim - 1) + (1,)).get(key, 1 if key in ("weights", "thresholds") else None)
     return ("," if key == "flat_branch" else "x").join(map(str, v)) if isinstance(v, (tuple, list)) else v
 
@@ -570,7 +570,7 @@ def cmd_export(a) -> int:
         nxt = f"add {out}/*.c to your build and {out} to its include path; API and example: {out}/README.md"
     elif a.format == "arduino":
         import re
-        found = re.search(r"The input, int8 as es_predict_q takes it: (.*?)\.?\n", note)
+        found = re.search(r"The input, int8 as \w+_predict_q takes it: (.*?)\.?\n", note)
         if found:
             rows.append(("example input", found.group(1)))
         if a.zip:
@@ -675,14 +675,14 @@ def _trial_options(a) -> dict | None:
                          ("--finalists", a.finalists, 0)):
         if v is not None and v < low:
             raise UserError(f"{flag} {v}: must be at least {low}")
-    from .tune import shortened
+    from .tuning import shortened
     return shortened(a.trial_epochs, a.trial_aug_size) or None
 
 
 def cmd_tune(a) -> int:
     from . import data, report, teacher as tmod
     from .errors import require
-    from .tune import describe, tune
+    from .tuning import describe, tune
     require("edgesketch tune", "optuna", "tensorflow", "sklearn", extra="tune")   # a lean install: name the extra first
     out = Path(a.out)
     side = [out, out.with_suffix(".trials.json"), out.with_suffix(".pareto.png")]

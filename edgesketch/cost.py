@@ -47,7 +47,7 @@ COEF_FILE = Path(__file__).with_name("cost_m0.json")
 def structure(cfg, input_shape, n_outputs: int) -> dict:
     """The structure a distill.Config gives for a teacher input shape, before training (taps per hyperplane as
     configured, at most the window's elements)."""
-    from .distill import branch_sizes, windows_of
+    from .distillation import branch_sizes, windows_of
     wins = windows_of(cfg, input_shape)
     thresholds = [cfg.thresholds] + [1] * (len(wins) - 1)
     branches = []

@@ -79,7 +79,7 @@ def save(sk: Sketch, path: str | Path, force: bool = False) -> str:
     """Write atomically (temp file + rename). Refuses to replace an existing file unless force. Returns the id."""
     path = Path(path)
     if path.exists() and not force:
-        raise UserError(f"{path} already exists; pass --force to replace it or choose another -o", argument="force")
+        raise UserError(f"{path} already exists; use force=True to replace it, or another path", argument="force")
     sk.meta.update(format=FORMAT, format_version=VERSION, edgesketch_version=__version__,
                    branches=[{"window": b.window.to_json()} for b in sk.branches])
     assign_id(sk)
@@ -104,7 +104,7 @@ def save(sk: Sketch, path: str | Path, force: bool = False) -> str:
 def load(path: str | Path) -> Sketch:
     path = Path(path)
     if not path.exists():
-        raise UserError(f"sketch file {path} not found; make one with `edgesketch distill TEACHER --data DATA -o {path.name}`")
+        raise UserError(f"sketch file {path} not found; distil one first (edgesketch.distill, or the command line's distill)")
     if path.is_dir():
         raise UserError(f"{path} is a folder, not a sketch file; give the .esk that `edgesketch distill` wrote")
     bad = f"{path} is not a valid edgesketch sketch"

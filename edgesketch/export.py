@@ -232,6 +232,6 @@ def stream_choice(sk: Sketch, hop: int, board: Board | None, layout: str = "unro
     need = (keep if state == "keep" else rec)["total"]
     if need > left:
         raise UserError(f"the stream's state takes {need:,} bytes ({state}) but {board.name} has about {max(left, 0):,} "
-                        f"left after the firmware and the model; use a larger hop or --stream-state recompute, or a "
+                        f"left after the firmware and the model; use a larger hop or stream_state=recompute, or a "
                         f"board with more RAM")
     return state

@@ -410,8 +410,8 @@ class Device:
         window."""
         info = self._need_info()
         if not info.streams:
-            raise UserError(f"the firmware on {self.port} has no stream: export the model with a hop (edgesketch export "
-                            f"--hop H, or verify --stream --board B), then flash it")
+            raise UserError(f"the firmware on {self.port} has no stream: export the model with a hop (hop=H), then flash "
+                            f"it")
         T, h, C = info.stream_len, info.stream_hop, info.stream_channels
         a = np.asarray(xq_samples)
         if a.dtype != np.int8:

@@ -195,3 +195,12 @@ def _wrap_savedmodel(path: str):
             raise UserError(f"SavedModel {path} has {len(out)} outputs; edgesketch needs one output tensor")
         out = next(iter(out.values()))
     return keras.Model(inp, out)
+
+
+def resolve(model, task: str | None = None, labels=None) -> Teacher:
+    """A Teacher from what a caller has: a Teacher (as it is), a path (.keras, .h5, SavedModel) or a keras.Model."""
+    if isinstance(model, Teacher):
+        return model
+    if isinstance(model, (str, Path)):
+        return load(str(model), task, labels)
+    return from_model(model, task=task, labels=labels)

@@ -212,8 +212,8 @@ def run_stream(sk: Sketch, xq: np.ndarray, url: str, board_name: str, baud: int,
     with harness.Device(url, model_id=sk.meta["model_id"], baudrate=baud) as dev:
         info = dev.info
         if not info.streams:
-            raise UserError(f"the firmware on {url} has no stream: export the model with --hop H (or verify --stream "
-                            f"--board BOARD, which does)")
+            raise UserError(f"the firmware on {url} has no stream: export the model with a hop (hop=H), or verify "
+                            f"on an emulated board with hop=H, which does")
         plan = stream_plan(sk, info.stream_hop)
         if (info.stream_len, info.stream_channels) != (plan.length, plan.channels):
             raise UserError(f"the device streams windows of {info.stream_len} samples of {info.stream_channels} values, "

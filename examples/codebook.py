@@ -16,7 +16,7 @@ import teachers  # noqa: E402
 import numpy as np  # noqa: E402
 from edgesketch import data, evaluate, teacher  # noqa: E402
 from edgesketch.sketch import int_cells, quantize_inputs  # noqa: E402
-from edgesketch.distill import Config, distill  # noqa: E402
+from edgesketch.distillation import Config, distill  # noqa: E402
 
 VARIANTS = {"int8": {}, "int4": dict(count_bits=4), "rows128": dict(codebook=128), "rows256": dict(codebook=256),
             "L24 rows256": dict(tables=24, codebook=256), "K8 rows256": dict(bits=8, codebook=256),

@@ -16,7 +16,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "examples")]
 
 import teachers  # noqa: E402
 from edgesketch import data, evaluate, quantize, teacher  # noqa: E402
-from edgesketch.distill import Config, distill  # noqa: E402
+from edgesketch.distillation import Config, distill  # noqa: E402
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

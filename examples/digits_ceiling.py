@@ -24,7 +24,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "examples")]
 
 import numpy as np  # noqa: E402
 import teachers  # noqa: E402
-from edgesketch import data, distill as D, evaluate, teacher  # noqa: E402
+from edgesketch import data, distillation as D, evaluate, teacher  # noqa: E402
 
 VARIANTS = {"default": {}, "weights 1,2": {}, "taps 32": dict(taps=32), "L64 P192": dict(tables=64, hyperplanes=192),
             "shifted": {}}

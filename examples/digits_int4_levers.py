@@ -13,7 +13,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "examples")]
 
 import teachers  # noqa: E402
 from edgesketch import data, evaluate, teacher  # noqa: E402
-from edgesketch.distill import Config, distill  # noqa: E402
+from edgesketch.distillation import Config, distill  # noqa: E402
 
 VARIANTS = {"base": {}, "aug80k": dict(aug_size=80000), "refit30": dict(refit_epochs=30)}
 

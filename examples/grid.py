@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 
 import teachers  # noqa: E402
 from edgesketch import data, evaluate, teacher  # noqa: E402
-from edgesketch.distill import Config, distill  # noqa: E402
+from edgesketch.distillation import Config, distill  # noqa: E402
 
 TEACHERS = [("sklearn:digits", "digits-mlp"), ("mnist1d", "mnist1d-mlp"), ("mnist1d", "mnist1d-cnn")]
 # learned: the default (10 KB of tables on 10 classes), a smaller and a cheaper one, and the 20 KB configuration

@@ -17,7 +17,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "examples")]
 
 import teachers  # noqa: E402
 from edgesketch import data, evaluate, teacher  # noqa: E402
-from edgesketch.distill import Config, distill  # noqa: E402
+from edgesketch.distillation import Config, distill  # noqa: E402
 
 SKETCHES = {"small": dict(tables=16, bits=4, hyperplanes=32, taps=8, count_bits=4),
             "default": dict(tables=16, bits=6, hyperplanes=48, taps=8),

@@ -66,7 +66,7 @@ def median_of_means(sk, x, groups: int = 4) -> np.ndarray:
 def one(tname: str, lever: str) -> dict:
     import teachers
     from edgesketch import data, evaluate, teacher
-    from edgesketch.distill import Config, distill
+    from edgesketch.distillation import Config, distill
     ds, t = data.load("mnist1d"), teacher.load(teachers.ensure(tname))
     kw = dict(LEVERS[lever])
     how, n_fresh = kw.pop("_data", None), kw.pop("_n", 36000)

@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from edgesketch import data as esdata, esk, teacher as T  # noqa: E402
-from edgesketch.distill import Config, augment, distill, family_defaults  # noqa: E402
+from edgesketch.distillation import Config, augment, distill, family_defaults  # noqa: E402
 from edgesketch.quantize import quantize_counts, read_weighted_scale  # noqa: E402
 from edgesketch.sketch import _sum_cells, all_counts, float_outputs, int_cells, int_scores, quantize_inputs  # noqa: E402
 

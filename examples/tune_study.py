@@ -110,7 +110,7 @@ def main(argv=None) -> int:
         sys.stdout.write(table(rows))
         return 0
     import edgesketch as es
-    from edgesketch import data, tune
+    from edgesketch import data, tuning as tune
     from edgesketch.bench.teachers import ensure
     if a.smoke:
         a.trials, a.seeds = 2, [0]

@@ -24,7 +24,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "examples")]
 
 import teachers  # noqa: E402
 from edgesketch import data, quantize, teacher  # noqa: E402
-from edgesketch.distill import UNIT, Config, _Fit, _selectors, augment, targets  # noqa: E402
+from edgesketch.distillation import UNIT, Config, _Fit, _selectors, augment, targets  # noqa: E402
 
 # name -> (P1, s1, P2, s2, L, K)
 CONFIGS = {

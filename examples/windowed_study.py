@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from edgesketch import data as esdata, evaluate, teacher as T  # noqa: E402
-from edgesketch.distill import Config, distill, family_defaults  # noqa: E402
+from edgesketch.distillation import Config, distill, family_defaults  # noqa: E402
 
 BASE = dict(window=(9,), stride=(2,), tables=15, bits=6, ste_lr=0.003, refit_lr=0.001)
 BASE2 = dict(window=(3, 3), ste_lr=0.003, refit_lr=0.001)

@@ -49,8 +49,8 @@ def pytest_runtest_setup(item):
     """While a fast test sets up and runs, the slow work it must not do raises (torn down in pytest_runtest_teardown)."""
     if item.get_closest_marker("fast") is not None:
         mp = pytest.MonkeyPatch()
-        from edgesketch import build, distill, emulate
-        mp.setattr(distill, "distill", _refuse("distil a sketch"))
+        from edgesketch import build, distillation, emulate
+        mp.setattr(distillation, "distill", _refuse("distil a sketch"))
         mp.setattr(build, "run_pio", _refuse("build firmware with PlatformIO"))
         mp.setattr(emulate, "_start", _refuse("start QEMU"))
         if "keras" in sys.modules:
@@ -132,7 +132,7 @@ def mnist1d_teacher(tmp_path_factory) -> Path:
 def quick_distill(teacher_path, source, mode="learned", **kw):
     """A sketch trained briefly: well-formed and real, not accurate. For bit-exactness tests."""
     from edgesketch import data, teacher
-    from edgesketch.distill import Config, distill
+    from edgesketch.distillation import Config, distill
     ds = data.load(source)
     t = teacher.load(str(teacher_path))
     cfg = Config(mode=mode, epochs=kw.pop("epochs", 3), refit_epochs=2, aug_size=kw.pop("aug_size", 3000), **kw)

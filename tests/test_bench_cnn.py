@@ -157,7 +157,7 @@ def test_distil_mnist1d_int8_within_2_points_of_float(tmp_path):
     from conftest import train_small_teacher
 
     from edgesketch import data, teacher
-    from edgesketch.distill import Config
+    from edgesketch.distillation import Config
     ds = data.load("mnist1d")
     tch = teacher.load(str(train_small_teacher("mnist1d", tmp_path / "t.keras", epochs=10, cnn=True)))
     net, f = cnn.build(tch, ds.x_train, "c8k5s2-c16k5s2-gap", epochs=8, cfg=Config(aug_size=8000))
@@ -189,7 +189,7 @@ def two_channel_teacher(tmp_path_factory):
 
 
 def test_distil_two_channels_with_transfer(two_channel_teacher, tmp_path):
-    from edgesketch.distill import Config
+    from edgesketch.distillation import Config
     tch, x, y = two_channel_teacher
     transfer = x[300:] * 1.5
     net, f = cnn.build(tch, x[:300], "c4k3s2-c6k3s1-flatten", epochs=1, transfer=transfer, cfg=Config(aug_size=1000))
@@ -200,7 +200,7 @@ def test_distil_two_channels_with_transfer(two_channel_teacher, tmp_path):
 
 
 def test_smallest_cnn_stops_at_the_first_that_reaches(two_channel_teacher):
-    from edgesketch.distill import Config
+    from edgesketch.distillation import Config
     tch, x, y = two_channel_teacher
     kw = dict(epochs=1, cfg=Config(aug_size=600))
     net, tried = cnn.smallest_cnn(0.0, tch, x[:300], x[300:], y[300:], archs=("c2k3s2-gap", "c4k3s1-flatten"), **kw)

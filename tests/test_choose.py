@@ -8,7 +8,7 @@ import pytest
 
 import edgesketch as es
 from edgesketch import api, choose, cost, data
-from edgesketch.distill import geometry, windows_of
+from edgesketch.distillation import geometry, windows_of
 from edgesketch.errors import ConfigError
 from test_esk_cli import assert_user_error, run_cli
 
@@ -140,7 +140,7 @@ def test_tune_starts_from_distills_candidates(shape):
     candidate's configuration (so a budget that holds distill's choice scores it on the same split and seeds)."""
     import optuna
     from dataclasses import asdict
-    from edgesketch import tune
+    from edgesketch import tuning as tune
     fixed = {"epochs": 3}
     starts = tune.starts(shape, 10, fixed, {})
     cands = choose.candidates(shape, 10, fixed)

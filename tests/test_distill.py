@@ -70,7 +70,7 @@ def test_digits_example_meets_targets(tmp_path):
 def test_transfer_inputs_take_the_place_of_mixup():
     """--transfer: the distillation set is the training set, then the transfer inputs, then mixup up to the augmented
     size (none when the transfer set fills it); without transfer inputs it is what it always was."""
-    from edgesketch.distill import Config, augment
+    from edgesketch.distillation import Config, augment
     rng = np.random.default_rng(0)
     x, xt = rng.normal(size=(50, 4)).astype(np.float32), rng.normal(size=(300, 4)).astype(np.float32)
     a = augment(x, Config(aug_size=1000), np.random.default_rng(1), xt)
@@ -97,7 +97,7 @@ def test_cli_distill_with_transfer_records_it(tmp_path, digits_teacher):
 def test_transfer_is_training_inputs_without_labels(digits_teacher):
     """Distilling with transfer inputs is distilling on train + transfer with mixup filling the rest: the same sketch
     bit for bit (the teacher labels both, and both calibrate the input quantisation)."""
-    from edgesketch.distill import Config, distill
+    from edgesketch.distillation import Config, distill
     ds, t = data.load("sklearn:digits"), teacher.load(str(digits_teacher))
     xt = ds.x_train[::-1] + 0.5
     cfg = dict(epochs=2, refit_epochs=1, tables=4, bits=4, hyperplanes=8, aug_size=4000)
@@ -162,7 +162,7 @@ def test_training_graph_matches_the_numpy_hash(shape, kw):
     """The training graph's sums at every position (a convolution, or a gather of windows) are the numpy reference's
     (sketch.windows times the hyperplanes), in its position order; its bucket probabilities summed over each region's
     read-out positions are the brute-force sums of products of the bits."""
-    from edgesketch.distill import Config, _Fit, windows_of
+    from edgesketch.distillation import Config, _Fit, windows_of
     from edgesketch.sketch import Branch
     from edgesketch.teacher import tensorflow
     tf = tensorflow()

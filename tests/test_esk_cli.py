@@ -47,8 +47,11 @@ def test_id_changes_with_contents(tmp_path):
 
 def test_refuses_to_overwrite_without_force(tmp_path):
     esk.save(random_sketch(), tmp_path / "a.esk")
-    with pytest.raises(UserError, match="--force"):
+    with pytest.raises(UserError, match="force=True") as e:         # the API speaks in arguments, the CLI in flags
         esk.save(random_sketch(seed=3), tmp_path / "a.esk")
+    assert e.value.argument == "force"
+    from edgesketch.cli import _flag_message
+    assert "use --force to replace it" in _flag_message(e.value)
     esk.save(random_sketch(seed=3), tmp_path / "a.esk", force=True)
 
 

@@ -167,7 +167,7 @@ def test_digits_cnn_too_big_for_the_uno_is_refused_before_any_build(tmp_path, ca
     assert "layout=compact" in str(e.value) and e.value.argument == "layout"
     with pytest.raises(UserError, match="bytes of flash"):
         api.verify(board="qemu-uno", x=np.zeros((2, 64), np.float32))
-    from edgesketch import tune
+    from edgesketch import tuning as tune
     bud = tune.Budget("uno", "qemu-uno", 32256 - 4764, 2048 - 446, None, False)
     cost = tune.measure(sk, "unrolled", bud, np.zeros((2, 64), np.int8))
     assert cost.how.startswith("estimate: does not fit uno") and not cost.fits(bud)

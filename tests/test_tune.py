@@ -6,7 +6,7 @@ from dataclasses import asdict
 import numpy as np
 import pytest
 
-from edgesketch import data, tune as T
+from edgesketch import data, tuning as T
 from test_esk_cli import assert_user_error, run_cli
 
 pytest.importorskip("optuna")

@@ -297,7 +297,7 @@ def distill_cnn(teacher, x_train, arch: Arch | str, epochs: int = 30, seed: int 
     unit variance, batch normalisation after each conv (folded into it afterwards), Adam with lr 0.05 decayed to 0
     (cosine) over 30 epochs; small nets train far worse without batch norm or at Keras' usual lr 1e-3."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from ..distill import Config, _deterministic, augment, targets
+    from ..distillation import Config, _deterministic, augment, targets
     from ..teacher import tensorflow
     tf = tensorflow()
     import keras

@@ -154,7 +154,7 @@ def distill_mlp(teacher, x_train, hidden: int, epochs: int = 20, aug_size: int =
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras
     import tensorflow as tf
-    from ..distill import Config, augment, targets
+    from ..distillation import Config, augment, targets
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
     cfg = Config(aug_size=aug_size, seed=seed)

@@ -38,7 +38,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 
 from .. import codegen, data, emulate, esk, harness, sketch as S, teacher as T  # noqa: E402
-from ..distill import Config, distill, family_defaults  # noqa: E402
+from ..distillation import Config, distill, family_defaults  # noqa: E402
 from ..quantize import calibrate_inputs  # noqa: E402
 from ..errors import require  # noqa: E402
 from . import device, mlp  # noqa: E402

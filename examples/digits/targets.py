@@ -15,7 +15,7 @@ import numpy as np  # noqa: E402
 
 import teachers  # noqa: E402
 from edgesketch import data, evaluate, teacher  # noqa: E402
-from edgesketch.distill import Config, distill  # noqa: E402
+from edgesketch.distillation import Config, distill  # noqa: E402
 
 CONFIGS = {"10 KB (default)": {}, "20 KB": dict(tables=32, hyperplanes=96, taps=16, aug_size=80000, epochs=20)}
 

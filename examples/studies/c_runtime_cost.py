@@ -58,7 +58,7 @@ def make(folder: Path) -> None:
     """Distil every sketch of SKETCHES (seed 0) from the bench's teachers into folder/<slug>.esk (kept if there)."""
     from edgesketch import data, esk, teacher
     from edgesketch.bench import teachers
-    from edgesketch.distill import Config, distill, family_defaults
+    from edgesketch.distillation import Config, distill, family_defaults
     folder.mkdir(parents=True, exist_ok=True)
     for name, tname, source, cfg, _ in SKETCHES:
         path = folder / f"{_slug(name)}.esk"

@@ -48,7 +48,7 @@ def main(argv=None):
     sys.path.insert(0, str(Path(a.src).resolve()))
     es_data = importlib.import_module("edgesketch.data")
     es_teacher = importlib.import_module("edgesketch.teacher")
-    D = importlib.import_module("edgesketch.distill")
+    D = importlib.import_module("edgesketch.distillation")
     print(f"edgesketch from {Path(D.__file__).resolve().parents[1]}; load at start {load_avg()}", flush=True)
     rows = []
     for name in a.cases:

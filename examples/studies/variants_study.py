@@ -66,9 +66,9 @@ def main(argv=None):
     ap.add_argument("--json", help="default build/study/variants-<case>.json")
     a = ap.parse_args(argv)
     from edgesketch import api, data, teacher
-    from edgesketch.distill import distill
+    from edgesketch.distillation import distill
     from edgesketch.sketch import int_outputs
-    from edgesketch.tune import split
+    from edgesketch.tuning import split
     tpath, source, make = CASES[a.case]
     if not (ROOT / tpath).exists():
         sys.exit(f"{tpath} is missing: {make}")

@@ -37,7 +37,7 @@ import numpy as np
 from .errors import ConfigError, DataError, UserError
 
 STUDY = "edgesketch-tune"
-VALIDATION = {"fraction": 0.2, "seed": 0}
+from .choose import VALIDATION, split  # noqa: E402,F401  (the validation split distill's choice and tune share)
 INFEASIBLE = 1 << 30          # the cost recorded for what was never measured
 
 
@@ -91,7 +91,7 @@ def budget(board: str, n_inputs: int, n_outputs: int, flash=None, ram=None, max_
     t = twin(b)
     base_flash = base_ram = 0
     if t is not None and (flash is None or ram is None):
-        from .bench import device
+        from . import measure as device
         with _workdir(workdir) as wd:
             s = device.trivial_size(t.name, n_inputs, n_outputs, wd)
         base_flash, base_ram = s.flash, s.ram
@@ -123,7 +123,7 @@ def measure(sk, layout: str, bud: Budget, xq: np.ndarray, workdir=None) -> Cost:
         if flash is None:
             return Cost(fp.flash, fp.ram, None, "estimate (no emulated board of this core)")
         return Cost(flash, fp.ram, None, f"model object built with {target.compile_check.cc}, RAM estimated (no emulated board of this core)")
-    from .bench import device
+    from . import measure as device
     with _workdir(workdir) as wd:
         try:
             r = device.run(bud.measured_on, codegen.generate(sk, layout), xq, sk.n_inputs, sk.n_outputs, wd, "tune")
@@ -171,14 +171,14 @@ def _workdir(path=None):
 
 # ---------------------------------------------------------------- the search space
 def spatial_axes(input_shape) -> int:
-    from .distill import spatial_axes
+    from .distillation import spatial_axes
     return len(spatial_axes(input_shape))
 
 
 def _geometry_choices(input_shape, name: str, base: list) -> list:
     """Choices of stride or dilation: `base` and the values of distill's windowed geometries for this input (a long
     input's strides are long: distill.geometry), so that distill's candidates are points of the space."""
-    from .distill import READOUTS, geometry
+    from .distillation import READOUTS, geometry
     n = spatial_axes(input_shape)
     return sorted(set(base) | {geometry(input_shape, r)[name][0] for r in READOUTS.get(n, READOUTS[2])} if n else set(base))
 
@@ -258,7 +258,7 @@ def suggest(trial, input_shape, fixed: dict, space: dict) -> dict:
 def defaults(input_shape, fixed: dict, space: dict | None = None) -> dict:
     """The configuration of the family's defaults (the windowed one for an input with a time or image axis), as
     Optuna parameters (not checked: a space whose defaults distill refuses gets them as an invalid first trial)."""
-    from .distill import Config, family_defaults
+    from .distillation import Config, family_defaults
     return params_of(Config(**family_defaults(input_shape)), fixed, space)
 
 
@@ -268,7 +268,7 @@ def starts(input_shape, n_outputs: int, fixed: dict, space: dict | None = None) 
     trials of every study, so that a budget that holds distill's choice gets a sketch at least as good on the
     validation split (the same split, the same seeds)."""
     from .choose import candidates
-    from .distill import Config
+    from .distillation import Config
     known = {f.name for f in fields(Config)}
     opts = {k: v for k, v in fixed.items() if k in known}
     try:
@@ -286,7 +286,7 @@ def starts(input_shape, n_outputs: int, fixed: dict, space: dict | None = None) 
 def params_of(cfg, fixed: dict, space: dict | None = None) -> dict:
     """A distill.Config as Optuna parameters (what suggest() turns back into it), less what `fixed` pins and what
     `space` does not offer."""
-    from .distill import Config
+    from .distillation import Config
     kw = {f.name: getattr(cfg, f.name) for f in fields(Config)}
     out = {"layout": "unrolled", "window": "auto" if cfg.windowed else "flat",
            "window_size": kw["window"][0] if cfg.windowed else None,
@@ -311,7 +311,7 @@ _teachers: dict = {}
 
 
 def _teacher(path: str, task):
-    from .api import _teacher as load
+    from .teacher import resolve as load
     if path not in _teachers:
         _teachers.clear()
         _teachers[path] = load(path, task)
@@ -627,15 +627,6 @@ def pareto(rows: list[dict], hard: bool) -> list[dict]:
 
 
 # ---------------------------------------------------------------- the driver
-def split(x, y, task: str):
-    """The validation split: VALIDATION["fraction"] of the training set, stratified by class, fixed seed."""
-    from sklearn.model_selection import train_test_split
-    idx = np.arange(len(x))
-    fit, val = train_test_split(idx, test_size=VALIDATION["fraction"], random_state=VALIDATION["seed"],
-                                stratify=y if task == "classification" else None)
-    return fit, val
-
-
 def tune(teacher, x_train, y_train, x_test=None, y_test=None, *, board: str = "qemu-m4", flash: int | None = None,
          ram: int | None = None, max_instructions: int | None = None, trials: int = 40, seeds=(0, 1, 2),
          jobs: int | None = None, ray: str | None = None, storage: str | None = None, resume: bool = False,
@@ -669,7 +660,7 @@ def tune(teacher, x_train, y_train, x_test=None, y_test=None, *, board: str = "q
     if trials < 1:
         raise ConfigError(f"trials={trials}: must be at least 1", argument="trials")
     fixed, space, short = dict(fixed or {}), dict(space or {}), dict(trial_options or {})
-    from .distill import Config
+    from .distillation import Config
     known = {f.name for f in fields(Config)} | {"layout", "window", "window_size"}
     for name in list(fixed) + list(space) + list(short):
         if name not in known or name == "seed":
@@ -985,14 +976,3 @@ def _final(t, xtr, ytr, x_test, y_test, best, bud, seeds, samples, source, class
              "test_spread": float(np.std(tests)) if tests else None, "cost": asdict(cost), "fits": cost.fits(bud),
              "layout": layout, "config": best["config"]}
     return final, m
-
-
-class _Callable(__import__("types").ModuleType):
-    """`edgesketch.tune` is both this module and the library's entry: edgesketch.tune(teacher, x_train, ...) runs tune()
-    (as edgesketch.distill does)."""
-
-    def __call__(self, *args, **kwargs):
-        return tune(*args, **kwargs)
-
-
-__import__("sys").modules[__name__].__class__ = _Callable

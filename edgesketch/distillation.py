@@ -18,7 +18,7 @@ representer (the paper, arXiv 2106.11426; flat)
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Callable
 
 import numpy as np
@@ -728,13 +728,22 @@ def _selectors(P: int, L: int, K: int, rng) -> np.ndarray:
     return np.array(sel, np.int64)
 
 
-class _Callable(__import__("types").ModuleType):
-    """`edgesketch.distill` is both this module and the library's one-call entry: edgesketch.distill(model, x_train,
-    ...) runs edgesketch.api.distill (a submodule attribute cannot be a function, as importing the module rebinds it)."""
-
-    def __call__(self, *args, **kwargs):
-        from .api import distill as entry
-        return entry(*args, **kwargs)
-
-
-__import__("sys").modules[__name__].__class__ = _Callable
+def config(input_shape, window="auto", **options):
+    """The Config for a teacher input shape: the family's defaults (windows over a time or image axis unless
+    window="flat"), then `options` (any Config field). ConfigError names an unknown option."""
+    known = {f.name for f in fields(Config)}
+    bad = [k for k in options if k not in known]
+    if bad:
+        raise ConfigError(f"{bad[0]}=...: no such option; use one of {', '.join(sorted(known))}", argument=bad[0])
+    kw = {} if window == "flat" or options.get("mode") == "representer" else dict(family_defaults(input_shape))
+    if window not in ("auto", "flat"):
+        win = tuple(window) if isinstance(window, (tuple, list)) else (int(window),)
+        if not kw:
+            kw = dict(family_defaults((16,) * len(win) + (1,)))
+        kw["window"] = win
+    if "stride" in options and "dilation" not in options:   # a stride of the caller's: windows without gaps, as before
+        kw["dilation"] = (1,)
+    kw.update(options)
+    cfg = Config(**kw)
+    check(cfg, input_shape)
+    return cfg
