@@ -176,7 +176,7 @@ class Model:
 
     def export(self, out_dir, board: str | None = None, format: str = "platformio", layout: str = "unrolled",
                force: bool = False, *, sample="test", zip: bool = False, hop: int | None = None,
-               stream_state: str | None = None) -> Path:
+               stream_state: str | None = None, prefix: str = "es", name: str | None = None) -> Path:
         """Write the model in `format` into out_dir (refused if it exists, unless force=True): platformio (a project
         for `board`, default the emulated Cortex-M4), c, arduino, cmake or espidf (the model and the runtime for any
         build; a board there only checks the fit). The model must fit the board's flash and RAM (footprint()).
@@ -184,8 +184,12 @@ class Model:
         zeros when that cannot be loaded; None: zeros); zip=True also writes <out_dir>.zip.
         hop: also the stream (a window's outputs every `hop` samples; see stream_plan), whose state keeps each
         read-out's contribution (stream_state="keep") or hashes the leaving ones again ("recompute"); None: the
-        board's choice (export.stream_choice)."""
-        from . import boards, export
+        board's choice (export.stream_choice).
+        prefix: of the model's files, symbols and macros (c, arduino, cmake, espidf: {prefix}_model.h,
+        {prefix}_predict_q, {PREFIX}_N_INPUTS), so two models live in one program (default es; platformio takes only
+        es). name: the Arduino library's name (library.properties and the zip's top folder; default: out_dir's name)."""
+        from . import boards, export, formats
+        formats.check_prefix(prefix)                  # before the test sample is loaded (seconds)
         b = boards.load(board) if board else boards.default_board() if format == "platformio" else None
         note = None
         if format == "arduino" and isinstance(sample, str):
@@ -200,7 +204,7 @@ class Model:
                               argument="sample")
         return export.export(self.sketch, b, out_dir, layout, force, format,
                              sample=None if isinstance(sample, str) else sample, sample_note=note, zip=zip, hop=hop,
-                             stream_state=stream_state)[0]
+                             stream_state=stream_state, prefix=prefix, name=name)[0]
 
     def footprint(self, board: str | None = None, layout: str = "unrolled", format: str = "platformio"):
         """export's estimate of the model's flash and RAM on `board` (export.Footprint; None: no board, conservative

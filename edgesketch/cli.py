@@ -167,6 +167,10 @@ data: """ + _data_help())
   espidf      the same folder as cmake, to copy into an ESP-IDF project's components/
                 edgesketch export digits.esk --format espidf -o components/digits --board esp32
 
+two models in one program (c, arduino, cmake, espidf): give each its own --prefix; they share the runtime
+                edgesketch export walk.esk --format c -o walk --prefix walk     (walk_model.h, walk_predict_q, WALK_N_INPUTS)
+                edgesketch export gear.esk --format c -o gear --prefix gear     (gear_model.h, gear_predict_q, ...)
+
 --board picks the board of a platformio project; with the other formats it is optional and only checks that the
 model fits that board. --layout compact: smaller code, a loop over tap lists. List boards with: edgesketch boards""")
     x.add_argument("sketch", metavar="MODEL.esk")
@@ -186,6 +190,13 @@ model fits that board. --layout compact: smaller code, a loop over tap lists. Li
     x.add_argument("--stream-state", choices=["keep", "recompute"], help="with --hop: keep each read-out's "
                    "contribution (fastest) or hash the leaving read-outs again (least RAM); default: keep when the "
                    "board has the RAM for it")
+    x.add_argument("--prefix", metavar="P", default="es",
+                   help="prefix of the model's files, functions and macros: P_model.h, P_predict_q, P_N_INPUTS "
+                   "(default es), so that two models can live in one program: export each with its own prefix "
+                   "(lower-case letters, digits, _). They share the runtime (es_sketch*), which keeps its names. "
+                   "c, arduino, cmake, espidf; a platformio project's firmware calls es_*")
+    x.add_argument("--name", metavar="NAME", help="arduino: the library's name (library.properties, the zip's "
+                   "folder, File > Examples > NAME; default: the .esk file's name)")
     x.add_argument("--force", action="store_true", help="replace DIR (and DIR.zip) if it exists")
 
     v = sub.add_parser("verify", help="run the test set on a device and check it agrees bit for bit", formatter_class=_fmt,
@@ -381,7 +392,8 @@ FLAGS = {"tables": "--tables", "bits": "--bits", "hyperplanes": "--hyperplanes",
          "thresholds": "--thresholds", "shift": "--shift", "seed": "--seed", "layout": "--layout", "board": "--board",
          "flash": "--flash", "ram": "--ram", "max_instructions": "--max-instructions", "trials": "--trials", "seeds": "--seeds",
          "resume": "--resume", "storage": "--storage", "jobs": "--jobs", "max_loss": "--max-loss",
-         "hop": "--hop", "stream_state": "--stream-state", "zip": "--zip", "format": "--format"}
+         "hop": "--hop", "stream_state": "--stream-state", "zip": "--zip", "format": "--format", "prefix": "--prefix",
+         "name": "--name"}
 
 
 def _class_names(flag: str | None, from_data, t) -> list[str] | None:
@@ -535,7 +547,7 @@ def cmd_boards(a) -> int:
 
 def cmd_export(a) -> int:
     from . import api, boards, report
-    from .formats import library_name, zip_path
+    from .formats import safe_library_name, zip_path
     if a.zip and a.format != "arduino":
         raise UserError(f"--zip is for --format arduino (a zipped Arduino library), not --format {a.format}")
     if a.stream_state and a.hop is None:
@@ -544,8 +556,10 @@ def cmd_export(a) -> int:
     sk = m.sketch
     board = boards.load(a.board) if a.board else boards.default_board() if a.format == "platformio" else None
     out = Path(a.out or f"{Path(a.sketch).stem}-{board.name if a.format == 'platformio' else a.format}")
+    # the Arduino library is named after the model: --name, else the .esk file's name
+    name = (a.name or safe_library_name(Path(a.sketch).stem)) if a.format == "arduino" else a.name
     path = m.export(out, board.name if board else None, a.format, a.layout, a.force, zip=a.zip, hop=a.hop,
-                    stream_state=a.stream_state)
+                    stream_state=a.stream_state, prefix=a.prefix, name=name)
     fp = m.footprint(board.name if board else None, a.layout, a.format)
     note = (path / "examples" / "classify" / "classify.ino").read_text() if a.format == "arduino" else ""
     rows = [("folder" if a.format != "platformio" else "project", str(path)), ("format", a.format)]
@@ -576,10 +590,10 @@ def cmd_export(a) -> int:
         if a.zip:
             rows.append(("zip", str(zip_path(path))))
         nxt = (f"copy {out} into ~/Arduino/libraries/ (or Add .ZIP Library), then File > Examples > "
-               f"{library_name(path)} > classify")
+               f"{name} > classify")
     else:
         nxt = (f"ESP-IDF: copy {out} into your project's components/; other CMake builds: add_subdirectory({out}) and "
-               f"target_link_libraries(app PRIVATE es_model)")
+               f"target_link_libraries(app PRIVATE {a.prefix}_model)")
     rows.append(("next", nxt))
     report.out.print(report.kv_table(rows, "exported"))
     return 0

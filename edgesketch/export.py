@@ -172,7 +172,8 @@ def first_test_sample(sk: Sketch) -> tuple[object, str]:
 
 def export(sk: Sketch, board: Board | str | None, out_dir: str | Path, layout: str = "unrolled", force: bool = False,
            format: str = "platformio", *, sample=None, sample_note: str | None = None,
-           zip: bool = False, hop: int | None = None, stream_state: str | None = None) -> tuple[Path, Footprint]:
+           zip: bool = False, hop: int | None = None, stream_state: str | None = None, prefix: str = "es",
+           name: str | None = None) -> tuple[Path, Footprint]:
     """Write the sketch in `format` into out_dir (replaced whole with force; else an existing one is an error) and
     return (out_dir, the model's footprint estimate).
 
@@ -182,9 +183,22 @@ def export(sk: Sketch, board: Board | str | None, out_dir: str | Path, layout: s
     test sample), `zip` also writes <out_dir>.zip.
     hop: also generate the stream (samples between two scores; docs/model-api.md, "Streaming"), whose state keeps
     each read-out's contribution or hashes the leaving ones again: stream_state "keep" / "recompute", or None for
-    the board's choice (stream_choice)."""
+    the board's choice (stream_choice).
+    prefix: of the model's files, symbols and macros in c, arduino, cmake and espidf ({prefix}_model.h,
+    {prefix}_predict_q, {PREFIX}_N_INPUTS; default es), so two models live in one program; the runtime they share keeps
+    its names. platformio takes only es (its firmware calls es_*). name: the Arduino library's name (default: the
+    folder's name)."""
     if format not in formats.FORMATS:
         raise ConfigError(f"unknown format {format!r}: use one of {', '.join(formats.FORMATS)}", argument="format")
+    formats.check_prefix(prefix)
+    if format == "platformio" and prefix != "es":
+        raise ConfigError(f"prefix={prefix} is for the c, arduino, cmake and espidf formats: a platformio project's "
+                          "firmware calls the es_* functions, so it takes the default prefix es", argument="prefix")
+    if name is not None and format != "arduino":
+        raise ConfigError(f"name={name} is the Arduino library's name: use it with format=arduino, not "
+                          f"format={format}", argument="name")
+    if name is not None:
+        formats.check_library_name(name)
     if zip and format != "arduino":
         raise ConfigError(f"zip is for the arduino format, not {format}", argument="zip")
     if sample is not None and format != "arduino":
@@ -202,10 +216,11 @@ def export(sk: Sketch, board: Board | str | None, out_dir: str | Path, layout: s
         return build.write_project(board, codegen.generate(sk, layout, **st), out_dir, force=force,
                                    model_id=sk.meta.get("model_id")), fp
     if format == "c":
-        return formats.write_c(sk, out_dir, layout, force, **st), fp
+        return formats.write_c(sk, out_dir, layout, force, prefix=prefix, **st), fp
     if format == "arduino":
-        return formats.write_arduino(sk, out_dir, layout, force, sample, sample_note, zip, **st), fp
-    return formats.write_cmake(sk, out_dir, layout, force, **st), fp
+        return formats.write_arduino(sk, out_dir, layout, force, sample, sample_note, zip, prefix=prefix, name=name,
+                                     **st), fp
+    return formats.write_cmake(sk, out_dir, layout, force, prefix=prefix, **st), fp
 
 
 def stream_choice(sk: Sketch, hop: int, board: Board | None, layout: str = "unrolled", state: str | None = None,

@@ -207,12 +207,13 @@ def test_arduino_library_layout_and_zip(arduino_lib):
     assert _files(out) == {"library.properties", "README.md", "src/es_model.h", "src/es_model.c", ex,
                            *(f"src/{r}" for r in RUNTIME)}
     props = dict(line.split("=", 1) for line in (out / "library.properties").read_text().splitlines())
-    assert props["name"] == "digits_sketch" and props["includes"] == "es_model.h" and props["architectures"] == "*"
+    # the command line names the library after the model: the .esk file's stem (digits), not the folder's name
+    assert props["name"] == "digits" and props["includes"] == "es_model.h" and props["architectures"] == "*"
     assert {"version", "author", "maintainer", "sentence", "paragraph", "category"} <= set(props)
     with zipfile.ZipFile(out.with_name("digits_sketch.zip")) as z:     # one top folder, the library, as the IDE wants
         names = [n for n in z.namelist() if not n.endswith("/")]
-        assert sorted(names) == sorted(f"digits_sketch/{f}" for f in _files(out))
-        assert z.read(f"digits_sketch/{ex}") == (out / ex).read_bytes()
+        assert sorted(names) == sorted(f"digits/{f}" for f in _files(out))
+        assert z.read(f"digits/{ex}") == (out / ex).read_bytes()
     # the sample is the first digits test image, quantised; the expected class is the integer reference's
     from edgesketch import data
     xq = quantize_inputs(sk, data.load("sklearn:digits").x_test[:1])[0]
