@@ -554,13 +554,18 @@ def load_pieces(n_inputs: int, max_body: int) -> list[tuple[int, int]]:
     per = load_limit(max_body)
     if per < 1 or n_inputs < 1 or n_inputs > 0xFFFF:
         raise ProtocolError(f"cannot split {n_inputs} inputs into LOAD frames of {max_body} body bytes")
-    k = -(-n_inputs // per)
-    base, extra = divmod(n_inputs, k)
-    out, off = [], 0
+    return _even(0, n_inputs, per)
+
+
+def _even(start: int, n: int, per: int) -> list[tuple[int, int]]:
+    """(start, size) of the fewest pieces of at most `per` that cover start .. start + n - 1, of nearly equal sizes."""
+    k = -(-n // per)
+    base, extra = divmod(n, k)
+    out, pos = [], start
     for i in range(k):
-        n = base + (i < extra)
-        out.append((off, n))
-        off += n
+        m = base + (i < extra)
+        out.append((pos, m))
+        pos += m
     return out
 
 
@@ -673,15 +678,7 @@ def stream_pieces(start: int, end: int, channels: int, max_body: int) -> list[tu
     if per < 1 or end <= start:
         raise ProtocolError(f"cannot split samples {start}..{end} of {channels} values into STREAM frames of {max_body} "
                             f"body bytes")
-    n = end - start
-    k = -(-n // per)
-    base, extra = divmod(n, k)
-    out, pos = [], start
-    for i in range(k):
-        m = base + (i < extra)
-        out.append((pos, m))
-        pos += m
-    return out
+    return _even(start, end - start, per)
 
 
 class StreamState:

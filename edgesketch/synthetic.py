@@ -42,6 +42,23 @@ def load(name: str):
     return xtr, ytr, xte, yte, list(classes), list(units), rate
 
 
+def stream(name: str, n_samples: int, seed: int = 0, idle_share: float = 0.4) -> tuple[np.ndarray, np.ndarray]:
+    """A continuous recording of set `name` (each window with its own orientation, as the windows of the set): windows
+    of random classes laid end to end with idle gaps (class 0's windows: `idle_share` of them), float32 [n_samples, C],
+    and the class of each sample's window, int64 [n_samples]. What a live stream looks like to a streaming sketch."""
+    shape, classes = SETS[name][0], SETS[name][1]
+    gen = {"gestures": _gesture, "imu": _activity, "vibration": _machine}[name]
+    rng = np.random.default_rng(seed)
+    xs, ys, n = [], [], 0
+    while n < n_samples:
+        c = 0 if rng.random() < idle_share else int(rng.integers(1, len(classes)))
+        w = gen(c, shape, rng)
+        xs.append(w)
+        ys.append(np.full(len(w), c))
+        n += len(w)
+    return np.concatenate(xs)[:n_samples].astype(np.float32), np.concatenate(ys)[:n_samples].astype(np.int64)
+
+
 # ---------------------------------------------------------------- shared pieces
 def _gravity(rng, tilt_deg: float = 20.0) -> np.ndarray:
     """The gravity vector (1 g) of a device held about flat, tilted by random roll and pitch."""

@@ -644,7 +644,7 @@ otherwise; requantisation with one 64-bit multiply per hidden unit; the last lay
   repeats, against ai-edge-litert on the int8 teacher, both one sample per call and (litert's best case) batched.
   Teachers run two at a time (--jobs 2), so both sides of a ratio share the machine with the other teacher's run.
 - "sketch windowed" rows (teachers with a time or image axis) are the sketch `edgesketch distill` picks by default
-  for that input shape (distill.FAMILIES, chosen on a validation split of the training set: docs/algorithm-notes.md).
+  for that input shape (distillation.FAMILIES, chosen on a validation split of the training set: docs/algorithm-notes.md).
   They quantise inputs per channel (the flat rows per feature); "ops" counts tap additions (a sum shared by several
   thresholds once) and lookup-adds over every position.
 - "distilled int8 CNN" (Conv1D teachers) is edgesketch.bench.cnn: Conv1D layers (batch norm folded), global average
