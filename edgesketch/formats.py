@@ -27,11 +27,12 @@ import numpy as np
 from . import codegen
 from .build import atomic_dir, refuse_existing
 from .errors import ConfigError
-from .sketch import Sketch, int_scores
+from .sketch import Sketch, dequantize_int8, int_scores, quantize_inputs
 
 FORMATS = ("platformio", "c", "arduino", "cmake", "espidf")
 EXAMPLE = "classify"          # the Arduino library's example: examples/classify/classify.ino
 STREAM_EXAMPLE = "stream"     # with a hop: examples/stream/stream.ino
+FLOAT_EXAMPLE = "classify_float"   # classification: examples/classify_float/classify_float.ino (float sensor values)
 
 
 PREFIX_RE = re.compile(r"[a-z][a-z0-9_]{0,30}")   # codegen.generate's rule: a lower-case C identifier, 31 at most
@@ -61,13 +62,31 @@ def check_library_name(name) -> str:
 
 def _context(sk: Sketch, files: dict[str, str], layout: str, prefix: str = "es") -> dict:
     names = [str(n) for n in sk.meta.get("class_names") or []]
+    units, lines = codegen._inputs(sk)
+    shape = sk.meta.get("input_shape")
     return dict(p=prefix, P_=prefix.upper(), header=f"{prefix}_model.h", source_c=f"{prefix}_model.c",
                 target=f"{prefix}_model",
                 model_id=sk.meta.get("model_id") or "unsaved", task=sk.task, D=sk.n_inputs, C=sk.n_outputs,
                 L=sk.n_tables, layout=layout, class_names=names if len(names) == sk.n_outputs else [],
                 table_bytes=sk.table_bytes, projection_bytes=sk.projection_bytes,
                 source=sk.meta.get("source"), files=sorted(files), runtime=sorted(codegen.runtime_files()),
-                sources=sorted(n for n in {**files, **codegen.runtime_files()} if n.endswith(".c")))
+                sources=sorted(n for n in {**files, **codegen.runtime_files()} if n.endswith(".c")),
+                units_text=_units_text(units), input_lines=lines,
+                input_shape="x".join(map(str, shape)) if shape else str(sk.n_inputs))
+
+
+def _cfloat(v: float) -> str:
+    """A float literal C and C++ both read: 0.0f, -1.5f, 1e-05f (not 0f)."""
+    t = f"{float(v):.9g}"
+    return (t if any(c in t for c in ".en") else t + ".0") + "f"
+
+
+def _units_text(units: str) -> str:
+    """"g on every channel" or "g, g, g, dps, dps, dps (per channel)" from codegen._inputs' comma-separated units."""
+    u = [x for x in units.split(",") if x]
+    if not u:
+        return ""
+    return f"{u[0]} on every channel" if len(set(u)) == 1 else f"{', '.join(u)} (per channel)"
 
 
 def _write(folder: Path, files: dict[str, str]) -> None:
@@ -162,14 +181,25 @@ def write_arduino(sk: Sketch, out_dir: str | os.PathLike, layout: str = "unrolle
     scores = [int(s) for s in int_scores(sk, xq[None])[0]]
     ctx = dict(_context(sk, files, layout, prefix), name=lib, example=EXAMPLE, sample_rows=codegen._rows([int(v) for v in xq]),
                sample_note=note, scores=scores, expected=int(np.argmax(scores)),
-               stream_example=STREAM_EXAMPLE if hop is not None else "")
+               stream_example=STREAM_EXAMPLE if hop is not None else "", float_example="")
+    examples = {f"examples/{EXAMPLE}/{EXAMPLE}.ino": codegen.render("formats/example.ino.j2", **ctx)}
+    if sk.task == "classification":
+        # the float example: the same sample as sensor values (the int8 one dequantised: within half a quantisation
+        # step of the recorded values), and the class the integer reference gives once es_predict quantises it again
+        xf = dequantize_int8(xq, sk.in_scale, sk.in_zero)
+        ctx.update(float_example=FLOAT_EXAMPLE, float_rows=codegen._rows([_cfloat(v) for v in xf]),
+                   float_note=(note.replace(", quantised", "") + " as float values (the int8 sample dequantised: within "
+                               "half a quantisation step of the recording)") if sample is not None else
+                   "zeros: replace them with your sensor's readings",
+                   float_expected=int(np.argmax(int_scores(sk, quantize_inputs(sk, xf[None]))[0])))
+        examples[f"examples/{FLOAT_EXAMPLE}/{FLOAT_EXAMPLE}.ino"] = codegen.render("formats/example_float.ino.j2", **ctx)
     tmpzip = None
     try:
         with atomic_dir(out, force) as tmp:
             _write(tmp, {"library.properties": codegen.render("formats/library.properties.j2", **ctx),
                          "README.md": codegen.render("formats/arduino_README.md.j2", **ctx),
                          **{f"src/{n}": t for n, t in {**files, **codegen.runtime_files()}.items()},
-                         f"examples/{EXAMPLE}/{EXAMPLE}.ino": codegen.render("formats/example.ino.j2", **ctx),
+                         **examples,
                          **({} if hop is None else {f"examples/{STREAM_EXAMPLE}/{STREAM_EXAMPLE}.ino":
                                                     codegen.render("formats/stream.ino.j2", **_stream_context(sk, ctx))})})
             if zpath is not None:   # zipped from the temporary folder, renamed into place after it

@@ -416,6 +416,15 @@ def quantize_int8(x: np.ndarray, scale, zero) -> np.ndarray:
     return np.clip(np.rint(units(x, scale, zero)), -128, 127).astype(np.int8)
 
 
+def dequantize_int8(xq: np.ndarray, scale, zero) -> np.ndarray:
+    """int8 inputs [D] or [N, D] -> float values (xq - zero) * scale, float32: what quantize_int8 gives back xq for
+    (within half a quantisation step of the values it was quantised from)."""
+    q = np.asarray(xq, np.float32)
+    flat = q.reshape(-1, q.shape[-1])
+    x = (flat - _per_feature(zero, flat.shape[1])) * _per_feature(scale, flat.shape[1])
+    return x.astype(np.float32).reshape(q.shape)
+
+
 def input_ranges(x: np.ndarray, channels: int) -> dict:
     """The training data's min, max and mean per channel (the last axis of a window; one channel for flat inputs):
     {"min": [...], "max": [...], "mean": [...]}, floats, as recorded in a sketch's meta (input_ranges)."""

@@ -204,6 +204,7 @@ def test_arduino_library_layout_and_zip(arduino_lib):
     out, sk = arduino_lib
     ex = "examples/classify/classify.ino"
     assert _files(out) == {"library.properties", "README.md", "src/es_model.h", "src/es_model.c", ex,
+                           "examples/classify_float/classify_float.ino",
                            *(f"src/{r}" for r in RUNTIME)}
     props = dict(line.split("=", 1) for line in (out / "library.properties").read_text().splitlines())
     # the command line names the library after the model: the .esk file's stem (digits), not the folder's name
@@ -228,8 +229,9 @@ def _stub_compile(cxx: str, flags: list[str], lib: Path, tmp_path: Path, tag: st
     inc = [f"-I{lib / 'src'}", f"-I{FIXTURES / 'arduino_stub'}"]
     warn = ["-Wall", "-Wextra", "-Werror", "-Os"]
     obj = tmp_path / f"{tag}-classify.o"
-    _run([cxx, *flags, *inc, *warn, "-x", "c++", "-std=gnu++11", "-fno-exceptions", "-fno-rtti", "-c",
-          lib / "examples" / "classify" / "classify.ino", "-o", obj])
+    for ino in sorted((lib / "examples").glob("*/*.ino")):        # classify, classify_float, stream: each compiles
+        _run([cxx, *flags, *inc, *warn, "-x", "c++", "-std=gnu++11", "-fno-exceptions", "-fno-rtti", "-c", ino,
+              "-o", obj if ino.stem == "classify" else tmp_path / f"{tag}-{ino.stem}.o"])
     for c in ["es_model.c", *(r for r in RUNTIME if r.endswith(".c"))]:
         _run([cc, *flags, *inc, *warn, "-std=c99", "-c", lib / "src" / c, "-o", tmp_path / f"{tag}-{c}.o"])
     return _run([cxx[:-3] + "nm", obj])
@@ -253,15 +255,17 @@ def test_arduino_example_compiles_for_cortex_m_and_esp_against_the_standin(ardui
 
 
 @pytest.mark.slow
-def test_arduino_example_on_the_real_avr_core_runs_on_qemu_uno(arduino_lib, tmp_path, tmp_path_factory):
-    """The example, as the Arduino IDE would build it for an Uno: Arduino's AVR core (Debian arduino-core-avr) with
-    the flags of its platform.txt, the library under lib/. Then it runs under qemu-system-avr and prints the class."""
+@pytest.mark.parametrize("example", ["classify", "classify_float"])
+def test_arduino_example_on_the_real_avr_core_runs_on_qemu_uno(arduino_lib, tmp_path, tmp_path_factory, example):
+    """The examples, as the Arduino IDE would build them for an Uno: Arduino's AVR core (Debian arduino-core-avr) with
+    the flags of its platform.txt, the library under lib/. Then each runs under qemu-system-avr and prints the class
+    (the float one its name too) that the integer reference gives."""
     out, sk = arduino_lib
     proj = build.write_project("qemu-uno", {"es_model.h": "", "es_model.c": ""}, tmp_path / "uno")
     shutil.rmtree(proj / "src")
     shutil.rmtree(proj / "lib" / "es_model")
     (proj / "src").mkdir()
-    ino = (out / "examples" / "classify" / "classify.ino").read_text()
+    ino = (out / "examples" / example / f"{example}.ino").read_text()
     assert ino.count("#include <Arduino.h>") == 1          # what the IDE adds to an .ino is already there
     (proj / "src" / "main.cpp").write_text(ino)
     shutil.copytree(out, proj / "lib" / out.name)
@@ -271,11 +275,18 @@ def test_arduino_example_on_the_real_avr_core_runs_on_qemu_uno(arduino_lib, tmp_
     size = build.elf_size(elf)
     # the tables (10,240 bytes) and the sample stay in flash: RAM holds the core's data and the example's buffers
     assert size.data < 1024 and size.ram < 1536 and size.text > sk.table_bytes, size
-    xq = re.search(r"kSample\[ES_N_INPUTS\] SAMPLE_IN_FLASH = \{(.*?)\};", ino, re.S).group(1)
-    xq = np.array([int(v) for v in xq.replace(",", " ").split()], np.int8)
+    body = re.search(r"kSample\[ES_N_INPUTS\] SAMPLE_IN_FLASH = \{(.*?)\};", ino, re.S).group(1)
+    if example == "classify":
+        xq = np.array([int(v) for v in body.replace(",", " ").split()], np.int8)
+    else:       # float values, quantised as es_predict does
+        xq = quantize_inputs(sk, np.array([float(v.rstrip("f")) for v in body.replace(",", " ").split()], np.float32)[None])[0]
     want = int(np.argmax(int_scores(sk, xq[None])[0]))
     with emulate.qemu("qemu-uno", elf) as url:
         lines = _uart_lines(url, 2)
+    if example == "classify_float":
+        assert lines == [f"edgesketch model {sk.meta['model_id']} (float input)",
+                         f"class {want} {sk.meta['class_names'][want]} (expected {want})"], lines
+        return
     assert lines[0] == f"edgesketch model {sk.meta['model_id']}", lines
     # QEMU's Uno has no Timer0, so micros() stands still (0 us); the AVR has no cycle counter the example reads
     assert re.fullmatch(rf"class {want} \(expected {want}\), \d+ us", lines[1]), lines
@@ -353,3 +364,21 @@ def test_export_help_teaches_every_format():
     for needle in ("--zip", "ESP-IDF", "add_subdirectory", "Add .ZIP Library",
                    "pio run -t upload"):
         assert needle in stdout, needle
+
+
+@pytest.mark.slow
+def test_arduino_stream_example_compiles_against_the_standin(tmp_path):
+    """With a hop, the library has examples/stream/stream.ino (a sample at a fixed rate, the class at every hop): it
+    compiles with the model's stream for Cortex-M4 and M0 against the stand-in Arduino.h, as classify and
+    classify_float do."""
+    from edgesketch.sketch import Window
+    sk = random_sketch(L=0, C=3, windows=[(Window.over((40, 3), 9, 2, padding="valid"), 8, 5, 16, 6)], seed=5)
+    sk.meta.update(class_names=["idle", "walk", "run"], input_units=["g"] * 3)
+    esk.assign_id(sk)
+    export.export(sk, None, tmp_path / "lib", format="arduino", hop=2)
+    names = sorted(p.parent.name for p in (tmp_path / "lib" / "examples").glob("*/*.ino"))
+    assert names == ["classify", "classify_float", "stream"]
+    ino = (tmp_path / "lib" / "examples" / "stream" / "stream.ino").read_text()
+    assert "es_stream_push" in ino and "SAMPLE_HZ" in ino and "(g,g,g)" in ino
+    _stub_compile("arm-none-eabi-g++", ["-mcpu=cortex-m4", "-mthumb"], tmp_path / "lib", tmp_path, "m4")
+    _stub_compile("arm-none-eabi-g++", ["-mcpu=cortex-m0plus", "-mthumb"], tmp_path / "lib", tmp_path, "m0")
