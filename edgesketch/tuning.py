@@ -462,7 +462,7 @@ class _Ray:
 
     def __init__(self, teacher_path, data, address):
         from .errors import require
-        require("edgesketch tune --ray", "ray", extra="tune")
+        require("edgesketch.tune(ray=...)", "ray", extra="tune")
         import ray
         self.started = not ray.is_initialized()
         if not ray.is_initialized() and address in (None, "local"):   # a cluster on this machine: workers import this copy
