@@ -176,7 +176,8 @@ class Model:
 
     def export(self, out_dir, board: str | None = None, format: str = "platformio", layout: str = "unrolled",
                force: bool = False, *, sample="test", zip: bool = False, hop: int | None = None,
-               stream_state: str | None = None, prefix: str = "es", name: str | None = None) -> Path:
+               stream_state: str | None = None, prefix: str = "es", name: str | None = None,
+               class_names=None) -> Path:
         """Write the model in `format` into out_dir (refused if it exists, unless force=True): platformio (a project
         for `board`, default the emulated Cortex-M4), c, arduino, cmake or espidf (the model and the runtime for any
         build; a board there only checks the fit). The model must fit the board's flash and RAM (footprint()).
@@ -187,9 +188,20 @@ class Model:
         board's choice (export.stream_choice).
         prefix: of the model's files, symbols and macros (c, arduino, cmake, espidf: {prefix}_model.h,
         {prefix}_predict_q, {PREFIX}_N_INPUTS), so two models live in one program (default es; platformio takes only
-        es). name: the Arduino library's name (library.properties and the zip's top folder; default: out_dir's name)."""
+        es). name: the Arduino library's name (library.properties and the zip's top folder; default: out_dir's name).
+        class_names: the outputs' names in the C and the examples, in place of those the .esk records (its model id
+        is unchanged: names are not what the device computes)."""
         from . import boards, export, formats
         formats.check_prefix(prefix)                  # before the test sample is loaded (seconds)
+        sk = self.sketch
+        if class_names is not None:
+            names = [str(n).strip() for n in class_names]
+            if len(names) != sk.n_outputs or not all(names):
+                raise ConfigError(f"class_names: {len(names)} names for a model of {sk.n_outputs} outputs; give "
+                                  f"{sk.n_outputs}, in the order of its outputs", argument="class_names")
+            import copy
+            sk = copy.copy(sk)
+            sk.meta = dict(sk.meta, class_names=names)
         b = boards.load(board) if board else boards.default_board() if format == "platformio" else None
         note = None
         if format == "arduino" and isinstance(sample, str):
@@ -197,12 +209,12 @@ class Model:
                 raise ConfigError(f"sample={sample!r}: give an int8 array, \"test\" or None", argument="sample")
             from .build import refuse_existing
             refuse_existing(out_dir, force)          # loading the data can take seconds: refuse first
-            sample, note = export.first_test_sample(self.sketch)
+            sample, note = export.first_test_sample(sk)
             note = note if sample is not None else f"zeros: {note}; replace them with a real input, quantised"
         elif format != "arduino" and not (sample is None or isinstance(sample, str) and sample == "test"):
             raise ConfigError(f"sample= is the Arduino example's input: use it with format='arduino', not {format!r}",
                               argument="sample")
-        return export.export(self.sketch, b, out_dir, layout, force, format,
+        return export.export(sk, b, out_dir, layout, force, format,
                              sample=None if isinstance(sample, str) else sample, sample_note=note, zip=zip, hop=hop,
                              stream_state=stream_state, prefix=prefix, name=name)[0]
 

@@ -197,6 +197,8 @@ model fits that board. --layout compact: smaller code, a loop over tap lists. Li
                    "c, arduino, cmake, espidf; a platformio project's firmware calls es_*")
     x.add_argument("--name", metavar="NAME", help="arduino: the library's name (library.properties, the zip's "
                    "folder, File > Examples > NAME; default: the .esk file's name)")
+    x.add_argument("--class-names", metavar="NAMES", help="the outputs' names in the C and the examples, in place of "
+                   "those the .esk records: comma-separated (idle,walk,run) or @FILE (a name a line)")
     x.add_argument("--force", action="store_true", help="replace DIR (and DIR.zip) if it exists")
 
     v = sub.add_parser("verify", help="run the test set on a device and check it agrees bit for bit", formatter_class=_fmt,
@@ -392,21 +394,25 @@ FLAGS = {"tables": "--tables", "bits": "--bits", "hyperplanes": "--hyperplanes",
          "thresholds": "--thresholds", "shift": "--shift", "seed": "--seed", "layout": "--layout", "board": "--board",
          "flash": "--flash", "ram": "--ram", "max_instructions": "--max-instructions", "trials": "--trials", "seeds": "--seeds",
          "resume": "--resume", "storage": "--storage", "jobs": "--jobs", "max_loss": "--max-loss",
-         "hop": "--hop", "stream_state": "--stream-state", "zip": "--zip", "format": "--format", "prefix": "--prefix",
+         "hop": "--hop", "stream_state": "--stream-state", "zip": "--zip", "format": "--format", "prefix": "--prefix", "class_names": "--class-names",
          "name": "--name"}
+
+
+def _names_flag(flag: str) -> list[str]:
+    """--class-names a,b,c, or @FILE: a name a line."""
+    if flag.startswith("@"):
+        try:
+            return [ln.strip() for ln in Path(flag[1:]).read_text(encoding="utf-8").splitlines() if ln.strip()]
+        except OSError as e:
+            raise UserError(f"--class-names {flag}: cannot read {flag[1:]} ({e.strerror})") from None
+    return [n.strip() for n in flag.split(",")]
 
 
 def _class_names(flag: str | None, from_data, t) -> list[str] | None:
     """--class-names a,b,c (or @FILE, a name a line), else the data's class_names, else None (0..C-1)."""
     if not flag:
         return from_data
-    if flag.startswith("@"):
-        try:
-            names = [ln.strip() for ln in Path(flag[1:]).read_text(encoding="utf-8").splitlines() if ln.strip()]
-        except OSError as e:
-            raise UserError(f"--class-names {flag}: cannot read {flag[1:]} ({e.strerror})") from None
-    else:
-        names = [n.strip() for n in flag.split(",")]
+    names = _names_flag(flag)
     if len(names) != t.n_outputs or not all(names):
         raise UserError(f"--class-names: {len(names)} names for a teacher of {t.n_outputs} outputs; give {t.n_outputs}, "
                         "comma-separated, in the order of its outputs")
@@ -417,6 +423,9 @@ def _flag_message(e) -> str:
     """A library error in the command line's words: every `name=value` of an argument becomes `--flag value`."""
     import re
     msg = str(e)
+    arg = getattr(e, "argument", None)
+    if arg in FLAGS and re.match(rf"{arg}\b(?!=)", msg):       # "class_names: 2 names ..." names its argument first
+        msg = FLAGS[arg] + msg[len(arg):]
     for arg, flag in FLAGS.items():
         msg = re.sub(rf"\b{arg}=(\S+?)([,;:)]?(\s|$))",
                      lambda m: (flag if m.group(1) == "True" else f"{flag} {m.group(1).strip(chr(39))}") + m.group(2), msg)
@@ -559,7 +568,8 @@ def cmd_export(a) -> int:
     # the Arduino library is named after the model: --name, else the .esk file's name
     name = (a.name or safe_library_name(Path(a.sketch).stem)) if a.format == "arduino" else a.name
     path = m.export(out, board.name if board else None, a.format, a.layout, a.force, zip=a.zip, hop=a.hop,
-                    stream_state=a.stream_state, prefix=a.prefix, name=name)
+                    stream_state=a.stream_state, prefix=a.prefix, name=name,
+                    class_names=_names_flag(a.class_names) if a.class_names else None)
     fp = m.footprint(board.name if board else None, a.layout, a.format)
     note = (path / "examples" / "classify" / "classify.ino").read_text() if a.format == "arduino" else ""
     rows = [("folder" if a.format != "platformio" else "project", str(path)), ("format", a.format)]

@@ -120,3 +120,17 @@ def test_stream_verify_from_the_command_line(tmp_path):
     assert 0 < r["cost_median"] < r["stream"]["window_cost"] / 4          # a hop costs its new read-outs only
     code, _, err = run_cli("export", path, "--format", "c", "--hop", "3", "-o", tmp_path / "c3")
     assert code == 2 and "--hop" in err and "Traceback" not in err
+
+
+def test_export_class_names_override(tmp_path):
+    """export --class-names replaces the names the .esk records in the C (the model id stays: names are not what the
+    device computes); a wrong count is one line naming the flag."""
+    sk = random_sketch(D=16, C=3, L=4, K=4, seed=3)
+    path = tmp_path / "m.esk"
+    mid = esk.save(sk, path)
+    code, _, err = run_cli("export", path, "--format", "c", "-o", tmp_path / "c", "--class-names", "idle,walk,run")
+    assert code == 0, err
+    h = (tmp_path / "c" / "es_model.h").read_text()
+    assert '"idle", "walk", "run"' in h and mid in h
+    code, _, err = run_cli("export", path, "--format", "c", "-o", tmp_path / "d", "--class-names", "a,b")
+    assert_user_error(code, err, "--class-names: 2 names for a model of 3 outputs")
