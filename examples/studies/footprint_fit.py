@@ -375,10 +375,10 @@ def per_model_arrays(rec: dict) -> int:
 # ---------------------------------------------------------------- the firmware around the model
 # An interrupt's entry: the C handler (its frames come from -fstack-usage) and what the hardware or the assembly entry
 # pushes before it (Cortex-M: 8 words and up to 4 bytes of alignment; RV32: the handler saves its registers itself;
-# Xtensa: FRAME in startup/xtensa_start.S). AVR's firmware stack was measured on the device (examples/uno_ram.py).
+# Xtensa: FRAME in startup/xtensa_start.S). AVR's firmware stack was measured on the device (examples/studies/uno_ram.py).
 ISR = {"arm-none-eabi-": ("es_uart_irq_handler", 36), "riscv64-unknown-elf-": ("es_trap_handler", 0),
        "xtensa-lx106-elf-": ("es_xtensa_irq", 64)}
-AVR_STACK = 72      # examples/uno_ram.py: 52 bytes outside es_predict_q at the deepest point + 20 for an interrupt
+AVR_STACK = 72      # examples/studies/uno_ram.py: 52 bytes outside es_predict_q at the deepest point + 20 for an interrupt
 
 
 def min_stack(board: str) -> int:
@@ -396,7 +396,7 @@ def firmware_stack(board: str, fw: dict) -> tuple[int, str]:
     from edgesketch import boards
     prefix = boards.load(board).platformio.toolchain
     if prefix == "avr-":
-        return AVR_STACK, "examples/uno_ram.py (QEMU pmemsave of SRAM)"
+        return AVR_STACK, "examples/studies/uno_ram.py (QEMU pmemsave of SRAM)"
     st = fw["stack"]
     su = {}
     for k, v in st["su"].items():
@@ -564,10 +564,35 @@ def fit_board(board: str, store: Path, say=print, folds: int = 5) -> dict:
     return out
 
 
+# Boards whose model code the fit borrows from a board of the same compiler and flags (Thumb-2 with the DSP
+# extension, arm-none-eabi-gcc -O2): their own firmware is measured, their model figures are the donor's, and `check`
+# measures how far off that is on the builds measured there (a subset: measure --only).
+BORROW = {"qemu-m7": "qemu-m4", "qemu-m55": "qemu-m4"}
+
+
+def borrow(board: str, donor: dict, store: Path) -> dict:
+    """The [footprint] values of `board`: its firmware measured (the trivial builds and -fstack-usage), the model's
+    code and stack coefficients of `donor` (a fit_board result)."""
+    from edgesketch import boards
+    fw, builds = load(store, board)
+    triv = [t for t in fw["trivial"].values() if t["status"] == "ok"]
+    out = dict(donor, n=donor["n"], cv=[], borrowed=BORROW[board], dsp=board in DSP, min_stack=min_stack(board))
+    out["firmware_flash"] = max(t["text"] + t["data"] for t in triv)
+    out["firmware_static"] = max(t["data"] + t["bss"] - sum(t["per_model"].values()) for t in triv)
+    out["firmware_stack"], out["stack_how"] = firmware_stack(board, fw)
+    out["firmware_ram"] = out["firmware_static"] + out["firmware_stack"]
+    boards.load(board)
+    return out
+
+
 def fit(boards_: list[str], store: Path, write: bool = False) -> dict:
     result = {}
-    for board in boards_:
-        result[board] = fit_board(board, store)
+    for board in [b for b in boards_ if b not in BORROW] + [b for b in boards_ if b in BORROW]:
+        if board in BORROW:
+            donor = result.get(BORROW[board]) or fit_board(BORROW[board], store, say=lambda *_: None)
+            result[board] = borrow(board, donor, store)
+        else:
+            result[board] = fit_board(board, store)
         print(toml_block(board, result[board]))
     print(f"\ncross-validation: the code and stack fitted without a fifth of the sketches, estimated on that fifth")
     report([r for v in result.values() for r in v["cv"]], figures=(("flash (firmware + model)", "flash", "flash"),
@@ -671,7 +696,15 @@ def _coef_table(name: str, coef: dict, note: str) -> str:
 def toml_block(board: str, v: dict, real: str | None = None) -> str:
     """The [footprint] of an emulated board (real: of the real board `real`, its twin's model figures)."""
     src = f"{SCRIPT} fit --write"
-    if real is None:
+    if real is None and v.get("borrowed"):
+        head = (f"# [footprint]: export's estimate on this board (edgesketch/export.py): the firmware measured here, the "
+                f"model's code and\n# stack those fitted on {v['borrowed']} (the same compiler and flags) by {src}; how "
+                f"far off that is here: {SCRIPT} check.\n[footprint]\n"
+                f"firmware_flash = {v['firmware_flash']}   # text + data of the firmware around a model that does nothing\n"
+                f"firmware_ram = {v['firmware_ram']}       # {v['firmware_static']} static (data + bss, the per-model arrays "
+                f"apart) + firmware_stack\n"
+                f"firmware_stack = {v['firmware_stack']}     # {v['stack_how']}\n")
+    elif real is None:
         head = (f"# [footprint]: export's estimate on this board (edgesketch/export.py), fitted to {v['n']} firmware builds "
                 f"linked here\n# ({src}; how far off it is: {SCRIPT} check).\n[footprint]\n"
                 f"firmware_flash = {v['firmware_flash']}   # text + data of the firmware around a model that does nothing\n"
@@ -716,7 +749,7 @@ def write_tomls(result: dict) -> None:
             block = toml_block(name, result[name])
         elif TWIN.get(name) in result:
             block = toml_block(TWIN[name], result[TWIN[name]], real=b.platformio.platform)
-            if name == "uno":     # the Uno's firmware was measured on a stand-in (examples/uno_ram.py): keep it
+            if name == "uno":     # the Uno's firmware was measured on a stand-in (examples/studies/uno_ram.py): keep it
                 fm = b.footprint
                 block = block.replace("firmware_flash = 16384\nfirmware_ram = 11264\n",
                                       f"firmware_flash = {fm.firmware_flash}\nfirmware_ram = {fm.firmware_ram}\n"

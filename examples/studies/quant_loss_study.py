@@ -15,8 +15,8 @@ branch's spread of cells (standard deviation, centred across classes) in steps o
   centred       each cell centred across classes before the shared scale (as 4-bit tables are)
   branch shift  each branch on its own power-of-two finer scale (a shift per branch on the device)
 
-    python examples/quant_loss_study.py --data sklearn:digits --teacher build/teachers/digits-cnn.keras
-    python examples/quant_loss_study.py --data mnist1d --teacher build/teachers/mnist1d-cnn.keras --seeds 0
+    python examples/studies/quant_loss_study.py --data sklearn:digits --teacher build/teachers/digits-cnn.keras
+    python examples/studies/quant_loss_study.py --data mnist1d --teacher build/teachers/mnist1d-cnn.keras --seeds 0
 
 Sketches are kept in --dir (reused when present: distilling is deterministic for a seed).
 """
@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import numpy as np  # noqa: E402
 

@@ -3,7 +3,7 @@ teachers), three ways: int8 counts (the default); the same float tables quantise
 squared-error clipping); and --count-bits 4, whose refit ends with epochs through the 4-bit grid. Integer accuracy on
 the test set, one seed (about 5 minutes on 2 cores).
 
-    python examples/count_bits.py [--seed 0]
+    python examples/studies/count_bits.py [--seed 0]
 """
 import argparse
 import copy
@@ -11,8 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "examples")]
+ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(ROOT), str(ROOT / "examples" / "studies")]
 
 import teachers  # noqa: E402
 from edgesketch import data, evaluate, quantize, teacher  # noqa: E402

@@ -2,10 +2,10 @@
 duplicated at once or late, resets mid-run) between the harness and an emulated board; every sample must come back
 exactly once and bit-exact.
 
-    python examples/soak.py                                   # 100,000 samples on qemu-uno, then on qemu-m0
-    python examples/soak.py --boards qemu-m4 --samples 20000 --flip 0.0002
-    python examples/soak.py --boards qemu-m0 --samples 10000 --inputs 1500     # inputs larger than a frame
-    python examples/soak.py --boards qemu-uno --samples 2000 --inputs 192      # 64 x 3 windows, 160-byte frames
+    python examples/studies/soak.py                                   # 100,000 samples on qemu-uno, then on qemu-m0
+    python examples/studies/soak.py --boards qemu-m4 --samples 20000 --flip 0.0002
+    python examples/studies/soak.py --boards qemu-m0 --samples 10000 --inputs 1500     # inputs larger than a frame
+    python examples/studies/soak.py --boards qemu-uno --samples 2000 --inputs 192      # 64 x 3 windows, 160-byte frames
 
 For each board: build the firmware of a random sketch offline with PlatformIO (--inputs 64 or less: a flat sketch,
 5 outputs, L=8, K=4; more: a windowed one over --inputs / C steps of C channels, C = 3 when it divides --inputs and
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 from edgesketch import boards, build, codegen, emulate, sketch  # noqa: E402
 from edgesketch import protocol as P  # noqa: E402

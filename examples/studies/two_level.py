@@ -7,7 +7,7 @@ mode (relax with annealed soft bits, ternary straight-through, table refit on ha
 teacher-relabelled data and int8 inputs; test accuracy with hard bits and float tables (the integer path would
 match it up to threshold rounding). One seed; one row per configuration; "adds" counts the hashing additions.
 
-    python examples/two_level.py [--teacher mnist1d-mlp] [--data mnist1d] [--only NAME ...]
+    python examples/studies/two_level.py [--teacher mnist1d-mlp] [--data mnist1d] [--only NAME ...]
 """
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "examples")]
+ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(ROOT), str(ROOT / "examples" / "studies")]
 
 import teachers  # noqa: E402
 from edgesketch import data, quantize, teacher  # noqa: E402

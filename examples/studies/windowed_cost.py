@@ -1,8 +1,8 @@
 """What a windowed sketch costs on the device, by structure: ternary taps against small integer tap weights, one
 threshold or two per projection, both code layouts, on qemu-m4 and qemu-m0 (QEMU -icount, exact instruction counts).
 
-    python examples/windowed_cost.py                      # the mnist1d geometry (40 x 1, window 9, stride 2, L15 K6)
-    python examples/windowed_cost.py --boards qemu-m4     # one board
+    python examples/studies/windowed_cost.py                      # the mnist1d geometry (40 x 1, window 9, stride 2, L15 K6)
+    python examples/studies/windowed_cost.py --boards qemu-m4     # one board
 
 The sketches are random (sketch.random_sketch, seed 1): the generated code and its cost depend on the structure
 (positions, taps, weights, tables), not on the values the distillation would learn. Every run is checked bit for bit
@@ -15,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import numpy as np  # noqa: E402
 

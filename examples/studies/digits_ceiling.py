@@ -12,15 +12,15 @@ hashing, over seeds, wide-MLP teacher (0.9861). Float and integer test accuracy 
 About 45 s per distil of the default size on 2 cores, 1.5 minutes for L64 P192 (12 minutes for every variant
 over three seeds).
 
-    python examples/digits_ceiling.py [--seeds 0 1 2] [--variants default "weights 1,2" ...]
+    python examples/studies/digits_ceiling.py [--seeds 0 1 2] [--variants default "weights 1,2" ...]
 """
 import argparse
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "examples")]
+ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(ROOT), str(ROOT / "examples" / "studies")]
 
 import numpy as np  # noqa: E402
 import teachers  # noqa: E402

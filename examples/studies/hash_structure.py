@@ -4,7 +4,7 @@ int4 L16 K4 P32 s8 sketch ("small"), the default L16 K6 P48 s8 ("default") and i
 shift and mask; balanced signs let it read the inputs without a negated copy (docs/algorithm-notes.md). Integer test
 accuracy, one line per (data, sketch, seed).
 
-    python examples/hash_structure.py [--seeds 0 1 2] [--data sklearn:digits mnist1d] [--sketch small default int4]
+    python examples/studies/hash_structure.py [--seeds 0 1 2] [--data sklearn:digits mnist1d] [--sketch small default int4]
                                       [--taps S] [--variants 0 1 2 3]
 """
 import argparse
@@ -12,8 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "examples")]
+ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(ROOT), str(ROOT / "examples" / "studies")]
 
 import teachers  # noqa: E402
 from edgesketch import data, evaluate, teacher  # noqa: E402

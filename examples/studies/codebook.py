@@ -2,15 +2,15 @@
 table bytes, wide-MLP teacher, and how many cells the training inputs land in. One distil per variant and seed, about
 a minute each on 2 cores.
 
-    python examples/codebook.py [--data sklearn:digits|mnist1d] [--seeds 0 1 2] [--variants int8 int4 rows256 ...]
+    python examples/studies/codebook.py [--data sklearn:digits|mnist1d] [--seeds 0 1 2] [--variants int8 int4 rows256 ...]
 """
 import argparse
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "examples")]
+ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(ROOT), str(ROOT / "examples" / "studies")]
 
 import teachers  # noqa: E402
 import numpy as np  # noqa: E402

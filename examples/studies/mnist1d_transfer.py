@@ -2,7 +2,7 @@
 (another seed than the built-in split, so none of them is a test sample). Their labels are dropped: the teacher labels
 them. This is what a user with more unlabelled recordings than labelled ones would pass.
 
-    python examples/mnist1d_transfer.py -o build/mnist1d-transfer.npz [-n 36000] [--seed 1]
+    python examples/studies/mnist1d_transfer.py -o build/mnist1d-transfer.npz [-n 36000] [--seed 1]
     edgesketch distill teacher.keras --data mnist1d -o m.esk --transfer build/mnist1d-transfer.npz
 """
 import argparse

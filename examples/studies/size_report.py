@@ -1,9 +1,9 @@
 """Flash size and instruction count of generated models on Cortex-M (arm-none-eabi-gcc 12, -O2).
 
-    python examples/size_report.py            # the digits-shaped and P=64/L=32 sketches, both layouts, M4 and M0
-    python examples/size_report.py --no-count # sizes only
-    python examples/size_report.py --structure  # the small int4 sketch in each hash structure (--selectors, --signs)
-    python examples/size_report.py --sketch build/digits/digits.esk --firmware
+    python examples/studies/size_report.py            # the digits-shaped and P=64/L=32 sketches, both layouts, M4 and M0
+    python examples/studies/size_report.py --no-count # sizes only
+    python examples/studies/size_report.py --structure  # the small int4 sketch in each hash structure (--selectors, --signs)
+    python examples/studies/size_report.py --sketch build/digits/digits.esk --firmware
                                               # a real sketch, plus whole PlatformIO firmware for qemu-m4 and qemu-m0
 
 Sizes: arm-none-eabi-size (text, data, bss) of the model object, and the text of es_predict_q's call tree alone.
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from edgesketch import codegen, esk  # noqa: E402
 from edgesketch.sketch import int_scores, random_sketch  # noqa: E402
 

@@ -12,7 +12,7 @@ all on the device's integer hash. distill's own refit (teacher targets, augmenta
 this least-squares fit, so read it as an estimate. Bytes: a row number per cell (one byte), R int8 rows of C, and
 the hashing parameters.
 
-    python examples/windowed_codebook_study.py --data mnist1d --teacher build/teachers/mnist1d-cnn.keras
+    python examples/studies/windowed_codebook_study.py --data mnist1d --teacher build/teachers/mnist1d-cnn.keras
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
+sys.path[:0] = [str(Path(__file__).resolve().parents[2]), str(Path(__file__).resolve().parent)]
 
 import numpy as np  # noqa: E402
 

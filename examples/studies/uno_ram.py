@@ -1,6 +1,6 @@
 """The Uno's firmware footprint, measured (the figures behind boards/uno.toml and boards/qemu-uno.toml [footprint]).
 
-    python examples/uno_ram.py                 # builds 4 models for qemu-uno and an uno stand-in, runs 3 under QEMU
+    python examples/studies/uno_ram.py                 # builds 4 models for qemu-uno and an uno stand-in, runs 3 under QEMU
 
 For each model (the stand-in of tests/fixtures/standin_model, flat 32 and 64 inputs, a 64 x 3 windowed one of 192):
   - build the firmware offline for qemu-uno and for a stand-in of the real uno (qemu-uno's toolchain and Arduino core
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 from edgesketch import boards, build, codegen, emulate, esk, sketch  # noqa: E402

@@ -2,14 +2,14 @@
 twice the augmented data (80,000 samples) and twice the table refit (30 epochs). Integer test accuracy per seed and
 the mean (about 12 minutes on 2 cores for all three variants).
 
-    python examples/digits_int4_levers.py [base] [aug80k] [refit30]
+    python examples/studies/digits_int4_levers.py [base] [aug80k] [refit30]
 """
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "examples")]
+ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(ROOT), str(ROOT / "examples" / "studies")]
 
 import teachers  # noqa: E402
 from edgesketch import data, evaluate, teacher  # noqa: E402

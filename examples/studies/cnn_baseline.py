@@ -1,10 +1,10 @@
 """How small can an int8 Conv1D be at a given accuracy on mnist1d? The peer of a sketch distilled from a Conv1D teacher.
 
-    python examples/cnn_baseline.py                       # the grid, then seeds 0-2 of the Pareto points
-    python examples/cnn_baseline.py --archs c8k9s2-gap c8k9s2-c16k5s2-gap --seeds 0 1 2
-    python examples/cnn_baseline.py --tune                # the training recipe, on a validation split of the training set
+    python examples/studies/cnn_baseline.py                       # the grid, then seeds 0-2 of the Pareto points
+    python examples/studies/cnn_baseline.py --archs c8k9s2-gap c8k9s2-c16k5s2-gap --seeds 0 1 2
+    python examples/studies/cnn_baseline.py --tune                # the training recipe, on a validation split of the training set
 
-For the mnist1d Conv1D teacher (build/teachers/mnist1d-cnn.keras, trained by examples/teachers.py if missing), every
+For the mnist1d Conv1D teacher (build/teachers/mnist1d-cnn.keras, trained by examples/studies/teachers.py if missing), every
 architecture of the grid (1 or 2 Conv1D layers, 4 to 32 filters, kernel 5 or 9, stride 1 or 2, global average pooling
 or flatten, then Dense(10)) is distilled with edgesketch.bench.cnn on the default augmentation (Config(): mixup to
 40,000 samples relabelled by the teacher), quantised to int8 and run on qemu-m4 (the SMLAD kernel) through
@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "examples")]
+ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(ROOT), str(ROOT / "examples" / "studies")]
 
 import numpy as np  # noqa: E402
 

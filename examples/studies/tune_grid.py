@@ -1,14 +1,14 @@
 """Issue 21's grid: `edgesketch tune` for two teachers and three budgets, against distill's defaults, on the test set.
 
-    python examples/tune_study.py                                   # the full grid: 2 teachers x 3 budgets, 40 trials,
+    python examples/studies/tune_grid.py                                   # the full grid: 2 teachers x 3 budgets, 40 trials,
                                                                     # 3 seeds each (hours on 2 cores)
-    python examples/tune_study.py --trials 60 --jobs 4              # more trials, 4 at once
-    python examples/tune_study.py --ray ray://head:10001            # the trials on a Ray cluster
-    python examples/tune_study.py --only digits-mlp:m0-16k          # one cell
-    python examples/tune_study.py --smoke                           # a minute: 2 trials, one seed, 1 epoch, a narrow space
-    python examples/tune_study.py --only digits-mlp:uno digits-mlp:m0-16k digits-mlp:m4 --trials 40 --trial-epochs 10 \
+    python examples/studies/tune_grid.py --trials 60 --jobs 4              # more trials, 4 at once
+    python examples/studies/tune_grid.py --ray ray://head:10001            # the trials on a Ray cluster
+    python examples/studies/tune_grid.py --only digits-mlp:m0-16k          # one cell
+    python examples/studies/tune_grid.py --smoke                           # a minute: 2 trials, one seed, 1 epoch, a narrow space
+    python examples/studies/tune_grid.py --only digits-mlp:uno digits-mlp:m0-16k digits-mlp:m4 --trials 40 --trial-epochs 10 \
         --trial-aug-size 20000 --finalists 2 --jobs 2 --out build/tune-study/digits   # what docs/tune.md reports
-    python examples/tune_study.py --only mnist1d-cnn:uno mnist1d-cnn:m0-16k mnist1d-cnn:m4 --trials 10 --trial-epochs 5 \
+    python examples/studies/tune_grid.py --only mnist1d-cnn:uno mnist1d-cnn:m0-16k mnist1d-cnn:m4 --trials 10 --trial-epochs 5 \
         --trial-aug-size 8000 --finalists 1 --jobs 2 --out build/tune-study/mnist1d  # (shortened trials rank configurations; the
                                                                          # finalists, the chosen one and the defaults
                                                                          # train fully)
@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 BUDGETS = {"uno": dict(board="uno"), "m0-16k": dict(board="qemu-m0", flash=16384, ram=4096), "m4": dict(board="qemu-m4")}
 TEACHERS = {"digits-mlp": "sklearn:digits", "mnist1d-cnn": "mnist1d"}

@@ -2,11 +2,11 @@
 on the other 20% (a stratified validation split with a fixed seed), never on the test set; over several seeds. The
 chosen configuration is then distilled on the whole training set and reported once on the test set (--final).
 
-    python examples/windowed_study.py --data mnist1d --teacher build/teachers/mnist1d-cnn.keras --seeds 0 1 2
-    python examples/windowed_study.py ... --only "P16x2 s6" "P32 s6"          # some candidates
-    python examples/windowed_study.py ... --final "P16x2 s6"                  # the chosen one, on the test set
-    python examples/windowed_study.py ... --device qemu-m4 qemu-m0            # also measure instructions per inference
-    python examples/windowed_study.py ... --transfer build/mnist1d-transfer.npz  # with unlabelled generator inputs
+    python examples/studies/windowed_study.py --data mnist1d --teacher build/teachers/mnist1d-cnn.keras --seeds 0 1 2
+    python examples/studies/windowed_study.py ... --only "P16x2 s6" "P32 s6"          # some candidates
+    python examples/studies/windowed_study.py ... --final "P16x2 s6"                  # the chosen one, on the test set
+    python examples/studies/windowed_study.py ... --device qemu-m4 qemu-m0            # also measure instructions per inference
+    python examples/studies/windowed_study.py ... --transfer build/mnist1d-transfer.npz  # with unlabelled generator inputs
 
 Every candidate keeps its tables and hashing parameters within --budget bytes (10,240 by default). Prints a markdown
 table (mean and spread over seeds of the integer validation accuracy, bytes, ops, distil time) and writes --json.
@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import numpy as np  # noqa: E402
 
@@ -119,7 +119,7 @@ def main(argv=None):
     ap.add_argument("--budget", type=int, default=10240, help="table + hashing bytes allowed")
     ap.add_argument("--device", nargs="*", default=[], help="emulated boards to measure instructions "
                     "and flash on (the last seed's sketch)")
-    ap.add_argument("--transfer", help="an .npz of unlabelled inputs (x) for every candidate (examples/mnist1d_transfer.py)")
+    ap.add_argument("--transfer", help="an .npz of unlabelled inputs (x) for every candidate (examples/studies/mnist1d_transfer.py)")
     ap.add_argument("--json", default="build/study/windowed_study.json")
     a = ap.parse_args(argv)
     ds = esdata.load(a.data)

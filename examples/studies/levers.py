@@ -2,7 +2,7 @@
 (L=16 K=6 P=48 s=8, int8 counts), distilled from the mnist1d Conv1D and MLP teachers; integer accuracy on the test
 set, one seed. Runs the configurations in 2 processes (about 12 minutes on 2 cores for the default nine levers).
 
-    python examples/levers.py [--teachers mnist1d-cnn mnist1d-mlp] [--only NAME ...] [--jobs 2]
+    python examples/studies/levers.py [--teachers mnist1d-cnn mnist1d-mlp] [--only NAME ...] [--jobs 2]
 
 Levers (each row changes one thing):
   default          the shipped defaults (mixup + noise augmentation to 40,000 samples, relabelled by the teacher)
@@ -30,8 +30,8 @@ from multiprocessing import get_context
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "examples")]
+ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(ROOT), str(ROOT / "examples" / "studies")]
 
 import numpy as np  # noqa: E402
 
