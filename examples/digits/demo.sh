@@ -12,7 +12,7 @@ mkdir -p "$OUT"
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 step "1/5 teacher: a Keras MLP 64-256-256-10 on sklearn digits (stratified 80/20, seed 0)"
-[ -f "$OUT/teacher.keras" ] || python examples/studies/teachers.py digits-mlp -o "$OUT/teacher.keras"
+[ -f "$OUT/teacher.keras" ] || python -m edgesketch.bench.teachers digits-mlp -o "$OUT/teacher.keras"
 
 step "2/5 distil it into a sketch (learned mode, L=16 tables, K=6 bits, P=48 hyperplanes, 8 taps)"
 time edgesketch distill "$OUT/teacher.keras" --data sklearn:digits -o "$OUT/digits.esk" --force

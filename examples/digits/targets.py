@@ -9,11 +9,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(ROOT), str(ROOT / "examples")]
+sys.path[:0] = [str(ROOT)]
 
 import numpy as np  # noqa: E402
 
-import teachers  # noqa: E402
+from edgesketch.bench import teachers  # noqa: E402
 from edgesketch import data, evaluate, teacher  # noqa: E402
 from edgesketch.distillation import Config, distill  # noqa: E402
 
