@@ -91,7 +91,7 @@ class Config:
 
 # The configuration of a windowed sketch when the caller gives none, by the number of spatial axes of the teacher's
 # input; the geometry (stride, dilation) comes from the input's size (geometry()). Chosen on a validation split carved
-# from the training data, never on the test set (examples/windowed_study.py; docs/algorithm-notes.md).
+# from the training data, never on the test set (examples/studies/windowed_study.py; docs/algorithm-notes.md).
 FAMILIES = {
     1: dict(window=(9,), hyperplanes=32, thresholds=2, taps=9, weights=7, tables=15, bits=6,
             augment="both", epochs=20, refit_epochs=10, ste_lr=0.003, refit_lr=0.001),
@@ -218,7 +218,7 @@ def augment(x: np.ndarray, cfg: Config, rng: np.random.Generator, transfer: np.n
     mixup: pairs (lambda ~ U(0,1), random partner) with Gaussian noise. signal: a training sample shifted along its
     time or image axes (zero-filled, up to cfg.shift), scaled in amplitude (0.8 to 1.2) and jittered (Gaussian noise).
     both: half of each. Transfer inputs take the place of made-up samples: on mnist1d, real inputs taught more than
-    mixup did (examples/levers.py). shape: the teacher's input shape (signal augmentation needs its axes)."""
+    mixup did (examples/studies/levers.py). shape: the teacher's input shape (signal augmentation needs its axes)."""
     n = cfg.aug_size or max(40000, 10 * len(x))
     if transfer is not None and len(transfer):
         x = np.concatenate([x, np.asarray(transfer, np.float32).reshape(len(transfer), -1)])

@@ -293,7 +293,7 @@ def distill_cnn(teacher, x_train, arch: Arch | str, epochs: int = 30, seed: int 
     """A small Conv1D network trained on the teacher's soft labels of edgesketch.distill's augmentation: augment() and
     targets() with cfg (default Config(seed=seed): mixup to 40,000 samples), the same unlabelled `transfer` inputs a
     sketch would get. Inputs are channels-last (T, c_in) as the teacher's. Returns float layers acting on the real input.
-    Recipe (chosen on a validation split of mnist1d's training set, examples/cnn_baseline.py --tune): inputs scaled to
+    Recipe (chosen on a validation split of mnist1d's training set, examples/studies/cnn_baseline.py --tune): inputs scaled to
     unit variance, batch normalisation after each conv (folded into it afterwards), Adam with lr 0.05 decayed to 0
     (cosine) over 30 epochs; small nets train far worse without batch norm or at Keras' usual lr 1e-3."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

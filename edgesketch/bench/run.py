@@ -66,7 +66,7 @@ SKETCHES = [  # (label, mode, config, layouts); the first three are the goal ske
 N_GOAL_SKETCHES = 3
 # per task, a structure for one sketch (by label): on digits the small sketch with window selectors and balanced signs
 # was as accurate or better over seeds 0-2 and its compact C is faster; on mnist1d balanced signs cost 10 points and
-# windows 2 (python examples/hash_structure.py --seeds 0 1 2, docs/algorithm-notes.md)
+# windows 2 (python examples/studies/hash_structure.py --seeds 0 1 2, docs/algorithm-notes.md)
 STRUCTURE = {("sklearn:digits", "sketch int4 L16 K4 P32 s8"): dict(selectors="window", signs="balanced")}
 # goal teachers (wide MLP, CNN) first, so a partial run already answers the goals; longest first for --jobs
 PLAN = [("sklearn:digits", "digits-mlp"), ("mnist1d", "mnist1d-mlp"), ("sklearn:digits", "digits-cnn"),

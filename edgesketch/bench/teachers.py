@@ -1,7 +1,7 @@
 """The Keras teachers of the examples, the grid and the bench, trained deterministically (fixed seeds, op determinism).
 Needs the [train] extra (TensorFlow, Keras, scikit-learn, mnist1d).
 
-    python -m edgesketch.bench.teachers digits-mlp -o build/digits-mlp.keras     (or: python examples/teachers.py ...)
+    python -m edgesketch.bench.teachers digits-mlp -o build/digits-mlp.keras     (or: python examples/studies/teachers.py ...)
 
 Teachers: digits-mlp (64-256-256-10, the bundled example), digits-small (64-32-10), digits-cnn (Conv2D on 8x8),
 mnist1d-mlp (40-256-256-10), mnist1d-small (40-32-10), mnist1d-cnn (Conv1D).
