@@ -722,7 +722,6 @@ def cmd_tune(a) -> int:
     t = tmod.load(a.teacher, None, ds.y_train)
     t.check_data(ds.x_train, a.data)
     t.check_labels(ds.y_train, f"{a.data} training labels")
-    names = _class_names(a.class_names, ds.class_names, t) if t.task == "classification" else None
     storage = a.storage or str(out.with_suffix(".tune.db"))
     report.console.print(f"tune {a.teacher} on {ds.source} ({len(ds.x_train)} train / {len(ds.x_test)} test) for {a.board}: "
                          f"{a.trials} trials x {len(a.seeds)} seed(s); study {storage}")

@@ -144,8 +144,8 @@ def _object_flash(sk, layout: str, board, workdir=None) -> int | None:
     if not cc or not shutil.which(cc) or not shutil.which(cc[:-3] + "size"):
         return None
     with _workdir(workdir) as wd:
-        for name, text in codegen.generate(sk, layout).items():
-            (wd / name).write_text(text)
+        for name, text in {**codegen.generate(sk, layout), **codegen.runtime_files()}.items():   # the model includes
+            (wd / name).write_text(text)                                                           # the runtime
         obj = wd / "es_model.o"
         r = subprocess.run([cc, *board.compile_check.flags, "-ffreestanding", "-O2", "-c", str(wd / "es_model.c"), "-o", str(obj)],
                            capture_output=True, text=True)
