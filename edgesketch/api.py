@@ -203,19 +203,20 @@ class Model:
             sk = copy.copy(sk)
             sk.meta = dict(sk.meta, class_names=names)
         b = boards.load(board) if board else boards.default_board() if format == "platformio" else None
-        note = None
+        note = floats = None
         if format == "arduino" and isinstance(sample, str):
             if sample != "test":
                 raise ConfigError(f"sample={sample!r}: give an int8 array, \"test\" or None", argument="sample")
             from .build import refuse_existing
             refuse_existing(out_dir, force)          # loading the data can take seconds: refuse first
-            sample, note = export.first_test_sample(sk)
+            sample, note, floats = export.first_test_sample(sk, floats=True)
             note = note if sample is not None else f"zeros: {note}; replace them with a real input, quantised"
         elif format != "arduino" and not (sample is None or isinstance(sample, str) and sample == "test"):
             raise ConfigError(f"sample= is the Arduino example's input: use it with format='arduino', not {format!r}",
                               argument="sample")
         return export.export(sk, b, out_dir, layout, force, format,
-                             sample=None if isinstance(sample, str) else sample, sample_note=note, zip=zip, hop=hop,
+                             sample=None if isinstance(sample, str) else sample, sample_note=note, sample_float=floats,
+                             zip=zip, hop=hop,
                              stream_state=stream_state, prefix=prefix, name=name)[0]
 
     def footprint(self, board: str | None = None, layout: str = "unrolled", format: str = "platformio"):

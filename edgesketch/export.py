@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from . import build, codegen, formats
 from .boards import Board, FootprintModel, default_board, load
 from .errors import ConfigError, UserError, missing_extra
@@ -149,29 +151,36 @@ def check_fits(sk: Sketch, board: Board, layout: str, float_api: bool = False) -
     raise UserError(f"{what}; {fix}", argument="layout" if advice and advice[0].startswith("layout=") else "board")
 
 
-def first_test_sample(sk: Sketch) -> tuple[object, str]:
+def first_test_sample(sk: Sketch, floats: bool = False) -> tuple:
     """The first test sample of the data the sketch was distilled on, quantised to int8, and a note saying what it is;
     (None, why) when that data cannot be loaded here (no recorded source, the file is gone, or the [train] extra that
-    loads sklearn and mnist1d sources is not installed)."""
+    loads sklearn and mnist1d sources is not installed). floats: also the recorded values, float32 [n_inputs] (None
+    with the int8 one): (xq, note, x)."""
+    xq, note, x = _first_test_sample(sk)
+    return (xq, note, x) if floats else (xq, note)
+
+
+def _first_test_sample(sk: Sketch) -> tuple:
     from . import data
     from .sketch import quantize_inputs
     source = sk.meta.get("source")
     if not source:
-        return None, "the sketch records no data source"
+        return None, "the sketch records no data source", None
     try:
         ds = data.load(source)
     except ModuleNotFoundError as e:
-        return None, str(missing_extra(e.name or "", f"loading {source}") or f"{source} could not be loaded ({e})")
+        return None, str(missing_extra(e.name or "", f"loading {source}") or f"{source} could not be loaded ({e})"), None
     except (UserError, ImportError, OSError, ValueError) as e:
-        return None, f"{source} could not be loaded ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+        return None, f"{source} could not be loaded ({str(e).splitlines()[0] if str(e) else type(e).__name__})", None
     if int(ds.x_test[0].size) != sk.n_inputs:
-        return None, f"{source} has {ds.x_test[0].size} values per sample, the sketch {sk.n_inputs}"
+        return None, f"{source} has {ds.x_test[0].size} values per sample, the sketch {sk.n_inputs}", None
     label = f", label {ds.y_test[0]}" if ds.y_test is not None and sk.task == "classification" else ""
-    return quantize_inputs(sk, ds.x_test[:1])[0], f"test sample 0 of {source}{label}, quantised"
+    x = np.asarray(ds.x_test[0], np.float32).reshape(-1)
+    return quantize_inputs(sk, x[None])[0], f"test sample 0 of {source}{label}, quantised", x
 
 
 def export(sk: Sketch, board: Board | str | None, out_dir: str | Path, layout: str = "unrolled", force: bool = False,
-           format: str = "platformio", *, sample=None, sample_note: str | None = None,
+           format: str = "platformio", *, sample=None, sample_note: str | None = None, sample_float=None,
            zip: bool = False, hop: int | None = None, stream_state: str | None = None, prefix: str = "es",
            name: str | None = None) -> tuple[Path, Footprint]:
     """Write the sketch in `format` into out_dir (replaced whole with force; else an existing one is an error) and
@@ -218,7 +227,7 @@ def export(sk: Sketch, board: Board | str | None, out_dir: str | Path, layout: s
     if format == "c":
         return formats.write_c(sk, out_dir, layout, force, prefix=prefix, **st), fp
     if format == "arduino":
-        return formats.write_arduino(sk, out_dir, layout, force, sample, sample_note, zip, prefix=prefix, name=name,
+        return formats.write_arduino(sk, out_dir, layout, force, sample, sample_note, zip, sample_float=sample_float, prefix=prefix, name=name,
                                      **st), fp
     return formats.write_cmake(sk, out_dir, layout, force, prefix=prefix, **st), fp
 

@@ -161,7 +161,7 @@ def _stream_context(sk: Sketch, ctx: dict) -> dict:
 
 def write_arduino(sk: Sketch, out_dir: str | os.PathLike, layout: str = "unrolled", force: bool = False,
                   sample=None, sample_note: str | None = None, zip: bool = False, hop: int | None = None,
-                  stream_state: str = "keep", prefix: str = "es", name: str | None = None) -> Path:
+                  stream_state: str = "keep", prefix: str = "es", name: str | None = None, sample_float=None) -> Path:
     """An Arduino library: library.properties, README.md, src/{prefix}_model.{h,c} with the runtime and
     examples/classify/classify.ino, which classifies `sample` (int8 [{PREFIX}_N_INPUTS]; None: zeros) and prints the
     class, the microseconds and, where the core has a cycle counter (ESP32/ESP8266, Cortex-M3 and up), the cycles.
@@ -184,13 +184,15 @@ def write_arduino(sk: Sketch, out_dir: str | os.PathLike, layout: str = "unrolle
                stream_example=STREAM_EXAMPLE if hop is not None else "", float_example="")
     examples = {f"examples/{EXAMPLE}/{EXAMPLE}.ino": codegen.render("formats/example.ino.j2", **ctx)}
     if sk.task == "classification":
-        # the float example: the same sample as sensor values (the int8 one dequantised: within half a quantisation
-        # step of the recorded values), and the class the integer reference gives once es_predict quantises it again
-        xf = dequantize_int8(xq, sk.in_scale, sk.in_zero)
+        # the float example: the same sample as sensor values (sample_float: the recorded values; else the int8 one
+        # dequantised, within half a quantisation step of them), and the class the integer reference gives once
+        # es_predict quantises it
+        recorded = sample_float is not None
+        xf = (np.asarray(sample_float, np.float32).reshape(-1) if recorded else dequantize_int8(xq, sk.in_scale, sk.in_zero))
         ctx.update(float_example=FLOAT_EXAMPLE, float_rows=codegen._rows([_cfloat(v) for v in xf]),
-                   float_note=(note.replace(", quantised", "") + " as float values (the int8 sample dequantised: within "
-                               "half a quantisation step of the recording)") if sample is not None else
-                   "zeros: replace them with your sensor's readings",
+                   float_note=(note.replace(", quantised", "") + (", as recorded" if recorded else " as float values (the "
+                               "int8 sample dequantised: within half a quantisation step of the recording)"))
+                   if sample is not None else "zeros: replace them with your sensor's readings",
                    float_expected=int(np.argmax(int_scores(sk, quantize_inputs(sk, xf[None]))[0])))
         examples[f"examples/{FLOAT_EXAMPLE}/{FLOAT_EXAMPLE}.ino"] = codegen.render("formats/example_float.ino.j2", **ctx)
     tmpzip = None

@@ -134,3 +134,25 @@ def test_export_class_names_override(tmp_path):
     assert '"idle", "walk", "run"' in h and mid in h
     code, _, err = run_cli("export", path, "--format", "c", "-o", tmp_path / "d", "--class-names", "a,b")
     assert_user_error(code, err, "--class-names: 2 names for a model of 3 outputs")
+
+
+@pytest.mark.slow
+def test_evaluate_scores_the_teacher_the_file_records(digits_teacher, tmp_path):
+    """es.load(...).evaluate() reports the teacher's accuracy when the .esk records a teacher that is here."""
+    from edgesketch import data
+    ds = data.load("sklearn:digits")
+    sk = random_sketch(D=64, C=10, L=4, K=4, seed=4)
+    sk.meta.update(teacher=str(digits_teacher), source="sklearn:digits")
+    esk.save(sk, tmp_path / "d.esk")
+    m = api.load(tmp_path / "d.esk").evaluate(ds.x_test, ds.y_test)
+    assert m.teacher_accuracy is not None and m.teacher_accuracy > 0.8
+
+
+@pytest.mark.slow
+def test_labels_outside_the_classes_from_the_command_line(digits_teacher, tmp_path):
+    """distill refuses labels 1..10 for a 10-output teacher in one line, before any training."""
+    from edgesketch import data
+    ds = data.load("sklearn:digits")
+    np.savez(tmp_path / "d.npz", x_train=ds.x_train, y_train=ds.y_train + 1, x_test=ds.x_test, y_test=ds.y_test)
+    code, _, err = run_cli("distill", digits_teacher, "--data", tmp_path / "d.npz", "-o", tmp_path / "x.esk")
+    assert_user_error(code, err, "labels 1..10", "needs 0..9", "subtract 1")

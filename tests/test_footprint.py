@@ -185,6 +185,16 @@ def test_1500_inputs_export_for_qemu_m0(tmp_path):
         assert (out / "platformio.ini").is_file()
 
 
+def test_1500_inputs_on_the_uno_are_refused_with_figures():
+    """The Uno's 2 KB cannot hold a 1,500-value input and the model's stack: refused in one line, with the parts."""
+    sk = random_sketch(**VIBRATION)
+    for layout in codegen.LAYOUTS:
+        with pytest.raises(UserError) as e:
+            export.check_fits(sk, boards.load("qemu-uno"), layout)
+        msg = str(e.value)
+        assert "bytes of RAM" in msg and "1,500 for the input" in msg and "qemu-uno has 2,048" in msg and "\n" not in msg
+
+
 @pytest.mark.slow
 def test_a_firmware_the_linker_refuses_reads_does_not_fit(tmp_path, capsys):
     """The estimate bypassed (write_project directly), a huge model on qemu-uno: the build ends on "does not fit: N

@@ -221,6 +221,11 @@ def test_arduino_library_layout_and_zip(arduino_lib):
     body = re.search(r"kSample\[ES_N_INPUTS\] SAMPLE_IN_FLASH = \{(.*?)\};", ino, re.S).group(1)
     assert [int(v) for v in body.replace(",", " ").split()] == xq.tolist()
     assert f"kExpected = {int(np.argmax(int_scores(sk, xq[None])[0]))};" in ino
+    # the float example holds the recorded values of the same sample (as float literals)
+    flo = (out / "examples" / "classify_float" / "classify_float.ino").read_text()
+    body = re.search(r"const float kSample\[ES_N_INPUTS\] SAMPLE_IN_FLASH = \{(.*?)\};", flo, re.S).group(1)
+    vals = np.array([float(v.rstrip("f")) for v in body.replace(",", " ").split()], np.float32)
+    assert np.allclose(vals, data.load("sklearn:digits").x_test[0].reshape(-1), rtol=1e-6) and "as recorded" in flo
 
 
 def _stub_compile(cxx: str, flags: list[str], lib: Path, tmp_path: Path, tag: str) -> str:
