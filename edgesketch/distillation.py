@@ -346,7 +346,8 @@ def _distill(tf, teacher, x_train, cfg, meta, progress, transfer, shape, validat
     branches = []
     for w, (L, K, P, s) in zip(wins, branch_sizes(cfg)):
         eoff = np.tile(feat_off, w.n_elements // len(feat_off)) if per_channel else feat_off
-        branches.append(Branch(w, eoff.astype(np.float32), None, None, None, None, None, None, None, None))
+        branches.append(Branch(w, eoff.astype(np.float32), tap_ptr=None, tap_idx=None, tap_weight=None, threshold_f=None,
+                               threshold=None, table_sel=None, counts_f=None, counts=None))   # filled by the fit below
     sk = Sketch(meta=dict(meta, task=teacher.task, mode=cfg.mode, config=asdict(cfg)), in_scale=in_scale, in_zero=in_zero,
                 branches=branches, out_scale=None, out_bias=None)
     pad = ((in_zero[:wins[0].channels] - feat_off[:wins[0].channels]) / UNIT).astype(np.float32) if per_channel else None
