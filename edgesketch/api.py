@@ -48,7 +48,10 @@ class Metrics:
     teacher_agreement_rmse: float | None = None
 
     def to_dict(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if v is not None or k.endswith(("accuracy", "rmse", "agreement"))}
+        """The figures as `edgesketch eval --json` prints them: those of the task (accuracy and agreement for
+        classification, RMSE for regression) even when unknown (None), the others only when known."""
+        own = ("rmse",) if self.task == "regression" else ("accuracy", "agreement")
+        return {k: v for k, v in asdict(self).items() if v is not None or k.endswith(own)}
 
     def __getitem__(self, key):                 # metrics["int_accuracy"], as the CLI's JSON
         return getattr(self, key)

@@ -19,7 +19,7 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "examples"))
+sys.path[:0] = [str(ROOT / "examples"), str(ROOT / "examples" / "studies")]   # the gesture example, study scripts
 
 # fixtures that train a teacher or distil a sketch: a test that uses one is slow
 SLOW_FIXTURES = {"digits_teacher", "mnist1d_teacher", "mnist1d_cnn_teacher", "windowed_esk", "windowed_codebook_esk",

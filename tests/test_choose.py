@@ -92,7 +92,7 @@ def test_first_candidate_within_max_loss_is_kept(mnist1d_cnn_teacher, tmp_path):
     assert loose.sketch.is_flat and c["chosen"] == "flat" and c["max_loss"] == 100
     assert [r["score"] is not None for r in c["candidates"]] == [True, False, False, False]
     assert "not tried" in c["candidates"][1]["verdict"] and c["split"] == {"fit": 3200, "validation": 800,
-                                                                             "how": "tune.split (stratified, fixed seed)"}
+                                                                             "how": "choose.split (stratified, fixed seed)"}
     code, out, err = run_cli("distill", mnist1d_cnn_teacher, "--data", "mnist1d", "-o", tmp_path / "best.esk",
                              "--max-loss", "0", "--epochs", "2")
     assert code == 0, err

@@ -54,7 +54,7 @@ def test_task_override_and_detection(digits_teacher):
 def test_digits_example_meets_targets(tmp_path):
     """The bundled example: a wide MLP teacher of at least 0.98, and the default learned sketch (10 KB of int8 tables)
     at least 0.965, losing at most 0.5 points to quantisation."""
-    import teachers
+    from edgesketch.bench import teachers
     acc = teachers.train("digits-mlp", str(tmp_path / "teacher.keras"))
     assert acc >= 0.98, acc
     code, out, err = run_cli("distill", tmp_path / "teacher.keras", "--data", "sklearn:digits", "-o", tmp_path / "d.esk")
