@@ -53,24 +53,34 @@ def build(arch: str, d: int, c: int, scale: float = 1.0):
     raise ValueError(arch)
 
 
-def train(name: str, out: str, seed: int = 0, verbose: int = 0) -> float:
-    """Train teacher `name`, save it to `out`, print its size, return its test accuracy."""
+def fit_and_save(make_model, x, y, x_test, y_test, out: str, lr: float, epochs: int, seed: int = 0,
+                 verbose: int = 0):
+    """The teachers' one training recipe (the bench's, the gesture example's, the sensor studies'): seed Keras with
+    op determinism, make_model() (after seeding), Adam(lr) on sparse cross-entropy, batches of 64, shuffled; test
+    accuracy; saved to `out`. Returns (test accuracy, model)."""
     from edgesketch.teacher import tensorflow
     tf = tensorflow()
     import keras
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
+    model = make_model()
+    shape = tuple(model.inputs[0].shape[1:])
+    x, x_test = np.reshape(x, (len(x),) + shape), np.reshape(x_test, (len(x_test),) + shape)
+    model.compile(optimizer=keras.optimizers.Adam(lr), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x, y, epochs=epochs, batch_size=64, verbose=verbose, shuffle=True)
+    acc = float(np.mean(model.predict(x_test, verbose=0).argmax(1) == y_test))
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    model.save(out)
+    return acc, model
+
+
+def train(name: str, out: str, seed: int = 0, verbose: int = 0) -> float:
+    """Train teacher `name`, save it to `out`, print its size, return its test accuracy."""
     source, arch, epochs = SPECS[name]
     ds = esdata.load(source)
     c = int(ds.y_train.max()) + 1
-    model = build(arch, ds.x_train.shape[1], c, 1.0 / float(np.abs(ds.x_train).max()))
-    shape = (len(ds.x_train),) + tuple(model.inputs[0].shape[1:])
-    xtr, xte = ds.x_train.reshape(shape), ds.x_test.reshape((len(ds.x_test),) + shape[1:])
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(xtr, ds.y_train, epochs=epochs, batch_size=64, verbose=verbose, shuffle=True)
-    acc = float(np.mean(model.predict(xte, verbose=0).argmax(1) == ds.y_test))
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    model.save(out)
+    acc, model = fit_and_save(lambda: build(arch, ds.x_train.shape[1], c, 1.0 / float(np.abs(ds.x_train).max())),
+                              ds.x_train, ds.y_train, ds.x_test, ds.y_test, out, 1e-3, epochs, seed, verbose)
     n = model.count_params()
     print(f"{name}: {n:,} parameters = {4 * n:,} bytes of float32 weights")
     return acc

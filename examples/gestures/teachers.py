@@ -15,7 +15,6 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import numpy as np  # noqa: E402
 
 SOURCE = "synthetic:gestures"
 EPOCHS = {"conv1d": 50, "gru": 40}
@@ -40,20 +39,11 @@ def train(arch: str, out: str, seed: int = 0, epochs: int | None = None, samples
           verbose: int = 0) -> float:
     """Train teacher `arch` on synthetic:gestures, save it to `out`, return its test accuracy."""
     from edgesketch import data
-    from edgesketch.teacher import tensorflow
-    tf = tensorflow()
-    import keras
-    keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
+    from edgesketch.bench.teachers import fit_and_save
     ds = data.load(SOURCE)
     x, y = ds.x_train[:samples], ds.y_train[:samples]
-    model = build(arch, x.shape[1:], int(ds.y_train.max()) + 1)
-    model.compile(optimizer=keras.optimizers.Adam(LR[arch]), loss="sparse_categorical_crossentropy")
-    model.fit(x, y, epochs=epochs or EPOCHS[arch], batch_size=64, verbose=verbose, shuffle=True)
-    acc = float(np.mean(model.predict(ds.x_test, verbose=0).argmax(1) == ds.y_test))
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    model.save(out)
-    return acc
+    return fit_and_save(lambda: build(arch, x.shape[1:], int(ds.y_train.max()) + 1), x, y, ds.x_test, ds.y_test, out,
+                        LR[arch], epochs or EPOCHS[arch], seed, verbose)[0]
 
 
 def main(argv=None) -> int:

@@ -39,20 +39,11 @@ def build(name: str, x: np.ndarray, n_classes: int):
 
 def train(name: str, out: str, seed: int = 0) -> float:
     from edgesketch import data
-    from edgesketch.teacher import tensorflow
-    tf = tensorflow()
-    import keras
-    keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
+    from edgesketch.bench.teachers import fit_and_save
     source, epochs = SPECS[name]
     ds = data.load(source)
-    model = build(name, ds.x_train, int(ds.y_train.max()) + 1)
-    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy")
-    model.fit(ds.x_train, ds.y_train, epochs=epochs, batch_size=64, verbose=0, shuffle=True)
-    acc = float(np.mean(model.predict(ds.x_test, verbose=0).argmax(1) == ds.y_test))
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    model.save(out)
-    return acc
+    return fit_and_save(lambda: build(name, ds.x_train, int(ds.y_train.max()) + 1), ds.x_train, ds.y_train, ds.x_test,
+                        ds.y_test, out, 3e-3, epochs, seed)[0]
 
 
 def main(argv=None) -> int:
