@@ -212,3 +212,17 @@ class FaultProxy:
                 self.counts["garbage_bursts"] += 1
                 self.counts["garbage_bytes"] += n
         return bytes(out)
+
+
+def frame_pieces(cmd: int, body: bytes, rng, flip: float) -> list[bytes]:
+    """One frame with a random sequence number (one bit flipped with probability `flip`: a damaged frame), cut after
+    every 0x00 as a device's receiver may be fed it: each piece ends with its one 0x00."""
+    frame = bytearray(P.encode_frame(cmd, int(rng.integers(256)), body))
+    if rng.random() < flip:
+        frame[int(rng.integers(len(frame) - 1))] ^= 1 << int(rng.integers(8))
+    frame, pieces = bytes(frame), []
+    while 0 in frame[:-1]:
+        z = frame.index(0)
+        pieces.append(frame[:z + 1])
+        frame = frame[z + 1:]
+    return pieces + [frame]

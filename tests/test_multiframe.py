@@ -27,7 +27,7 @@ from edgesketch import sketch as S
 from edgesketch.errors import UserError
 from edgesketch.harness import Device
 from tests.fakedevice import DeviceModel, FakeDevice, fake_cost
-from tests.faultproxy import FaultProxy
+from tests.faultproxy import FaultProxy, frame_pieces
 
 ROOT = Path(__file__).resolve().parents[1]
 CORE = ROOT / "firmware" / "core"
@@ -228,15 +228,7 @@ def test_firmware_load_run_matches_python_twin(tmp_path, case):
     pieces = [b"noise\x00"]                                      # each piece ends with its one 0x00
     for _ in range(3000):
         cmd, body = host.request()
-        frame = bytearray(P.encode_frame(cmd, int(rng.integers(256)), body))
-        if rng.random() < 0.04:                                     # a damaged frame
-            frame[int(rng.integers(len(frame) - 1))] ^= 1 << int(rng.integers(8))
-        frame = bytes(frame)
-        while 0 in frame[:-1]:
-            z = frame.index(0)
-            pieces.append(frame[:z + 1])
-            frame = frame[z + 1:]
-        pieces.append(frame)
+        pieces += frame_pieces(cmd, body, rng, 0.04)
 
     want = [model.boot()]
     dec = model.decoder()

@@ -30,7 +30,7 @@ from edgesketch import sketch as S
 from edgesketch.errors import ConfigError, DataError, UserError
 from edgesketch.harness import Device
 from tests.fakedevice import DeviceModel, FakeDevice, fake_hop_costs
-from tests.faultproxy import FaultProxy
+from tests.faultproxy import FaultProxy, frame_pieces
 
 ROOT = Path(__file__).resolve().parents[1]
 CORE = ROOT / "firmware" / "core"
@@ -475,15 +475,7 @@ def test_firmware_stream_matches_python_twin(tmp_path):
         else:
             pieces.append(P.encode_frame(P.ES_CMD_HELLO, int(rng.integers(256))))
             continue
-        frame = bytearray(P.encode_frame(P.ES_CMD_STREAM, int(rng.integers(256)), body))
-        if rng.random() < 0.03:
-            frame[int(rng.integers(len(frame) - 1))] ^= 1 << int(rng.integers(8))
-        frame = bytes(frame)
-        while 0 in frame[:-1]:
-            z = frame.index(0)
-            pieces.append(frame[:z + 1])
-            frame = frame[z + 1:]
-        pieces.append(frame)
+        pieces += frame_pieces(P.ES_CMD_STREAM, body, rng, 0.03)
     want, kinds = [twin.boot()], Counter()
     dec = twin.decoder()
     for piece in pieces:
