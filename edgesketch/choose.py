@@ -9,11 +9,15 @@ positions; for image axes 4 x 4, then 8 x 8), each with the options the caller g
 count_bits, codebook apply to every candidate), in order of Cortex-M0 instructions per inference estimated from the
 structure (edgesketch.cost). An input with no time or image axis has one candidate, the flat sketch: nothing to choose.
 
-choose() distils them in that order on a stratified 80% of the training set (choose.split: the split tune uses too), with
-early stopping on the other 20% (the straight-through and refit phases end after PATIENCE epochs without a lower
-validation loss and keep their best epoch), and scores the integer sketch on that 20%: never on the test set. It keeps
+choose() distils them in that order on a stratified 80% of the training set (choose.split: the split tune uses too),
+with a shorter recipe (SCORING: half the epochs and half the augmented samples) and early stopping on the other 20%
+(the straight-through and refit phases end after PATIENCE epochs without a lower validation loss and keep their best
+epoch), and scores the integer sketch on that 20%: never on the test set. On the gesture example (seeds 0-2,
+examples/studies/choice_recipe.py) the half recipe kept the same candidate as the full one for two seeds and a costlier
+one for the third, in 0.4x the time; a quarter recipe kept none within 1 point. It keeps
 the first candidate within max_loss points of the teacher's own score on the same 20%; when none is, the best one.
-The caller distils the kept configuration again on the whole training set, with the epochs validation kept.
+The caller distils the kept configuration again on the whole training set with its full augmented set, for the
+epochs validation kept (examples/studies/final_epochs.py: the same validation accuracy as its full epochs, in less time).
 
   classification with labels   accuracy; qualifies at accuracy >= teacher's - max_loss / 100
   regression with labels       RMSE; qualifies at RMSE <= teacher's RMSE x (1 + max_loss / 100)
@@ -35,6 +39,7 @@ from .errors import ConfigError
 # options that fix the family or the geometry: given any of them, distill builds that sketch and chooses nothing
 GEOMETRY = ("window", "stride", "padding", "regions", "pool", "dilation", "flat_branch")
 PATIENCE = 3            # epochs without a lower validation loss before a candidate's phase ends (scoring only)
+SCORING = 0.5           # candidates are scored with this fraction of their epochs and augmented samples (the final: all)
 MAX_LOSS = 1.0          # default: points of accuracy (percent of the teacher's RMSE) a cheaper sketch may lose
 
 
@@ -165,7 +170,7 @@ def _scorer(task: str, labels: bool):
 
 
 def choose(teacher, x_train: np.ndarray, y_train, cands: list[Candidate], max_loss: float = MAX_LOSS, *,
-           transfer=None, progress=None, meta: dict | None = None, say=None) -> Choice:
+           transfer=None, progress=None, meta: dict | None = None, say=None, scoring: float = SCORING) -> Choice:
     """Distil the candidates cheapest first on the fit split and keep the first within max_loss of the teacher on
     the validation split (see the module). progress(phase, done, total, info): every candidate's phases, named
     "<candidate>: <phase>"; say(text): a line per candidate."""
@@ -197,8 +202,8 @@ def choose(teacher, x_train: np.ndarray, y_train, cands: list[Candidate], max_lo
             continue
         cb = None if progress is None else (lambda ph, d, tot, info, n=c.name: progress(f"{n}: {ph}", d, tot, info))
         t1 = time.time()
-        sk = D.distill(teacher, x[fit], c.cfg, dict(meta or {}), cb, transfer=transfer, validation=x[val],
-                       patience=PATIENCE)
+        sk = D.distill(teacher, x[fit], shorter(c.cfg, scoring, len(fit)), dict(meta or {}), cb, transfer=transfer,
+                       validation=x[val], patience=PATIENCE)
         s = score(int_outputs(sk, x[val]), y[val])
         ok = max_loss > 0 and qualifies(s, teacher_score, max_loss)
         verdict = _verdict(metric, s, teacher_score, max_loss, ok)
@@ -220,6 +225,17 @@ def choose(teacher, x_train: np.ndarray, y_train, cands: list[Candidate], max_lo
                   + ("max_loss 0 asks for the best one" if max_loss == 0 else
                      f"none was within {_allowance(metric, max_loss)} of the teacher ({teacher_score:.4f})"))
     return Choice(metric, float(teacher_score), max_loss, rows, chosen, reason, time.time() - t0, len(fit), len(val))
+
+
+def shorter(cfg, fraction: float, n: int):
+    """cfg with `fraction` of its epochs per phase and of its augmented samples (for a training set of n), at least
+    one epoch each: the recipe candidates are scored with (1: cfg itself)."""
+    if fraction >= 1:
+        return cfg
+    from .distillation import aug_size
+    part = lambda e: max(1, math.ceil(e * fraction))
+    return replace(cfg, epochs=part(cfg.epochs), refit_epochs=part(cfg.refit_epochs),
+                   ste_epochs=part(cfg.ste_epochs) if cfg.ste_epochs else 0, aug_size=max(n, part(aug_size(cfg, n))))
 
 
 def _allowance(metric: str, max_loss: float) -> str:

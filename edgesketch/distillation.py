@@ -211,6 +211,11 @@ def branch_sizes(cfg: Config) -> list[tuple[int, int, int, int]]:
 
 
 # ---------------------------------------------------------------- augmentation
+def aug_size(cfg: Config, n: int) -> int:
+    """Samples after augmentation for a training set of n: cfg.aug_size, else 40,000 or 10 per training sample."""
+    return cfg.aug_size or max(40000, 10 * n)
+
+
 def augment(x: np.ndarray, cfg: Config, rng: np.random.Generator, transfer: np.ndarray | None = None,
             shape: tuple | None = None) -> np.ndarray:
     """The training set, then unlabelled transfer inputs if given, then made-up samples up to the augmented size; the
@@ -219,7 +224,7 @@ def augment(x: np.ndarray, cfg: Config, rng: np.random.Generator, transfer: np.n
     time or image axes (zero-filled, up to cfg.shift), scaled in amplitude (0.8 to 1.2) and jittered (Gaussian noise).
     both: half of each. Transfer inputs take the place of made-up samples: on mnist1d, real inputs taught more than
     mixup did (examples/studies/levers.py). shape: the teacher's input shape (signal augmentation needs its axes)."""
-    n = cfg.aug_size or max(40000, 10 * len(x))
+    n = aug_size(cfg, len(x))
     if transfer is not None and len(transfer):
         x = np.concatenate([x, np.asarray(transfer, np.float32).reshape(len(transfer), -1)])
     if cfg.augment == "none" or n <= len(x):

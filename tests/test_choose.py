@@ -66,6 +66,37 @@ def test_qualifying_rule():
     assert choose._scorer("regression", False)[0] == "relative rmse"
 
 
+def test_candidates_are_scored_with_the_shorter_recipe(monkeypatch):
+    """Candidates train half their epochs and augmented samples on the fit split, with validation and early stopping;
+    the kept one returns with its own recipe (the final distil's) and the epochs early stopping kept."""
+    import math
+    from types import SimpleNamespace
+
+    from edgesketch import distillation, sketch
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(6), 20)
+    x = rng.normal(size=(len(y), 64 * 3)).astype(np.float32)
+    x[:, 0] = y                                                   # the fake teacher reads its class from x[:, 0]
+    teacher = SimpleNamespace(task="classification", outputs=lambda v: np.eye(6)[v[:, 0].round().astype(int)])
+    seen = []
+
+    def fake_distill(t, xf, cfg, meta, cb, **kw):
+        seen.append(dict(cfg=cfg, n=len(xf), **kw))
+        return SimpleNamespace(meta={"epochs_kept": {"ste": 3, "refit": 2}}, good=len(seen) > 1)
+    monkeypatch.setattr(distillation, "distill", fake_distill)
+    monkeypatch.setattr(sketch, "int_outputs", lambda sk, v: np.eye(6)[(v[:, 0].round().astype(int) + (not sk.good)) % 6])
+    cands = choose.candidates((64, 3), 6, {})
+    c = choose.choose(teacher, x, y, cands, 1)
+    assert len(seen) == 2 and c.chosen.name == cands[1].name and c.rows[0]["score"] == 0 and c.rows[1]["score"] == 1
+    for s, cand in zip(seen, cands):
+        assert s["n"] == 96 and len(s["validation"]) == 24 and s["patience"] == choose.PATIENCE
+        assert s["cfg"].epochs == math.ceil(cand.cfg.epochs / 2) and s["cfg"].refit_epochs == math.ceil(cand.cfg.refit_epochs / 2)
+        assert s["cfg"].aug_size == 20000 and cand.cfg.aug_size == 0       # half of max(40000, 10 x 96)
+    kept = c.chosen.cfg
+    assert (kept.epochs, kept.aug_size, kept.ste_epochs, kept.refit_epochs) == (cands[1].cfg.epochs, 0, 3, 2)
+    assert choose.shorter(cands[0].cfg, 1, 96) is cands[0].cfg
+
+
 @pytest.mark.parametrize("bad", [-1, "abc", float("nan"), None, True])
 def test_bad_max_loss_is_a_config_error(bad):
     import keras
