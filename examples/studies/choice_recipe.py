@@ -4,8 +4,7 @@ validation split only.
 Every candidate the choice could try is distilled on the fit split (choose.split) and scored on the validation split
 (max_loss 0: all of them), once with each recipe: "full" (the candidate's own epochs and augmented set), "half" and
 "quarter" (that fraction of both: choose.shorter), early stopping as choose.PATIENCE in each. A shorter recipe is
-good enough when it gives the same verdicts
-(within 1 point of the teacher or not) in less time.
+good enough when it keeps the same candidate (or a costlier one) in less time.
 
     python examples/studies/choice_recipe.py gestures-conv1d --recipes full half --seeds 0 1 2
 """
