@@ -4,7 +4,7 @@ caller leaves the family and geometry open (issue 31).
     candidates(input_shape, n_outputs, options)       # the flat sketch, then windowed geometries, cheapest first
     choose(teacher, x_train, y_train, cands, max_loss) # a Choice: the one to distil on the whole training set
 
-Candidates: the flat sketch, then the windowed geometries of distill.geometry (for a time axis: 10, then 20 read-out
+Candidates: the flat sketch, then the windowed geometries of distill.geometry (for a time axis: 8, 16, then 32 read-out
 positions; for image axes 4 x 4, then 8 x 8), each with the options the caller gave (sizes such as tables, bits,
 count_bits, codebook apply to every candidate), in order of Cortex-M0 instructions per inference estimated from the
 structure (edgesketch.cost). An input with no time or image axis has one candidate, the flat sketch: nothing to choose.

@@ -51,13 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
 the choice: for a teacher input with a time axis (T x C, T > 1) or image axes (H x W x C), distill tries the flat
 sketch, then windowed geometries (every position of a window hashes with the same hyperplanes and tables, so a
 pattern is recognised wherever it is), cheapest first by Cortex-M0 instructions estimated from the structure; each is
-distilled on 80% of the training set and scored on the other 20% (never the test set). It keeps the first within
---max-loss points of the teacher's accuracy there (regression: RMSE within that percentage above the teacher's;
-without labels, agreement with the teacher), or the most accurate, prints the candidates and distils the kept one on
-the whole training set. --window, --stride, --dilation, --padding, --pool, --regions or --flat-branch fix the geometry
+distilled on 80% of the training set (half its epochs and augmented samples) and scored on the other 20% (never the
+test set). It keeps the first within --max-loss points of the teacher's accuracy there (regression: RMSE within that
+percentage above the teacher's; without labels, agreement with the teacher), or the most accurate, prints the
+candidates and distils the kept one on the whole training set with its full recipe. --window, --stride, --dilation, --padding, --pool, --regions or --flat-branch fix the geometry
 and skip the choice; other options (--tables, --bits, --count-bits, --codebook, ...) apply to every candidate.
-Windowed geometries follow the input's length: stride ceil(T / 20) (10 and 20 read-out positions per axis are
-the candidates; 4 x 4 and 8 x 8 for images), a window of 9 taps (3 x 3) with dilation stride // 2.
+Windowed geometries follow the input's length: stride ceil(T / 32) (8, 16 and 32 read-out positions are the
+candidates; 4 x 4 and 8 x 8 for images), a window of 9 taps (3 x 3) with dilation stride // 2.
 Inputs with no such axis get the flat sketch. `edgesketch info` shows the geometry, `info --json` the candidates.
 
 sizes: tables take L * 2^K * C bytes (int8 counts; half that with --count-bits 4; L * 2^K + R * C with
@@ -77,7 +77,7 @@ data: """ + _data_help())
                    help="auto (default): choose between the flat sketch and windows over the time or image axes when the "
                    "teacher's input has them (T x C, H x W x C), else flat; flat: hash the whole input at once; or a "
                    "size per spatial axis: 9, 3x3")
-    g.add_argument("--stride", metavar="S", help="window step per axis: 2, 2x2 (windowed default: ceil(length / 20), "
+    g.add_argument("--stride", metavar="S", help="window step per axis: 2, 2x2 (windowed default: ceil(length / 32), "
                    "ceil(side / 8) for images)")
     g.add_argument("--dilation", metavar="D", help="gap between window taps per axis (default: stride // 2 with the "
                    "default stride, else 1)")
