@@ -185,3 +185,20 @@ def test_tune_starts_from_distills_candidates(shape):
         window = q.pop("window")
         same = lambda cfg: {k: (v[:1] if isinstance(v, tuple) and len(set(v)) == 1 else v) for k, v in asdict(cfg).items()}
         assert same(api.config(shape, window, **q)) == same(c.cfg), c.name
+
+
+def test_teacher_remembers_the_last_large_batch():
+    """The windowed candidates relabel one augmented set: the teacher runs once for it, and answers copies."""
+    from edgesketch.teacher import Teacher
+    calls = []
+    model = lambda v, training: calls.append(len(v)) or np.asarray(v).reshape(len(v), -1)[:, :2] * 2
+    t = Teacher(path="m.keras", model=model, input_shape=(4, 1), n_outputs=2, task="regression", softmax_output=False)
+    x = np.random.default_rng(0).normal(size=(3000, 4)).astype(np.float32)
+    a = t.outputs(x)
+    a[0, 0] = 99                                                  # the caller's copy: the memo stays as it was
+    b = t.outputs(x.copy())
+    assert calls == [1024, 1024, 952] and b[0, 0] == 2 * x[0, 0] and np.allclose(b, 2 * x[:, :2])
+    x[5, 1] += 1                                                  # other content: the teacher runs again
+    assert np.allclose(t.outputs(x), 2 * x[:, :2]) and len(calls) == 6
+    t.outputs(x[:10]), t.outputs(x[:10])                          # small batches are not remembered
+    assert len(calls) == 8
