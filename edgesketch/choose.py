@@ -14,8 +14,8 @@ with a shorter recipe (SCORING: half the epochs and half the augmented samples) 
 (the straight-through and refit phases end after PATIENCE epochs without a lower validation loss and keep their best
 epoch), and scores the integer sketch on that 20%: never on the test set. On the gesture example (seeds 0-2,
 examples/studies/choice_recipe.py) the half recipe kept the same candidate as the full one for two seeds and a costlier
-one for the third, in 0.4x the time; a quarter recipe kept none within 1 point. It keeps
-the first candidate within max_loss points of the teacher's own score on the same 20%; when none is, the best one.
+one for the third, in 0.4x the time; a quarter recipe kept none within 1 point. It keeps the first candidate within
+max_loss points of the teacher's own score on the same 20%; when none is, the best one.
 The caller distils the kept configuration again on the whole training set with its full augmented set, for the
 epochs validation kept (examples/studies/final_epochs.py: the same validation accuracy as its full epochs, in less time).
 

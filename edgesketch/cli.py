@@ -54,8 +54,9 @@ pattern is recognised wherever it is), cheapest first by Cortex-M0 instructions 
 distilled on 80% of the training set (half its epochs and augmented samples) and scored on the other 20% (never the
 test set). It keeps the first within --max-loss points of the teacher's accuracy there (regression: RMSE within that
 percentage above the teacher's; without labels, agreement with the teacher), or the most accurate, prints the
-candidates and distils the kept one on the whole training set with its full recipe. --window, --stride, --dilation, --padding, --pool, --regions or --flat-branch fix the geometry
-and skip the choice; other options (--tables, --bits, --count-bits, --codebook, ...) apply to every candidate.
+candidates and distils the kept one on the whole training set with its full recipe. --window, --stride, --dilation,
+--padding, --pool, --regions or --flat-branch fix the geometry and skip the choice; other options (--tables, --bits,
+--count-bits, --codebook, ...) apply to every candidate.
 Windowed geometries follow the input's length: stride ceil(T / 32) (8, 16 and 32 read-out positions are the
 candidates; 4 x 4 and 8 x 8 for images), a window of 9 taps (3 x 3) with dilation stride // 2.
 Inputs with no such axis get the flat sketch. `edgesketch info` shows the geometry, `info --json` the candidates.
