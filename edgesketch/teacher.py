@@ -4,7 +4,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +40,7 @@ class Teacher:
     n_outputs: int
     task: str            # classification | regression
     softmax_output: bool  # outputs are probabilities (else logits or values)
+    _memo: tuple | None = field(default=None, init=False, repr=False, compare=False)   # outputs(): (key, last outputs)
 
     @property
     def n_inputs(self) -> int: return int(np.prod(self.input_shape))
@@ -99,13 +100,12 @@ class Teacher:
         outputs are remembered by its content: the choice's windowed candidates relabel the same augmented set."""
         x = np.asarray(x, np.float32).reshape((len(x),) + self.input_shape)
         key = (x.shape, hashlib.blake2b(x.tobytes(), digest_size=16).digest()) if len(x) >= batch else None
-        memo = self.__dict__.get("_memo")
-        if key is not None and memo is not None and memo[0] == key:
-            return memo[1].copy()
+        if key is not None and self._memo is not None and self._memo[0] == key:
+            return self._memo[1].copy()
         out = [np.asarray(self.model(x[i:i + batch], training=False)) for i in range(0, len(x), batch)]
         out = np.concatenate(out).reshape(len(x), -1).astype(np.float64)
         if key is not None:
-            self.__dict__["_memo"] = (key, out)
+            self._memo = (key, out)
         return out.copy() if key is not None else out
 
     def logits(self, x: np.ndarray) -> np.ndarray:
