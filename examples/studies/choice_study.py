@@ -39,6 +39,14 @@ CASES = {   # name: (teacher file, data source, how to make the teacher)
 }
 
 
+def teacher_of(case: str) -> tuple[Path, str]:
+    """(the case's teacher file, its data source); exits with the command that makes the teacher when it is missing."""
+    tpath, source, make = CASES[case]
+    if not (ROOT / tpath).exists():
+        sys.exit(f"{tpath} is missing: {make}")
+    return ROOT / tpath, source
+
+
 def load_avg() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.split("load average:")[-1].strip()
 
@@ -81,13 +89,11 @@ def main(argv=None):
     rows = []
     print(f"load at start: {load_avg()}", flush=True)
     for case in a.cases:
-        tpath, source, make = CASES[case]
-        if not (ROOT / tpath).exists():
-            sys.exit(f"{tpath} is missing: {make}")
+        tpath, source = teacher_of(case)
         ds = data.load(source)
         for seed in a.seeds:
             t0 = time.time()
-            m = api.distill(str(ROOT / tpath), ds.x_train, ds.y_train, x_test=ds.x_test, y_test=ds.y_test, progress=False,
+            m = api.distill(str(tpath), ds.x_train, ds.y_train, x_test=ds.x_test, y_test=ds.y_test, progress=False,
                             source=source, max_loss=a.max_loss, seed=seed, **fixed)
             seconds = time.time() - t0
             if a.save:

@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "examples/studies"))
 
 import numpy as np  # noqa: E402
-from choice_study import CASES, load_avg  # noqa: E402
+from choice_study import CASES, load_avg, teacher_of  # noqa: E402
 
 
 def main(argv=None):
@@ -40,10 +40,8 @@ def main(argv=None):
     from edgesketch import distillation as D
     from edgesketch.sketch import int_outputs
     from edgesketch.teacher import load as load_teacher
-    tpath, source, make = CASES[a.case]
-    if not (ROOT / tpath).exists():
-        sys.exit(f"{tpath} is missing: {make}")
-    ds, t = data.load(source), load_teacher(str(ROOT / tpath))
+    tpath, source = teacher_of(a.case)
+    ds, t = data.load(source), load_teacher(str(tpath))
     x = np.asarray(ds.x_train, np.float32).reshape(len(ds.x_train), -1)
     fit, val = choose.split(x, ds.y_train, t.task)
     acc = lambda sk: float(np.mean(int_outputs(sk, x[val]).argmax(1) == ds.y_train[val]))
