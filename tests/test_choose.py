@@ -150,14 +150,18 @@ def test_unlabelled_data_scores_agreement(mnist1d_cnn_teacher):
 
 @pytest.mark.slow
 def test_gru_teacher_loads_and_distils(tmp_path):
-    """A recurrent teacher of 64 x 3 gesture windows (two GRU layers of 32, trained briefly): loads, and distils into
-    the flat sketch and a windowed one, both agreeing with it far above chance (1/6)."""
+    """A recurrent teacher of 64 x 3 gesture windows (two GRU layers of 32, trained briefly): loads, runs as a traced
+    graph with the eager model's outputs, and distils into the flat sketch and a windowed one, both agreeing with it
+    far above chance (1/6)."""
     from gestures import teachers as gestures_teachers
     assert gestures_teachers.train("gru", str(tmp_path / "gru.keras"), epochs=6, samples=1500) > 0.5
     from edgesketch import teacher
     t = teacher.load(str(tmp_path / "gru.keras"))
     assert t.input_shape == (64, 3) and t.n_outputs == 6 and t.task == "classification"
     ds = data.load("synthetic:gestures")
+    x = ds.x_test[:1500].astype(np.float32)             # the teacher runs traced (tf.function), as the eager model does
+    assert hasattr(t._traced(), "get_concrete_function")
+    assert np.allclose(t.outputs(x), np.asarray(t.model(x, training=False)), atol=1e-5)
     for window, opts in (("flat", {}), ((9,), {"stride": (8,)})):
         m = es.distill(t, ds.x_train, ds.y_train, x_test=ds.x_test, y_test=ds.y_test, window=window, progress=False,
                        **QUICK, **opts)
