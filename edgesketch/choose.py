@@ -16,8 +16,11 @@ epoch), and scores the integer sketch on that 20%: never on the test set. On the
 examples/studies/choice_recipe.py) the half recipe kept the same candidate as the full one for two seeds and a costlier
 one for the third, in 0.4x the time; a quarter recipe kept none within 1 point. It keeps the first candidate within
 max_loss points of the teacher's own score on the same 20%; when none is, the best one.
-The caller distils the kept configuration again on the whole training set with its full augmented set, for the
-epochs validation kept (examples/studies/final_epochs.py: the same validation accuracy as its full epochs, in less time).
+The caller distils the kept candidate again on the whole training set with its full augmented set, for the epochs
+validation kept (examples/studies/final_epochs.py: the same validation accuracy as its full epochs, in less time),
+continuing from the candidate's hyperplanes, thresholds and tables (Candidate.sketch; distill.distill(start=...): no
+relax phase). examples/studies/final_start.py: on gestures' validation split, continuing scored higher than starting
+afresh, in a third of the time.
 
   classification with labels   accuracy; qualifies at accuracy >= teacher's - max_loss / 100
   regression with labels       RMSE; qualifies at RMSE <= teacher's RMSE x (1 + max_loss / 100)
@@ -51,6 +54,7 @@ class Candidate:
     cfg: object           # the distill.Config
     instructions: int     # estimated Cortex-M0 instructions per inference (edgesketch.cost)
     table_bytes: int
+    sketch: object = field(default=None, repr=False)   # once scored: the sketch distilled on the fit split
 
 
 @dataclass
@@ -208,8 +212,8 @@ def choose(teacher, x_train: np.ndarray, y_train, cands: list[Candidate], max_lo
         ok = max_loss > 0 and qualifies(s, teacher_score, max_loss)
         verdict = _verdict(metric, s, teacher_score, max_loss, ok)
         kept = sk.meta.get("epochs_kept", {})   # the final distil trains what validation kept: the same recipe
-        c = replace(c, cfg=replace(c.cfg, ste_epochs=kept.get("ste", c.cfg.ste_epochs),
-                                   refit_epochs=kept.get("refit", c.cfg.refit_epochs)))
+        c = replace(c, sketch=sk, cfg=replace(c.cfg, ste_epochs=kept.get("ste", c.cfg.ste_epochs),
+                                              refit_epochs=kept.get("refit", c.cfg.refit_epochs)))
         rows.append(dict(_row(c, s, time.time() - t1, verdict), epochs_kept=kept))
         say(f"candidate {i + 1} of {len(cands)}, {c.name}: validation {metric} {s:.4f} (teacher {teacher_score:.4f}), "
             f"{c.instructions:,} M0 instructions (estimated), {c.table_bytes:,} table bytes, {time.time() - t1:.0f} s: {verdict}")

@@ -281,13 +281,15 @@ def targets(teacher, x: np.ndarray, cfg: Config) -> tuple[np.ndarray, dict]:
 # ---------------------------------------------------------------- the pipeline
 def distill(teacher, x_train: np.ndarray, cfg: Config, meta: dict, progress: Progress | None = None,
             transfer: np.ndarray | None = None, validation: np.ndarray | None = None,
-            patience: int | None = None) -> Sketch:
+            patience: int | None = None, start: Sketch | None = None) -> Sketch:
     """The sketch of `teacher` on x_train and unlabelled `transfer` inputs (relabelled by the teacher like the augmented
     samples, and calibrating the input quantisation with the training set: both are real inputs).
     validation: held-out real inputs (never trained on); the teacher labels them and every epoch of the
     straight-through and refit phases reports the loss on them (progress info "val"). patience: with validation, end
     those phases after this many epochs without a lower validation loss and keep the epoch that had the lowest
     (early stopping: candidate scoring, edgesketch.choose); None trains every epoch.
+    start: a learned sketch of the same configuration (the choice's kept candidate) to continue from: its
+    hyperplanes, thresholds and tables start the straight-through phase, and the relax phase is skipped.
     Seeds the global generators from cfg.seed and turns op determinism on for the call (see _deterministic)."""
     shape = tuple(teacher.input_shape)
     check(cfg, shape)
@@ -295,7 +297,7 @@ def distill(teacher, x_train: np.ndarray, cfg: Config, meta: dict, progress: Pro
     tf = tensorflow()
     with _deterministic(tf, cfg.seed):
         return _distill(tf, teacher, x_train, cfg, meta, progress or (lambda *a: None), transfer, shape,
-                        validation, patience)
+                        validation, patience, start)
 
 
 class _deterministic:
@@ -325,7 +327,8 @@ class _deterministic:
         return False
 
 
-def _distill(tf, teacher, x_train, cfg, meta, progress, transfer, shape, validation=None, patience=None) -> Sketch:
+def _distill(tf, teacher, x_train, cfg, meta, progress, transfer, shape, validation=None, patience=None,
+             start=None) -> Sketch:
     rng = np.random.default_rng(cfg.seed)
     wins = windows_of(cfg, shape)
     per_channel = not wins[0].is_flat
@@ -357,8 +360,13 @@ def _distill(tf, teacher, x_train, cfg, meta, progress, transfer, shape, validat
                 branches=branches, out_scale=None, out_bias=None)
     pad = ((in_zero[:wins[0].channels] - feat_off[:wins[0].channels]) / UNIT).astype(np.float32) if per_channel else None
     fit = _Fit(tf, xc, y, teacher.task, cfg, rng, progress, pad, val)
+    if start is not None and (cfg.mode != "learned" or len(start.branches) != len(branches)
+                              or any(a.window != b.window for a, b in zip(start.branches, branches))):
+        raise ConfigError("start: a learned sketch of the same windows and sizes as cfg", argument="start")
     if cfg.mode == "learned":
-        fit.learned(sk, xa)
+        fit.learned(sk, xa, None if start is None else [   # thresholds moved to this run's centring
+            (b.dense_projection(), (-b.threshold_f + b.dense_projection().T.astype(np.float32) @ (n.offset - b.offset)) / UNIT,
+             b.counts_f / (ystat["std"] if ystat else 1.0), b.table_sel) for b, n in zip(start.branches, branches)])
     else:
         fit.representer(sk)
     if fit.kept:
@@ -535,12 +543,15 @@ class _Fit:
             return out if perm is None else tf.gather(out, perm, axis=1)
         return sums
 
-    def learned(self, sk: Sketch, xa: np.ndarray):
+    def learned(self, sk: Sketch, xa: np.ndarray, start: list | None = None):
+        """Relax, straight-through, refit. start: (dense hyperplanes [E, P], bias [P], tables, table selectors) per
+        branch to continue from: the straight-through phase starts there (no relax)."""
         tf, cfg = self.tf, self.cfg
         sizes = branch_sizes(cfg)
         G, thresholds = [], [cfg.thresholds] + [1] * (len(sizes) - 1)     # a flat branch beside windows: one each
-        for b, (L, K, P, s), Tn in zip(sk.branches, sizes, thresholds):
-            sel = window_selectors(P, L, K, Tn) if cfg.selectors == "window" else _selectors(P, L, K, self.rng)
+        for i, (b, (L, K, P, s), Tn) in enumerate(zip(sk.branches, sizes, thresholds)):
+            sel = (start[i][3] if start is not None else window_selectors(P, L, K, Tn) if cfg.selectors == "window"
+                   else _selectors(P, L, K, self.rng))
             G.append((b, L, K, P, min(s, b.window.n_elements), sel) + self._branch_graph(b, L, K, P, s, sel, Tn))
         half = lambda s: s // 2 if cfg.signs == "balanced" else None
         opt = tf.keras.optimizers.Adam(cfg.lr)
@@ -554,11 +565,18 @@ class _Fit:
             opt.apply_gradients(zip(t.gradient(loss, relax_vars), relax_vars))
             return loss
         betas = np.geomspace(1.0, 30.0, cfg.epochs).astype(np.float32)
-        self.run("relax", cfg.epochs, relax_step, (self.xc, self.y), lambda e: (tf.constant(betas[e]),))
+        if start is None:
+            self.run("relax", cfg.epochs, relax_step, (self.xc, self.y), lambda e: (tf.constant(betas[e]),))
 
         # keep the s largest weights of each hyperplane (signs, or integers up to cfg.weights); rescale the thresholds
         latent = []
-        for (b, L, K, P, s, sel, project, scores, W, bias, T), Tn in zip(G, thresholds):
+        for i, ((b, L, K, P, s, sel, project, scores, W, bias, T), Tn) in enumerate(zip(G, thresholds)):
+            if start is not None:     # the start's integer hyperplanes are latent weights at the right scale already
+                R, b0, T0, _ = start[i]
+                bias.assign(b0.astype(np.float32))
+                T.assign(T0.reshape(T.shape).astype(np.float32))
+                latent.append(tf.Variable(R[:, ::Tn].astype(np.float32)))
+                continue
             top = np.sort(np.abs(W.numpy()), 0)[-s:]
             norm = np.maximum(top.mean(0) if cfg.weights == 1 else top.max(0) / cfg.weights, 1e-6)
             bias.assign(bias.numpy() / np.repeat(norm, Tn))

@@ -191,3 +191,29 @@ def test_training_graph_matches_the_numpy_hash(shape, kw):
     per = np.prod(np.where(m[None, None, None], g[:, :, :, None, :], 1 - g[:, :, :, None, :]), -1)   # [B, N, L, 2^K]
     brute = np.stack([per[:, w.readout_region == r].sum(1) for r in range(w.regions)], 1)
     assert got.shape == (7, w.regions, L, 1 << K) and np.allclose(got, brute, atol=1e-4)
+
+
+def test_the_final_distil_continues_from_the_kept_candidate(mnist1d_cnn_teacher):
+    """distill(start=sketch): the straight-through phase starts from that sketch's hyperplanes, thresholds (moved to
+    this run's centring), tables and table selectors, with no relax phase. With a learning rate too small to move
+    them, the continued sketch reads the cells the start read on nearly every input; trained afresh it would not."""
+    from dataclasses import replace
+
+    from edgesketch import distillation as D
+    from edgesketch.sketch import int_cells, quantize_inputs
+    t = teacher.load(str(mnist1d_cnn_teacher))
+    ds = data.load("mnist1d")
+    x = ds.x_train.reshape(len(ds.x_train), -1)
+    cfg = D.config(t.input_shape, (9,), stride=(4,), dilation=(2,), epochs=2, refit_epochs=1, aug_size=3000)
+    a = D.distill(t, x[:2000], cfg, {})                   # the candidate: another calibration than the final's
+    phases = []
+    b = D.distill(t, x, replace(cfg, ste_epochs=1, ste_lr=1e-7), {}, lambda ph, *r: phases.append(ph), start=a)
+    assert "relax" not in phases and "ste" in phases and "refit" in phases
+    assert np.array_equal(a.branches[0].table_sel, b.branches[0].table_sel)
+    xs = x[2000:3000]
+    same = np.mean(int_cells(a, quantize_inputs(a, xs)) == int_cells(b, quantize_inputs(b, xs)))
+    fresh = D.distill(t, x, replace(cfg, seed=1), {})
+    other = np.mean(int_cells(a, quantize_inputs(a, xs)) == int_cells(fresh, quantize_inputs(fresh, xs)))
+    assert same > 0.95 and other < 0.5, (same, other)
+    with pytest.raises(D.ConfigError, match="start"):
+        D.distill(t, x, D.config(t.input_shape, "flat", epochs=1, refit_epochs=1, aug_size=3000), {}, start=a)
