@@ -68,7 +68,7 @@ def test_qualifying_rule():
 
 def test_candidates_are_scored_with_the_shorter_recipe(monkeypatch):
     """Candidates train half their epochs and augmented samples on the fit split, with validation and early stopping;
-    the kept one returns with its own recipe (the final distil's) and the epochs early stopping kept."""
+    the kept one returns with its own recipe (the final distil's), the epochs early stopping kept and its sketch."""
     import math
     from types import SimpleNamespace
 
@@ -94,6 +94,7 @@ def test_candidates_are_scored_with_the_shorter_recipe(monkeypatch):
         assert s["cfg"].aug_size == 20000 and cand.cfg.aug_size == 0       # half of max(40000, 10 x 96)
     kept = c.chosen.cfg
     assert (kept.epochs, kept.aug_size, kept.ste_epochs, kept.refit_epochs) == (cands[1].cfg.epochs, 0, 3, 2)
+    assert c.chosen.sketch.good and cands[1].sketch is None     # the final distil continues from the kept sketch
     assert choose.shorter(cands[0].cfg, 1, 96) is cands[0].cfg
 
 
@@ -115,10 +116,15 @@ def test_bad_max_loss_is_one_line_on_the_command_line(bad, tmp_path):
 
 @pytest.mark.slow
 def test_first_candidate_within_max_loss_is_kept(mnist1d_cnn_teacher, tmp_path):
-    """max_loss 100: the flat sketch (cheapest) qualifies, nothing else is distilled; max_loss 0: every candidate is
+    """max_loss 100: the flat sketch (cheapest) qualifies, nothing else is distilled, and the final distil continues
+    from it (no relax phase); max_loss 0: every candidate is
     distilled and the best validation score is kept. The table is in the sketch's meta and printed by the CLI."""
     ds = data.load("mnist1d")
-    loose = es.distill(str(mnist1d_cnn_teacher), ds.x_train, ds.y_train, progress=False, max_loss=100, **QUICK)
+    phases = []
+    loose = es.distill(str(mnist1d_cnn_teacher), ds.x_train, ds.y_train, max_loss=100, **QUICK,
+                       progress=lambda ph, *a: phases.append(ph))
+    final = {p.split(": ")[-1] for p in phases if "(all training data)" in p}
+    assert final == {"relabel", "ste", "hash", "refit"}              # continued from the kept candidate: no relax
     c = loose.sketch.meta["choice"]
     assert loose.sketch.is_flat and c["chosen"] == "flat" and c["max_loss"] == 100
     assert [r["score"] is not None for r in c["candidates"]] == [True, False, False, False]

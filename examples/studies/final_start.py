@@ -9,6 +9,7 @@ whole fit split for the epochs early stopping kept, and scores every integer ske
 test set). Prints a markdown table of accuracies and seconds.
 
     python examples/studies/final_start.py gestures-conv1d --stride 2 --dilation 1 --seeds 0 1 2
+    python examples/studies/final_start.py gestures-gru --stride 2 --dilation 1 --no-afresh --min-ste 10
 """
 from __future__ import annotations
 
@@ -35,6 +36,9 @@ def main(argv=None):
     ap.add_argument("--stride", type=int, default=2)
     ap.add_argument("--dilation", type=int, default=1)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--min-ste", type=int, nargs="*", default=[], metavar="N",
+                    help="also continue for at least N straight-through epochs (a column each)")
+    ap.add_argument("--no-afresh", action="store_true", help="skip the final that starts afresh")
     a = ap.parse_args(argv)
     from edgesketch import choose, data
     from edgesketch import distillation as D
@@ -59,23 +63,34 @@ def main(argv=None):
         k = cand.meta["epochs_kept"]
         final = replace(cfg, ste_epochs=k.get("ste", cfg.ste_epochs), refit_epochs=k.get("refit", cfg.refit_epochs))
         t1 = time.time()
-        afresh = D.distill(t, x[fit], final, {})
+        afresh = None if a.no_afresh else D.distill(t, x[fit], final, {})
         t2 = time.time()
         cont = D.distill(t, x[fit], final, {}, start=cand)
         t3 = time.time()
-        rows.append((seed, k, acc(cand, held), acc(cand, val), acc(afresh, val), acc(cont, val), t1 - t0, t2 - t1, t3 - t2))
+        more = []
+        for n in a.min_ste:
+            t4 = time.time()
+            sk = D.distill(t, x[fit], replace(final, ste_epochs=max(n, final.ste_epochs or final.epochs)), {}, start=cand)
+            more.append((acc(sk, val), time.time() - t4))
+        rows.append((seed, k, acc(cand, held), acc(cand, val), np.nan if afresh is None else acc(afresh, val),
+                     acc(cont, val), t1 - t0, t2 - t1, t3 - t2, more))
         print(rows[-1], flush=True)
     print(f"\n{a.case}, window {a.window} stride {a.stride} dilation {a.dilation}: integer sketch accuracy on the "
           f"validation split ({len(val)} samples)\n")
-    print("| seed | epochs kept (ste, refit) | candidate (inner 20%) | candidate | final afresh | final continued | "
-          "seconds (candidate, afresh, continued) |")
-    print("|---|---|---|---|---|---|---|")
-    for s, k, ch, cv, fa, fc, tc, ta, tk in rows:
-        print(f"| {s} | {k.get('ste')}, {k.get('refit')} | {ch:.4f} | {cv:.4f} | {fa:.4f} | {fc:.4f} | {tc:.0f}, {ta:.0f}, {tk:.0f} |")
-    m = np.array([r[2:9] for r in rows])
+    extra = "".join(f" continued, ≥ {n} ste epochs |" for n in a.min_ste)
+    print("| seed | epochs kept (ste, refit) | candidate (inner 20%) | candidate | final afresh | final continued |"
+          f"{extra} seconds (candidate, afresh, continued{''.join(f', ≥ {n}' for n in a.min_ste)}) |")
+    print("|---|---|---|---|---|---|---|" + "---|" * len(a.min_ste))
+    for s, k, ch, cv, fa, fc, tc, ta, tk, more in rows:
+        print(f"| {s} | {k.get('ste')}, {k.get('refit')} | {ch:.4f} | {cv:.4f} | {fa:.4f} | {fc:.4f} |"
+              + "".join(f" {v:.4f} |" for v, _ in more) + f" {tc:.0f}, {ta:.0f}, {tk:.0f}"
+              + "".join(f", {d:.0f}" for _, d in more) + " |")
+    m = np.array([list(r[2:9]) + [v for v, _ in r[9]] + [d for _, d in r[9]] for r in rows])
     ms = lambda j: f"{m[:, j].mean():.4f} ± {m[:, j].std():.4f}"
-    print(f"| mean ± std | | {ms(0)} | {ms(1)} | {ms(2)} | {ms(3)} | {m[:, 4].mean():.0f}, {m[:, 5].mean():.0f}, "
-          f"{m[:, 6].mean():.0f} |")
+    n = len(a.min_ste)
+    print(f"| mean ± std | | {ms(0)} | {ms(1)} | {ms(2)} | {ms(3)} |" + "".join(f" {ms(7 + j)} |" for j in range(n))
+          + f" {m[:, 4].mean():.0f}, {m[:, 5].mean():.0f}, {m[:, 6].mean():.0f}"
+          + "".join(f", {m[:, 7 + n + j].mean():.0f}" for j in range(n)) + " |")
     print(f"load at the end: {load_avg()}")
 
 
