@@ -48,7 +48,10 @@ def main(argv=None):
     sys.path.insert(0, str(Path(a.src).resolve()))
     es_data = importlib.import_module("edgesketch.data")
     es_teacher = importlib.import_module("edgesketch.teacher")
-    D = importlib.import_module("edgesketch.distillation")
+    try:
+        D = importlib.import_module("edgesketch.distillation")
+    except ModuleNotFoundError:                       # checkouts before the module was renamed
+        D = importlib.import_module("edgesketch.distill")
     print(f"edgesketch from {Path(D.__file__).resolve().parents[1]}; load at start {load_avg()}", flush=True)
     rows = []
     for name in a.cases:

@@ -82,11 +82,11 @@ def main(argv=None):
           f"{extra} seconds (candidate, afresh, continued{''.join(f', ≥ {n}' for n in a.min_ste)}) |")
     print("|---|---|---|---|---|---|---|" + "---|" * len(a.min_ste))
     for s, k, ch, cv, fa, fc, tc, ta, tk, more in rows:
-        print(f"| {s} | {k.get('ste')}, {k.get('refit')} | {ch:.4f} | {cv:.4f} | {fa:.4f} | {fc:.4f} |"
+        print(f"| {s} | {k.get('ste')}, {k.get('refit')} | {ch:.4f} | {cv:.4f} | {'-' if np.isnan(fa) else f'{fa:.4f}'} | {fc:.4f} |"
               + "".join(f" {v:.4f} |" for v, _ in more) + f" {tc:.0f}, {ta:.0f}, {tk:.0f}"
               + "".join(f", {d:.0f}" for _, d in more) + " |")
     m = np.array([list(r[2:9]) + [v for v, _ in r[9]] + [d for _, d in r[9]] for r in rows])
-    ms = lambda j: f"{m[:, j].mean():.4f} ± {m[:, j].std():.4f}"
+    ms = lambda j: "-" if np.isnan(m[:, j]).any() else f"{m[:, j].mean():.4f} ± {m[:, j].std():.4f}"
     n = len(a.min_ste)
     print(f"| mean ± std | | {ms(0)} | {ms(1)} | {ms(2)} | {ms(3)} |" + "".join(f" {ms(7 + j)} |" for j in range(n))
           + f" {m[:, 4].mean():.0f}, {m[:, 5].mean():.0f}, {m[:, 6].mean():.0f}"
