@@ -99,8 +99,8 @@ class Teacher:
     def outputs(self, x: np.ndarray, batch: int = 1024) -> np.ndarray:
         """Raw outputs [N, C]: probabilities for a softmax teacher, logits or values otherwise. The model runs as one
         traced graph (tf.function: a GRU teacher labelled 20,000 gesture windows in 1.1 s where eager calls took
-        16.7 s). The last large batch's outputs are remembered by its content: the choice's windowed candidates relabel
-        the same augmented set."""
+        13.4 s; examples/studies/teacher_speed.py). The last large batch's outputs are remembered by its content: the
+        choice's windowed candidates relabel the same augmented set."""
         x = np.asarray(x, np.float32).reshape((len(x),) + self.input_shape)
         key = (x.shape, hashlib.blake2b(x.tobytes(), digest_size=16).digest()) if len(x) >= batch else None
         if key is not None and self._memo is not None and self._memo[0] == key:
