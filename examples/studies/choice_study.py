@@ -47,6 +47,29 @@ def teacher_of(case: str) -> tuple[Path, str]:
     return ROOT / tpath, source
 
 
+def geometry_study(doc: str, stride: int, dilation: int, argv=None, extra=lambda ap: None):
+    """The setup the final-distil studies share: their arguments (case, window, stride, dilation, seeds, and what
+    extra adds), the case's data and teacher, and the choice's split of the training set. Returns (args, teacher,
+    x_train flat, y_train, fit indices, validation indices)."""
+    import argparse
+
+    from edgesketch import choose, data
+    from edgesketch.teacher import load
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("case", choices=list(CASES))
+    ap.add_argument("--window", type=int, default=9)
+    ap.add_argument("--stride", type=int, default=stride)
+    ap.add_argument("--dilation", type=int, default=dilation)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    extra(ap)
+    a = ap.parse_args(argv)
+    tpath, source = teacher_of(a.case)
+    ds, t = data.load(source), load(str(tpath))
+    x, y = np.asarray(ds.x_train, np.float32).reshape(len(ds.x_train), -1), np.asarray(ds.y_train)
+    fit, val = choose.split(x, y, t.task)
+    return a, t, x, y, fit, val
+
+
 def load_avg() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True).stdout.split("load average:")[-1].strip()
 

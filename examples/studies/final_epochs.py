@@ -12,7 +12,6 @@ and scores every integer sketch on the validation split (never the test set). Pr
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -20,32 +19,19 @@ from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "examples/studies"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples/studies"))
 
 import numpy as np  # noqa: E402
-from choice_study import CASES, load_avg, teacher_of  # noqa: E402
+from choice_study import geometry_study, load_avg  # noqa: E402
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("case", choices=list(CASES))
-    ap.add_argument("--window", type=int, default=9)
-    ap.add_argument("--stride", type=int, default=4)
-    ap.add_argument("--dilation", type=int, default=2)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    a = ap.parse_args(argv)
-    from edgesketch import choose, data
+    from edgesketch import choose
     from edgesketch import distillation as D
     from edgesketch.sketch import int_outputs
-    from edgesketch.teacher import load as load_teacher
-    tpath, source = teacher_of(a.case)
-    ds, t = data.load(source), load_teacher(str(tpath))
-    x = np.asarray(ds.x_train, np.float32).reshape(len(ds.x_train), -1)
-    fit, val = choose.split(x, ds.y_train, t.task)
-    acc = lambda sk: float(np.mean(int_outputs(sk, x[val]).argmax(1) == ds.y_train[val]))
-    print(f"load at start: {load_avg()}; teacher validation accuracy {np.mean(t.outputs(x[val]).argmax(1) == ds.y_train[val]):.4f}")
+    a, t, x, y, fit, val = geometry_study(__doc__, 4, 2, argv)
+    acc = lambda sk: float(np.mean(int_outputs(sk, x[val]).argmax(1) == y[val]))
+    print(f"load at start: {load_avg()}; teacher validation accuracy {np.mean(t.outputs(x[val]).argmax(1) == y[val]):.4f}")
     rows = []
     for seed in a.seeds:
         cfg = D.config(t.input_shape, (a.window,), stride=(a.stride,), dilation=(a.dilation,), seed=seed)

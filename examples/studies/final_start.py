@@ -13,7 +13,6 @@ test set). Prints a markdown table of accuracies and seconds.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -21,34 +20,22 @@ from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "examples/studies"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples/studies"))
 
 import numpy as np  # noqa: E402
-from choice_study import CASES, load_avg, teacher_of  # noqa: E402
+from choice_study import geometry_study, load_avg  # noqa: E402
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("case", choices=list(CASES))
-    ap.add_argument("--window", type=int, default=9)
-    ap.add_argument("--stride", type=int, default=2)
-    ap.add_argument("--dilation", type=int, default=1)
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--min-ste", type=int, nargs="*", default=[], metavar="N",
-                    help="also continue for at least N straight-through epochs (a column each)")
-    ap.add_argument("--no-afresh", action="store_true", help="skip the final that starts afresh")
-    a = ap.parse_args(argv)
-    from edgesketch import choose, data
+    from edgesketch import choose
     from edgesketch import distillation as D
     from edgesketch.sketch import int_outputs
-    from edgesketch.teacher import load as load_teacher
-    tpath, source = teacher_of(a.case)
-    ds, t = data.load(source), load_teacher(str(tpath))
-    x = np.asarray(ds.x_train, np.float32).reshape(len(ds.x_train), -1)
-    y = np.asarray(ds.y_train)
-    fit, val = choose.split(x, y, t.task)
+
+    def extra(ap):
+        ap.add_argument("--min-ste", type=int, nargs="*", default=[], metavar="N",
+                        help="also continue for at least N straight-through epochs (a column each)")
+        ap.add_argument("--no-afresh", action="store_true", help="skip the final that starts afresh")
+    a, t, x, y, fit, val = geometry_study(__doc__, 2, 1, argv, extra)
     inner, held = (fit[i] for i in choose.split(x[fit], y[fit], t.task))
     acc = lambda sk, idx: float(np.mean(int_outputs(sk, x[idx]).argmax(1) == y[idx]))
     print(f"load at start: {load_avg()}; {len(inner)} + {len(held)} to score the candidate, {len(fit)} for the finals, "
