@@ -360,13 +360,8 @@ def _distill(tf, teacher, x_train, cfg, meta, progress, transfer, shape, validat
                 branches=branches, out_scale=None, out_bias=None)
     pad = ((in_zero[:wins[0].channels] - feat_off[:wins[0].channels]) / UNIT).astype(np.float32) if per_channel else None
     fit = _Fit(tf, xc, y, teacher.task, cfg, rng, progress, pad, val)
-    if start is not None and (cfg.mode != "learned" or len(start.branches) != len(branches)
-                              or any(a.window != b.window for a, b in zip(start.branches, branches))):
-        raise ConfigError("start: a learned sketch of the same windows and sizes as cfg", argument="start")
     if cfg.mode == "learned":
-        fit.learned(sk, xa, None if start is None else [   # thresholds moved to this run's centring
-            (b.dense_projection(), (-b.threshold_f + b.dense_projection().T.astype(np.float32) @ (n.offset - b.offset)) / UNIT,
-             b.counts_f / (ystat["std"] if ystat else 1.0), b.table_sel) for b, n in zip(start.branches, branches)])
+        fit.learned(sk, xa, None if start is None else _start_values(start, branches, cfg, ystat))
     else:
         fit.representer(sk)
     if fit.kept:
@@ -383,6 +378,23 @@ def _distill(tf, teacher, x_train, cfg, meta, progress, transfer, shape, validat
     from .esk import assign_id
     assign_id(sk)
     return sk
+
+
+def _start_values(start: Sketch, branches: list, cfg: Config, ystat: dict) -> list:
+    """(dense hyperplanes [E, P], bias [P], tables in training units, table selectors) of every branch of `start`, the
+    bias moved to the centring of this run's `branches`; ConfigError unless start has cfg's windows and sizes."""
+    sizes = branch_sizes(cfg)
+    if (cfg.mode != "learned" or len(start.branches) != len(branches)
+            or any(a.window != b.window or a.table_sel.shape != (L, K) or len(a.tap_ptr) != P + 1
+                   for a, b, (L, K, P, _) in zip(start.branches, branches, sizes))):
+        raise ConfigError("start: give a learned sketch distilled with the same configuration (windows, tables, bits, "
+                          "hyperplanes) as this one", argument="start")
+    out = []
+    for a, b in zip(start.branches, branches):
+        R = a.dense_projection()    # sum w (u - o) / UNIT + bias > 0 keeps its hashes under another centring o
+        bias = (-a.threshold_f + R.T.astype(np.float32) @ (b.offset - a.offset)) / UNIT
+        out.append((R, bias, a.counts_f / (ystat["std"] if ystat else 1.0), a.table_sel))
+    return out
 
 
 @dataclass
