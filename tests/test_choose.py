@@ -117,8 +117,8 @@ def test_bad_max_loss_is_one_line_on_the_command_line(bad, tmp_path):
 @pytest.mark.slow
 def test_first_candidate_within_max_loss_is_kept(mnist1d_cnn_teacher, tmp_path):
     """max_loss 100: the flat sketch (cheapest) qualifies, nothing else is distilled, and the final distil continues
-    from it (no relax phase); max_loss 0: every candidate is
-    distilled and the best validation score is kept. The table is in the sketch's meta and printed by the CLI."""
+    from it (no relax phase); max_loss 0: every candidate is distilled and the best validation score is kept. The
+    table is in the sketch's meta and printed by the CLI."""
     ds = data.load("mnist1d")
     phases = []
     loose = es.distill(str(mnist1d_cnn_teacher), ds.x_train, ds.y_train, max_loss=100, **QUICK,

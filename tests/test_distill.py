@@ -215,6 +215,6 @@ def test_the_final_distil_continues_from_the_kept_candidate(mnist1d_cnn_teacher)
     fresh = D.distill(t, x, replace(cfg, seed=1), {})
     other = np.mean(int_cells(a, quantize_inputs(a, xs)) == int_cells(fresh, quantize_inputs(fresh, xs)))
     assert same > 0.95 and other < 0.5, (same, other)
-    for other in (D.config(t.input_shape, "flat", epochs=1, refit_epochs=1, aug_size=3000), replace(cfg, tables=8)):
+    for wrong in (D.config(t.input_shape, "flat", epochs=1, refit_epochs=1, aug_size=3000), replace(cfg, tables=8)):
         with pytest.raises(D.ConfigError, match="start: give a learned sketch distilled with the same configuration"):
-            D.distill(t, x, other, {}, start=a)
+            D.distill(t, x, wrong, {}, start=a)
