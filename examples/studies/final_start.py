@@ -10,6 +10,7 @@ test set). Prints a markdown table of accuracies and seconds.
 
     python examples/studies/final_start.py gestures-conv1d --stride 2 --dilation 1 --seeds 0 1 2
     python examples/studies/final_start.py gestures-gru --stride 2 --dilation 1 --no-afresh --min-ste 10
+    python examples/studies/final_start.py gestures-gru --stride 4 --dilation 2 --no-afresh --aug 80000
 """
 from __future__ import annotations
 
@@ -34,14 +35,29 @@ def main(argv=None):
     def extra(ap):
         ap.add_argument("--min-ste", type=int, nargs="*", default=[], metavar="N",
                         help="also continue for at least N straight-through epochs (a column each)")
+        ap.add_argument("--aug", type=int, nargs="*", default=[], metavar="N",
+                        help="also continue with N augmented samples (a column each; the default is 40,000)")
         ap.add_argument("--no-afresh", action="store_true", help="skip the final that starts afresh")
+        ap.add_argument("--perturbed", type=int, default=0, metavar="N",
+                        help="also score agreement with the teacher on N validation inputs shifted, scaled and "
+                             "jittered as the distil's signal augmentation does (inputs away from the teacher's "
+                             "training points; a second table)")
     a, t, x, y, fit, val = geometry_study(__doc__, 2, 1, argv, extra)
+    labels = [f"≥ {n} ste epochs" for n in a.min_ste] + [f"{n:,} augmented" for n in a.aug]
+    variants = lambda final: ([replace(final, ste_epochs=max(n, final.ste_epochs or final.epochs)) for n in a.min_ste]
+                              + [replace(final, aug_size=n) for n in a.aug])
     inner, held = (fit[i] for i in choose.split(x[fit], y[fit], t.task))
     acc = lambda sk, idx: float(np.mean(int_outputs(sk, x[idx]).argmax(1) == y[idx]))
     print(f"load at start: {load_avg()}; {len(inner)} + {len(held)} to score the candidate, {len(fit)} for the finals, "
           f"{len(val)} to validate; teacher validation accuracy {np.mean(t.outputs(x[val]).argmax(1) == y[val]):.4f}",
           flush=True)
-    rows = []
+    rows, away = [], []
+    if a.perturbed:
+        rng = np.random.default_rng(12345)
+        xp = D._signal(x[val][rng.integers(0, len(val), a.perturbed)],
+                       D.grid_shape(t.input_shape), D.config(t.input_shape, (a.window,)), rng)
+        tp = t.outputs(xp).argmax(1)
+        agree = lambda sk: float(np.mean(int_outputs(sk, xp).argmax(1) == tp))
     for seed in a.seeds:
         cfg = D.config(t.input_shape, (a.window,), stride=(a.stride,), dilation=(a.dilation,), seed=seed)
         t0 = time.time()
@@ -55,29 +71,40 @@ def main(argv=None):
         cont = D.distill(t, x[fit], final, {}, start=cand)
         t3 = time.time()
         more = []
-        for n in a.min_ste:
+        for v in variants(final):
             t4 = time.time()
-            sk = D.distill(t, x[fit], replace(final, ste_epochs=max(n, final.ste_epochs or final.epochs)), {}, start=cand)
+            sk = D.distill(t, x[fit], v, {}, start=cand)
             more.append((acc(sk, val), time.time() - t4))
         rows.append((seed, k, acc(cand, held), acc(cand, val), np.nan if afresh is None else acc(afresh, val),
                      acc(cont, val), t1 - t0, t2 - t1, t3 - t2, more))
         print(rows[-1], flush=True)
+        if a.perturbed:
+            away.append([agree(cand)] + [np.nan if afresh is None else agree(afresh)] + [agree(cont)])
+            print("agreement on perturbed validation inputs (candidate, afresh, continued):", away[-1], flush=True)
     print(f"\n{a.case}, window {a.window} stride {a.stride} dilation {a.dilation}: integer sketch accuracy on the "
           f"validation split ({len(val)} samples)\n")
-    extra = "".join(f" continued, ≥ {n} ste epochs |" for n in a.min_ste)
+    extra = "".join(f" continued, {w} |" for w in labels)
     print("| seed | epochs kept (ste, refit) | candidate (inner 20%) | candidate | final afresh | final continued |"
-          f"{extra} seconds (candidate, afresh, continued{''.join(f', ≥ {n}' for n in a.min_ste)}) |")
-    print("|---|---|---|---|---|---|---|" + "---|" * len(a.min_ste))
+          f"{extra} seconds (candidate, afresh, continued{''.join(f', {w}' for w in labels)}) |")
+    print("|---|---|---|---|---|---|---|" + "---|" * len(labels))
     for s, k, ch, cv, fa, fc, tc, ta, tk, more in rows:
         print(f"| {s} | {k.get('ste')}, {k.get('refit')} | {ch:.4f} | {cv:.4f} | {'-' if np.isnan(fa) else f'{fa:.4f}'} | {fc:.4f} |"
               + "".join(f" {v:.4f} |" for v, _ in more) + f" {tc:.0f}, {ta:.0f}, {tk:.0f}"
               + "".join(f", {d:.0f}" for _, d in more) + " |")
     m = np.array([list(r[2:9]) + [v for v, _ in r[9]] + [d for _, d in r[9]] for r in rows])
     ms = lambda j: "-" if np.isnan(m[:, j]).any() else f"{m[:, j].mean():.4f} ± {m[:, j].std():.4f}"
-    n = len(a.min_ste)
+    n = len(labels)
     print(f"| mean ± std | | {ms(0)} | {ms(1)} | {ms(2)} | {ms(3)} |" + "".join(f" {ms(7 + j)} |" for j in range(n))
           + f" {m[:, 4].mean():.0f}, {m[:, 5].mean():.0f}, {m[:, 6].mean():.0f}"
           + "".join(f", {m[:, 7 + n + j].mean():.0f}" for j in range(n)) + " |")
+    if a.perturbed:
+        m = np.array(away)
+        print(f"\nagreement of the integer sketch with the teacher on {a.perturbed:,} perturbed validation inputs\n")
+        print("| seed | candidate | final afresh | final continued |\n|---|---|---|---|")
+        for s, r in zip(a.seeds, m):
+            print(f"| {s} | " + " | ".join("-" if np.isnan(v) else f"{v:.4f}" for v in r) + " |")
+        print("| mean ± std | " + " | ".join("-" if np.isnan(m[:, j]).any() else f"{m[:, j].mean():.4f} ± {m[:, j].std():.4f}"
+                                          for j in range(3)) + " |")
     print(f"load at the end: {load_avg()}")
 
 
