@@ -461,7 +461,10 @@ def _plan(sk: Sketch, layout: str, prefix: str) -> dict:
             d.update(n_words=u["n_bw"] + u["n_xw"], n_bucket_words=u["n_bw"])
             n_words = max(n_words, u["n_bw"] + u["n_xw"])
             within = [l for l in range(L - 1) if d.get("flush_within") and l % NIBBLE_GROUP == NIBBLE_GROUP - 1]
+            # ES_HASH_KEEP after each hyperplane (Thumb-1 only) where the hash words stay in registers: taps read from
+            # memory (no preloaded window) and at most two words (more of them, and the sums spill instead)
             br.update(inverted=inverted, settle=w.n_readouts == 1 and not nibble,
+                      keep_words=not preload and u["n_bw"] + u["n_xw"] <= 2,
                       smlad=smlad, preload=preload, planes=u["planes"], extra_planes=u["extra_planes"],
                       n_bw=u["n_bw"], n_xw=u["n_xw"], tables=u["tables"], flush_at=within,
                       shared_sums=any(h["pre"] for h in u["planes"] + u["extra_planes"]))

@@ -304,6 +304,24 @@ def test_cortex_m_under_qemu(cpu, layout, counts, tmp_path):
     assert 100 < instr < (100000 if counts.startswith("win") else 20000)
 
 
+# Cortex-M0 (Thumb-1): unrolled lookups of plain counts keep their rows and add them class by class (ES_SK_GATHER in
+# es_sketch_run.h; L=60 adds them every 16 tables), and straight-line hashes of at most two words set each bit at once
+# (ES_HASH_KEEP)
+@pytest.mark.slow
+@pytest.mark.parametrize("name,layout", [("learned-L16K6-int8", "unrolled"), ("learned-L16K6-int16", "unrolled"),
+                                         ("learned-codebook-int16-u16rows-C3", "unrolled"),
+                                         ("learned-window-balanced-int4", "unrolled"), ("win1d-flat-branch-int8", "unrolled"),
+                                         ("win1d-codebook-int16-u16rows-regions-C3", "unrolled"),
+                                         ("learned-L16K6-int8", "compact")])
+def test_cortex_m0_under_qemu(name, layout, tmp_path):
+    sk = make(name)
+    xq = rows_for(sk, n=150)[:300]
+    scores, _ = cu.run_qemu_cortex_m(sk, layout, xq, tmp_path, "cortex-m0")
+    want = int_scores(sk, xq)
+    bad = np.flatnonzero((scores != want).any(1))
+    assert bad.size == 0, f"cortex-m0 {name} {layout}: {bad.size} rows differ, first {bad[0]}: {scores[bad[0]]} != {want[bad[0]]}"
+
+
 def test_two_models_link_together(tmp_path):
     """prefix= gives every symbol of a model its own name: two models in one program share one copy of the runtime,
     with no duplicate symbols."""

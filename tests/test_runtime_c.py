@@ -14,7 +14,8 @@ from edgesketch.paths import firmware_dir
 TEST = Path(__file__).parent / "c" / "test_runtime.c"
 
 
-@pytest.mark.parametrize("flags", [["-O2"], ["-O1", "-g", *cu.SANITIZE]], ids=["O2", "sanitizers"])
+@pytest.mark.parametrize("flags", [["-O2"], ["-O1", "-g", *cu.SANITIZE], ["-O1", "-g", "-DES_SK_GATHER=16", *cu.SANITIZE]],
+                         ids=["O2", "sanitizers", "thumb1-gather-path"])
 def test_runtime_on_hand_built_descriptors(flags, tmp_path):
     model = firmware_dir() / "model"
     exe = tmp_path / "test_runtime"

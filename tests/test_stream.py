@@ -263,6 +263,18 @@ def test_c_stream_matches_reference_sanitized(name, layout, state, tmp_path, req
         check_stream(sk, exe, hop, seed=hop)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("name,state", [("same-flat-branch-C2", "keep"), ("int16", "recompute"),
+                                        ("codebook-thresholds-weights", "keep")])
+def test_c_stream_gathered_rows(name, state, tmp_path):
+    """The unrolled lookups' Thumb-1 path (rows kept, then added class by class: ES_SK_GATHER) forced on the host: the
+    stream's one-read-out step (es_sketch_one) and the window's read-outs equal sketch.stream_scores."""
+    sk = make(name)
+    hop = hops(sk)[0]
+    exe = build_stream(sk, hop, "unrolled", state, tmp_path, sanitize=True, extra=["-DES_SK_GATHER=16"])
+    check_stream(sk, exe, hop, seed=hop)
+
+
 def test_c_stream_float_push_and_null_pointers(tmp_path):
     sk = make("same-flat-branch-C2")
     exe = build_stream(sk, 4, "compact", "keep", tmp_path, sanitize=True)

@@ -37,6 +37,17 @@
 #define ES_TABLE_BARRIER() ES_BARRIER()
 #endif
 
+/* After each hyperplane of a straight-line hash, on Thumb-1: an empty asm that reads and writes the hash word makes gcc
+ * set the hyperplane's bit at once. Without it gcc delays every bit-set to the end of the hash and keeps each bit until
+ * then, which on eight low registers means a store and a reload a hyperplane (qemu-m0, digits L16K4 int4 window
+ * balanced, unrolled: 1,563 -> 1,517 instructions, 92 bytes less). The generator writes it where the words are at most
+ * two and the taps are read from memory; with more live words the sums spill instead. Elsewhere nothing. */
+#if defined(__GNUC__) && defined(__ARM_ARCH_6M__)
+#define ES_HASH_KEEP(w) __asm__("" : "+r"(w))
+#else
+#define ES_HASH_KEEP(w) ((void)0)
+#endif
+
 #if defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L
 #define ES_STATIC_ASSERT(cond, name) _Static_assert(cond, #name)
 #else

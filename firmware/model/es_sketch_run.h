@@ -44,6 +44,22 @@
 #ifndef ES_SK_WORDS
 #define ES_SK_WORDS 1
 #endif
+/* Thumb-1 (Cortex-M0/M0+: eight low registers, signed byte and halfword loads only with a register offset) adds the
+ * plain counts of an unrolled lookup class by class: each table's step (es_sketch_cell) only keeps its row's offset,
+ * and es_sk_gathered then adds, one class after the other, the count at every kept offset (a load of the offset, a
+ * load of the count and an add, one accumulator live). Table by table, the ten or so accumulators spill and each
+ * count needs its offset built as a constant (qemu-m0, unrolled: mnist1d windowed default 32,001 -> 29,023
+ * instructions, digits CNN windowed 75,406 -> 72,493, digits L16K6 int8 2,393 -> 2,281). ES_SK_GATHER is how many
+ * rows are kept before they are added (at most 16): 0 is the table-by-table path (every other core); defining it as
+ * 16 runs this path anywhere (tests/c/test_runtime.c does on the host). */
+#ifndef ES_SK_GATHER
+#if defined(__ARM_ARCH_6M__)
+#define ES_SK_GATHER 16
+#else
+#define ES_SK_GATHER 0
+#endif
+#endif
+ES_STATIC_ASSERT(ES_SK_GATHER >= 0 && ES_SK_GATHER <= 16, es_sk_gather_at_most_16);
 #define ES_SK_LANEW ((ES_SK_OUTPUTS + 3) / 4)
 #define ES_SK_NIBBLE_GROUP 17   /* cells a byte lane can sum: 17 * 15 = 255 */
 
@@ -60,6 +76,10 @@ typedef struct {
 #endif
     uint32_t lo[ES_SK_PLANES];         /* 4-bit counts: even classes of plane j in byte lanes of lo[j] */
     uint32_t hi[ES_SK_PLANES];         /* ... odd ones in hi[j] */
+#if ES_SK_GATHER
+    uint32_t at[ES_SK_GATHER];         /* plain counts on Thumb-1: byte offsets of the rows not yet added ... */
+    unsigned n;                        /* ... and how many */
+#endif
 } es_sk_acc_t;
 
 /* The hash state of one position or read-out. */
@@ -213,9 +233,23 @@ ES_INLINE void es_sk_finish(const es_model_t *m, es_sk_acc_t *s, int32_t *scores
 #define ES_SK_SETTLE(s) ((void)(s))
 #endif
 
-/* Add the counts of cell first + bucket (its index into the branch's cells) to the accumulators. The unrolled lookup
- * passes a table's first cell as a constant, so that it folds into the address of the table's data. */
-ES_INLINE void es_sketch_cell(const es_model_t *m, const es_branch_t *b, es_sk_acc_t *s, size_t first, unsigned bucket)
+/* Where the rows of plain counts are: the branch's cells, or the book of shared rows (codebook). */
+ES_INLINE const int8_t *es_sk_rows(const es_model_t *m, const es_branch_t *b)
+{
+    return (const int8_t *)(m->row_t ? m->book : b->cells);
+}
+
+/* The row of plain counts of cell first + bucket: the cell's own, or the shared row its row number names. */
+ES_INLINE const int8_t *es_sk_row(const es_model_t *m, const es_branch_t *b, size_t first, unsigned bucket)
+{
+    const size_t size = ES_SK_OUTPUTS * (m->counts == ES_COUNTS_I16 ? 2u : 1u);   /* bytes of a row of counts */
+    if (m->row_t)
+        return es_sk_rows(m, b) + (size_t)es_sk_u(m->row_t, es_sk_at(m->row_t, b->cells, first), bucket) * size;
+    return (es_sk_rows(m, b) + first * size) + bucket * size;
+}
+
+/* Add the counts of cell first + bucket (its index into the branch's cells) to the accumulators, table by table. */
+ES_INLINE void es_sk_add_cell(const es_model_t *m, const es_branch_t *b, es_sk_acc_t *s, size_t first, unsigned bucket)
 {
     if (m->counts == ES_COUNTS_I4) {   /* a word of each plane: nibbles + 8, classes c0 + i at bits 4i */
 #define ES_SK_PLANE_(j) if (m->n_planes > j) { \
@@ -226,13 +260,7 @@ ES_INLINE void es_sketch_cell(const es_model_t *m, const es_branch_t *b, es_sk_a
 #undef ES_SK_PLANE_
         return;
     } else {
-        const size_t size = ES_SK_OUTPUTS * (m->counts == ES_COUNTS_I16 ? 2u : 1u);   /* bytes of a row of counts */
-        const void *row;
-        if (m->row_t) {
-            row = (const int8_t *)m->book + (size_t)es_sk_u(m->row_t, es_sk_at(m->row_t, b->cells, first), bucket) * size;
-        } else {
-            row = ((const int8_t *)b->cells + first * size) + bucket * size;
-        }
+        const int8_t *row = es_sk_row(m, b, first, bucket);
 #if ES_DSP
         if (m->lanes) {   /* four int8 counts a word: SXTAB16 adds bytes 0, 2 and 1, 3 into 16-bit lanes */
             const uint8_t *r = (const uint8_t *)row;
@@ -244,18 +272,78 @@ ES_INLINE void es_sketch_cell(const es_model_t *m, const es_branch_t *b, es_sk_a
         }
 #endif
         if (m->counts == ES_COUNTS_I16) {
-            const int16_t *r = (const int16_t *)row;
+            const int16_t *r = (const int16_t *)(const void *)row;
 #define ES_SK_ADD_(c) s->a[c] += ES_RD_I16(r + c);
             ES_SK_EACH_CLASS(ES_SK_ADD_);
 #undef ES_SK_ADD_
         } else {
-            const int8_t *r = (const int8_t *)row;
+            const int8_t *r = row;
 #define ES_SK_ADD_(c) s->a[c] += ES_RD_I8(r + c);
             ES_SK_EACH_CLASS(ES_SK_ADD_);
 #undef ES_SK_ADD_
         }
     }
 }
+
+#if ES_SK_GATHER
+/* The kept rows (es_sketch_cell on Thumb-1) added class by class: s->a[c] += the count of class c at every kept offset.
+ * The unrolled lookup keeps a constant number of rows, so the tests on n fold and each class is a straight line. The
+ * offsets are read through a volatile pointer, so each is loaded from the stack where a class uses it (one load with an
+ * sp offset): gcc would otherwise keep them in registers across the classes, the high ones among them, which no load
+ * can take as an offset (a move more for each count, measured +11% on the digits CNN's read-outs). */
+ES_INLINE void es_sk_gathered(const es_model_t *m, const es_branch_t *b, es_sk_acc_t *s)
+{
+    const unsigned n = s->n;
+    const volatile uint32_t *at = s->at;
+    s->n = 0;
+#define ES_SK_EACH_KEPT_(STEP) do { \
+        if (n > 0) { STEP(0) } if (n > 1) { STEP(1) } if (n > 2) { STEP(2) } if (n > 3) { STEP(3) } \
+        if (n > 4) { STEP(4) } if (n > 5) { STEP(5) } if (n > 6) { STEP(6) } if (n > 7) { STEP(7) } \
+        if (n > 8) { STEP(8) } if (n > 9) { STEP(9) } if (n > 10) { STEP(10) } if (n > 11) { STEP(11) } \
+        if (n > 12) { STEP(12) } if (n > 13) { STEP(13) } if (n > 14) { STEP(14) } if (n > 15) { STEP(15) } \
+    } while (0)
+    if (m->counts == ES_COUNTS_I16) {
+#define ES_SK_KEPT_(k) v_ += ES_RD_I16((const int16_t *)(const void *)(p_ + at[k]));
+#define ES_SK_CLASS_(c) { const int8_t *p_ = es_sk_rows(m, b) + 2 * (c); ES_SK_SCORE_T v_ = s->a[c]; \
+        ES_SK_EACH_KEPT_(ES_SK_KEPT_); s->a[c] = v_; }
+        ES_SK_EACH_CLASS(ES_SK_CLASS_);
+#undef ES_SK_CLASS_
+#undef ES_SK_KEPT_
+    } else {
+#define ES_SK_KEPT_(k) v_ += ES_RD_I8(p_ + at[k]);
+#define ES_SK_CLASS_(c) { const int8_t *p_ = es_sk_rows(m, b) + (c); ES_SK_SCORE_T v_ = s->a[c]; \
+        ES_SK_EACH_KEPT_(ES_SK_KEPT_); s->a[c] = v_; }
+        ES_SK_EACH_CLASS(ES_SK_CLASS_);
+#undef ES_SK_CLASS_
+#undef ES_SK_KEPT_
+    }
+#undef ES_SK_EACH_KEPT_
+}
+#endif
+
+/* Add the counts of cell first + bucket to the accumulators: the unrolled lookup's step for each table, which passes a
+ * table's first cell as a constant, so that it folds into the address of the table's data. On Thumb-1, plain counts
+ * only keep the row's offset, added by es_sk_gathered after the read-out's last table (es_sketch_branch). */
+ES_INLINE void es_sketch_cell(const es_model_t *m, const es_branch_t *b, es_sk_acc_t *s, size_t first, unsigned bucket)
+{
+#if ES_SK_GATHER
+    if (m->counts != ES_COUNTS_I4) {
+        s->at[s->n++] = (uint32_t)(es_sk_row(m, b, first, bucket) - es_sk_rows(m, b));
+        if (s->n == ES_SK_GATHER) es_sk_gathered(m, b, s);
+        return;
+    }
+#endif
+    es_sk_add_cell(m, b, s, first, bucket);
+}
+
+/* After an unrolled lookup: the rows it kept, added (Thumb-1). */
+#if ES_SK_GATHER
+#define ES_SK_GATHER_START(s) ((s)->n = 0)
+#define ES_SK_GATHERED(m, b, s) do { if ((s)->n) es_sk_gathered(m, b, s); } while (0)
+#else
+#define ES_SK_GATHER_START(s) ((void)(s))
+#define ES_SK_GATHERED(m, b, s) ((void)0)
+#endif
 
 /* ---------------------------------------------------------------- windows */
 /* The input copied into its padded grid: every value the channel's zero point, then the input's runs over it. */
@@ -486,7 +574,7 @@ ES_INLINE void es_sketch_lookup(const es_model_t *m, const es_branch_t *b, const
     ES_OPAQUE(bits);   /* bits[sel]: one load with a register offset, not an sp offset rebuilt for every bit */
     for (l = 0; l < b->L; ++l) {
         unsigned bucket = b->bits == ES_BITS_WORDS ? es_sketch_bucket_words(b, h->w, l) : es_sketch_bucket_bytes(b, bits, l);
-        es_sketch_cell(m, b, s, row0 + l * R, bucket);
+        es_sk_add_cell(m, b, s, row0 + l * R, bucket);
         if (b->flush_within && l % b->flush_within == b->flush_within - 1u && l + 1u < b->L) es_sk_flush(m, s, scores);
     }
 }
@@ -506,8 +594,13 @@ ES_INLINE void es_sketch_branch(const es_model_t *m, const es_branch_t *b, const
         es_sk_bits_t h;
         size_t row0 = b->region ? es_sk_u(b->region_t, b->region, ro) : 0u;
         es_sketch_readout_bits(m, b, src, ro, hash, &h, 0);
-        if (read) read(h.w, row0, s, scores);
-        else es_sketch_lookup(m, b, &h, row0, s, scores);
+        if (read) {
+            ES_SK_GATHER_START(s);
+            read(h.w, row0, s, scores);
+            ES_SK_GATHERED(m, b, s);
+        } else {
+            es_sketch_lookup(m, b, &h, row0, s, scores);
+        }
         if (b->flush_every && ++since == b->flush_every) {
             es_sk_flush(m, s, scores);
             since = 0;
