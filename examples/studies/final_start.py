@@ -11,6 +11,8 @@ test set). Prints a markdown table of accuracies and seconds.
     python examples/studies/final_start.py gestures-conv1d --stride 2 --dilation 1 --seeds 0 1 2
     python examples/studies/final_start.py gestures-gru --stride 2 --dilation 1 --no-afresh --min-ste 10
     python examples/studies/final_start.py gestures-gru --stride 4 --dilation 2 --no-afresh --aug 80000
+    python examples/studies/final_start.py mnist1d --stride 2 --dilation 1 --perturbed 4000   # + agreement away from
+                                                                                         # the training points
 """
 from __future__ import annotations
 
