@@ -7,6 +7,7 @@ code. Every run is checked bit for bit against THE integer reference (edgesketch
     git worktree add /tmp/es-before <commit>                          # the generator to compare with
     PYTHONPATH=/tmp/es-before python examples/studies/c_runtime_cost.py --out build/c-cost/before.json
     python examples/studies/c_runtime_cost.py --compare build/c-cost/before.json build/c-cost/after.json
+    python examples/studies/c_runtime_cost.py --render build/c-cost/rendered-after   # the generated files, to read
 
 The sketches are the bench's (edgesketch/bench/run.py SKETCHES, distilled from its teachers with seed 0): the digits
 wide-MLP teacher's six flat sketches, and the windowed defaults of the mnist1d and digits CNN teachers. Sizes are the
@@ -149,6 +150,21 @@ def relines(folder: Path, path: Path) -> None:
     path.write_text(json.dumps(res, indent=1))
 
 
+def render(folder: Path, out: Path) -> None:
+    """Write each sketch's generated es_model.c and es_model.h (this generator) into out/<sketch>-<layout>/: to read
+    them, or to run `duplicates --repo OUT` over them (it does not read the .j2 templates themselves)."""
+    from edgesketch import codegen, esk
+    for name, _, _, _, layouts in SKETCHES:
+        sk = esk.load(folder / f"{_slug(name)}.esk")
+        for layout in layouts:
+            d = out / f"{_slug(name)}-{layout}"
+            d.mkdir(parents=True, exist_ok=True)
+            for k, v in codegen.generate(sk, layout).items():
+                if k.startswith("es_model"):
+                    (d / k).write_text(v)
+    print(f"wrote {out}")
+
+
 def compare(a: dict, b: dict, boards) -> str:
     key = lambda r: (r["sketch"], r["layout"])
     before = {key(r): r for r in a["rows"]}
@@ -192,7 +208,12 @@ def main(argv=None) -> int:
     ap.add_argument("--samples", type=int, default=SAMPLES)
     ap.add_argument("--compare", nargs=2, metavar=("BEFORE", "AFTER"))
     ap.add_argument("--relines", metavar="JSON", help="count the generated lines again into JSON (this generator)")
+    ap.add_argument("--render", metavar="DIR", help="write every sketch's generated model files into DIR (this "
+                    "generator; for example to run duplicates over them)")
     a = ap.parse_args(argv)
+    if a.render:
+        render(Path(a.sketches), Path(a.render))
+        return 0
     if a.relines:
         relines(Path(a.sketches), Path(a.relines))
         return 0
