@@ -7,7 +7,8 @@ code. Every run is checked bit for bit against THE integer reference (edgesketch
     git worktree add /tmp/es-before <commit>                          # the generator to compare with
     PYTHONPATH=/tmp/es-before python examples/studies/c_runtime_cost.py --out build/c-cost/before.json
     python examples/studies/c_runtime_cost.py --compare build/c-cost/before.json build/c-cost/after.json
-    python examples/studies/c_runtime_cost.py --render build/c-cost/rendered-after   # the generated files, to read
+    python examples/studies/c_runtime_cost.py --render /tmp/rendered   # the generated files (outside the checkout:
+                                                                       # duplicates --repo /tmp/rendered)
 
 The sketches are the bench's (edgesketch/bench/run.py SKETCHES, distilled from its teachers with seed 0): the digits
 wide-MLP teacher's six flat sketches, and the windowed defaults of the mnist1d and digits CNN teachers. Sizes are the
