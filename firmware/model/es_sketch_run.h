@@ -323,7 +323,7 @@ ES_INLINE void es_sk_gathered(const es_model_t *m, const es_branch_t *b, es_sk_a
 
 /* Add the counts of cell first + bucket to the accumulators: the unrolled lookup's step for each table, which passes a
  * table's first cell as a constant, so that it folds into the address of the table's data. On Thumb-1, plain counts
- * only keep the row's offset, added by es_sk_gathered after the read-out's last table (es_sketch_branch). */
+ * only keep the row's offset, added by es_sk_gathered after the read-out's last table (es_sketch_tables). */
 ES_INLINE void es_sketch_cell(const es_model_t *m, const es_branch_t *b, es_sk_acc_t *s, size_t first, unsigned bucket)
 {
 #if ES_SK_GATHER
@@ -335,15 +335,6 @@ ES_INLINE void es_sketch_cell(const es_model_t *m, const es_branch_t *b, es_sk_a
 #endif
     es_sk_add_cell(m, b, s, first, bucket);
 }
-
-/* After an unrolled lookup: the rows it kept, added (Thumb-1). */
-#if ES_SK_GATHER
-#define ES_SK_GATHER_START(s) ((s)->n = 0)
-#define ES_SK_GATHERED(m, b, s) do { if ((s)->n) es_sk_gathered(m, b, s); } while (0)
-#else
-#define ES_SK_GATHER_START(s) ((void)(s))
-#define ES_SK_GATHERED(m, b, s) ((void)0)
-#endif
 
 /* ---------------------------------------------------------------- windows */
 /* The input copied into its padded grid: every value the channel's zero point, then the input's runs over it. */
@@ -582,6 +573,24 @@ ES_INLINE void es_sketch_lookup(const es_model_t *m, const es_branch_t *b, const
 /* A generated straight-line lookup of one read-out's tables (unrolled layout): row0 is its region's first cell. */
 typedef void (*es_sk_read_fn)(const uint32_t *w, size_t row0, es_sk_acc_t *s, int32_t *scores);
 
+/* One read-out's tables: the generated straight-line lookup (`read`; on Thumb-1 the rows it kept are added after it) or
+ * the loop (`read` NULL). */
+ES_INLINE void es_sketch_tables(const es_model_t *m, const es_branch_t *b, const es_sk_bits_t *h, size_t row0,
+                                es_sk_acc_t *s, int32_t *scores, es_sk_read_fn read)
+{
+    if (!read) {
+        es_sketch_lookup(m, b, h, row0, s, scores);
+        return;
+    }
+#if ES_SK_GATHER
+    s->n = 0;
+#endif
+    read(h->w, row0, s, scores);
+#if ES_SK_GATHER
+    if (s->n) es_sk_gathered(m, b, s);
+#endif
+}
+
 /* Every read-out of branch b: hash it (`hash`: generated, or NULL for tap lists), look its tables up (`read`:
  * generated, or NULL for the loop), and flush the lanes before they could overflow. */
 ES_INLINE void es_sketch_branch(const es_model_t *m, const es_branch_t *b, const int8_t *x, es_sk_acc_t *s,
@@ -594,13 +603,7 @@ ES_INLINE void es_sketch_branch(const es_model_t *m, const es_branch_t *b, const
         es_sk_bits_t h;
         size_t row0 = b->region ? es_sk_u(b->region_t, b->region, ro) : 0u;
         es_sketch_readout_bits(m, b, src, ro, hash, &h, 0);
-        if (read) {
-            ES_SK_GATHER_START(s);
-            read(h.w, row0, s, scores);
-            ES_SK_GATHERED(m, b, s);
-        } else {
-            es_sketch_lookup(m, b, &h, row0, s, scores);
-        }
+        es_sketch_tables(m, b, &h, row0, s, scores, read);
         if (b->flush_every && ++since == b->flush_every) {
             es_sk_flush(m, s, scores);
             since = 0;

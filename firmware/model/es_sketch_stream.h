@@ -92,13 +92,7 @@ ES_INLINE void es_sketch_one(const es_model_t *m, const es_branch_t *b, const in
 #undef ES_SK_Z_
     }
     es_sketch_readout_bits(m, b, src, 0u, hash, &h, 0);
-    if (read) {
-        ES_SK_GATHER_START(&s);
-        read(h.w, 0u, &s, out);            /* flushes inside a read-out only move 4-bit lanes into s.a */
-        ES_SK_GATHERED(m, b, &s);
-    } else {
-        es_sketch_lookup(m, b, &h, 0u, &s, out);
-    }
+    es_sketch_tables(m, b, &h, 0u, &s, out, read);   /* flushes inside a read-out only move 4-bit lanes into s.a */
     if (m->counts == ES_COUNTS_I4) {
         es_sk_flush(m, &s, out);
 #define ES_SK_OUT_(c) out[c] = (int32_t)s.a[c] - 8 * (int32_t)b->L;
