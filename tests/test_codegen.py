@@ -281,6 +281,9 @@ def test_static_asserts_fire(std, tmp_path):
 
 
 # ---------------------------------------------------------------- Cortex-M under QEMU: the SXTAB16 path and the plain one
+# Cortex-M0 (Thumb-1): unrolled lookups of plain counts keep their rows and add them class by class (ES_SK_GATHER in
+# es_sketch_run.h; the codebook sketch's L=60 adds them every 16 tables), and straight-line hashes of at most two words
+# set each bit at once (ES_HASH_KEEP)
 @pytest.mark.slow
 @pytest.mark.parametrize("cpu,layout,counts", [("cortex-m4", "unrolled", "int8"), ("cortex-m4", "compact", "int8"),
                                               ("cortex-m3", "unrolled", "int8"), ("cortex-m4", "unrolled", "int4"),
@@ -291,10 +294,16 @@ def test_static_asserts_fire(std, tmp_path):
                                               ("cortex-m3", "unrolled", "win1d-flat-branch-int8"),
                                               ("cortex-m4", "unrolled", "win1d-int4"), ("cortex-m4", "unrolled", "win1d-weights"),
                                               ("cortex-m4", "unrolled", "win1d-codebook-flat-branch"),
-                                              ("cortex-m3", "compact", "win1d-codebook-flat-branch")])
+                                              ("cortex-m3", "compact", "win1d-codebook-flat-branch"),
+                                              ("cortex-m0", "unrolled", "int8"), ("cortex-m0", "unrolled", "int16"),
+                                              ("cortex-m0", "unrolled", "codebook-int16-C3"), ("cortex-m0", "unrolled", "window-int4"),
+                                              ("cortex-m0", "unrolled", "win1d-flat-branch-int8"),
+                                              ("cortex-m0", "unrolled", "win1d-codebook-int16-u16rows-regions-C3"),
+                                              ("cortex-m0", "compact", "int8")])
 def test_cortex_m_under_qemu(cpu, layout, counts, tmp_path):
     sk = make({"window-int8": "learned-window-balanced-P48-int8", "window-int4": "learned-window-balanced-int4",
-               "codebook-int8": "learned-codebook-int8"}.get(counts, counts if counts.startswith("win") else f"learned-L16K6-{counts}"))
+               "codebook-int8": "learned-codebook-int8", "codebook-int16-C3": "learned-codebook-int16-u16rows-C3"}
+              .get(counts, counts if counts.startswith("win") else f"learned-L16K6-{counts}"))
     assert (".lanes = 1," in codegen.generate(sk, layout)["es_model.c"]) == (sk.count_bits == 8)
     xq = rows_for(sk, n=150)[:300]
     scores, instr = cu.run_qemu_cortex_m(sk, layout, xq, tmp_path, cpu)
@@ -302,24 +311,6 @@ def test_cortex_m_under_qemu(cpu, layout, counts, tmp_path):
     bad = np.flatnonzero((scores != want).any(1))
     assert bad.size == 0, f"{cpu} {layout}: {bad.size} rows differ, first {bad[0]}: {scores[bad[0]]} != {want[bad[0]]}"
     assert 100 < instr < (100000 if counts.startswith("win") else 20000)
-
-
-# Cortex-M0 (Thumb-1): unrolled lookups of plain counts keep their rows and add them class by class (ES_SK_GATHER in
-# es_sketch_run.h; L=60 adds them every 16 tables), and straight-line hashes of at most two words set each bit at once
-# (ES_HASH_KEEP)
-@pytest.mark.slow
-@pytest.mark.parametrize("name,layout", [("learned-L16K6-int8", "unrolled"), ("learned-L16K6-int16", "unrolled"),
-                                         ("learned-codebook-int16-u16rows-C3", "unrolled"),
-                                         ("learned-window-balanced-int4", "unrolled"), ("win1d-flat-branch-int8", "unrolled"),
-                                         ("win1d-codebook-int16-u16rows-regions-C3", "unrolled"),
-                                         ("learned-L16K6-int8", "compact")])
-def test_cortex_m0_under_qemu(name, layout, tmp_path):
-    sk = make(name)
-    xq = rows_for(sk, n=150)[:300]
-    scores, _ = cu.run_qemu_cortex_m(sk, layout, xq, tmp_path, "cortex-m0")
-    want = int_scores(sk, xq)
-    bad = np.flatnonzero((scores != want).any(1))
-    assert bad.size == 0, f"cortex-m0 {name} {layout}: {bad.size} rows differ, first {bad[0]}: {scores[bad[0]]} != {want[bad[0]]}"
 
 
 def test_two_models_link_together(tmp_path):
