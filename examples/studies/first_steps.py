@@ -1,8 +1,8 @@
 """Where a candidate's seconds go before it trains (issue 31): the first step of each training phase traces the step
 and compiles it (XLA), the later ones only run it. For each seed this distils one candidate as the choice does
 (choose.shorter's recipe, early stopping on the validation split) and times, per phase, the first and the second step
-and the first and second validation pass, ahead of the phase's own epochs (two steps more than the choice trains: this times, it does not score). Run it on
-an idle machine.
+and the first and second validation pass, ahead of the phase's own epochs (two steps more than the choice trains:
+this times, it does not score). Run it on an idle machine.
 
     python examples/studies/first_steps.py gestures-gru --stride 4 --dilation 2 --seeds 0 1
     ES_NO_XLA=1 python examples/studies/first_steps.py gestures-gru --stride 4 --dilation 2 --seeds 0 1
