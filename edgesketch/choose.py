@@ -32,7 +32,10 @@ so its validation score is a training score: a candidate must be close to what t
 from __future__ import annotations
 
 import math
+import os
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -43,6 +46,8 @@ from .errors import ConfigError
 GEOMETRY = ("window", "stride", "padding", "regions", "pool", "dilation", "flat_branch")
 PATIENCE = 3            # epochs without a lower validation loss before a candidate's phase ends (scoring only)
 SCORING = 0.5           # candidates are scored with this fraction of their epochs and augmented samples (the final: all)
+WORKERS = min(2, os.cpu_count() or 1)   # candidates distilled at once (each uses about 1.3 cores; TensorFlow's
+                                        # threads are shared, so two keep a 2-core machine busy)
 MAX_LOSS = 1.0          # default: points of accuracy (percent of the teacher's RMSE) a cheaper sketch may lose
 
 
@@ -174,7 +179,7 @@ def _scorer(task: str, labels: bool):
 
 
 def choose(teacher, x_train: np.ndarray, y_train, cands: list[Candidate], max_loss: float = MAX_LOSS, *,
-           transfer=None, progress=None, meta: dict | None = None, say=None, scoring: float = SCORING) -> Choice:
+           transfer=None, progress=None, meta: dict | None = None, say=None, scoring: float = SCORING, workers: int | None = None) -> Choice:
     """Distil the candidates cheapest first on the fit split and keep the first within max_loss of the teacher on
     the validation split (see the module). progress(phase, done, total, info): every candidate's phases, named
     "<candidate>: <phase>"; say(text): a line per candidate."""
@@ -199,36 +204,61 @@ def choose(teacher, x_train: np.ndarray, y_train, cands: list[Candidate], max_lo
     lower = metric in ("rmse", "relative rmse")
     better = (lambda a, b: a < b) if lower else (lambda a, b: a > b)
     say = say or (lambda text: None)
-    rows, best, chosen, reason = [], None, None, ""
-    for i, c in enumerate(cands):
-        if chosen is not None:
-            rows.append(_row(c, None, None, "not tried: a cheaper candidate qualified"))
-            continue
-        cb = None if progress is None else (lambda ph, d, tot, info, n=c.name: progress(f"{n}: {ph}", d, tot, info))
+    stop = threading.Event()
+
+    def train(c):      # in a worker thread: the candidate distilled on the fit split, and its seconds
+        def cb(ph, d, tot, info):
+            if stop.is_set():
+                raise _Stopped
+            if progress is not None:
+                progress(f"{c.name}: {ph}", d, tot, info)
         t1 = time.time()
         sk = D.distill(teacher, x[fit], shorter(c.cfg, scoring, len(fit)), dict(meta or {}), cb, transfer=transfer,
                        validation=x[val], patience=PATIENCE)
-        s = score(int_outputs(sk, x[val]), y[val])
-        ok = max_loss > 0 and qualifies(s, teacher_score, max_loss)
-        verdict = _verdict(metric, s, teacher_score, max_loss, ok)
-        kept = sk.meta.get("epochs_kept", {})   # the final distil trains what validation kept: the same recipe
-        c = replace(c, sketch=sk, cfg=replace(c.cfg, ste_epochs=kept.get("ste", c.cfg.ste_epochs),
-                                              refit_epochs=kept.get("refit", c.cfg.refit_epochs)))
-        rows.append(dict(_row(c, s, time.time() - t1, verdict), epochs_kept=kept))
-        say(f"candidate {i + 1} of {len(cands)}, {c.name}: validation {metric} {s:.4f} (teacher {teacher_score:.4f}), "
-            f"{c.instructions:,} M0 instructions (estimated), {c.table_bytes:,} table bytes, {time.time() - t1:.0f} s: {verdict}")
-        if best is None or better(s, best[0]):
-            best = (s, c)
-        if ok:
-            chosen = c
-            reason = (f"kept {c.name}: the cheapest candidate within {_allowance(metric, max_loss)} of the teacher's "
-                      f"validation {metric} ({teacher_score:.4f})" + (f"; the {i} cheaper one(s) were not" if i else ""))
+        return sk, time.time() - t1
+    workers = 1 if any(c.cfg.table_dropout for c in cands) else max(1, min(workers or WORKERS, len(cands)))
+    rows, best, chosen, reason, running, started = [], None, None, "", {}, 0
+    with ThreadPoolExecutor(workers) as pool:
+        for i, c in enumerate(cands):
+            if chosen is not None:
+                rows.append(_row(c, None, None, "not tried: a cheaper candidate qualified"))
+                continue
+            while started < min(i + workers, len(cands)):      # this one and the next ones, workers at a time
+                running[started] = pool.submit(train, cands[started])
+                started += 1
+            try:
+                sk, seconds = running.pop(i).result()
+            except BaseException:
+                stop.set()
+                raise
+            s = score(int_outputs(sk, x[val]), y[val])
+            ok = max_loss > 0 and qualifies(s, teacher_score, max_loss)
+            verdict = _verdict(metric, s, teacher_score, max_loss, ok)
+            kept = sk.meta.get("epochs_kept", {})   # the final distil trains what validation kept: the same recipe
+            c = replace(c, sketch=sk, cfg=replace(c.cfg, ste_epochs=kept.get("ste", c.cfg.ste_epochs),
+                                                  refit_epochs=kept.get("refit", c.cfg.refit_epochs)))
+            rows.append(dict(_row(c, s, seconds, verdict), epochs_kept=kept))
+            say(f"candidate {i + 1} of {len(cands)}, {c.name}: validation {metric} {s:.4f} (teacher {teacher_score:.4f}), "
+                f"{c.instructions:,} M0 instructions (estimated), {c.table_bytes:,} table bytes, {seconds:.0f} s: {verdict}")
+            if best is None or better(s, best[0]):
+                best = (s, c)
+            if ok:
+                chosen = c
+                stop.set()      # the costlier candidates already started end at their next epoch
+                reason = (f"kept {c.name}: the cheapest candidate within {_allowance(metric, max_loss)} of the teacher's "
+                          f"validation {metric} ({teacher_score:.4f})" + (f"; the {i} cheaper one(s) were not" if i else ""))
+        for f in running.values():     # started before a cheaper one qualified: they stop at their next epoch
+            f.cancel()
     if chosen is None:
         chosen = best[1]
         reason = (f"kept {chosen.name}: the best validation {metric} ({best[0]:.4f}) of the {len(cands)} candidates; "
                   + ("max_loss 0 asks for the best one" if max_loss == 0 else
                      f"none was within {_allowance(metric, max_loss)} of the teacher ({teacher_score:.4f})"))
     return Choice(metric, float(teacher_score), max_loss, rows, chosen, reason, time.time() - t0, len(fit), len(val))
+
+
+class _Stopped(Exception):
+    """Raised in a candidate's progress callback once a cheaper candidate qualified: that distil ends."""
 
 
 def shorter(cfg, fraction: float, n: int):

@@ -18,6 +18,7 @@ representer (the paper, arXiv 2106.11426; flat)
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import asdict, dataclass, fields
 from typing import Callable
 
@@ -302,8 +303,11 @@ def distill(teacher, x_train: np.ndarray, cfg: Config, meta: dict, progress: Pro
 
 class _deterministic:
     """Seeds TensorFlow/NumPy/Python's global generators (keras.utils.set_random_seed) and enables op determinism;
-    on exit Python's and NumPy's generator states and the op-determinism setting are restored. TensorFlow's global
-    seed stays set to the distil seed (TensorFlow cannot read back the previous one)."""
+    on the outermost exit Python's and NumPy's generator states and the op-determinism setting are restored.
+    Reentrant and thread-safe: the choice distils two candidates at once (edgesketch.choose), and determinism stays
+    on until the last of them ends. TensorFlow's global seed stays set to the distil seed (TensorFlow cannot read
+    back the previous one)."""
+    _lock, _depth, _saved = threading.Lock(), 0, None
 
     def __init__(self, tf, seed):
         self.tf, self.seed = tf, seed
@@ -312,18 +316,27 @@ class _deterministic:
         import random
 
         from tensorflow.python.framework import config as tfconfig   # is/disable_op_determinism are not exported
-        self.cfg = tfconfig
-        self.py, self.np_ = random.getstate(), np.random.get_state()
-        self.det = tfconfig.is_op_determinism_enabled()
-        self.tf.keras.utils.set_random_seed(self.seed)
-        self.tf.config.experimental.enable_op_determinism()
+        cls = _deterministic
+        with cls._lock:
+            if cls._depth == 0:
+                cls._saved = (random.getstate(), np.random.get_state(), tfconfig.is_op_determinism_enabled())
+                self.tf.config.experimental.enable_op_determinism()
+            cls._depth += 1
+            self.tf.keras.utils.set_random_seed(self.seed)
 
     def __exit__(self, *exc):
         import random
-        random.setstate(self.py)
-        np.random.set_state(self.np_)
-        if not self.det:
-            self.cfg.disable_op_determinism()
+
+        from tensorflow.python.framework import config as tfconfig
+        cls = _deterministic
+        with cls._lock:
+            cls._depth -= 1
+            if cls._depth == 0:
+                py, np_, det = cls._saved
+                random.setstate(py)
+                np.random.set_state(np_)
+                if not det:
+                    tfconfig.disable_op_determinism()
         return False
 
 

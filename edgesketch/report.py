@@ -29,22 +29,27 @@ def phase_text(phase: str) -> str:
 @contextlib.contextmanager
 def phase_progress():
     """Yields a callback(phase, done, total, info): one bar per phase on a terminal, with the time left in the phase
-    (from its pace so far); plain lines with the same estimate in a log."""
+    (from its pace so far); plain lines with the same estimate in a log. Thread-safe: the choice reports two
+    candidates at once ("<candidate>: <phase>"), and each candidate's phases keep their own clock."""
+    import threading
     import time
+
+    lock = threading.Lock()
 
     def text(info):
         return ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in info.items())
     if not console.is_terminal:
-        started, last = {}, [time.monotonic()]
+        started, last, t_start = {}, {}, time.monotonic()
 
-        def plain(phase, done, total, info):     # a phase's clock starts at the report before its first one
-            now = time.monotonic()
-            t0 = started.setdefault(phase, now if done == 0 else last[0])
-            last[0] = now
-            if done and (done == total or done % max(1, total // 5) == 0):
-                spent = now - t0
-                left = f", {spent / done * (total - done):.0f} s left" if done < total else f", {spent:.0f} s"
-                console.print(f"  {phase_text(phase):<40} {done}/{total}{left} {text(info)}")
+        def plain(phase, done, total, info):     # a phase's clock starts at its candidate's report before its first one
+            now, who = time.monotonic(), phase.rpartition(": ")[0]
+            with lock:
+                t0 = started.setdefault(phase, now if done == 0 else last.get(who, t_start))
+                last[who] = now
+                if done and (done == total or done % max(1, total // 5) == 0):
+                    spent = now - t0
+                    left = f", {spent / done * (total - done):.0f} s left" if done < total else f", {spent:.0f} s"
+                    console.print(f"  {phase_text(phase):<40} {done}/{total}{left} {text(info)}")
         yield plain
         return
     with Progress(TextColumn("{task.description:<40}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
@@ -52,9 +57,10 @@ def phase_progress():
         tasks = {}
 
         def cb(phase, done, total, info):
-            if phase not in tasks:
-                tasks[phase] = p.add_task(phase_text(phase), total=total, info="")
-            p.update(tasks[phase], completed=done, total=total, info=text(info))
+            with lock:
+                if phase not in tasks:
+                    tasks[phase] = p.add_task(phase_text(phase), total=total, info="")
+                p.update(tasks[phase], completed=done, total=total, info=text(info))
         yield cb
 
 

@@ -70,6 +70,7 @@ def test_candidates_are_scored_with_the_shorter_recipe(monkeypatch):
     """Candidates train half their epochs and augmented samples on the fit split, with validation and early stopping;
     the kept one returns with its own recipe (the final distil's), the epochs early stopping kept and its sketch."""
     import math
+    import time
     from types import SimpleNamespace
 
     from edgesketch import distillation, sketch
@@ -80,14 +81,33 @@ def test_candidates_are_scored_with_the_shorter_recipe(monkeypatch):
     teacher = SimpleNamespace(task="classification", outputs=lambda v: np.eye(6)[v[:, 0].round().astype(int)])
     seen = []
 
-    def fake_distill(t, xf, cfg, meta, cb, **kw):
+    geo = lambda cfg: (cfg.window, cfg.stride, cfg.dilation)
+
+    stopped = []
+
+    def fake_distill(t, xf, cfg, meta, cb, **kw):     # the second candidate reproduces the teacher, the others do not
         seen.append(dict(cfg=cfg, n=len(xf), **kw))
-        return SimpleNamespace(meta={"epochs_kept": {"ste": 3, "refit": 2}}, good=len(seen) > 1)
+        good = geo(cfg) == geo(cands[1].cfg)
+        if good:
+            time.sleep(0.3)                           # the third has started by then, two at a time
+        elif geo(cfg) == geo(cands[2].cfg):           # the third: epochs until the choice stops it
+            try:
+                for e in range(100):
+                    cb("relax", e, 100, {})
+                    time.sleep(0.05)
+            except BaseException as e:
+                stopped.append(type(e).__name__)
+                raise
+        return SimpleNamespace(meta={"epochs_kept": {"ste": 3, "refit": 2}}, good=good)
     monkeypatch.setattr(distillation, "distill", fake_distill)
     monkeypatch.setattr(sketch, "int_outputs", lambda sk, v: np.eye(6)[(v[:, 0].round().astype(int) + (not sk.good)) % 6])
     cands = choose.candidates((64, 3), 6, {})
-    c = choose.choose(teacher, x, y, cands, 1)
-    assert len(seen) == 2 and c.chosen.name == cands[1].name and c.rows[0]["score"] == 0 and c.rows[1]["score"] == 1
+    for workers in (2, 1):     # two at a time (the third starts while the second trains, and is not scored), or one
+        seen.clear()
+        c = choose.choose(teacher, x, y, cands, 1, workers=workers)
+        assert len(seen) == 1 + workers and c.chosen.name == cands[1].name
+        assert [r["score"] for r in c.rows] == [0, 1, None, None] and "not tried" in c.rows[2]["verdict"]
+        assert stopped == ["_Stopped"]                # raised at its next epoch once the second qualified
     for s, cand in zip(seen, cands):
         assert s["n"] == 96 and len(s["validation"]) == 24 and s["patience"] == choose.PATIENCE
         assert s["cfg"].epochs == math.ceil(cand.cfg.epochs / 2) and s["cfg"].refit_epochs == math.ceil(cand.cfg.refit_epochs / 2)
@@ -144,6 +164,21 @@ def test_first_candidate_within_max_loss_is_kept(mnist1d_cnn_teacher, tmp_path):
     sk = es.load(tmp_path / "best.esk").sketch
     assert sk.is_flat == (best["window"] == "flat")
     assert c["final_seconds"] > 0 and all(r["seconds"] > 0 for r in c["candidates"])
+
+
+@pytest.mark.slow
+def test_two_candidates_at_once_choose_what_one_at_a_time_does(mnist1d_cnn_teacher):
+    """The choice distils two candidates at once (choose.WORKERS on 2 cores): every candidate's score and the kept
+    sketch are the same, bit for bit, as one at a time."""
+    from edgesketch.teacher import load
+    ds, t = data.load("mnist1d"), load(str(mnist1d_cnn_teacher))
+    cands = choose.candidates(t.input_shape, t.n_outputs, QUICK)[:3]
+    runs = [choose.choose(t, ds.x_train[:1500], ds.y_train[:1500], cands, 0, workers=w) for w in (1, 2)]
+    assert [r["score"] for r in runs[0].rows] == [r["score"] for r in runs[1].rows]
+    assert None not in [r["score"] for r in runs[0].rows] and runs[0].chosen.name == runs[1].chosen.name
+    a, b = runs[0].chosen.sketch, runs[1].chosen.sketch
+    for x, y in zip(a.branches, b.branches):
+        assert (x.counts == y.counts).all() and (x.tap_idx == y.tap_idx).all() and (x.threshold == y.threshold).all()
 
 
 @pytest.mark.slow
