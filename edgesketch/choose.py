@@ -9,7 +9,9 @@ positions; for image axes 4 x 4, then 8 x 8), each with the options the caller g
 count_bits, codebook apply to every candidate), in order of Cortex-M0 instructions per inference estimated from the
 structure (edgesketch.cost). An input with no time or image axis has one candidate, the flat sketch: nothing to choose.
 
-choose() distils them in that order on a stratified 80% of the training set (choose.split: the split tune uses too),
+choose() distils them in that order, two at a time on a machine of 2 cores or more (WORKERS: one distil keeps about
+1.3 cores busy; the next candidate starts while the cheaper one trains and stops at its next epoch once a cheaper one
+qualifies, so the result is the one-at-a-time choice, bit for bit), on a stratified 80% of the training set (choose.split: the split tune uses too),
 with a shorter recipe (SCORING: half the epochs and half the augmented samples) and early stopping on the other 20%
 (the straight-through and refit phases end after PATIENCE epochs without a lower validation loss and keep their best
 epoch), and scores the integer sketch on that 20%: never on the test set. On the gesture example (seeds 0-2,

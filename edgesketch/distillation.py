@@ -282,7 +282,7 @@ def targets(teacher, x: np.ndarray, cfg: Config) -> tuple[np.ndarray, dict]:
 # ---------------------------------------------------------------- the pipeline
 def distill(teacher, x_train: np.ndarray, cfg: Config, meta: dict, progress: Progress | None = None,
             transfer: np.ndarray | None = None, validation: np.ndarray | None = None,
-            patience: int | None = None, start: Sketch | None = None) -> Sketch:
+            patience: int | None = None, start: Sketch | None = None, keep_hashes: bool = False) -> Sketch:
     """The sketch of `teacher` on x_train and unlabelled `transfer` inputs (relabelled by the teacher like the augmented
     samples, and calibrating the input quantisation with the training set: both are real inputs).
     validation: held-out real inputs (never trained on); the teacher labels them and every epoch of the
@@ -291,6 +291,8 @@ def distill(teacher, x_train: np.ndarray, cfg: Config, meta: dict, progress: Pro
     (early stopping: candidate scoring, edgesketch.choose); None trains every epoch.
     start: a learned sketch of the same configuration (the choice's kept candidate) to continue from: its
     hyperplanes, thresholds and tables start the straight-through phase, and the relax phase is skipped.
+    keep_hashes: with start, skip the straight-through phase too: start's hashes are kept and only its tables are
+    refitted (on the exact integer hashes of x_train's augmented set).
     Seeds the global generators from cfg.seed and turns op determinism on for the call (see _deterministic)."""
     shape = tuple(teacher.input_shape)
     check(cfg, shape)
@@ -298,7 +300,7 @@ def distill(teacher, x_train: np.ndarray, cfg: Config, meta: dict, progress: Pro
     tf = tensorflow()
     with _deterministic(tf, cfg.seed):
         return _distill(tf, teacher, x_train, cfg, meta, progress or (lambda *a: None), transfer, shape,
-                        validation, patience, start)
+                        validation, patience, start, keep_hashes)
 
 
 class _deterministic:
@@ -341,7 +343,7 @@ class _deterministic:
 
 
 def _distill(tf, teacher, x_train, cfg, meta, progress, transfer, shape, validation=None, patience=None,
-             start=None) -> Sketch:
+             start=None, keep_hashes=False) -> Sketch:
     rng = np.random.default_rng(cfg.seed)
     wins = windows_of(cfg, shape)
     per_channel = not wins[0].is_flat
@@ -374,7 +376,8 @@ def _distill(tf, teacher, x_train, cfg, meta, progress, transfer, shape, validat
     pad = ((in_zero[:wins[0].channels] - feat_off[:wins[0].channels]) / UNIT).astype(np.float32) if per_channel else None
     fit = _Fit(tf, xc, y, teacher.task, cfg, rng, progress, pad, val)
     if cfg.mode == "learned":
-        fit.learned(sk, xa, None if start is None else _start_values(start, branches, cfg, ystat))
+        fit.learned(sk, xa, None if start is None else _start_values(start, branches, cfg, ystat),
+                    ste=start is None or not keep_hashes)
     else:
         fit.representer(sk)
     if fit.kept:
@@ -568,9 +571,9 @@ class _Fit:
             return out if perm is None else tf.gather(out, perm, axis=1)
         return sums
 
-    def learned(self, sk: Sketch, xa: np.ndarray, start: list | None = None):
+    def learned(self, sk: Sketch, xa: np.ndarray, start: list | None = None, ste: bool = True):
         """Relax, straight-through, refit. start: (dense hyperplanes [E, P], bias [P], tables, table selectors) per
-        branch to continue from: the straight-through phase starts there (no relax)."""
+        branch to continue from: the straight-through phase starts there (no relax); ste False: nor that phase."""
         tf, cfg = self.tf, self.cfg
         sizes = branch_sizes(cfg)
         G, thresholds = [], [cfg.thresholds] + [1] * (len(sizes) - 1)     # a flat branch beside windows: one each
@@ -626,7 +629,8 @@ class _Fit:
                 loss = self.loss(ste_out(x), y)
             opt2.apply_gradients(zip(t.gradient(loss, ste_vars), ste_vars))
             return loss
-        self.run("ste", cfg.ste_epochs or cfg.epochs, ste_step, (self.xc, self.y), watch=self.watch(tf.function(ste_out), ste_vars))
+        if ste:
+            self.run("ste", cfg.ste_epochs or cfg.epochs, ste_step, (self.xc, self.y), watch=self.watch(tf.function(ste_out), ste_vars))
 
         for (b, L, K, P, s, sel, project, scores, W, bias, T), Wl, Tn in zip(G, latent, thresholds):
             R = np.repeat(self.ternary(Wl, s, half(s)).numpy().astype(np.int8), Tn, axis=1)

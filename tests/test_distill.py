@@ -196,7 +196,8 @@ def test_training_graph_matches_the_numpy_hash(shape, kw):
 def test_the_final_distil_continues_from_the_kept_candidate(mnist1d_cnn_teacher):
     """distill(start=sketch): the straight-through phase starts from that sketch's hyperplanes, thresholds (moved to
     this run's centring), tables and table selectors, with no relax phase. With a learning rate too small to move
-    them, the continued sketch reads the cells the start read on nearly every input; trained afresh it would not."""
+    them, the continued sketch reads the cells the start read on nearly every input; trained afresh it would not.
+    keep_hashes: no straight-through phase either, the start's taps exactly."""
     from dataclasses import replace
 
     from edgesketch import distillation as D
@@ -215,6 +216,11 @@ def test_the_final_distil_continues_from_the_kept_candidate(mnist1d_cnn_teacher)
     fresh = D.distill(t, x, replace(cfg, seed=1), {})
     other = np.mean(int_cells(a, quantize_inputs(a, xs)) == int_cells(fresh, quantize_inputs(fresh, xs)))
     assert same > 0.95 and other < 0.5, (same, other)
+    phases.clear()                                        # keep_hashes: the start's taps, only the tables refitted
+    k = D.distill(t, x, cfg, {}, lambda ph, *r: phases.append(ph), start=a, keep_hashes=True)
+    assert "relax" not in phases and "ste" not in phases and "refit" in phases
+    assert all(np.array_equal(getattr(a.branches[0], f), getattr(k.branches[0], f)) for f in ("tap_ptr", "tap_idx", "tap_weight"))
+    assert np.mean(int_cells(a, quantize_inputs(a, xs)) == int_cells(k, quantize_inputs(k, xs))) > 0.98
     for wrong in (D.config(t.input_shape, "flat", epochs=1, refit_epochs=1, aug_size=3000), replace(cfg, tables=8)):
         with pytest.raises(D.ConfigError, match="start: give a learned sketch distilled with the same configuration"):
             D.distill(t, x, wrong, {}, start=a)

@@ -11,6 +11,7 @@ test set). Prints a markdown table of accuracies and seconds.
     python examples/studies/final_start.py gestures-conv1d --stride 2 --dilation 1 --seeds 0 1 2
     python examples/studies/final_start.py gestures-gru --stride 2 --dilation 1 --no-afresh --min-ste 10
     python examples/studies/final_start.py gestures-gru --stride 4 --dilation 2 --no-afresh --aug 80000
+    python examples/studies/final_start.py gestures-gru --stride 2 --dilation 1 --no-afresh --keep-hashes
     python examples/studies/final_start.py mnist1d --stride 2 --dilation 1 --perturbed 4000   # + agreement away from
                                                                                          # the training points
 """
@@ -39,15 +40,18 @@ def main(argv=None):
                         help="also continue for at least N straight-through epochs (a column each)")
         ap.add_argument("--aug", type=int, nargs="*", default=[], metavar="N",
                         help="also continue with N augmented samples (a column each; the default is 40,000)")
+        ap.add_argument("--keep-hashes", action="store_true",
+                        help="also continue with the candidate's hashes kept: only the tables refitted (a column)")
         ap.add_argument("--no-afresh", action="store_true", help="skip the final that starts afresh")
         ap.add_argument("--perturbed", type=int, default=0, metavar="N",
                         help="also score agreement with the teacher on N validation inputs shifted, scaled and "
                              "jittered as the distil's signal augmentation does (inputs away from the teacher's "
                              "training points; a second table)")
     a, t, x, y, fit, val = geometry_study(__doc__, 2, 1, argv, extra)
-    labels = [f"≥ {n} ste epochs" for n in a.min_ste] + [f"{n:,} augmented" for n in a.aug]
-    variants = lambda final: ([replace(final, ste_epochs=max(n, final.ste_epochs or final.epochs)) for n in a.min_ste]
-                              + [replace(final, aug_size=n) for n in a.aug])
+    labels = ([f"≥ {n} ste epochs" for n in a.min_ste] + [f"{n:,} augmented" for n in a.aug]
+              + ["hashes kept"] * a.keep_hashes)
+    variants = lambda final: ([(replace(final, ste_epochs=max(n, final.ste_epochs or final.epochs)), False) for n in a.min_ste]
+                              + [(replace(final, aug_size=n), False) for n in a.aug] + [(final, True)] * a.keep_hashes)
     inner, held = (fit[i] for i in choose.split(x[fit], y[fit], t.task))
     acc = lambda sk, idx: float(np.mean(int_outputs(sk, x[idx]).argmax(1) == y[idx]))
     print(f"load at start: {load_avg()}; {len(inner)} + {len(held)} to score the candidate, {len(fit)} for the finals, "
@@ -73,9 +77,9 @@ def main(argv=None):
         cont = D.distill(t, x[fit], final, {}, start=cand)
         t3 = time.time()
         more = []
-        for v in variants(final):
+        for v, keep in variants(final):
             t4 = time.time()
-            sk = D.distill(t, x[fit], v, {}, start=cand)
+            sk = D.distill(t, x[fit], v, {}, start=cand, keep_hashes=keep)
             more.append((acc(sk, val), time.time() - t4))
         rows.append((seed, k, acc(cand, held), acc(cand, val), np.nan if afresh is None else acc(afresh, val),
                      acc(cont, val), t1 - t0, t2 - t1, t3 - t2, more))
