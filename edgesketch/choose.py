@@ -11,10 +11,10 @@ structure (edgesketch.cost). An input with no time or image axis has one candida
 
 choose() distils them in that order, two at a time on a machine of 2 cores or more (WORKERS: one distil keeps about
 1.3 cores busy; the next candidate starts while the cheaper one trains and stops at its next epoch once a cheaper one
-qualifies, so the result is the one-at-a-time choice, bit for bit), on a stratified 80% of the training set (choose.split: the split tune uses too),
-with a shorter recipe (SCORING: half the epochs and half the augmented samples) and early stopping on the other 20%
-(the straight-through and refit phases end after PATIENCE epochs without a lower validation loss and keep their best
-epoch), and scores the integer sketch on that 20%: never on the test set. On the gesture example (seeds 0-2,
+qualifies, so the result is the one-at-a-time choice, bit for bit; a candidate's seconds are its wall time, shared),
+on a stratified 80% of the training set (choose.split: the split tune uses too), with a shorter recipe (SCORING: half
+the epochs and half the augmented samples) and early stopping on the other 20% (the straight-through and refit phases
+end after PATIENCE epochs without a lower validation loss and keep their best epoch), and scores the integer sketch on that 20%: never on the test set. On the gesture example (seeds 0-2,
 examples/studies/choice_recipe.py) the half recipe kept the same candidate as the full one for two seeds and a costlier
 one for the third, in 0.4x the time; a quarter recipe kept none within 1 point. It keeps the first candidate within
 max_loss points of the teacher's own score on the same 20%; when none is, the best one.
@@ -181,10 +181,12 @@ def _scorer(task: str, labels: bool):
 
 
 def choose(teacher, x_train: np.ndarray, y_train, cands: list[Candidate], max_loss: float = MAX_LOSS, *,
-           transfer=None, progress=None, meta: dict | None = None, say=None, scoring: float = SCORING, workers: int | None = None) -> Choice:
+           transfer=None, progress=None, meta: dict | None = None, say=None, scoring: float = SCORING,
+           workers: int | None = None) -> Choice:
     """Distil the candidates cheapest first on the fit split and keep the first within max_loss of the teacher on
     the validation split (see the module). progress(phase, done, total, info): every candidate's phases, named
-    "<candidate>: <phase>"; say(text): a line per candidate."""
+    "<candidate>: <phase>", from worker threads; say(text): a line per candidate; workers: candidates distilled at once
+    (default WORKERS; 1 with table dropout, whose random masks draw on TensorFlow's global seed)."""
     from . import distillation as D
     from .sketch import int_outputs
     max_loss = check_max_loss(max_loss)

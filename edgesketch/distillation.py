@@ -630,7 +630,8 @@ class _Fit:
             opt2.apply_gradients(zip(t.gradient(loss, ste_vars), ste_vars))
             return loss
         if ste:
-            self.run("ste", cfg.ste_epochs or cfg.epochs, ste_step, (self.xc, self.y), watch=self.watch(tf.function(ste_out), ste_vars))
+            self.run("ste", cfg.ste_epochs or cfg.epochs, ste_step, (self.xc, self.y),
+                     watch=self.watch(tf.function(ste_out), ste_vars))
 
         for (b, L, K, P, s, sel, project, scores, W, bias, T), Wl, Tn in zip(G, latent, thresholds):
             R = np.repeat(self.ternary(Wl, s, half(s)).numpy().astype(np.int8), Tn, axis=1)

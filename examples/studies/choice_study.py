@@ -6,6 +6,7 @@ instructions per inference, and the distil time (the choice and the final distil
     python examples/studies/choice_study.py mnist1d --boards qemu-m4 qemu-m0
     python examples/studies/choice_study.py mnist1d --window 9 --stride 2        # a fixed geometry (no choice)
     python examples/studies/choice_study.py vibration imu --boards qemu-m4
+    python examples/studies/choice_study.py gestures-conv1d --boards --workers 1  # the choice one candidate at a time
 
 Defaults are chosen on the validation split inside distill (choose.choose); the test set is only scored here, once per
 sketch. Device counts: the seed's sketch built for each board and run under QEMU on the first --samples test inputs
@@ -92,6 +93,7 @@ def device_counts(sk, x, boards, workdir) -> dict:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("cases", nargs="+", choices=list(CASES))
+    ap.add_argument("--tables", metavar="JSON", help="distil nothing: print the tables of a --json this script wrote")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--boards", nargs="*", default=["qemu-m0"], help="emulated boards to count instructions on")
     ap.add_argument("--samples", type=int, default=50, help="test inputs run on each board")
@@ -100,8 +102,12 @@ def main(argv=None):
     ap.add_argument("--stride", type=int, help="with --window: the stride")
     ap.add_argument("--json", help="default build/study/choice-<cases>.json")
     ap.add_argument("--save", help="save every sketch here as <case>-seed<S>.esk")
+    ap.add_argument("--workers", type=int, help="candidates distilled at once (default choose.WORKERS: 2 on 2 cores "
+                                                "or more; 1 times the choice one candidate at a time)")
     a = ap.parse_args(argv)
-    from edgesketch import api, cost, data
+    from edgesketch import api, choose, cost, data
+    if a.workers:
+        choose.WORKERS = a.workers
     from edgesketch.choose import table
     from edgesketch.report import out as rout
     fixed = {}
@@ -109,9 +115,12 @@ def main(argv=None):
         fixed["window"] = "flat" if a.window == "flat" else (int(a.window),)
         if a.stride:
             fixed["stride"] = (a.stride,)
-    rows = []
-    print(f"load at start: {load_avg()}", flush=True)
-    for case in a.cases:
+    rows = json.loads(Path(a.tables).read_text()) if a.tables else []
+    if a.tables:
+        a.cases, a.boards = [c for c in a.cases if any(r["case"] == c for r in rows)], sorted(rows[0]["device"])
+    else:
+        print(f"load at start: {load_avg()}", flush=True)
+    for case in a.cases if not a.tables else ():
         tpath, source = teacher_of(case)
         ds = data.load(source)
         for seed in a.seeds:
@@ -152,11 +161,12 @@ def main(argv=None):
               + f"{r['seconds']:.0f} ({r['choice_seconds']:.0f} + {r['final_seconds']:.0f}) | {r['load']} |")
     for case in a.cases:
         rs = [r for r in rows if r["case"] == case]
-        print(f"| {case} | mean of {len(rs)} | | {np.mean([r['test'] for r in rs]):.4f} | {np.mean([r['teacher'] for r in rs]):.4f} | "
+        print(f"| {case} | mean ± std of {len(rs)} | | {np.mean([r['test'] for r in rs]):.4f} ± {np.std([r['test'] for r in rs]):.4f} | {np.mean([r['teacher'] for r in rs]):.4f} | "
               f"{100 * np.mean([r['teacher'] - r['test'] for r in rs]):.2f} | {np.mean([r['estimate_m0'] for r in rs]):,.0f} | "
               + "".join(f"{np.mean([r['device'][b]['instructions'] for r in rs]):,.0f} | " for b in boards)
               + f"{np.mean([r['seconds'] for r in rs]):.0f} | |")
-    print(f"load at the end: {load_avg()}")
+    if not a.tables:
+        print(f"load at the end: {load_avg()}")
 
 
 if __name__ == "__main__":

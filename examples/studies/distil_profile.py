@@ -44,6 +44,7 @@ def main(argv=None):
     ap.add_argument("--how", choices=["single", "default"], default="single")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", help="also write the rows here")
+    ap.add_argument("--tables", metavar="JSON", help="distil nothing: print the table of a --json this script wrote")
     a = ap.parse_args(argv)
     sys.path.insert(0, str(Path(a.src).resolve()))
     es_data = importlib.import_module("edgesketch.data")
@@ -53,8 +54,8 @@ def main(argv=None):
     except ModuleNotFoundError:                       # checkouts before the module was renamed
         D = importlib.import_module("edgesketch.distill")
     print(f"edgesketch from {Path(D.__file__).resolve().parents[1]}; load at start {load_avg()}", flush=True)
-    rows = []
-    for name in a.cases:
+    rows = json.loads(Path(a.tables).read_text()) if a.tables else []
+    for name in a.cases if not a.tables else ():
         tpath, source = CASES[name]
         ds = es_data.load(source)
         t = es_teacher.load(str(ROOT / tpath))
@@ -69,28 +70,35 @@ def main(argv=None):
             api = importlib.import_module("edgesketch.api")
             sk = api.distill(t, ds.x_train, ds.y_train, progress=cb, seed=a.seed).sketch
         total = time.perf_counter() - t0
-        phases, last = {}, t0
-        for when, phase in marks:          # time from the previous report to this one belongs to this phase
-            phases[phase] = phases.get(phase, 0.0) + when - last
-            last = when
-        phases["other (after the last report)"] = time.perf_counter() - t0 - (last - t0)
+        phases, last = {}, {}
+        for when, phase in marks:   # the time since the previous report of the same candidate belongs to this phase
+            who = phase.rpartition(": ")[0]     # the choice distils two candidates at once, "<candidate>: <phase>"
+            phases[phase] = phases.get(phase, 0.0) + when - last.get(who, when if who else t0)
+            last[who] = when
+        phases["other (after the last report)"] = time.perf_counter() - max(last.values(), default=t0)
+        choice = sk.meta.get("choice") or {}
         from edgesketch.sketch import int_outputs   # noqa: E402  (the checkout's own)
         acc = float((int_outputs(sk, ds.x_test).argmax(1) == ds.y_test).mean())
         row = dict(case=name, how=a.how, total=total, phases=phases, test=acc, load=load_avg(),
-                   geometry=[b.window.to_json() for b in sk.branches])
+                   geometry=[b.window.to_json() for b in sk.branches], choice_seconds=choice.get("seconds"),
+                   final_seconds=choice.get("final_seconds"))
         rows.append(row)
         print(f"{name}: {total:.1f} s, test {acc:.4f}, " + ", ".join(f"{k} {v:.1f} s" for k, v in phases.items())
               + f" (load {row['load']})", flush=True)
-    keys = []
+    tails = ("relabel", "relax", "ste", "hash", "refit")
+    part = lambda r, final: {t: sum(v for k, v in r["phases"].items() if k.rpartition(": ")[2] == t
+                                    and (": " not in k or ("(all training data)" in k) == final)) for t in tails}
+    print("\n| case | total s | choice s | final s | final (or the only distil): " + ", ".join(tails)
+          + " | candidates, each one's wall time summed: " + ", ".join(tails) + " | test int accuracy | load (1, 5, 15 min) at the end |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        keys += [k for k in r["phases"] if k not in keys]
-    print(f"\n| case | total s | " + " | ".join(keys) + " | test int accuracy | load (1, 5, 15 min) at the end |")
-    print("|---|---|" + "---|" * len(keys) + "---|---|")
-    for r in rows:
-        print(f"| {r['case']} | {r['total']:.1f} | " + " | ".join(f"{r['phases'].get(k, 0):.1f}" for k in keys)
-              + f" | {r['test']:.4f} | {r['load']} |")
+        f, c = part(r, True), part(r, False)
+        both = any(": " in k for k in r["phases"])
+        print(f"| {r['case']} | {r['total']:.1f} | {r.get('choice_seconds') or 0:.1f} | {r.get('final_seconds') or r['total']:.1f} | "
+              + ", ".join(f"{f[t]:.1f}" for t in tails) + " | "
+              + (", ".join(f"{c[t]:.1f}" for t in tails) if both else "-") + f" | {r['test']:.4f} | {r['load']} |")
     print(f"load at the end {load_avg()}")
-    if a.json:
+    if a.json and not a.tables:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
         Path(a.json).write_text(json.dumps(rows, indent=1))
 
