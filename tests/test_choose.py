@@ -92,8 +92,8 @@ def test_candidates_are_scored_with_the_shorter_recipe(monkeypatch):
             time.sleep(0.3)                           # the third has started by then, two at a time
         elif geo(cfg) == geo(cands[2].cfg):           # the third: epochs until the choice stops it
             try:
-                for e in range(100):
-                    cb("relax", e, 100, {})
+                for epoch in range(100):
+                    cb("relax", epoch, 100, {})
                     time.sleep(0.05)
             except BaseException as e:
                 stopped.append(type(e).__name__)

@@ -86,14 +86,15 @@ def main(argv=None):
         print(f"{name}: {total:.1f} s, test {acc:.4f}, " + ", ".join(f"{k} {v:.1f} s" for k, v in phases.items())
               + f" (load {row['load']})", flush=True)
     tails = ("relabel", "relax", "ste", "hash", "refit")
-    part = lambda r, final: {t: sum(v for k, v in r["phases"].items() if k.rpartition(": ")[2] == t
-                                    and (": " not in k or ("(all training data)" in k) == final)) for t in tails}
+    final = lambda k: ": " not in k or "(all training data)" in k      # the final's phases, or the only distil's
+    part = lambda r, of_final: {t: sum(v for k, v in r["phases"].items()
+                                       if k.rpartition(": ")[2] == t and final(k) == of_final) for t in tails}
     print("\n| case | total s | choice s | final s | final (or the only distil): " + ", ".join(tails)
           + " | candidates, each one's wall time summed: " + ", ".join(tails) + " | test int accuracy | load (1, 5, 15 min) at the end |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         f, c = part(r, True), part(r, False)
-        both = any(": " in k for k in r["phases"])
+        both = not all(map(final, r["phases"]))
         print(f"| {r['case']} | {r['total']:.1f} | {r.get('choice_seconds') or 0:.1f} | {r.get('final_seconds') or r['total']:.1f} | "
               + ", ".join(f"{f[t]:.1f}" for t in tails) + " | "
               + (", ".join(f"{c[t]:.1f}" for t in tails) if both else "-") + f" | {r['test']:.4f} | {r['load']} |")
