@@ -68,7 +68,8 @@ def test_qualifying_rule():
 
 def test_candidates_are_scored_with_the_shorter_recipe(monkeypatch):
     """Candidates train half their epochs and augmented samples on the fit split, with validation and early stopping;
-    the kept one returns with its own recipe (the final distil's), the epochs early stopping kept and its sketch."""
+    the kept one returns with its own full recipe (the final distil's) and its sketch, the final continuing from it;
+    the table records the epochs early stopping kept."""
     import math
     import time
     from types import SimpleNamespace
@@ -112,10 +113,32 @@ def test_candidates_are_scored_with_the_shorter_recipe(monkeypatch):
         assert s["n"] == 96 and len(s["validation"]) == 24 and s["patience"] == choose.PATIENCE
         assert s["cfg"].epochs == math.ceil(cand.cfg.epochs / 2) and s["cfg"].refit_epochs == math.ceil(cand.cfg.refit_epochs / 2)
         assert s["cfg"].aug_size == 20000 and cand.cfg.aug_size == 0       # half of max(40000, 10 x 96)
-    kept = c.chosen.cfg
-    assert (kept.epochs, kept.aug_size, kept.ste_epochs, kept.refit_epochs) == (cands[1].cfg.epochs, 0, 3, 2)
+    assert c.chosen.cfg == cands[1].cfg and c.rows[1]["epochs_kept"] == {"ste": 3, "refit": 2}
     assert c.chosen.sketch.good and cands[1].sketch is None     # the final distil continues from the kept sketch
     assert choose.shorter(cands[0].cfg, 1, 96) is cands[0].cfg
+
+
+@pytest.mark.parametrize("max_loss", [0.5, 0])
+def test_when_none_qualifies_the_best_is_kept_with_its_full_recipe(monkeypatch, max_loss):
+    """No candidate within max_loss (or max_loss 0): every one is scored and the most accurate is kept, with its sketch
+    (the final continues from it) and its full recipe."""
+    from types import SimpleNamespace
+
+    from edgesketch import distillation, sketch
+    y = np.repeat(np.arange(6), 20)
+    x = np.random.default_rng(0).normal(size=(len(y), 64 * 3)).astype(np.float32)
+    x[:, 0] = y
+    teacher = SimpleNamespace(task="classification", outputs=lambda v: np.eye(6)[v[:, 0].round().astype(int)])
+    cands = choose.candidates((64, 3), 6, {})
+    geo = lambda cfg: (cfg.window, cfg.stride, cfg.dilation)
+    wrong = {geo(c.cfg): len(cands) - i for i, c in enumerate(cands)}   # classes missed: 4, 3, 2, 1, the costliest best
+    monkeypatch.setattr(distillation, "distill", lambda t, xf, cfg, meta, cb, **kw: SimpleNamespace(
+        meta={"epochs_kept": {"ste": 1}}, wrong=wrong[geo(cfg)]))
+    monkeypatch.setattr(sketch, "int_outputs",
+                        lambda sk, v: np.eye(6)[(v[:, 0].round().astype(int) + (v[:, 0].round() < sk.wrong)) % 6])
+    c = choose.choose(teacher, x, y, cands, max_loss, workers=1)
+    assert "best validation accuracy" in c.reason and c.chosen.sketch.wrong == 1
+    assert c.chosen.name == cands[-1].name and c.chosen.cfg == cands[-1].cfg and None not in [r["score"] for r in c.rows]
 
 
 @pytest.mark.parametrize("bad", [-1, "abc", float("nan"), None, True])
