@@ -14,9 +14,10 @@ choose() distils them in that order, two at a time on a machine of 2 cores or mo
 qualifies, so the result is the one-at-a-time choice, bit for bit; a candidate's seconds are its wall time, shared),
 on a stratified 80% of the training set (choose.split: the split tune uses too), with a shorter recipe (SCORING: half
 the epochs and half the augmented samples) and early stopping on the other 20% (the straight-through and refit phases
-end after PATIENCE epochs without a lower validation loss and keep their best epoch), and scores the integer sketch on that 20%: never on the test set. On the gesture example (seeds 0-2,
-examples/studies/choice_recipe.py) the half recipe kept the same candidate as the full one for two seeds and a costlier
-one for the third, in 0.4x the time; a quarter recipe kept none within 1 point. It keeps the first candidate within
+end after PATIENCE epochs without a lower validation loss and keep their best epoch), and scores the integer sketch
+on that 20%: never on the test set. On the gesture example (seeds 0-2, examples/studies/choice_recipe.py) the half
+recipe kept the same candidate as the full one for two seeds and a costlier one for the third, in 0.4x the time; a
+quarter recipe kept none within 1 point. It keeps the first candidate within
 max_loss points of the teacher's own score on the same 20%; when none is, the best one.
 The caller distils the kept candidate again on the whole training set with the full recipe (all its epochs and
 augmented samples; not just the epochs early stopping kept, which ended the half recipe's straight-through phase after

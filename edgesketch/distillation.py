@@ -59,7 +59,7 @@ class Config:
     shift: int = 0            # signal augmentation: largest shift along each spatial axis (0: window size // 2)
     epochs: int = 30          # per phase (relax, STE); representer fit uses 2x
     refit_epochs: int = 15
-    ste_epochs: int = 0       # the straight-through phase's own epochs (0: epochs): what early stopping kept (choose)
+    ste_epochs: int = 0       # the straight-through phase's own epochs (0: epochs; studies set what early stopping kept)
     batch: int = 256
     lr: float = 0.01
     ste_lr: float = 0.0       # 0: lr

@@ -33,7 +33,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples/studies"))
 
 import numpy as np  # noqa: E402
-from choice_study import geometry_study, load_avg  # noqa: E402
+from choice_study import CASES, geometry_study, load_avg  # noqa: E402
 
 
 def main(argv=None):
@@ -126,29 +126,27 @@ def main(argv=None):
           + f" {m[:, 4].mean():.0f}, {m[:, 5].mean():.0f}, {m[:, 6].mean():.0f}"
           + "".join(f", {m[:, 7 + n + j].mean():.0f}" for j in range(n)) + " |")
     if a.perturbed:
-        m = np.array(away)
-        print(f"\nagreement of the integer sketch with the teacher on {a.perturbed:,} perturbed validation inputs\n")
-        print("| seed | candidate | final afresh | final continued |\n|---|---|---|---|")
-        for s, r in zip(a.seeds, m):
-            print(f"| {s} | " + " | ".join("-" if np.isnan(v) else f"{v:.4f}" for v in r) + " |")
-        print("| mean ± std | " + " | ".join("-" if np.isnan(m[:, j]).any() else f"{m[:, j].mean():.4f} ± {m[:, j].std():.4f}"
-                                          for j in range(3)) + " |")
+        seed_table(f"agreement of the integer sketch with the teacher on {a.perturbed:,} perturbed validation inputs",
+                   ["candidate", "final afresh", "final continued"], a.seeds, away)
     if a.fresh:
-        m = np.array(fresh)
-        cols = ["candidate", "final afresh", "final continued"] + labels
-        print(f"\naccuracy of the integer sketch on {a.fresh:,} fresh samples (never seen by the teacher)\n")
-        print("| seed | " + " | ".join(cols) + " |\n|---|" + "---|" * len(cols))
-        for s, r in zip(a.seeds, m):
-            print(f"| {s} | " + " | ".join("-" if np.isnan(v) else f"{v:.4f}" for v in r) + " |")
-        print("| mean ± std | " + " | ".join("-" if np.isnan(m[:, j]).any() else f"{m[:, j].mean():.4f} ± {m[:, j].std():.4f}"
-                                          for j in range(len(cols))) + " |")
+        seed_table(f"accuracy of the integer sketch on {a.fresh:,} fresh samples (never seen by the teacher)",
+                   ["candidate", "final afresh", "final continued"] + labels, a.seeds, fresh)
     print(f"load at the end: {load_avg()}")
+
+
+def seed_table(title: str, cols: list, seeds, values) -> None:
+    """A markdown table of one value per seed and column (NaN: not run, "-"), and their mean ± std."""
+    m = np.array(values)
+    print(f"\n{title}\n")
+    print("| seed | " + " | ".join(cols) + " |\n|---|" + "---|" * len(cols))
+    for s, r in zip(seeds, m):
+        print(f"| {s} | " + " | ".join("-" if np.isnan(v) else f"{v:.4f}" for v in r) + " |")
+    print("| mean ± std | " + " | ".join("-" if np.isnan(m[:, j]).any() else f"{m[:, j].mean():.4f} ± {m[:, j].std():.4f}"
+                                      for j in range(len(cols))) + " |")
 
 
 def fresh_data(case: str, n: int, seed: int = 4242) -> tuple[np.ndarray, np.ndarray]:
     """n new samples (x flat float32, y) of the case's data source from a seed the training and test sets did not use."""
-    from choice_study import CASES
-
     from edgesketch import synthetic
     source = CASES[case][1]
     if source == "mnist1d":
