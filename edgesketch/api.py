@@ -344,7 +344,8 @@ def distill(model, x_train, y_train=None, x_test=None, y_test=None, *, window="a
     Cortex-M0 instructions) on 80% of x_train and scored on the other 20%; the first within max_loss points of the
     teacher's accuracy there (for regression: RMSE at most max_loss percent above the teacher's; without labels,
     agreement with the teacher) is kept, or the most accurate when none is, and the final distil continues from it on
-    the whole of x_train with its full recipe (distill.distill(start=...)). max_loss 0 keeps the most accurate. The
+    the whole of x_train with its full recipe (distill.distill(start=...)), or starts that geometry afresh when the
+    kept one is not within choose.FAR (5) points of the teacher. max_loss 0 keeps the most accurate. The
     candidates' table is in the sketch's meta["choice"] and printed with progress=True.
     progress: True (bars in a terminal or a notebook), False, or a callback(phase, done, total, info).
     source, class_names, meta: provenance recorded in the .esk (the data source's name lets `edgesketch eval/verify`
@@ -407,9 +408,10 @@ def distill(model, x_train, y_train=None, x_test=None, y_test=None, *, window="a
         else:
             cfg = planned
         t0 = time.time()
+        start = None if choice is None or choice.afresh else choice.chosen.sketch    # afresh: far from the teacher
         sk = D.distill(t, xtr.reshape(len(xtr), -1), cfg, meta, None if cb is None else
                        (lambda ph, d, tot, info: cb(f"{choice.chosen.name} (all training data): {ph}", d, tot, info))
-                       if choice is not None else cb, transfer=xt, start=None if choice is None else choice.chosen.sketch)
+                       if choice is not None else cb, transfer=xt, start=start)
         if choice is not None:
             sk.meta["choice"]["final_seconds"] = round(time.time() - t0, 1)
     m = Model(sk, t, x_test, None if y_test is None else np.asarray(y_test))

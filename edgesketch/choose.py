@@ -26,7 +26,10 @@ distill.distill(start=...): no relax phase). examples/studies/final_start.py --f
 it on the validation split and on samples drawn fresh from the data's generator (which the teacher never saw: the
 validation split lies in its training set): the full recipe beat the kept epochs on all five geometries of the gesture
 and mnist1d teachers by 0.1 to 1.0 points on fresh samples, at about 3x the final's time. Starting afresh (relax too)
-lost to continuing on the gestures and won on mnist1d (docs/algorithm-notes.md).
+lost to continuing on the gestures, where the kept candidates were 0.5 to 1.7 points below their teachers on
+validation, and won on mnist1d (+0.57 points on fresh samples), where they were 10.4 to 11.8 below. So when the kept
+candidate is not within FAR (5) points of the teacher (Choice.afresh), its short training is a poor start and the final
+distils the geometry afresh: the distil the caller gets by fixing that geometry (docs/algorithm-notes.md).
 
   classification with labels   accuracy; qualifies at accuracy >= teacher's - max_loss / 100
   regression with labels       RMSE; qualifies at RMSE <= teacher's RMSE x (1 + max_loss / 100)
@@ -55,6 +58,7 @@ SCORING = 0.5           # candidates are scored with this fraction of their epoc
 WORKERS = min(2, os.cpu_count() or 1)   # candidates distilled at once (each uses about 1.3 cores; TensorFlow's
                                         # threads are shared, so two keep a 2-core machine busy)
 MAX_LOSS = 1.0          # default: points of accuracy (percent of the teacher's RMSE) a cheaper sketch may lose
+FAR = 5.0               # a kept candidate further than this below the teacher (max_loss's units) is distilled afresh
 
 
 @dataclass
@@ -79,12 +83,14 @@ class Choice:
     seconds: float
     n_fit: int = 0
     n_val: int = 0
+    afresh: bool = False              # the final distils the kept geometry from scratch rather than from its sketch
     extra: dict = field(default_factory=dict)
 
     def to_meta(self) -> dict:
         """What the .esk records (meta["choice"])."""
         return {"metric": self.metric, "teacher_validation": self.teacher_score, "max_loss": self.max_loss,
                 "chosen": self.chosen.name, "reason": self.reason, "seconds": round(self.seconds, 1),
+                "final": "afresh" if self.afresh else "continued",
                 "split": {"fit": self.n_fit, "validation": self.n_val, "how": "choose.split (stratified, fixed seed)"},
                 "candidates": self.rows}
 
@@ -249,18 +255,23 @@ def choose(teacher, x_train: np.ndarray, y_train, cands: list[Candidate], max_lo
             if best is None or better(s, best[0]):
                 best = (s, c)
             if ok:
-                chosen = c
+                chosen, kept = c, s
                 stop.set()      # the costlier candidates already started end at their next epoch
                 reason = (f"kept {c.name}: the cheapest candidate within {_allowance(metric, max_loss)} of the teacher's "
                           f"validation {metric} ({teacher_score:.4f})" + (f"; the {i} cheaper one(s) were not" if i else ""))
         for f in running.values():     # started before a cheaper one qualified: they stop at their next epoch
             f.cancel()
     if chosen is None:
-        chosen = best[1]
+        chosen, kept = best[1], best[0]
         reason = (f"kept {chosen.name}: the best validation {metric} ({best[0]:.4f}) of the {len(cands)} candidates; "
                   + ("max_loss 0 asks for the best one" if max_loss == 0 else
                      f"none was within {_allowance(metric, max_loss)} of the teacher ({teacher_score:.4f})"))
-    return Choice(metric, float(teacher_score), max_loss, rows, chosen, reason, time.time() - t0, len(fit), len(val))
+    afresh = not qualifies(kept, teacher_score, FAR)
+    if afresh:
+        reason += (f"; it is not within {_allowance(metric, FAR)} of the teacher, so the final distils it afresh (relax "
+                   "phase included) rather than continuing from its short training")
+    return Choice(metric, float(teacher_score), max_loss, rows, chosen, reason, time.time() - t0, len(fit), len(val),
+                  afresh)
 
 
 class _Stopped(Exception):

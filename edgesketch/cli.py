@@ -55,7 +55,8 @@ a time; each is distilled on 80% of the training set (half its epochs and augmen
 20% (never the test set). It keeps the first within --max-loss points of the teacher's accuracy there (regression:
 RMSE within that percentage above the teacher's; without labels, agreement with the teacher), or the most accurate,
 prints the candidates, and continues the kept one on the whole training set with its full recipe (from its
-hyperplanes and tables: the straight-through and table phases). --window, --stride, --dilation,
+hyperplanes and tables: the straight-through and table phases), or distils its geometry afresh when it is more than 5
+points from the teacher (its short training is then a poor start). --window, --stride, --dilation,
 --padding, --pool, --regions or --flat-branch fix the geometry and skip the choice; other options (--tables, --bits,
 --count-bits, --codebook, ...) apply to every candidate.
 Windowed geometries follow the input's length: stride ceil(T / 32) (8, 16 and 32 read-out positions are the

@@ -115,6 +115,7 @@ def test_candidates_are_scored_with_the_shorter_recipe(monkeypatch):
         assert s["cfg"].aug_size == 20000 and cand.cfg.aug_size == 0       # half of max(40000, 10 x 96)
     assert c.chosen.cfg == cands[1].cfg and c.rows[1]["epochs_kept"] == {"ste": 3, "refit": 2}
     assert c.chosen.sketch.good and cands[1].sketch is None     # the final distil continues from the kept sketch
+    assert not c.afresh and c.to_meta()["final"] == "continued"
     assert choose.shorter(cands[0].cfg, 1, 96) is cands[0].cfg
 
 
@@ -139,6 +140,30 @@ def test_when_none_qualifies_the_best_is_kept_with_its_full_recipe(monkeypatch, 
     c = choose.choose(teacher, x, y, cands, max_loss, workers=1)
     assert "best validation accuracy" in c.reason and c.chosen.sketch.wrong == 1
     assert c.chosen.name == cands[-1].name and c.chosen.cfg == cands[-1].cfg and None not in [r["score"] for r in c.rows]
+    # one class of six missed: 17 points below the teacher, beyond FAR, so the final distils the geometry afresh
+    assert c.afresh and "afresh" in c.reason and c.to_meta()["final"] == "afresh"
+
+
+@pytest.mark.parametrize("gap, afresh", [(4.0, False), (6.0, True)])
+def test_the_final_starts_afresh_only_far_from_the_teacher(monkeypatch, gap, afresh):
+    """The kept candidate within FAR (5) points of the teacher: the final continues from its sketch; further: afresh
+    (es.distill passes start=None), whether or not it qualified under max_loss."""
+    from types import SimpleNamespace
+
+    from edgesketch import distillation, sketch
+    n = 1000
+    y = np.arange(n) % 5
+    x = np.zeros((n, 40), np.float32)
+    x[:, 0] = y
+    teacher = SimpleNamespace(task="classification", outputs=lambda v: np.eye(5)[v[:, 0].round().astype(int)])
+    cands = choose.candidates((40, 1), 5, {})
+    monkeypatch.setattr(distillation, "distill", lambda t, xf, cfg, meta, cb, **kw: SimpleNamespace(meta={}))
+    miss = lambda v: np.arange(len(v)) < round(gap / 100 * len(v))     # every sketch misses gap% of the inputs
+    monkeypatch.setattr(sketch, "int_outputs", lambda sk, v: np.eye(5)[(v[:, 0].round().astype(int) + miss(v)) % 5])
+    for max_loss in (1, 10):                                   # none qualifies; every one qualifies (the flat is kept)
+        c = choose.choose(teacher, x, y, cands, max_loss, workers=1)
+        assert c.afresh is afresh and ("afresh" in c.reason) is afresh, (max_loss, c.reason)
+        assert c.chosen.name == "flat" and c.to_meta()["final"] == ("afresh" if afresh else "continued")
 
 
 @pytest.mark.parametrize("bad", [-1, "abc", float("nan"), None, True])
@@ -270,3 +295,29 @@ def test_teacher_remembers_the_last_large_batch():
     assert np.allclose(t.outputs(x), 2 * x[:, :2]) and len(calls) == 6
     t.outputs(x[:10]), t.outputs(x[:10])                          # small batches are not remembered
     assert len(calls) == 8
+
+
+@pytest.mark.parametrize("afresh", [False, True])
+def test_es_distill_continues_from_the_kept_sketch_unless_afresh(monkeypatch, afresh):
+    """es.distill's final: start=the kept candidate's sketch, or None (from scratch) when the choice says afresh."""
+    import keras
+
+    from edgesketch import distillation
+    model = keras.Sequential([keras.Input((40, 1)), keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")])
+    kept, seen = object(), {}
+
+    def fake_choose(t, x, y, cands, max_loss, **kw):
+        return choose.Choice("accuracy", 1.0, max_loss, [], choose.replace(cands[-1], sketch=kept), "why", 0.0,
+                             afresh=afresh)
+
+    class Final(Exception):
+        pass
+
+    def fake_distill(t, x, cfg, meta, cb, **kw):
+        seen.update(kw, cfg=cfg)
+        raise Final
+    monkeypatch.setattr(choose, "choose", fake_choose)
+    monkeypatch.setattr(distillation, "distill", fake_distill)
+    with pytest.raises(Final):
+        es.distill(model, np.random.default_rng(0).normal(size=(30, 40, 1)), np.arange(30) % 3, progress=False)
+    assert seen["start"] is (None if afresh else kept) and seen["cfg"].windowed
