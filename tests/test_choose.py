@@ -184,16 +184,17 @@ def test_bad_max_loss_is_one_line_on_the_command_line(bad, tmp_path):
 
 @pytest.mark.slow
 def test_first_candidate_within_max_loss_is_kept(mnist1d_cnn_teacher, tmp_path):
-    """max_loss 100: the flat sketch (cheapest) qualifies, nothing else is distilled, and the final distil continues
-    from it (no relax phase); max_loss 0: every candidate is distilled and the best validation score is kept. The
-    table is in the sketch's meta and printed by the CLI."""
+    """max_loss 100: the flat sketch (cheapest) qualifies, nothing else is distilled; it is far more than choose.FAR
+    below the teacher, so the final distils it afresh (relax phase included); max_loss 0: every candidate is distilled
+    and the best validation score is kept. The table is in the sketch's meta and printed by the CLI."""
     ds = data.load("mnist1d")
     phases = []
     loose = es.distill(str(mnist1d_cnn_teacher), ds.x_train, ds.y_train, max_loss=100, **QUICK,
                        progress=lambda ph, *a: phases.append(ph))
     final = {p.split(": ")[-1] for p in phases if "(all training data)" in p}
-    assert final == {"relabel", "ste", "hash", "refit"}              # continued from the kept candidate: no relax
     c = loose.sketch.meta["choice"]
+    assert c["candidates"][0]["score"] < c["teacher_validation"] - choose.FAR / 100 and c["final"] == "afresh"
+    assert final == {"relabel", "relax", "ste", "hash", "refit"}     # afresh: relax too (continuing has none)
     assert loose.sketch.is_flat and c["chosen"] == "flat" and c["max_loss"] == 100
     assert [r["score"] is not None for r in c["candidates"]] == [True, False, False, False]
     assert "not tried" in c["candidates"][1]["verdict"] and c["split"] == {"fit": 3200, "validation": 800,
@@ -300,6 +301,8 @@ def test_teacher_remembers_the_last_large_batch():
 @pytest.mark.parametrize("afresh", [False, True])
 def test_es_distill_continues_from_the_kept_sketch_unless_afresh(monkeypatch, afresh):
     """es.distill's final: start=the kept candidate's sketch, or None (from scratch) when the choice says afresh."""
+    from dataclasses import replace
+
     import keras
 
     from edgesketch import distillation
@@ -307,7 +310,7 @@ def test_es_distill_continues_from_the_kept_sketch_unless_afresh(monkeypatch, af
     kept, seen = object(), {}
 
     def fake_choose(t, x, y, cands, max_loss, **kw):
-        return choose.Choice("accuracy", 1.0, max_loss, [], choose.replace(cands[-1], sketch=kept), "why", 0.0,
+        return choose.Choice("accuracy", 1.0, max_loss, [], replace(cands[-1], sketch=kept), "why", 0.0,
                              afresh=afresh)
 
     class Final(Exception):
