@@ -7,8 +7,9 @@ from the digits MLP teacher (build/teachers/digits-mlp.keras) once per seed on t
     python examples/studies/flat_seeds.py --src /tmp/es-c934504                                       # another checkout
 
 ES_NO_XLA=1 runs the training steps as plain TensorFlow graphs instead of XLA-compiled ones (edgesketch/distillation.py,
-_Fit.compiled). Configurations: the bench's (edgesketch/bench/run.py SKETCHES and STRUCTURE): default (L16 K6 P48 s8),
-codebook (the same, 256 shared rows), small (int4 L16 K4 P32 s8, window selectors, balanced signs).
+_Fit.compiled). Configurations: the bench's, read from the checkout's edgesketch/bench/run.py (SKETCHES, and STRUCTURE
+for digits) by label: default (L16 K6 P48 s8), codebook (the same, 256 shared rows), small (int4 L16 K4 P32 s8, window
+selectors and balanced signs on digits).
 """
 from __future__ import annotations
 
@@ -22,9 +23,8 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 ROOT = Path(__file__).resolve().parents[2]
 
-CONFIGS = {"default": dict(tables=16, bits=6, hyperplanes=48, taps=8),
-           "codebook": dict(tables=16, bits=6, hyperplanes=48, taps=8, codebook=256),
-           "small": dict(tables=16, bits=4, hyperplanes=32, taps=8, count_bits=4, selectors="window", signs="balanced")}
+CONFIGS = {"default": "sketch L16 K6 P48 s8", "codebook": "sketch L16 K6 P48 s8 codebook 256",
+           "small": "sketch int4 L16 K4 P32 s8"}     # name: the bench's label (edgesketch/bench/run.py SKETCHES)
 
 
 def main(argv=None) -> None:
@@ -41,6 +41,8 @@ def main(argv=None) -> None:
     old = (a.src / "edgesketch/distill.py").exists()          # checkouts before the module was renamed
     D = importlib.import_module("edgesketch.distill" if old else "edgesketch.distillation")
     S, data, T = (importlib.import_module(f"edgesketch.{m}") for m in ("sketch", "data", "teacher"))
+    bench = importlib.import_module("edgesketch.bench.run")
+    sketches = {label: (mode, kw) for label, mode, kw, _ in bench.SKETCHES}
     ds, tch = data.load("sklearn:digits"), T.load(str(a.teacher))
     flat = lambda v: np.asarray(v, np.float32).reshape(len(v), -1)
     xtr, xte = flat(ds.x_train), flat(ds.x_test)
@@ -50,7 +52,8 @@ def main(argv=None) -> None:
     for name in a.configs:
         accs, t0 = [], time.time()
         for seed in a.seeds:
-            cfg = D.Config(mode="learned", seed=seed, **CONFIGS[name])
+            mode, kw = sketches[CONFIGS[name]]
+            cfg = D.Config(mode=mode, seed=seed, **kw, **bench.STRUCTURE.get(("sklearn:digits", CONFIGS[name]), {}))
             sk = D.distill(tch, xtr, cfg, {"source": "sklearn:digits", "class_names": [], "input_shape": list(tch.input_shape)})
             accs.append(float(np.mean(S.int_scores(sk, S.quantize_inputs(sk, xte)).argmax(1) == ds.y_test)))
         print(f"| {name} | " + " | ".join(f"{v:.4f}" for v in accs)
