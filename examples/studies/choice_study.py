@@ -7,6 +7,7 @@ instructions per inference, and the distil time (the choice and the final distil
     python examples/studies/choice_study.py mnist1d --window 9 --stride 2        # a fixed geometry (no choice)
     python examples/studies/choice_study.py vibration imu --boards qemu-m4
     python examples/studies/choice_study.py gestures-conv1d --boards --workers 1  # the choice one candidate at a time
+    python examples/studies/choice_study.py gestures-gru --size tables=25        # a size option on every candidate
 
 Defaults are chosen on the validation split inside distill (choose.choose); the test set is only scored here, once per
 sketch. Device counts: the seed's sketch built for each board and run under QEMU on the first --samples test inputs
@@ -100,6 +101,8 @@ def main(argv=None):
     ap.add_argument("--max-loss", type=float, default=1.0)
     ap.add_argument("--window", help="a fixed window size (no choice): 9, or flat")
     ap.add_argument("--stride", type=int, help="with --window: the stride")
+    ap.add_argument("--size", nargs="*", default=[], metavar="KEY=N",
+                    help="size options every candidate gets, as distill's --tables etc. (e.g. tables=25 count_bits=4)")
     ap.add_argument("--json", help="default build/study/choice-<cases>.json")
     ap.add_argument("--save", help="save every sketch here as <case>-seed<S>.esk")
     ap.add_argument("--workers", type=int, help="candidates distilled at once (default choose.WORKERS: 2 on 2 cores "
@@ -115,6 +118,9 @@ def main(argv=None):
         fixed["window"] = "flat" if a.window == "flat" else (int(a.window),)
         if a.stride:
             fixed["stride"] = (a.stride,)
+    for kv in a.size:
+        key, _, v = kv.partition("=")
+        fixed[key] = int(v)
     rows = json.loads(Path(a.tables).read_text()) if a.tables else []
     if a.tables:
         a.cases, a.boards = [c for c in a.cases if any(r["case"] == c for r in rows)], sorted(rows[0]["device"])
