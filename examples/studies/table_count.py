@@ -10,7 +10,7 @@ drawn from the case's generator with a seed the training and test sets did not u
     python examples/studies/table_count.py gestures-gru --stride 4 --dilation 2 --variants 15 25 "15+flat"
     python examples/studies/table_count.py mnist1d --stride 2 --dilation 1 --variants 15 "15+flat"
 
-A variant is a table count, optionally "+flat": a flat branch of (8, 6, 48, 8) (L, K, P, s) beside the windows.
+A variant is a table count, optionally "+flat": the 2-D family's flat branch (L8 K6 P48 s8) beside the windows.
 """
 from __future__ import annotations
 
@@ -25,9 +25,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples/studies")
 import numpy as np  # noqa: E402
 from choice_study import geometry_study, load_avg  # noqa: E402
 from final_start import fresh_data, seed_table  # noqa: E402
-
-FLAT = (8, 6, 48, 8)
-
 
 def main(argv=None):
     from edgesketch import distillation as D
@@ -48,7 +45,7 @@ def main(argv=None):
         for v in a.variants:
             tables, _, flat = v.partition("+")
             cfg = D.config(t.input_shape, (a.window,), stride=(a.stride,), dilation=(a.dilation,), seed=seed,
-                           tables=int(tables), flat_branch=FLAT if flat else ())
+                           tables=int(tables), flat_branch=D.FAMILIES[2]["flat_branch"] if flat else ())
             t0 = time.time()
             sk = D.distill(t, x[fit], cfg, {})
             sr.append(time.time() - t0)
