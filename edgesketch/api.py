@@ -346,7 +346,8 @@ def distill(model, x_train, y_train=None, x_test=None, y_test=None, *, window="a
     agreement with the teacher) is kept, or the most accurate when none is, and the final distil continues from it on
     the whole of x_train with its full recipe (distill.distill(start=...)), or starts that geometry afresh when the
     kept one is not within choose.FAR (5) points of the teacher. max_loss 0 keeps the most accurate. The
-    candidates' table is in the sketch's meta["choice"] and printed with progress=True.
+    candidates' table is in the sketch's meta["choice"] (with "qualified": whether the kept one came within max_loss,
+    and "final": "continued" or "afresh") and printed with progress=True.
     progress: True (bars in a terminal or a notebook), False, or a callback(phase, done, total, info).
     source, class_names, meta: provenance recorded in the .esk (the data source's name lets `edgesketch eval/verify`
     find the test set again). input_units: the inputs' unit ("g"), or one per channel ("g", "g", "g", "dps", ...);

@@ -84,13 +84,14 @@ class Choice:
     n_fit: int = 0
     n_val: int = 0
     afresh: bool = False              # the final distils the kept geometry from scratch rather than from its sketch
+    qualified: bool = False           # the kept candidate came within max_loss of the teacher (False: the best was kept)
     extra: dict = field(default_factory=dict)
 
     def to_meta(self) -> dict:
         """What the .esk records (meta["choice"])."""
         return {"metric": self.metric, "teacher_validation": self.teacher_score, "max_loss": self.max_loss,
                 "chosen": self.chosen.name, "reason": self.reason, "seconds": round(self.seconds, 1),
-                "final": "afresh" if self.afresh else "continued",
+                "final": "afresh" if self.afresh else "continued", "qualified": self.qualified,
                 "split": {"fit": self.n_fit, "validation": self.n_val, "how": "choose.split (stratified, fixed seed)"},
                 "candidates": self.rows}
 
@@ -261,6 +262,7 @@ def choose(teacher, x_train: np.ndarray, y_train, cands: list[Candidate], max_lo
                           f"validation {metric} ({teacher_score:.4f})" + (f"; the {i} cheaper one(s) were not" if i else ""))
         for f in running.values():     # started before a cheaper one qualified: they stop at their next epoch
             f.cancel()
+    qualified = chosen is not None
     if chosen is None:
         chosen, kept = best[1], best[0]
         reason = (f"kept {chosen.name}: the best validation {metric} ({best[0]:.4f}) of the {len(cands)} candidates; "
@@ -271,7 +273,7 @@ def choose(teacher, x_train: np.ndarray, y_train, cands: list[Candidate], max_lo
         reason += (f"; it is not within {_allowance(metric, FAR)} of the teacher, so the final distils it afresh (relax "
                    "phase included) rather than continuing from its short training")
     return Choice(metric, float(teacher_score), max_loss, rows, chosen, reason, time.time() - t0, len(fit), len(val),
-                  afresh)
+                  afresh, qualified)
 
 
 class _Stopped(Exception):

@@ -115,7 +115,7 @@ def test_candidates_are_scored_with_the_shorter_recipe(monkeypatch):
         assert s["cfg"].aug_size == 20000 and cand.cfg.aug_size == 0       # half of max(40000, 10 x 96)
     assert c.chosen.cfg == cands[1].cfg and c.rows[1]["epochs_kept"] == {"ste": 3, "refit": 2}
     assert c.chosen.sketch.good and cands[1].sketch is None     # the final distil continues from the kept sketch
-    assert not c.afresh and c.to_meta()["final"] == "continued"
+    assert not c.afresh and c.to_meta()["final"] == "continued" and c.qualified and c.to_meta()["qualified"] is True
     assert choose.shorter(cands[0].cfg, 1, 96) is cands[0].cfg
 
 
@@ -139,6 +139,7 @@ def test_when_none_qualifies_the_best_is_kept_with_its_full_recipe(monkeypatch, 
                         lambda sk, v: np.eye(6)[(v[:, 0].round().astype(int) + (v[:, 0].round() < sk.wrong)) % 6])
     c = choose.choose(teacher, x, y, cands, max_loss, workers=1)
     assert "best validation accuracy" in c.reason and c.chosen.sketch.wrong == 1
+    assert not c.qualified and c.to_meta()["qualified"] is False
     assert c.chosen.name == cands[-1].name and c.chosen.cfg == cands[-1].cfg and None not in [r["score"] for r in c.rows]
     # one class of six missed: 17 points below the teacher, beyond FAR, so the final distils the geometry afresh
     assert c.afresh and "afresh" in c.reason and c.to_meta()["final"] == "afresh"
@@ -164,6 +165,20 @@ def test_the_final_starts_afresh_only_far_from_the_teacher(monkeypatch, gap, afr
         c = choose.choose(teacher, x, y, cands, max_loss, workers=1)
         assert c.afresh is afresh and ("afresh" in c.reason) is afresh, (max_loss, c.reason)
         assert c.chosen.name == "flat" and c.to_meta()["final"] == ("afresh" if afresh else "continued")
+
+
+def test_distill_prints_a_hint_when_no_candidate_qualifies():
+    """After the choice, the CLI says what it kept and why; when no candidate came within --max-loss it also says what
+    to try (more tables, or a larger --max-loss); not when one qualified or when --max-loss 0 asked for the best."""
+    from edgesketch.cli import _choice_lines
+    base = {"chosen": "window 9 stride 4 dilation 2 (16 read-outs)", "seconds": 50.0, "final_seconds": 30.0}
+    best = dict(base, reason="kept window 9 ...: the best validation accuracy (0.9767) of the 4 candidates; none was "
+                             "within 1 points of the teacher (0.9933)", max_loss=1.0, qualified=False)
+    lines = _choice_lines(best)
+    assert len(lines) == 2 and lines[0].startswith("chose window 9 stride 4 dilation 2 (16 read-outs) (the best")
+    assert "--max-loss 1 of the teacher" in lines[1] and "--tables 25" in lines[1] and "larger --max-loss" in lines[1]
+    ok = dict(base, reason="kept flat: the cheapest candidate within 1 points ...", max_loss=1.0, qualified=True)
+    assert len(_choice_lines(ok)) == 1 and len(_choice_lines(dict(best, max_loss=0.0))) == 1
 
 
 @pytest.mark.parametrize("bad", [-1, "abc", float("nan"), None, True])
@@ -195,7 +210,7 @@ def test_first_candidate_within_max_loss_is_kept(mnist1d_cnn_teacher, tmp_path):
     c = loose.sketch.meta["choice"]
     assert c["candidates"][0]["score"] < c["teacher_validation"] - choose.FAR / 100 and c["final"] == "afresh"
     assert final == {"relabel", "relax", "ste", "hash", "refit"}     # afresh: relax too (continuing has none)
-    assert loose.sketch.is_flat and c["chosen"] == "flat" and c["max_loss"] == 100
+    assert loose.sketch.is_flat and c["chosen"] == "flat" and c["max_loss"] == 100 and c["qualified"] is True
     assert [r["score"] is not None for r in c["candidates"]] == [True, False, False, False]
     assert "not tried" in c["candidates"][1]["verdict"] and c["split"] == {"fit": 3200, "validation": 800,
                                                                              "how": "choose.split (stratified, fixed seed)"}
@@ -204,6 +219,7 @@ def test_first_candidate_within_max_loss_is_kept(mnist1d_cnn_teacher, tmp_path):
     assert code == 0, err
     text = " ".join((out + err).split())
     assert "candidates, cheapest first" in text and "max_loss 0 asks for the best one" in text and "s left" in text
+    assert "hint:" not in text                                    # max_loss 0 asked for the best: nothing to suggest
     code, out, _ = run_cli("info", tmp_path / "best.esk", "--json")
     c = json.loads(out)["choice"]
     scores = [r["score"] for r in c["candidates"]]
