@@ -393,7 +393,7 @@ def _choice_lines(choice: dict) -> list[str]:
     --max-loss (0 asks for the best, so not then), what to try."""
     lines = [f"chose {choice['chosen']} ({choice['reason'].split(': ', 1)[1]}); choice {choice['seconds']:.0f} s, "
              f"final distil on the whole training set {choice['final_seconds']:.0f} s"]
-    if choice["max_loss"] > 0 and not choice.get("qualified", True):
+    if choice["max_loss"] > 0 and not choice["qualified"]:
         lines.append(f"hint: no candidate came within --max-loss {choice['max_loss']:g} of the teacher. More tables may "
                      "bring the sketch closer, at more distil time and instructions (--tables is a size option: every "
                      "candidate gets it; --tables 25 took the gesture GRU from 1.03 to 0.43 points below its teacher: "

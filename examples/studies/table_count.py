@@ -26,6 +26,7 @@ import numpy as np  # noqa: E402
 from choice_study import geometry_study, load_avg  # noqa: E402
 from final_start import fresh_data, seed_table  # noqa: E402
 
+
 def main(argv=None):
     from edgesketch import distillation as D
     from edgesketch.sketch import int_outputs
@@ -51,11 +52,11 @@ def main(argv=None):
             sr.append(time.time() - t0)
             vr.append(acc(sk, x[val], y[val]))
             fr.append(acc(sk, xf, yf))
-            nbytes[v] = sum(int(b.counts.size) for b in sk.branches)
+            nbytes[v] = sk.table_bytes
             print(f"seed {seed} {v}: validation {vr[-1]:.4f}, fresh {fr[-1]:.4f}, {sr[-1]:.0f} s, "
-                  f"{nbytes[v]:,} table cells", flush=True)
+                  f"{nbytes[v]:,} table bytes", flush=True)
         vals.append(vr), fresh.append(fr), secs.append(sr)
-    cols = [f"L{v} ({nbytes[v]:,} cells)" for v in a.variants]
+    cols = [f"L{v} ({nbytes[v]:,} table bytes)" for v in a.variants]
     head = f"{a.case}, window {a.window} stride {a.stride} dilation {a.dilation}"
     seed_table(f"{head}: integer accuracy on the validation split ({len(val)} samples)", cols, a.seeds, vals)
     seed_table(f"{head}: integer accuracy on {a.fresh:,} fresh samples", cols, a.seeds, fresh)
